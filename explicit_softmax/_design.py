@@ -1,0 +1,291 @@
+"""The design matrix ``X``: dense, sparse and token inputs behind one interface.
+
+Every computation in the library touches ``X`` through four products, so each
+input kind implements exactly these (``W`` is (N, M), ``G`` is (T, M)):
+
+* ``logits(W)``   -> ``X W``            (T, M), for predictions;
+* ``rmatmul(G)``  -> ``X^T G``          (N, M) float64, for statistics and gradients;
+* ``row_mass()``  -> ``X 1``            (T,), the per-sample feature mass;
+* ``gram(w)``     -> ``X^T diag(w) X``  (N, N) float64, for the Newton solver.
+
+Inputs are validated where they are read (chunk by chunk for dense arrays), so a
+bad value raises a ``ValueError`` that names it instead of a NaN downstream.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterator
+
+import numpy as np
+import scipy.sparse as sp
+
+# Rows per chunk for dense products. Statistics are accumulated per chunk in
+# float32 BLAS and summed in float64: the float32 rounding error of a 2048-row
+# sum is ~1e-7 relative, so results do not depend on how the data is split
+# (to far below 1e-6), while the cost stays that of one float32 pass over X.
+CHUNK_ROWS = 2048
+
+
+@dataclasses.dataclass(frozen=True)
+class TokenFeatures:
+  """Positional one-hot context features, stored as token indices.
+
+  Sample ``t`` has ``K`` context tokens ``ids[t, k]`` in ``[0, vocab_size)``;
+  its feature vector is the concatenation of ``K`` one-hot blocks of width
+  ``vocab_size``, i.e. feature ``k * vocab_size + ids[t, k]`` is 1. The dense
+  ``T x (K V)`` matrix is never built.
+
+  Attributes:
+    ids: (T, K) integer array of token indices (a (T,) array means K = 1).
+    vocab_size: V, the width of each one-hot block.
+  """
+
+  ids: np.ndarray
+  vocab_size: int
+
+  def __post_init__(self):
+    ids = np.asarray(self.ids)
+    if ids.ndim == 1:
+      ids = ids[:, None]
+    if ids.ndim != 2:
+      raise ValueError(
+          f"TokenFeatures ids must have shape (n_samples, n_context); got {ids.shape}.")
+    if not np.issubdtype(ids.dtype, np.integer):
+      raise ValueError(f"TokenFeatures ids must be integers; got dtype {ids.dtype}.")
+    if int(self.vocab_size) < 1:
+      raise ValueError(f"vocab_size must be positive; got {self.vocab_size}.")
+    if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+      raise ValueError(
+          f"token ids must lie in [0, vocab_size={self.vocab_size}); found values in "
+          f"[{ids.min()}, {ids.max()}]. Pass the vocabulary size of the corpus.")
+    object.__setattr__(self, "ids", ids)
+    object.__setattr__(self, "vocab_size", int(self.vocab_size))
+
+  @property
+  def shape(self) -> tuple[int, int]:
+    return (self.ids.shape[0], self.ids.shape[1] * self.vocab_size)
+
+  def __len__(self) -> int:
+    return self.ids.shape[0]
+
+  def __getitem__(self, rows) -> "TokenFeatures":
+    return TokenFeatures(self.ids[rows], self.vocab_size)
+
+  def feature_indices(self) -> np.ndarray:
+    """(T, K) column indices ``k V + ids[t, k]`` of the nonzero features."""
+    return self.ids + self.vocab_size * np.arange(self.ids.shape[1])
+
+  def to_csr(self) -> sp.csr_matrix:
+    """The equivalent ``scipy.sparse`` CSR matrix (T, K V), ones as values."""
+    t, k = self.ids.shape
+    return sp.csr_matrix(
+        (np.ones(t * k, np.float32), self.feature_indices().ravel(),
+         np.arange(0, t * k + 1, k)), shape=self.shape)
+
+
+def _check_dense_chunk(chunk: np.ndarray, offset: int) -> None:
+  if chunk.dtype.kind == "u" or chunk.dtype.kind == "b":
+    return  # unsigned and boolean data are nonnegative and finite by type
+  if not np.isfinite(chunk).all():
+    row = offset + int(np.argwhere(~np.isfinite(chunk))[0, 0])
+    raise ValueError(
+        f"X contains NaN or inf (first in row {row}). Remove or impute these "
+        "values before fitting.")
+  if chunk.size and chunk.min() < 0:
+    row = offset + int(np.argwhere(chunk < 0)[0, 0])
+    raise ValueError(
+        f"X has negative entries (first in row {row}); the explicit solution needs "
+        "nonnegative features (counts, intensities, activations after ReLU/softmax). "
+        "Shift or rescale the features, e.g. X - X.min(axis=0).")
+
+
+class DenseDesign:
+  """A dense (T, N) array; read in chunks of ``CHUNK_ROWS`` rows."""
+
+  def __init__(self, x: np.ndarray):
+    self.x = x
+
+  @property
+  def shape(self):
+    return self.x.shape
+
+  def chunks(self) -> Iterator[tuple[slice, np.ndarray]]:
+    for start in range(0, self.x.shape[0], CHUNK_ROWS):
+      rows = slice(start, min(start + CHUNK_ROWS, self.x.shape[0]))
+      chunk = self.x[rows]
+      _check_dense_chunk(chunk, start)
+      # float32 is what BLAS is fastest at; uint8 images are cast per chunk so
+      # the caller never pays for a full float copy of X.
+      yield rows, chunk.astype(np.float32, copy=False)
+
+  def logits(self, w: np.ndarray) -> np.ndarray:
+    w = np.asarray(w, np.float32)
+    out = np.empty((self.x.shape[0], w.shape[1]), np.float32)
+    for rows, chunk in self.chunks():
+      out[rows] = chunk @ w
+    return out
+
+  def rmatmul(self, g) -> np.ndarray:
+    return self.one_pass(g)[0]
+
+  def row_mass(self) -> np.ndarray:
+    return self.x.sum(axis=1, dtype=np.float64)
+
+  def gram(self, w: np.ndarray) -> np.ndarray:
+    return self.one_pass(np.zeros((self.x.shape[0], 0)), w)[2]
+
+  def one_pass(self, g, w=None):
+    """``(X^T G, X 1, X^T diag(w) X or None)`` in a single pass over ``X``.
+
+    ``G`` is dense or scipy.sparse (T, M); each chunk of ``X`` is read (and
+    validated) once while it is hot in cache.
+    """
+    n = self.x.shape[1]
+    xtg = np.zeros((n, g.shape[1]), np.float64)
+    mass = np.empty(self.x.shape[0], np.float64)
+    gram = None if w is None else np.zeros((n, n), np.float64)
+    for rows, chunk in self.chunks():
+      g_rows = g[rows]
+      g_rows = g_rows.toarray() if sp.issparse(g_rows) else g_rows
+      xtg += chunk.T @ g_rows.astype(np.float32)
+      mass[rows] = chunk.sum(axis=1, dtype=np.float64)
+      if gram is not None:
+        gram += chunk.T @ (chunk * w[rows, None].astype(np.float32))
+    return xtg, mass, gram
+
+  def take(self, rows) -> "DenseDesign":
+    return DenseDesign(self.x[rows])
+
+  def jax_data(self):
+    """``X`` as a device array, for jitted full-batch refinement."""
+    import jax.numpy as jnp
+    return jnp.asarray(self.x)
+
+  @staticmethod
+  def jax_logits(data, w):
+    """``X W`` inside jitted code, for the object returned by ``jax_data``."""
+    return data.astype(w.dtype) @ w
+
+
+class SparseDesign:
+  """A ``scipy.sparse`` matrix, kept in CSR form and never densified."""
+
+  def __init__(self, x: sp.spmatrix):
+    self.x = x
+
+  @property
+  def shape(self):
+    return self.x.shape
+
+  def logits(self, w):
+    return np.asarray(self.x @ np.asarray(w, np.float32), np.float32)
+
+  def rmatmul(self, g):
+    g = g.astype(np.float64) if sp.issparse(g) else np.asarray(g, np.float64)
+    out = self.x.T.astype(np.float64) @ g
+    return out.toarray() if sp.issparse(out) else np.asarray(out)
+
+  def row_mass(self):
+    return np.asarray(self.x.sum(axis=1, dtype=np.float64)).ravel()
+
+  def gram(self, w):
+    x64 = self.x.astype(np.float64)
+    return (x64.T @ sp.diags(np.asarray(w, np.float64)) @ x64).toarray()
+
+  def one_pass(self, g, w=None):
+    return self.rmatmul(g), self.row_mass(), None if w is None else self.gram(w)
+
+  def take(self, rows):
+    return SparseDesign(self.x[rows])
+
+  def jax_data(self):
+    from jax.experimental import sparse as jsparse
+    return jsparse.BCOO.from_scipy_sparse(self.x.astype(np.float32))
+
+  @staticmethod
+  def jax_logits(data, w):
+    return data @ w
+
+
+class TokenDesign(SparseDesign):
+  """Token contexts: products are gathers and scatter-adds over token ids."""
+
+  def __init__(self, tokens: TokenFeatures):
+    super().__init__(tokens.to_csr())
+    self.tokens = tokens
+
+  def logits(self, w):
+    w = np.asarray(w, np.float32)
+    idx = self.tokens.feature_indices()
+    out = w[idx[:, 0]].copy()
+    for k in range(1, idx.shape[1]):
+      out += w[idx[:, k]]
+    return out
+
+  def row_mass(self):
+    return np.full(self.tokens.ids.shape[0], float(self.tokens.ids.shape[1]))
+
+  def take(self, rows):
+    return TokenDesign(self.tokens[rows])
+
+  def jax_data(self):
+    import jax.numpy as jnp
+    return jnp.asarray(self.tokens.feature_indices(), jnp.int32)
+
+  @staticmethod
+  def jax_logits(data, w):
+    # A sum of K gathered rows: the one-hot product without the one-hot matrix.
+    return w[data].sum(axis=1)
+
+
+def as_design(x, *, n_features: int | None = None):
+  """Validates ``X`` and wraps it in the matching design class.
+
+  Args:
+    x: (T, N) nonnegative dense array (numpy or JAX, any real dtype, uint8 images
+      included), a ``scipy.sparse`` matrix, or a :class:`TokenFeatures`.
+    n_features: if given, the number of columns ``X`` must have (at predict time).
+
+  Returns:
+    A ``DenseDesign``, ``SparseDesign`` or ``TokenDesign``.
+
+  Raises:
+    ValueError: wrong shape or dtype, no samples, negative or non-finite values.
+  """
+  if isinstance(x, TokenFeatures):
+    design = TokenDesign(x)
+  elif sp.issparse(x):
+    if x.ndim != 2:
+      raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {x.shape}.")
+    x = x.tocsr()
+    if x.dtype.kind not in "biuf":
+      raise ValueError(f"X must hold real numbers; got dtype {x.dtype}.")
+    if x.nnz and not np.isfinite(x.data).all():
+      raise ValueError("X contains NaN or inf. Remove or impute these values.")
+    if x.nnz and x.data.min() < 0:
+      raise ValueError(
+          "X has negative entries; the explicit solution needs nonnegative features. "
+          "Shift or rescale the features first.")
+    design = SparseDesign(x)
+  else:
+    if hasattr(x, "__jax_array__") or type(x).__module__.startswith("jax"):
+      x = np.asarray(x)  # one device-to-host copy; products run on BLAS
+    x = np.asarray(x)
+    if x.dtype == object or x.dtype.kind not in "biuf":
+      raise ValueError(
+          f"X must be a numeric array, scipy.sparse matrix or TokenFeatures; got "
+          f"dtype {x.dtype}.")
+    if x.ndim != 2:
+      raise ValueError(
+          f"X must be 2-D (n_samples, n_features); got shape {x.shape}. For one "
+          "sample use X[None, :]; for images flatten with X.reshape(len(X), -1).")
+    design = DenseDesign(x)
+  t, n = design.shape
+  if t == 0:
+    raise ValueError("X has no samples (0 rows); pass at least one sample.")
+  if n_features is not None and n != n_features:
+    raise ValueError(
+        f"X has {n} features but the model was fitted on {n_features}; pass data "
+        "with the same columns (and the same vocabulary/context size for tokens).")
+  return design

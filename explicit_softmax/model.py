@@ -1,0 +1,195 @@
+"""The single-layer softmax model ``p(y|x) = softmax(x W + b)`` and its objective.
+
+The objective is the (sample-weighted) mean cross-entropy
+
+    L(W, b) = -(1 / T_w) sum_t w_t sum_j Y_tj log p_tj,               (1)
+
+whose gradient is ``dL/dW = X^T diag(w) (P - Y) / T_w`` and
+``dL/db = 1^T diag(w) (P - Y) / T_w``                                 (2)
+
+Products with ``X`` run on the host (BLAS / scipy.sparse, chunked); the softmax
+and the per-chunk loss terms are jitted JAX functions shared with refinement.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import zipfile
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from explicit_softmax import _design
+from explicit_softmax import _targets
+
+_FORMAT = "explicit-softmax"
+_FORMAT_VERSION = 1
+# Rows per chunk when evaluating on many samples: a chunk's (rows, M) float32
+# probability block stays near 16 MiB whatever the number of classes.
+_EVAL_ELEMENTS = 2**22
+
+
+class History(NamedTuple):
+  """Per-step record of an iterative optimisation (see :func:`refine`).
+
+  Attributes:
+    loss: (S,) objective value at each step (training loss plus L2 term; for
+      minibatch methods, on that step's batch).
+    grad_norm: (S,) Euclidean norm of the gradient at each step.
+    seconds: (S,) wall-clock seconds since the start, after each step.
+  """
+
+  loss: np.ndarray
+  grad_norm: np.ndarray
+  seconds: np.ndarray
+
+
+@jax.jit
+def _chunk_terms(logits, y, w):
+  """Sum of weighted losses and the weighted residual ``diag(w)(P - Y)`` of a chunk.
+
+  ``y`` is (rows,) integer labels or (rows, M) soft labels.
+  """
+  log_p = jax.nn.log_softmax(logits, axis=-1)
+  if y.ndim == 1:
+    y = jax.nn.one_hot(y, logits.shape[-1], dtype=logits.dtype)
+  loss = -(w * jnp.sum(y * log_p, axis=-1)).sum()
+  return loss, w[:, None] * (jnp.exp(log_p) - y)
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class SoftmaxModel:
+  """Parameters of ``p(y|x) = softmax(x W + b)`` (immutable).
+
+  Attributes:
+    weights: ``W``, (N, M) float32.
+    bias: ``b``, (M,) float32.
+    info: JSON-serialisable metadata (how the model was obtained).
+    history: per-step :class:`History` if the model came out of ``refine``.
+  """
+
+  weights: np.ndarray
+  bias: np.ndarray
+  info: dict = dataclasses.field(default_factory=dict)
+  history: History | None = None
+
+  def __post_init__(self):
+    w = np.asarray(self.weights, np.float32)
+    b = np.asarray(self.bias, np.float32)
+    if w.ndim != 2 or b.shape != (w.shape[1],):
+      raise ValueError(
+          f"weights must be (N, M) and bias (M,); got {w.shape} and {b.shape}.")
+    if not (np.isfinite(w).all() and np.isfinite(b).all()):
+      raise ValueError("model parameters contain NaN or inf.")
+    object.__setattr__(self, "weights", w)
+    object.__setattr__(self, "bias", b)
+
+  @property
+  def n_features(self) -> int:
+    return self.weights.shape[0]
+
+  @property
+  def n_classes(self) -> int:
+    return self.weights.shape[1]
+
+  def replace(self, **changes) -> "SoftmaxModel":
+    """A copy with some fields changed (the model itself is immutable)."""
+    return dataclasses.replace(self, **changes)
+
+  # -- prediction --------------------------------------------------------------
+  def decision_function(self, X) -> np.ndarray:
+    """Logits ``X W + b``, (T, M)."""
+    design = _design.as_design(X, n_features=self.n_features)
+    return design.logits(self.weights) + self.bias
+
+  def predict_log_proba(self, X) -> np.ndarray:
+    """``log p(y|x)`` for each sample, (T, M)."""
+    return np.asarray(jax.nn.log_softmax(self.decision_function(X), axis=-1))
+
+  def predict_proba(self, X) -> np.ndarray:
+    """``p(y|x) = softmax(x W + b)`` for each sample, (T, M)."""
+    return np.asarray(jax.nn.softmax(self.decision_function(X), axis=-1))
+
+  def predict(self, X) -> np.ndarray:
+    """The most probable class of each sample, (T,) int."""
+    return np.argmax(self.decision_function(X), axis=-1)
+
+  # -- objective -------------------------------------------------------------
+  def _loss_and_grad(self, X, y, sample_weight, need_grad: bool):
+    design = _design.as_design(X, n_features=self.n_features)
+    t = design.shape[0]
+    targets = _targets.check_targets(y, t, self.n_classes)
+    w = _targets.check_sample_weight(sample_weight, t)
+    rows = max(256, _EVAL_ELEMENTS // self.n_classes)
+    loss = 0.0
+    g_w = np.zeros_like(self.weights, np.float64) if need_grad else None
+    g_b = np.zeros(self.n_classes, np.float64)
+    for start in range(0, t, rows):
+      sl = slice(start, min(start + rows, t))
+      part, part_t = design.take(sl), targets.take(sl)
+      logits = part.logits(self.weights) + self.bias
+      y_chunk = part_t.labels if part_t.labels is not None else part_t.probs.astype(np.float32)
+      l, resid = _chunk_terms(logits, y_chunk, w[sl].astype(np.float32))
+      loss += float(l)
+      if need_grad:
+        resid = np.asarray(resid)
+        g_w += part.rmatmul(resid)
+        g_b += resid.sum(axis=0, dtype=np.float64)
+    total = w.sum()
+    return loss / total, (None if g_w is None else g_w / total), g_b / total
+
+  def log_loss(self, X, y, sample_weight=None) -> float:
+    """Mean cross-entropy (1) in nats."""
+    return self._loss_and_grad(X, y, sample_weight, need_grad=False)[0]
+
+  def gradient(self, X, y, sample_weight=None) -> tuple[np.ndarray, np.ndarray]:
+    """The gradient (2) of the mean cross-entropy: ``(dL/dW, dL/db)`` in float64."""
+    _, g_w, g_b = self._loss_and_grad(X, y, sample_weight, need_grad=True)
+    return g_w, g_b
+
+  def grad_norm(self, X, y, sample_weight=None) -> float:
+    """Euclidean norm of the full gradient (2) in ``(W, b)``; zero at the optimum."""
+    g_w, g_b = self.gradient(X, y, sample_weight)
+    return float(np.sqrt((g_w**2).sum() + (g_b**2).sum()))
+
+  # -- persistence -------------------------------------------------------------
+  def save(self, path) -> None:
+    """Writes ``weights``, ``bias`` and JSON metadata to an ``.npz`` file (no pickle)."""
+    meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "info": self.info}
+    with open(path, "wb") as fh:
+      np.savez(fh, weights=self.weights, bias=self.bias,
+               meta=np.array(json.dumps(meta)))
+
+
+def load(path) -> SoftmaxModel:
+  """Reads a model written by :meth:`SoftmaxModel.save`.
+
+  Raises:
+    ValueError: if the file is missing, corrupted or not an explicit-softmax model.
+  """
+  if not os.path.exists(path):
+    raise ValueError(f"model file {path!r} does not exist.")
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      meta = json.loads(str(data["meta"]))
+      weights, bias = data["weights"], data["bias"]
+  except (zipfile.BadZipFile, KeyError, OSError, EOFError, json.JSONDecodeError,
+          ValueError) as err:
+    raise ValueError(
+        f"{path!r} is not a readable explicit-softmax model file ({type(err).__name__}: "
+        f"{err}). Save models with model.save(path).") from None
+  if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
+    raise ValueError(f"{path!r} is an .npz file but not an explicit-softmax model.")
+  if meta.get("version", 0) > _FORMAT_VERSION:
+    raise ValueError(
+        f"{path!r} was written by a newer explicit-softmax (format version "
+        f"{meta['version']}); upgrade the library to read it.")
+  return SoftmaxModel(weights, bias, info=meta.get("info", {}))
+
+
+def _dump_info(info: dict[str, Any]) -> dict[str, Any]:
+  return json.loads(json.dumps(info, default=float))

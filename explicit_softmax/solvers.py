@@ -1,0 +1,174 @@
+"""Explicit (closed-form) solutions of the single-layer softmax model.
+
+Both solvers read the data only through :class:`SoftmaxStats`, so a model can be
+fitted from statistics that were streamed, merged or computed on shards.
+
+References:
+  J. R. Williams and H. Zhao, "Explicit Foundation Model Optimization with
+  Self-Attentive Feed-Forward Neural Units" (2023): co-occurrence solutions of
+  softmax layers from the stationarity condition ``X^T P = X^T Y``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.linalg
+
+from explicit_softmax import model as model_lib
+from explicit_softmax import statistics
+
+METHODS = ("cooccurrence", "newton")
+DEFAULT_SMOOTHING = 0.1
+DEFAULT_RIDGE = 1e-3
+
+
+def cooccurrence_weights(stats: statistics.SoftmaxStats,
+                         smoothing: float = DEFAULT_SMOOTHING) -> model_lib.SoftmaxModel:
+  """The co-occurrence solution ``W_ij = log((F_ij + s) / (f_i + M s)) / K``, ``b = 0``.
+
+  Derivation. The gradient of the mean cross-entropy vanishes where
+  ``X^T P = X^T Y = F`` (stationarity). For one-hot inputs every sample with
+  feature ``i`` has the same prediction ``softmax(W_i)``, so the condition reads
+  ``f_i softmax(W_i) = F_i``, solved exactly by ``W_ij = log(F_ij / f_i)``: the
+  empirical conditional ``p(j | i)``. This is the global optimum (the loss is
+  convex) and equals the empirical conditional entropy.
+
+  For general nonnegative features with mass ``m_t = x_t 1``, the same weights
+  give logits ``(m_t / K) sum_i (x_ti / m_t) log q_ij``: a weighted geometric
+  mean of the features' class distributions ``q_i = F_i / f_i`` (a product of
+  experts), tempered by ``m_t / K``. Dividing by the mean mass ``K`` keeps the
+  typical sample at temperature one. Stationarity then holds only approximately,
+  so this is a one-pass approximation and a warm start for ``refine``.
+
+  Additive smoothing ``s`` (a pseudo-count per feature-class pair) keeps weights
+  finite for pairs that never co-occur; features that never occur (``f_i = 0``)
+  get an all-zero, uninformative row.
+
+  Args:
+    stats: sufficient statistics.
+    smoothing: ``s >= 0``. With ``s = 0`` every occurring feature must co-occur
+      with every class (the optimum of an unobserved pair is ``-inf``).
+
+  Returns:
+    A :class:`SoftmaxModel`.
+
+  Raises:
+    ValueError: for negative smoothing, or ``s = 0`` with unobserved pairs.
+  """
+  if not smoothing >= 0:
+    raise ValueError(f"smoothing must be >= 0; got {smoothing}.")
+  f_mat = stats.cooccurrence
+  f = stats.feature_mass
+  seen = f > 0
+  if smoothing == 0:
+    missing = (f_mat[seen] <= 0).sum()
+    if missing:
+      raise ValueError(
+          f"{missing} feature-class pairs never co-occur, so their optimal weight with "
+          "smoothing=0 is -inf (e.g. a class that never occurs). Use smoothing > 0.")
+  m = stats.n_classes
+  weights = np.zeros_like(f_mat)
+  with np.errstate(divide="ignore"):
+    weights[seen] = np.log(f_mat[seen] + smoothing) - np.log(f[seen] + m * smoothing)[:, None]
+  weights /= stats.mean_feature_mass
+  return model_lib.SoftmaxModel(
+      weights, np.zeros(m),
+      info={"method": "cooccurrence", "smoothing": float(smoothing),
+            "mean_feature_mass": stats.mean_feature_mass, "n_samples": stats.n_samples})
+
+
+def newton_weights(stats: statistics.SoftmaxStats,
+                   ridge: float = DEFAULT_RIDGE) -> model_lib.SoftmaxModel:
+  """One exact Newton step from the uniform model ``W = 0, b = 0``.
+
+  At ``W = 0`` every prediction is ``1/M``, so the Hessian of the mean
+  cross-entropy is the Kronecker product ``(X1^T X1 / T) (x) (I - 11^T/M) / M``
+  with ``X1 = [X, 1]``, and the gradient is ``X1^T (1/M - Y) / T``. Its
+  pseudo-inverse step (the Hessian is singular along the softmax shift) is
+
+      [W; b] = M (X1^T X1 / T_w + r I)^{-1} X1^T diag(w) (Y - 1/M) / T_w,
+
+  a ridge regression of the centred one-hot targets, scaled by ``M``. The ridge
+  ``r`` is relative to the mean diagonal of ``X1^T X1 / T_w`` (``r = 0`` is the
+  exact step), which makes the solution invariant to rescaling ``X``.
+
+  Args:
+    stats: statistics collected with ``gram=True``.
+    ridge: ``r >= 0``.
+
+  Returns:
+    A :class:`SoftmaxModel`.
+
+  Raises:
+    ValueError: if the statistics lack the Gram matrix, or ``ridge < 0``.
+  """
+  if stats.gram is None:
+    raise ValueError(
+        "method='newton' needs the Gram matrix: build the statistics with "
+        "SoftmaxStats.from_data(X, y, gram=True).")
+  if not ridge >= 0:
+    raise ValueError(f"ridge must be >= 0; got {ridge}.")
+  n, m, t_w = stats.n_features, stats.n_classes, stats.total_weight
+  f = stats.feature_mass
+  # X1^T diag(w) X1, bordered by the constant feature of the bias.
+  gram = np.empty((n + 1, n + 1))
+  gram[:n, :n], gram[:n, n], gram[n, :n], gram[n, n] = stats.gram, f, f, t_w
+  gram /= t_w
+  rhs = np.vstack([stats.cooccurrence - f[:, None] / m,
+                   stats.class_mass - t_w / m]) * (m / t_w)
+  lam = ridge * np.trace(gram) / (n + 1)
+  if lam > 0:
+    theta = scipy.linalg.solve(gram + lam * np.eye(n + 1), rhs, assume_a="pos")
+  else:
+    # The exact step: minimum-norm solution when X1 is rank deficient.
+    theta = scipy.linalg.lstsq(gram, rhs)[0]
+  return model_lib.SoftmaxModel(
+      theta[:n], theta[n],
+      info={"method": "newton", "ridge": float(ridge), "n_samples": stats.n_samples})
+
+
+def solve(stats: statistics.SoftmaxStats, method: str = "cooccurrence", *,
+          smoothing: float = DEFAULT_SMOOTHING,
+          ridge: float = DEFAULT_RIDGE) -> model_lib.SoftmaxModel:
+  """Explicit weights from sufficient statistics.
+
+  Args:
+    stats: :class:`SoftmaxStats` of the training data.
+    method: ``"cooccurrence"`` (:func:`cooccurrence_weights`) or ``"newton"``
+      (:func:`newton_weights`).
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
+
+  Returns:
+    A :class:`SoftmaxModel`.
+  """
+  if method == "cooccurrence":
+    return cooccurrence_weights(stats, smoothing)
+  if method == "newton":
+    return newton_weights(stats, ridge)
+  raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
+
+
+def fit(X, y, n_classes: int | None = None, method: str = "cooccurrence", *,
+        smoothing: float = DEFAULT_SMOOTHING, ridge: float = DEFAULT_RIDGE,
+        sample_weight=None) -> model_lib.SoftmaxModel:
+  """Fits explicit softmax weights in one pass over the data.
+
+  Args:
+    X: (T, N) nonnegative features: dense numpy/JAX array (uint8 images
+      accepted), ``scipy.sparse`` matrix, or :class:`TokenFeatures`.
+    y: (T,) integer labels in ``[0, M)`` or (T, M) soft labels.
+    n_classes: M; inferred from ``y`` if None.
+    method: ``"cooccurrence"`` or ``"newton"`` (see :func:`solve`).
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
+    sample_weight: optional (T,) nonnegative weights.
+
+  Returns:
+    A :class:`SoftmaxModel`.
+  """
+  if method not in METHODS:
+    raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
+  stats = statistics.SoftmaxStats.from_data(
+      X, y, n_classes=n_classes, sample_weight=sample_weight, gram=(method == "newton"))
+  return solve(stats, method, smoothing=smoothing, ridge=ridge)

@@ -1,0 +1,189 @@
+"""Additive sufficient statistics of a single-layer softmax model.
+
+The cross-entropy gradient of ``p(y|x) = softmax(x W + b)`` is ``X^T (P - Y) / T``;
+it vanishes where the model's expected co-occurrences ``X^T P`` equal the observed
+ones, ``F = X^T Y``. Everything the explicit solvers need is a sum over samples:
+
+* ``F = X^T diag(w) Y``           (N, M) feature-class co-occurrences;
+* ``f = F 1``                      (N,)  feature mass (derived, not stored);
+* ``c = Y^T w``                    (M,)  class mass;
+* ``T_w = 1^T w``                  total sample weight;
+* ``sum_t w_t m_t^2``              second moment of the per-sample feature mass
+  ``m_t = x_t 1`` (the first moment is ``1^T f``);
+* ``G = X^T diag(w) X``            (N, N) Gram matrix, only for ``method="newton"``.
+
+Because they are sums, statistics of batches add up (``a + b``, ``update``) to
+the statistics of the whole data set, in any order and any split.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Iterable
+
+import numpy as np
+
+from explicit_softmax import _design
+from explicit_softmax import _targets
+
+# Gram matrices above this size are refused: (N+1)^2 float64 must fit comfortably.
+MAX_GRAM_BYTES = 4 * 2**30
+
+
+@dataclasses.dataclass(frozen=True)
+class SoftmaxStats:
+  """Sufficient statistics for explicit softmax solutions (immutable).
+
+  Attributes:
+    cooccurrence: ``F = X^T diag(w) Y``, (N, M) float64.
+    class_mass: ``c = Y^T w``, (M,) float64.
+    total_weight: ``T_w``, the sum of sample weights.
+    mass_sq: ``sum_t w_t m_t^2`` with ``m_t`` the feature mass of sample t.
+    n_samples: the number of samples seen (unweighted).
+    gram: ``X^T diag(w) X`` (N, N) float64, or None if not collected.
+  """
+
+  cooccurrence: np.ndarray
+  class_mass: np.ndarray
+  total_weight: float
+  mass_sq: float
+  n_samples: int
+  gram: np.ndarray | None = None
+
+  # -- derived quantities ----------------------------------------------------
+  @property
+  def n_features(self) -> int:
+    return self.cooccurrence.shape[0]
+
+  @property
+  def n_classes(self) -> int:
+    return self.cooccurrence.shape[1]
+
+  @property
+  def feature_mass(self) -> np.ndarray:
+    """``f = F 1``: how much weight each feature carries over the data."""
+    return self.cooccurrence.sum(axis=1)
+
+  @property
+  def mean_feature_mass(self) -> float:
+    """``K = (1^T f) / T_w``, the mean feature mass per sample (1 for one-hot)."""
+    return float(self.cooccurrence.sum() / self.total_weight)
+
+  # -- construction ----------------------------------------------------------
+  @classmethod
+  def empty(cls, n_features: int, n_classes: int, *, gram: bool = False) -> "SoftmaxStats":
+    """Statistics of no data, the start of a stream of ``update`` calls."""
+    _check_gram_size(n_features, gram)
+    return cls(np.zeros((n_features, n_classes)), np.zeros(n_classes), 0.0, 0.0, 0,
+               np.zeros((n_features, n_features)) if gram else None)
+
+  @classmethod
+  def from_data(cls, X, y, *, n_classes: int | None = None, sample_weight=None,
+                gram: bool = False) -> "SoftmaxStats":
+    """Computes the statistics in one pass over ``X``.
+
+    Args:
+      X: (T, N) nonnegative features: dense numpy/JAX array (uint8 accepted),
+        ``scipy.sparse`` matrix, or :class:`TokenFeatures`.
+      y: (T,) integer labels in ``[0, M)`` or (T, M) soft labels.
+      n_classes: M; inferred from ``y`` if None.
+      sample_weight: optional (T,) nonnegative weights.
+      gram: also collect the Gram matrix ``X^T diag(w) X`` (needed by
+        ``method="newton"``; costs O(T N^2) time and O(N^2) memory).
+
+    Returns:
+      A :class:`SoftmaxStats`.
+
+    Raises:
+      ValueError: for invalid ``X``, ``y`` or weights, a sample without any
+        feature mass, or a Gram matrix too large for memory.
+    """
+    design = _design.as_design(X)
+    t, n = design.shape
+    targets = _targets.check_targets(y, t, n_classes)
+    w = _targets.check_sample_weight(sample_weight, t)
+    _check_gram_size(n, gram)
+    cooccurrence, mass, gram_matrix = design.one_pass(targets.weighted(w), w if gram else None)
+    empty_rows = np.flatnonzero(mass == 0)
+    if empty_rows.size:
+      raise ValueError(
+          f"{empty_rows.size} samples have no nonzero feature (first: row {empty_rows[0]}); "
+          "they carry no co-occurrence information. Drop them, or append a constant "
+          "feature column so every sample has one.")
+    return cls(
+        cooccurrence=cooccurrence,
+        class_mass=targets.class_mass(w),
+        total_weight=float(w.sum()),
+        mass_sq=float(w @ mass**2),
+        n_samples=t,
+        gram=gram_matrix)
+
+  @classmethod
+  def from_batches(cls, batches: Iterable, *, n_classes: int, gram: bool = False,
+                   progress: bool = False) -> "SoftmaxStats":
+    """Accumulates statistics over an iterable of ``(X, y)`` or ``(X, y, w)`` batches.
+
+    Memory stays that of one batch plus the statistics, so data larger than
+    memory (memory-mapped arrays, generators reading files) can be fitted.
+
+    Args:
+      batches: iterable of ``(X, y)`` or ``(X, y, sample_weight)`` tuples.
+      n_classes: M (required: a batch may lack some classes).
+      gram: also collect the Gram matrix.
+      progress: show a tqdm progress bar (if tqdm is installed).
+
+    Returns:
+      The :class:`SoftmaxStats` of all batches together.
+    """
+    it = batches
+    if progress:
+      try:
+        from tqdm.auto import tqdm
+        it = tqdm(batches, desc="statistics", unit="batch")
+      except ImportError:
+        pass
+    total = None
+    for batch in it:
+      x, y, *rest = batch
+      part = cls.from_data(x, y, n_classes=n_classes, sample_weight=rest[0] if rest else None,
+                           gram=gram)
+      total = part if total is None else total + part
+    if total is None:
+      raise ValueError("from_batches got no batches; the iterable was empty.")
+    return total
+
+  def update(self, X, y, sample_weight=None) -> "SoftmaxStats":
+    """Returns the statistics of the data seen so far plus ``(X, y)``."""
+    return self + SoftmaxStats.from_data(
+        X, y, n_classes=self.n_classes, sample_weight=sample_weight,
+        gram=self.gram is not None)
+
+  def __add__(self, other: "SoftmaxStats") -> "SoftmaxStats":
+    """Merges the statistics of two disjoint data sets (shards or batches)."""
+    if not isinstance(other, SoftmaxStats):
+      return NotImplemented
+    if self.cooccurrence.shape != other.cooccurrence.shape:
+      raise ValueError(
+          f"cannot merge statistics of shape {self.cooccurrence.shape} (features, classes) "
+          f"with {other.cooccurrence.shape}; both must come from the same features and "
+          "n_classes (pass n_classes explicitly when a shard lacks some classes).")
+    if (self.gram is None) != (other.gram is None):
+      raise ValueError(
+          "cannot merge statistics with and without a Gram matrix; compute both with "
+          "the same gram= setting.")
+    return SoftmaxStats(
+        self.cooccurrence + other.cooccurrence,
+        self.class_mass + other.class_mass,
+        self.total_weight + other.total_weight,
+        self.mass_sq + other.mass_sq,
+        self.n_samples + other.n_samples,
+        None if self.gram is None else self.gram + other.gram)
+
+
+def _check_gram_size(n_features: int, gram: bool) -> None:
+  need = 8 * (n_features + 1) ** 2
+  if gram and need > MAX_GRAM_BYTES:
+    raise ValueError(
+        f"the Newton solution needs the ({n_features + 1})^2 Gram matrix, "
+        f"{need / 2**30:.1f} GiB in float64, more than the {MAX_GRAM_BYTES / 2**30:.0f} GiB "
+        "limit. Use method='cooccurrence' (memory O(N M)) or reduce the features.")
