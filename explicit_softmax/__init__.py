@@ -14,6 +14,7 @@ Public API (flat, as in optax)::
     model = es.refine(model, X, y, method="lbfgs", steps=50)
 """
 
+from explicit_softmax import data
 from explicit_softmax._design import TokenFeatures
 from explicit_softmax.model import History, SoftmaxModel, load
 from explicit_softmax.refinement import calibrate, refine
@@ -29,9 +30,12 @@ __all__ = [
     "TokenFeatures",
     "calibrate",
     "cooccurrence_weights",
+    "data",
     "fit",
     "load",
     "newton_weights",
     "refine",
     "solve",
 ]
+
+from explicit_softmax import sharding  # noqa: E402  (sharded statistics, jax.Array inputs)

@@ -17,7 +17,7 @@ import dataclasses
 import json
 import os
 import zipfile
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -48,17 +48,23 @@ class History(NamedTuple):
   seconds: np.ndarray
 
 
-@jax.jit
-def _chunk_terms(logits, y, w):
-  """Sum of weighted losses and the weighted residual ``diag(w)(P - Y)`` of a chunk.
-
-  ``y`` is (rows,) integer labels or (rows, M) soft labels.
-  """
+def weighted_cross_entropy(logits, y, w):
+  """``-sum_t w_t sum_j Y_tj log p_tj`` for labels (rows,) or soft labels (rows, M)."""
   log_p = jax.nn.log_softmax(logits, axis=-1)
   if y.ndim == 1:
-    y = jax.nn.one_hot(y, logits.shape[-1], dtype=logits.dtype)
-  loss = -(w * jnp.sum(y * log_p, axis=-1)).sum()
-  return loss, w[:, None] * (jnp.exp(log_p) - y)
+    picked = jnp.take_along_axis(log_p, y[:, None], axis=-1)[:, 0]
+  else:
+    picked = jnp.sum(y * log_p, axis=-1)
+  return -jnp.sum(w * picked)
+
+
+_chunk_loss = jax.jit(weighted_cross_entropy)
+
+
+@jax.jit
+def _chunk_loss_and_residual(logits, y, w):
+  """The chunk's weighted loss and its residual ``diag(w) (P - Y)`` (= dL/dlogits)."""
+  return jax.value_and_grad(weighted_cross_entropy)(logits, y, w)
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -133,9 +139,12 @@ class SoftmaxModel:
       part, part_t = design.take(sl), targets.take(sl)
       logits = part.logits(self.weights) + self.bias
       y_chunk = part_t.labels if part_t.labels is not None else part_t.probs.astype(np.float32)
-      l, resid = _chunk_terms(logits, y_chunk, w[sl].astype(np.float32))
-      loss += float(l)
-      if need_grad:
+      w_chunk = w[sl].astype(np.float32)
+      if not need_grad:
+        loss += float(_chunk_loss(logits, y_chunk, w_chunk))
+      else:
+        l, resid = _chunk_loss_and_residual(logits, y_chunk, w_chunk)
+        loss += float(l)
         resid = np.asarray(resid)
         g_w += part.rmatmul(resid)
         g_b += resid.sum(axis=0, dtype=np.float64)
@@ -190,6 +199,3 @@ def load(path) -> SoftmaxModel:
         f"{meta['version']}); upgrade the library to read it.")
   return SoftmaxModel(weights, bias, info=meta.get("info", {}))
 
-
-def _dump_info(info: dict[str, Any]) -> dict[str, Any]:
-  return json.loads(json.dumps(info, default=float))

@@ -1,0 +1,102 @@
+"""Refinement and calibration (``explicit_softmax.refinement``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings, strategies as st
+
+import explicit_softmax as es
+from conftest import dense_data, one_hot_data
+
+
+@settings(max_examples=8, deadline=None)
+@given(seed=st.integers(0, 10_000))
+def test_lbfgs_never_increases_the_loss_and_reaches_one_optimum(seed):
+  """Property 6: monotone L-BFGS; from the explicit solution and from zero it
+  reaches the same optimum (the problem is strictly convex with l2 > 0)."""
+  x, y = dense_data(np.random.default_rng(seed), 200, 6, 3)
+  l2 = 1e-2
+  start = es.fit(x, y)
+  zero = es.SoftmaxModel(np.zeros((6, 3)), np.zeros(3))
+  a = es.refine(start, x, y, method="lbfgs", steps=200, l2=l2)
+  b = es.refine(zero, x, y, method="lbfgs", steps=200, l2=l2)
+  for run in (a, b):
+    assert np.all(np.diff(run.history.loss) <= 0)
+  assert a.history.loss[-1] == pytest.approx(b.history.loss[-1], rel=1e-5)
+  np.testing.assert_allclose(a.predict_proba(x), b.predict_proba(x), atol=2e-3)
+
+
+def test_lbfgs_from_the_one_hot_optimum_stays_there():
+  x, y = one_hot_data(np.random.default_rng(0), 6, 4, 400)
+  exact = es.fit(x, y, smoothing=0)
+  refined = es.refine(exact, x, y, steps=20)
+  assert refined.log_loss(x, y) <= exact.log_loss(x, y) + 1e-6
+  assert refined.log_loss(x, y) >= exact.log_loss(x, y) - 1e-5
+
+
+@pytest.mark.parametrize("method", ["adam", "sgd"])
+def test_first_order_methods_descend(method):
+  x, y = dense_data(np.random.default_rng(1), 600, 6, 3)
+  zero = es.SoftmaxModel(np.zeros((6, 3)), np.zeros(3))
+  full = es.refine(zero, x, y, method=method, steps=100, learning_rate=0.05)
+  mini = es.refine(zero, x, y, method=method, steps=100, batch_size=64, learning_rate=0.05)
+  for run in (full, mini):
+    assert run.log_loss(x, y) < zero.log_loss(x, y) - 0.05
+    assert len(run.history.loss) == 100
+    assert np.all(np.diff(run.history.seconds) >= 0)
+
+
+def test_minibatch_order_is_seeded_and_sparse_and_token_inputs_work():
+  rng = np.random.default_rng(2)
+  x, y = dense_data(rng, 300, 5, 3)
+  zero = es.SoftmaxModel(np.zeros((5, 3)), np.zeros(3))
+  a = es.refine(zero, x, y, method="adam", steps=30, batch_size=32, seed=7)
+  b = es.refine(zero, sp.csr_matrix(x), y, method="adam", steps=30, batch_size=32, seed=7)
+  np.testing.assert_allclose(a.weights, b.weights, rtol=1e-4, atol=1e-5)
+  tokens = es.TokenFeatures(rng.integers(0, 4, size=(300, 2)), 4)
+  z8 = es.SoftmaxModel(np.zeros((8, 3)), np.zeros(3))
+  c = es.refine(z8, tokens, y, method="adam", steps=30, batch_size=32)
+  d = es.refine(z8, tokens.to_csr().toarray(), y, method="adam", steps=30, batch_size=32)
+  np.testing.assert_allclose(c.weights, d.weights, rtol=1e-4, atol=1e-5)
+  e = es.refine(z8, tokens, y, method="lbfgs", steps=10)
+  assert e.log_loss(tokens, y) < z8.log_loss(tokens, y)
+
+
+def test_callback_sees_every_step_and_can_stop():
+  x, y = dense_data(np.random.default_rng(3), 100, 4, 2)
+  seen = []
+
+  def callback(step, model, record):
+    seen.append((step, record["loss"], model.log_loss(x, y)))
+    return step == 4
+
+  run = es.refine(es.fit(x, y), x, y, method="sgd", steps=50, callback=callback)
+  assert [s for s, *_ in seen] == [0, 1, 2, 3, 4]
+  assert len(run.history.loss) == 5
+  assert run.info["refine"]["steps"] == 5
+
+
+def test_calibrate_improves_training_loss_and_only_rescales():
+  x, y = dense_data(np.random.default_rng(4), 500, 6, 4)
+  model = es.fit(x, y)
+  cal = es.calibrate(model, x, y)
+  assert cal.log_loss(x, y) < model.log_loss(x, y)
+  tau = cal.info["calibration"]["temperature"]
+  np.testing.assert_allclose(cal.weights, tau * model.weights, rtol=1e-5)
+  # Calibrating again finds nothing more to gain.
+  assert es.calibrate(cal, x, y).log_loss(x, y) == pytest.approx(cal.log_loss(x, y), abs=1e-5)
+
+
+def test_refine_rejects_bad_arguments():
+  x, y = dense_data(np.random.default_rng(5), 50, 4, 2)
+  model = es.fit(x, y)
+  with pytest.raises(ValueError, match="unknown refine method"):
+    es.refine(model, x, y, method="newton")
+  with pytest.raises(ValueError, match="full-batch"):
+    es.refine(model, x, y, method="lbfgs", batch_size=8)
+  with pytest.raises(ValueError, match="l2"):
+    es.refine(model, x, y, l2=-1)
+  with pytest.raises(ValueError, match="fitted on 4"):
+    es.refine(model, x[:, :3], y)

@@ -1,0 +1,138 @@
+"""Properties of the explicit solutions (``explicit_softmax.solvers``)."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+import explicit_softmax as es
+from conftest import dense_data, one_hot_data
+
+small = settings(max_examples=15, deadline=None)
+
+
+def _conditional_entropy(x, y, n_classes):
+  """Empirical H(Y | feature) in nats for one-hot x."""
+  feats = x.argmax(1)
+  counts = np.zeros((x.shape[1], n_classes))
+  np.add.at(counts, (feats, y), 1)
+  p = counts / counts.sum(1, keepdims=True)
+  return -np.log(p[feats, y]).mean()
+
+
+@small
+@given(seed=st.integers(0, 10_000), n=st.integers(2, 12), m=st.integers(2, 8),
+       t=st.integers(1, 300))
+def test_one_hot_cooccurrence_is_the_exact_optimum(seed, n, m, t):
+  """Property 1: with one-hot inputs and s=0 the gradient vanishes (relative to
+  the gradient at zero) and the loss is the empirical conditional entropy."""
+  x, y = one_hot_data(np.random.default_rng(seed), n, m, t)
+  model = es.fit(x, y, n_classes=m, smoothing=0.0)
+  zero = es.SoftmaxModel(np.zeros((n, m)), np.zeros(m))
+  assert model.grad_norm(x, y) / zero.grad_norm(x, y) < 1e-5
+  np.testing.assert_allclose(model.log_loss(x, y), _conditional_entropy(x, y, m), rtol=1e-5)
+
+
+def test_unoccurring_feature_gets_an_uninformative_row():
+  x, y = one_hot_data(np.random.default_rng(0), 5, 3, 50)
+  x = np.hstack([x, np.zeros((len(x), 1), np.float32)])  # feature 5 never occurs
+  for s in (0.0, 0.5):
+    model = es.fit(x, y, smoothing=s)
+    assert np.isfinite(model.weights).all()
+    row = model.weights[5]
+    np.testing.assert_allclose(row - row.mean(), 0, atol=1e-6)
+
+
+def test_mean_feature_mass_scales_the_weights():
+  """Doubling every feature doubles K, so the weights halve and logits stay."""
+  x, y = dense_data(np.random.default_rng(1), 200, 6, 3)
+  a, b = es.fit(x, y), es.fit(2 * x, y, smoothing=0.2)
+  assert a.info["mean_feature_mass"] * 2 == pytest.approx(b.info["mean_feature_mass"])
+  np.testing.assert_allclose(a.weights, 2 * b.weights, rtol=1e-5)
+
+
+@small
+@given(seed=st.integers(0, 10_000), method=st.sampled_from(["cooccurrence", "newton"]))
+def test_permuting_features_and_classes_permutes_the_weights(seed, method):
+  """Property 3: the solution is canonical (no initialisation, no ambiguity)."""
+  rng = np.random.default_rng(seed)
+  x, y = dense_data(rng, 120, 5, 4)
+  pf, pc = rng.permutation(5), rng.permutation(4)
+  inverse_c = np.argsort(pc)
+  base = es.fit(x, y, n_classes=4, method=method)
+  perm = es.fit(x[:, pf], inverse_c[y], n_classes=4, method=method)
+  np.testing.assert_allclose(perm.weights, base.weights[pf][:, pc], rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(perm.bias, base.bias[pc], rtol=1e-4, atol=1e-5)
+
+
+@small
+@given(seed=st.integers(0, 10_000), method=st.sampled_from(["cooccurrence", "newton"]))
+def test_duplicating_every_sample_leaves_the_weights_unchanged(seed, method):
+  """Property 4 (s = 0 for the co-occurrence solution: pseudo-counts are absolute)."""
+  rng = np.random.default_rng(seed)
+  x, y = one_hot_data(rng, 4, 3, 60) if method == "cooccurrence" else dense_data(rng, 80, 5, 3)
+  kw = {"smoothing": 0.0} if method == "cooccurrence" else {}
+  a = es.fit(x, y, n_classes=3, method=method, **kw)
+  b = es.fit(np.vstack([x, x]), np.concatenate([y, y]), n_classes=3, method=method, **kw)
+  np.testing.assert_allclose(a.weights, b.weights, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(a.bias, b.bias, rtol=1e-5, atol=1e-6)
+
+
+def _newton_step_by_autodiff(x, y, m):
+  """One Newton iteration from zero, with jax.hessian and the pseudo-inverse."""
+  x1 = jnp.asarray(np.hstack([x, np.ones((len(x), 1))]), jnp.float64)
+  yy = jax.nn.one_hot(y, m, dtype=jnp.float64)
+
+  def loss(theta):
+    return -jnp.mean(jnp.sum(yy * jax.nn.log_softmax(x1 @ theta.reshape(-1, m)), -1))
+
+  theta0 = jnp.zeros(x1.shape[1] * m, jnp.float64)
+  hess = jax.hessian(loss)(theta0)
+  grad = jax.grad(loss)(theta0)
+  return np.asarray(-jnp.linalg.pinv(hess, hermitian=True) @ grad).reshape(-1, m)
+
+
+@small
+@given(seed=st.integers(0, 10_000), m=st.integers(2, 5))
+def test_newton_solution_is_one_newton_step_from_zero(seed, m):
+  """Property 5: ridge 0 reproduces jax.hessian's pinv Newton step."""
+  x, y = dense_data(np.random.default_rng(seed), 60, 4, m)
+  with jax.enable_x64(True):
+    expected = _newton_step_by_autodiff(x.astype(np.float64), y, m)
+  model = es.fit(x, y, n_classes=m, method="newton", ridge=0.0)
+  np.testing.assert_allclose(model.weights, expected[:-1], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(model.bias, expected[-1], rtol=1e-4, atol=1e-4)
+
+
+def test_newton_decreases_the_loss_from_uniform():
+  x, y = dense_data(np.random.default_rng(3), 400, 8, 4)
+  uniform = np.log(4)
+  assert es.fit(x, y, method="newton").log_loss(x, y) < uniform
+
+
+def test_newton_needs_the_gram_matrix():
+  x, y = dense_data(np.random.default_rng(0), 30, 3, 2)
+  stats = es.SoftmaxStats.from_data(x, y)
+  with pytest.raises(ValueError, match="gram=True"):
+    es.solve(stats, method="newton")
+  assert es.solve(es.SoftmaxStats.from_data(x, y, gram=True), "newton").n_features == 3
+
+
+def test_newton_refuses_a_gram_matrix_too_large_for_memory():
+  import scipy.sparse as sp
+  x = sp.random(10, 200_000, density=1e-5, format="csr")
+  with pytest.raises(ValueError, match="Gram matrix.*cooccurrence"):
+    es.fit(x, np.zeros(10, int), method="newton")
+
+
+def test_unknown_method_and_bad_hyperparameters():
+  x, y = dense_data(np.random.default_rng(0), 30, 3, 2)
+  with pytest.raises(ValueError, match="unknown method"):
+    es.fit(x, y, method="magic")
+  with pytest.raises(ValueError, match="smoothing"):
+    es.fit(x, y, smoothing=-1)
+  with pytest.raises(ValueError, match="ridge"):
+    es.fit(x, y, method="newton", ridge=-1)
