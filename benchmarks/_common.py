@@ -52,3 +52,119 @@ def write_json(name: str, payload: dict, out_dir=None) -> pathlib.Path:
   path = out / name
   path.write_text(json.dumps({"machine": machine_facts(), **payload}, indent=2))
   return path
+
+
+def evaluate(model, x, y) -> dict:
+  """Held-out cross-entropy (nats) and accuracy of a model."""
+  return {"ce": float(model.log_loss(x, y)), "acc": float(np.mean(model.predict(x) == y))}
+
+
+def trajectory(start, x, y, x_test, y_test, *, method, steps, eval_every, offset=0.0,
+               **refine_kwargs) -> list[dict]:
+  """Runs ``es.refine`` and evaluates held-out every ``eval_every`` steps.
+
+  Evaluation time is excluded from the clock (``refine`` stops its clock during
+  callbacks); ``offset`` adds the seconds already spent (e.g. an explicit fit).
+
+  Returns:
+    Points ``{"step", "seconds", "ce", "acc", "train_loss"}``, starting with step 0.
+  """
+  import explicit_softmax as es
+  points = [{"step": 0, "seconds": offset, **evaluate(start, x_test, y_test), "train_loss": None}]
+
+  def callback(step, model, record):
+    if (step + 1) % eval_every == 0 or step + 1 == steps:
+      points.append({"step": step + 1, "seconds": offset + record["seconds"],
+                     **evaluate(model, x_test, y_test), "train_loss": record["loss"]})
+
+  es.refine(start, x, y, method=method, steps=steps, callback=callback, **refine_kwargs)
+  return points
+
+
+def time_to_target(points: list[dict], target: float) -> float | None:
+  """The first wall time at which held-out cross-entropy is at most ``target``."""
+  for p in points:
+    if p["ce"] <= target:
+      return p["seconds"]
+  return None
+
+
+def best_per_budget(runs: list[dict], budgets) -> list[dict]:
+  """For each time budget, the best held-out CE over a grid of settings.
+
+  ``runs`` are ``{"setting": ..., "points": [...]}``; peers get their best tuning
+  at every budget, chosen after the fact (an upper bound on what tuning can do).
+  """
+  out = []
+  for budget in budgets:
+    best = None
+    for run in runs:
+      within = [p for p in run["points"] if p["seconds"] <= budget]
+      if within:
+        p = min(within, key=lambda q: q["ce"])
+        if best is None or p["ce"] < best["ce"]:
+          best = {"budget": budget, "ce": p["ce"], "acc": p["acc"], "setting": run["setting"]}
+    out.append(best or {"budget": budget, "ce": None, "acc": None, "setting": None})
+  return out
+
+
+def warm_up_jit(x, y, n_classes, methods=("lbfgs", "adam", "sgd"), batch_size=None):
+  """Compiles the jitted refinement steps once, so timed runs exclude compilation."""
+  import explicit_softmax as es
+  zero = es.SoftmaxModel(np.zeros((x.shape[1], n_classes)), np.zeros(n_classes))
+  for method in methods:
+    es.refine(zero, x, y, method=method, steps=2,
+              batch_size=None if method == "lbfgs" else batch_size)
+
+
+def mean_kl(p: np.ndarray, q: np.ndarray) -> float:
+  """Mean over rows of ``KL(p || q)`` for two (T, M) probability arrays."""
+  p = np.clip(np.asarray(p, np.float64), 1e-12, 1)
+  q = np.clip(np.asarray(q, np.float64), 1e-12, 1)
+  return float(np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=1)))
+
+
+def markdown_table(curves: dict, to_target: dict, target: float) -> str:
+  """One row per method: final (best) held-out CE, accuracy, time, time to target."""
+  lines = [f"| method | seconds | held-out CE | accuracy | seconds to CE <= {target} |",
+           "| --- | ---: | ---: | ---: | ---: |"]
+  for name, points in curves.items():
+    if not points:
+      continue
+    best = min(points, key=lambda p: p["ce"])
+    reach = to_target.get(name)
+    lines.append(f"| {name} | {best['seconds']:.2f} | {best['ce']:.4f} | {best['acc']:.4f} | "
+                 f"{'never' if reach is None else f'{reach:.2f}'} |")
+  return "\n".join(lines) + "\n"
+
+
+def plot_curves(curves: dict, path, *, title: str, target: float | None = None,
+                floor: float | None = None) -> None:
+  """Held-out cross-entropy and accuracy against wall time (log-scaled), one line per method."""
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+
+  fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
+  for name, points in curves.items():
+    pts = [p for p in points if p.get("seconds", 0) > 0]
+    if not pts:
+      continue
+    t = [p["seconds"] for p in pts]
+    style = "o" if len(pts) == 1 else ".-"
+    axes[0].plot(t, [p["ce"] for p in pts], style, label=name, ms=4)
+    axes[1].plot(t, [p["acc"] for p in pts], style, label=name, ms=4)
+  for ax, label in zip(axes, ("held-out cross-entropy (nats)", "held-out accuracy")):
+    ax.set_xscale("log")
+    ax.set_xlabel("wall-clock seconds (log scale)")
+    ax.set_ylabel(label)
+    ax.grid(alpha=0.3)
+  if target is not None:
+    axes[0].axhline(target, color="k", ls="--", lw=1, label=f"target {target}")
+  if floor is not None:
+    axes[0].axhline(floor, color="r", ls=":", lw=1, label=f"entropy rate {floor:.3f}")
+  axes[0].legend(fontsize=7, loc="upper right")
+  fig.suptitle(title)
+  fig.tight_layout()
+  fig.savefig(path, dpi=110)
+  plt.close(fig)

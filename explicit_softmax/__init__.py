@@ -37,5 +37,3 @@ __all__ = [
     "refine",
     "solve",
 ]
-
-from explicit_softmax import sharding  # noqa: E402  (sharded statistics, jax.Array inputs)

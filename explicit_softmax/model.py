@@ -39,8 +39,10 @@ class History(NamedTuple):
   Attributes:
     loss: (S,) objective value at each step (training loss plus L2 term; for
       minibatch methods, on that step's batch).
-    grad_norm: (S,) Euclidean norm of the gradient at each step.
-    seconds: (S,) wall-clock seconds since the start, after each step.
+    grad_norm: (S,) Euclidean norm of the gradient in the optimised variables
+      (``(W, b)``, or the whitened ones with ``precondition=True``).
+    seconds: (S,) wall-clock seconds after each step, counted from the call
+      (setup included, callbacks excluded).
   """
 
   loss: np.ndarray
