@@ -142,6 +142,10 @@ def solve(stats: statistics.SoftmaxStats, method: str = "cooccurrence", *,
   Returns:
     A :class:`SoftmaxModel`.
   """
+  if not stats.total_weight > 0:
+    raise ValueError(
+        "the statistics hold no samples (total weight 0); update them with data before "
+        "solving.")
   if method == "cooccurrence":
     return cooccurrence_weights(stats, smoothing)
   if method == "newton":

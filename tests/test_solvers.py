@@ -136,3 +136,9 @@ def test_unknown_method_and_bad_hyperparameters():
     es.fit(x, y, smoothing=-1)
   with pytest.raises(ValueError, match="ridge"):
     es.fit(x, y, method="newton", ridge=-1)
+
+
+def test_solving_empty_statistics_is_refused():
+  for method in ("cooccurrence", "newton"):
+    with pytest.raises(ValueError, match="no samples"):
+      es.solve(es.SoftmaxStats.empty(3, 2, gram=True), method)

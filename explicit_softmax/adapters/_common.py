@@ -1,0 +1,547 @@
+"""Framework-free math shared by the Flax and PyTorch adapters.
+
+Everything here works on numpy arrays, so the Flax and PyTorch adapters differ
+only in how they read features out of a model and write weights into it:
+
+* :func:`fit_explicit` streams ``(features, labels)`` batches into
+  :class:`SoftmaxStats` (checking that the features are nonnegative) and solves
+  for explicit weights ``W`` (N, M), ``b`` (M,) in the ``x W + b`` layout.
+* :func:`layerwise_init` fits every dense layer of an MLP in turn, each on the
+  activations that really reach it (the paper's "local" use of the explicit
+  solution; the scheme is described there).
+* :func:`svd_factors` factorises the centred explicit weights of a token model
+  into an embedding table and an output head, the best rank-``d`` approximation
+  of the count solution (Eckart-Young).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+from explicit_softmax import model as model_lib
+from explicit_softmax import solvers
+from explicit_softmax import statistics
+
+# Solver used when fitting a layer from features. The one-step Newton solution
+# (a ridge regression of the centred targets) suits dense activations: on the
+# ReLU features of a random 784-256 MNIST layer it starts at ~89% test accuracy
+# and CE ~0.37, where the co-occurrence solution, a tempered product of experts,
+# starts nearly flat (CE ~2.06) and fine-tunes no better than default init
+# (benchmarks/bench_init.py). Token (one-hot) models use "cooccurrence", exact there.
+DEFAULT_METHOD = "newton"
+# Rows drawn (per layer) to place the class-conditional cluster centres of the
+# layer-wise scheme, and Lloyd iterations to refine them.
+DEFAULT_CLUSTER_SAMPLES = 10_000
+DEFAULT_KMEANS_ITERATIONS = 10
+# Root-mean-square of a hidden layer's pre-activations after layer-wise init:
+# the same order as the default (fan-in scaled) initializers produce.
+DEFAULT_HIDDEN_RMS = 1.0
+# Largest side of a matrix factorised with a dense SVD; beyond, a truncated
+# (ARPACK) SVD computes only the d leading factors.
+_DENSE_SVD_MAX = 4096
+
+
+# -- features -----------------------------------------------------------------
+def as_float_array(x) -> np.ndarray:
+  """``x`` as a numpy array, low-precision floats (bfloat16, float16) as float32."""
+  x = np.asarray(x)
+  if x.dtype.kind not in "biuf" or (x.dtype.kind == "f" and x.dtype.itemsize < 4):
+    x = x.astype(np.float32)
+  return x
+
+
+def check_features(features: np.ndarray, n_features: int, batch: int, hint: str,
+                   what: str = "the features reaching the head") -> None:
+  """Checks one batch of features that is about to reach a softmax head.
+
+  Args:
+    features: (rows, N) array.
+    n_features: N, the head's input width.
+    batch: index of the batch (for the message).
+    hint: framework-specific advice on making the features nonnegative.
+    what: what the features are, for the message.
+
+  Raises:
+    ValueError: wrong shape, non-finite or negative entries.
+  """
+  if features.ndim != 2:
+    raise ValueError(
+        f"{what} must be 2-D (batch, {n_features}); got shape "
+        f"{features.shape} in batch {batch}. Flatten them (x.reshape(len(x), -1)) in the "
+        "feature function, before the head.")
+  if features.shape[1] != n_features:
+    raise ValueError(
+        f"the layer takes {n_features} input features but {what} have "
+        f"{features.shape[1]} (batch {batch}); the feature function must produce "
+        "exactly what the layer consumes.")
+  if not np.isfinite(features).all():
+    raise ValueError(
+        f"{what} contain NaN or inf (batch {batch}); check the layers before it and "
+        "the input data.")
+  if features.size and features.min() < 0:
+    raise ValueError(
+        f"{what} have negative entries (min {features.min():.4g} in batch {batch}); "
+        f"explicit weights need nonnegative features. {hint}")
+
+
+def iterate_rows(n_rows: int, batch_size: int) -> Iterable[slice]:
+  """Consecutive row slices of at most ``batch_size`` rows."""
+  if int(batch_size) < 1:
+    raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
+  for start in range(0, n_rows, int(batch_size)):
+    yield slice(start, min(start + int(batch_size), n_rows))
+
+
+def accumulate_statistics(batches: Iterable, *, n_features: int, n_classes: int,
+                          gram: bool = False, hint: str = "",
+                          what: str = "the features reaching the head"
+                          ) -> statistics.SoftmaxStats:
+  """Streams ``(features, labels)`` batches into :class:`SoftmaxStats`.
+
+  Samples whose features are all zero (e.g. every ReLU unit off) carry no
+  co-occurrence information and are left out of the statistics, with one
+  warning that counts them.
+
+  Args:
+    batches: iterable of ``(features, y)``: (rows, N) arrays and (rows,) labels
+      or (rows, M) soft labels.
+    n_features: N, the head's input width.
+    n_classes: M, the head's output width.
+    gram: also collect the Gram matrix (for ``method="newton"``).
+    hint: advice appended to the error for negative features.
+    what: what the features are, for messages.
+
+  Returns:
+    The statistics of all batches.
+
+  Raises:
+    ValueError: for bad features (see :func:`check_features`), no batches, or
+      no sample with a nonzero feature.
+  """
+  stats = statistics.SoftmaxStats.empty(n_features, n_classes, gram=gram)
+  dropped = seen = 0
+  for i, (features, y) in enumerate(batches):
+    features, y = as_float_array(features), np.asarray(y)
+    check_features(features, n_features, i, hint, what)
+    if len(y) != len(features):
+      raise ValueError(
+          f"batch {i} has {len(features)} feature rows but {len(y)} labels; they must "
+          "have the same length.")
+    keep = features.any(axis=1)
+    seen += len(features)
+    dropped += int((~keep).sum())
+    if keep.any():
+      stats = stats.update(features[keep], y[keep])
+  if seen == 0:
+    raise ValueError("no data: the batches were empty. Pass at least one (x, y) batch.")
+  if stats.n_samples == 0:
+    raise ValueError(
+        f"all {seen} samples have all-zero {what.removeprefix('the ')} (dead units), so "
+        "there is nothing to fit. Check the layers before (e.g. a ReLU fed only "
+        "negative pre-activations).")
+  if dropped:
+    warnings.warn(
+        f"{dropped} of {seen} samples have all-zero {what.removeprefix('the ')} and were "
+        "left out of the explicit fit (they carry no co-occurrence information).",
+        stacklevel=3)
+  return stats
+
+
+def fit_explicit(batches: Iterable, *, n_features: int, n_classes: int,
+                 method: str = DEFAULT_METHOD, smoothing: float = solvers.DEFAULT_SMOOTHING,
+                 ridge: float = solvers.DEFAULT_RIDGE, hint: str = "",
+                 what: str = "the features reaching the head") -> model_lib.SoftmaxModel:
+  """Explicit weights for a head fed by ``batches`` of ``(features, y)``.
+
+  Args:
+    batches: iterable of ``(features, y)`` numpy batches.
+    n_features: N, the head's input width.
+    n_classes: M, the head's output width.
+    method: ``"newton"`` or ``"cooccurrence"`` (see :func:`explicit_softmax.solve`).
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
+    hint: advice appended to the error for negative features.
+    what: what the features are, for messages.
+
+  Returns:
+    The fitted :class:`SoftmaxModel` (``weights`` (N, M), ``bias`` (M,)).
+  """
+  if method not in solvers.METHODS:
+    raise ValueError(f"unknown method {method!r}; choose one of {solvers.METHODS}.")
+  stats = accumulate_statistics(batches, n_features=n_features, n_classes=n_classes,
+                                gram=(method == "newton"), hint=hint, what=what)
+  return solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
+
+
+def as_explicit_model(source, *, method: str | None = None,
+                      smoothing: float = solvers.DEFAULT_SMOOTHING,
+                      ridge: float = solvers.DEFAULT_RIDGE) -> model_lib.SoftmaxModel:
+  """A :class:`SoftmaxModel` from a model (returned as is) or from statistics (solved).
+
+  With ``method=None`` statistics are solved with ``"newton"`` if they hold the
+  Gram matrix, else with ``"cooccurrence"``.
+  """
+  if isinstance(source, model_lib.SoftmaxModel):
+    return source
+  if isinstance(source, statistics.SoftmaxStats):
+    if method is None:
+      method = "newton" if source.gram is not None else "cooccurrence"
+    return solvers.solve(source, method, smoothing=smoothing, ridge=ridge)
+  raise ValueError(
+      f"expected a SoftmaxModel or SoftmaxStats; got {type(source).__name__}. Fit one "
+      "with explicit_softmax.fit(X, y) or SoftmaxStats.from_data(X, y).")
+
+
+def check_head_shape(explicit: model_lib.SoftmaxModel, in_features: int,
+                     out_features: int, has_bias: bool, what: str) -> None:
+  """Checks that explicit weights fit a dense layer ``in_features -> out_features``.
+
+  Raises:
+    ValueError: mismatched shapes, or a nonzero explicit bias for a layer
+      without bias.
+  """
+  if (explicit.n_features, explicit.n_classes) != (in_features, out_features):
+    raise ValueError(
+        f"the explicit weights map {explicit.n_features} features to "
+        f"{explicit.n_classes} classes, but {what} maps {in_features} -> {out_features}. "
+        "Fit the explicit model on the features that reach this layer, with "
+        "n_classes equal to its output width.")
+  if not has_bias and np.any(explicit.bias != 0):
+    raise ValueError(
+        f"the explicit model has a nonzero bias but {what} has no bias. Give the layer "
+        "a bias (use_bias=True / bias=True) or use method='cooccurrence', whose bias "
+        "is zero.")
+
+
+# -- layer-wise initialisation -------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class ClassClusters:
+  """Pseudo-classes of a hidden layer: each unit stands for part of one class.
+
+  With ``H >= M`` units, class ``c`` owns units ``c, c + M, c + 2M, ...`` and
+  each of them a k-means centre of that class's samples; a sample's pseudo-class
+  is the nearest centre among its own class's units. With ``H < M`` units,
+  classes share units: class ``c`` maps to unit ``c mod H``.
+
+  Attributes:
+    unit_class: (H,) the class each unit belongs to (``H >= M``), or None.
+    centres: (H, N) float32 cluster centres (``H >= M``), or None.
+    n_units: H.
+    n_classes: M.
+  """
+
+  unit_class: np.ndarray | None
+  centres: np.ndarray | None
+  n_units: int
+  n_classes: int
+
+  def assign(self, features: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """(rows,) pseudo-class in ``[0, H)`` of each sample."""
+    labels = np.asarray(labels, np.int64)
+    if self.centres is None:
+      return labels % self.n_units
+    features = np.asarray(features, np.float32)
+    dist = (-2.0 * features @ self.centres.T) + (self.centres**2).sum(axis=1)
+    dist[self.unit_class[None, :] != labels[:, None]] = np.inf
+    return np.argmin(dist, axis=1)
+
+
+def class_clusters(features: np.ndarray, labels: np.ndarray, n_units: int, n_classes: int,
+                   *, seed: int = 0,
+                   iterations: int = DEFAULT_KMEANS_ITERATIONS) -> ClassClusters:
+  """Places ``n_units`` class-conditional cluster centres (k-means within each class).
+
+  Args:
+    features: (T, N) sample of the layer's inputs.
+    labels: (T,) integer class labels of the sample.
+    n_units: H, the layer's width.
+    n_classes: M.
+    seed: seed of the k-means initial centres.
+    iterations: Lloyd iterations.
+
+  Returns:
+    A :class:`ClassClusters`.
+
+  Raises:
+    ValueError: if a class that owns units has no sample.
+  """
+  if n_units < n_classes:
+    return ClassClusters(None, None, n_units, n_classes)
+  features = np.asarray(features, np.float32)
+  labels = np.asarray(labels, np.int64)
+  rng = np.random.default_rng(seed)
+  unit_class = np.arange(n_units) % n_classes
+  centres = np.zeros((n_units, features.shape[1]), np.float32)
+  for c in range(n_classes):
+    units = np.flatnonzero(unit_class == c)
+    members = features[labels == c]
+    if len(members) == 0:
+      raise ValueError(
+          f"class {c} has no sample among the {len(labels)} rows used to place the "
+          "layer-wise cluster centres; pass data covering every class, or raise "
+          "n_cluster_samples.")
+    centres[units] = _kmeans(members, len(units), rng, iterations)
+  return ClassClusters(unit_class, centres, n_units, n_classes)
+
+
+def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iterations: int) -> np.ndarray:
+  """Lloyd's k-means from k distinct random samples; empty clusters are reseeded."""
+  centres = x[rng.choice(len(x), size=k, replace=len(x) < k)].copy()
+  sq = (x**2).sum(axis=1)
+  for _ in range(iterations):
+    assign = np.argmin(sq[:, None] - 2.0 * x @ centres.T + (centres**2).sum(axis=1), axis=1)
+    counts = np.bincount(assign, minlength=k)
+    sums = np.zeros_like(centres)
+    np.add.at(sums, assign, x)
+    empty = counts == 0
+    centres[~empty] = sums[~empty] / counts[~empty, None]
+    if empty.any():
+      centres[empty] = x[rng.choice(len(x), size=int(empty.sum()))]
+  return centres
+
+
+def hidden_weights(explicit: model_lib.SoftmaxModel, sample: np.ndarray,
+                   rms: float = DEFAULT_HIDDEN_RMS) -> tuple[np.ndarray, np.ndarray]:
+  """Hidden-layer weights from a pseudo-class softmax: centred, then scaled.
+
+  Subtracting each weight row's mean over the units (and the bias's mean) leaves
+  the softmax unchanged but centres every sample's logits, so a ReLU after the
+  layer passes exactly the pseudo-classes scored above the sample's average.
+  Weights and bias are then scaled so the pre-activations on ``sample`` have
+  root-mean-square ``rms``, which keeps the next layer in a trainable range
+  (the next explicit fit is invariant to this scale).
+
+  Args:
+    explicit: the pseudo-class softmax model, (N, H).
+    sample: (T, N) inputs of the layer, to measure the scale.
+    rms: target root-mean-square of the pre-activations.
+
+  Returns:
+    ``(W, b)``: (N, H) and (H,) float32.
+  """
+  w = explicit.weights - explicit.weights.mean(axis=1, keepdims=True)
+  b = explicit.bias - explicit.bias.mean()
+  z = np.asarray(sample, np.float32) @ w + b
+  scale = rms / max(float(np.sqrt(np.mean(z.astype(np.float64)**2))), 1e-12)
+  return (w * scale).astype(np.float32), (b * scale).astype(np.float32)
+
+
+def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
+                   labels: np.ndarray, widths: Sequence[tuple[int, int]],
+                   write: Callable[[int, np.ndarray, np.ndarray], None], *,
+                   method: str = DEFAULT_METHOD, hidden_method: str | None = None,
+                   smoothing: float = solvers.DEFAULT_SMOOTHING,
+                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
+                   rms: float = DEFAULT_HIDDEN_RMS,
+                   n_cluster_samples: int = DEFAULT_CLUSTER_SAMPLES, seed: int = 0,
+                   hint: str = "") -> list[model_lib.SoftmaxModel]:
+  """Fits the dense layers of an MLP one after another with explicit weights.
+
+  Scheme ("local" explicit solutions with class-conditional pseudo-targets):
+
+  1. Layer ``l`` (width ``H``) sees the activations that the already
+     initialised layers ``< l`` really produce (raw inputs for the first layer;
+     the previous ReLU's outputs, which are nonnegative, after that).
+  2. A hidden layer is fitted as a softmax over ``H`` pseudo-classes: each
+     class owns ``~H/M`` units, placed by k-means on that class's inputs
+     (:func:`class_clusters`); a sample's target is its nearest centre within
+     its own class. Every unit thus detects one mode of one class, so the
+     pseudo-classes refine the labels and the layer's ReLU outputs keep (and
+     split) the class information. With ``H < M``, classes share units.
+  3. The hidden weights are row-centred and rescaled (:func:`hidden_weights`).
+  4. The last layer is fitted to the real class labels.
+
+  Args:
+    features_of: ``features_of(l, rows)`` returns the (rows, N_l) inputs of
+      dense layer ``l`` for the given data rows (an index array or a slice),
+      computed with the layers ``< l`` as they are now.
+    labels: (T,) integer class labels of all rows.
+    widths: ``(in_features, out_features)`` of each dense layer, in order.
+    write: ``write(l, W, b)`` stores (N_l, H_l) weights and (H_l,) bias.
+    method: solver of the output layer.
+    hidden_method: solver of the hidden layers (default: ``method``).
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
+    batch_size: rows per forward batch.
+    rms: root-mean-square of each hidden layer's pre-activations.
+    n_cluster_samples: rows drawn to place the cluster centres of each layer.
+    seed: seed of the row sample and of k-means.
+    hint: advice appended to the error for negative features.
+
+  Returns:
+    The explicit :class:`SoftmaxModel` of each layer (hidden ones before
+    centring and scaling).
+  """
+  labels = np.asarray(labels)
+  if labels.ndim != 1 or labels.dtype.kind not in "iu":
+    raise ValueError(
+        "layer-wise initialisation needs (T,) integer class labels (pseudo-classes are "
+        f"clusters within each class); got shape {labels.shape}, dtype {labels.dtype}.")
+  if not widths:
+    raise ValueError("the model has no dense layer to initialise.")
+  n_classes = widths[-1][1]
+  if labels.min() < 0 or labels.max() >= n_classes:
+    raise ValueError(
+        f"labels must lie in [0, {n_classes}) (the width of the last layer); found "
+        f"[{labels.min()}, {labels.max()}].")
+  hidden_method = method if hidden_method is None else hidden_method
+  t = len(labels)
+  rng = np.random.default_rng(seed)
+  sample_rows = np.sort(rng.choice(t, size=min(t, int(n_cluster_samples)), replace=False))
+  fitted = []
+  for layer, (n_in, n_out) in enumerate(widths):
+    last = layer == len(widths) - 1
+    what = f"the inputs of dense layer {layer}" + (" (the head)" if last else "")
+    if last:
+      targets = lambda feats, rows: labels[rows]
+    else:
+      sample = as_float_array(features_of(layer, sample_rows))
+      check_features(sample, n_in, 0, hint, what)
+      clusters = class_clusters(sample, labels[sample_rows], n_out, n_classes,
+                                seed=seed + layer)
+      targets = lambda feats, rows, clusters=clusters: clusters.assign(feats, labels[rows])
+
+    def batches(layer=layer, targets=targets):
+      for rows in iterate_rows(t, batch_size):
+        feats = as_float_array(features_of(layer, rows))
+        yield feats, targets(feats, rows)
+
+    explicit = fit_explicit(batches(), n_features=n_in, n_classes=n_out,
+                            method=method if last else hidden_method,
+                            smoothing=smoothing, ridge=ridge, hint=hint, what=what)
+    if last:
+      w, b = explicit.weights, explicit.bias
+    else:
+      w, b = hidden_weights(explicit, sample, rms)
+    write(layer, w, b)
+    fitted.append(explicit)
+  return fitted
+
+
+# -- embedding factorisation ---------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class EmbeddingFactors:
+  """Rank-``d`` factors of a token model's explicit weights.
+
+  Logits of a sample with context feature rows ``r_1..r_K`` (``r_k = k V +
+  token_k``) are ``(sum_k embedding[r_k]) @ head + bias``.
+
+  Attributes:
+    embedding: (K V, d) float32 embedding table (K = 1: (V, d)).
+    head: (d, V) float32 output kernel in the ``x @ W`` layout (Flax); a
+      ``torch.nn.Linear`` stores its transpose.
+    bias: (V,) float32 output bias.
+    singular_values: all singular values of the centred weights, float64.
+    n_context: K.
+  """
+
+  embedding: np.ndarray
+  head: np.ndarray
+  bias: np.ndarray
+  singular_values: np.ndarray
+  n_context: int
+
+  @property
+  def rank(self) -> int:
+    return self.head.shape[0]
+
+  def logits(self, ids) -> np.ndarray:
+    """(T, V) logits for (T,) or (T, K) token ids."""
+    ids = np.asarray(ids)
+    ids = ids[:, None] if ids.ndim == 1 else ids
+    vocab = self.head.shape[1]
+    rows = ids + vocab * np.arange(ids.shape[1])
+    return self.embedding[rows].sum(axis=1) @ self.head + self.bias
+
+
+def centred_weights(explicit: model_lib.SoftmaxModel, *, n_context: int = 1,
+                    center_columns: bool = True) -> tuple[np.ndarray, np.ndarray]:
+  """The centred weights that :func:`svd_factors` factorises, and the matching bias.
+
+  Row centring (subtracting each row's mean over the V outputs) never changes
+  the softmax. Column centring moves each context block's mean row into the
+  bias; it leaves the logits unchanged for token contexts, where every sample
+  has exactly one active feature per block of ``V`` rows (``TokenFeatures``).
+
+  Args:
+    explicit: a token model, ``weights`` (K V, V).
+    n_context: K, the number of one-hot blocks in the weight rows.
+    center_columns: also move the block means into the bias.
+
+  Returns:
+    ``(C, b)``: (K V, V) float64 centred weights and (V,) float64 bias with
+    ``softmax(sum_k C[r_k] + b) == softmax(sum_k W[r_k] + b_explicit)``.
+  """
+  w = explicit.weights.astype(np.float64)
+  rows, vocab = w.shape
+  if int(n_context) < 1 or rows != int(n_context) * vocab:
+    raise ValueError(
+        f"the explicit weights are {w.shape}, which is not (n_context * V, V) with "
+        f"n_context={n_context}; fit them on TokenFeatures(ids, vocab_size=V) with "
+        "n_classes=V and pass the context size used.")
+  c = w - w.mean(axis=1, keepdims=True)
+  b = explicit.bias.astype(np.float64)
+  b = b - b.mean()
+  if center_columns:
+    blocks = c.reshape(int(n_context), vocab, vocab)
+    mean_rows = blocks.mean(axis=1, keepdims=True)
+    c = (blocks - mean_rows).reshape(rows, vocab)
+    b = b + mean_rows.sum(axis=(0, 1))
+  return c, b
+
+
+def svd_factors(source, d: int, *, n_context: int = 1, center_columns: bool = True,
+                method: str = "cooccurrence", smoothing: float = solvers.DEFAULT_SMOOTHING,
+                ridge: float = solvers.DEFAULT_RIDGE) -> EmbeddingFactors:
+  """Embedding and output head from a truncated SVD of the explicit weights.
+
+  With ``C = U S V^T`` the centred weights (:func:`centred_weights`), the factors
+  are ``embedding = U_d S_d^(1/2)`` and ``head = S_d^(1/2) V_d^T`` (singular
+  values split evenly, so both factors start on the same scale for gradient
+  descent). ``embedding @ head`` is the best rank-``d`` approximation of ``C``
+  in Frobenius norm (Eckart-Young): its error is ``sum_{i > d} s_i^2``. At full
+  rank the factors reproduce the explicit logits up to the softmax shift.
+
+  Args:
+    source: a token :class:`SoftmaxModel` (weights (K V, V)) or the
+      :class:`SoftmaxStats` of ``TokenFeatures`` contexts (solved with
+      ``method``).
+    d: embedding width, at most ``min(K V, V)``.
+    n_context: K, the context size the model was fitted with.
+    center_columns: move the block means into the bias (exact for token
+      contexts, see :func:`centred_weights`).
+    method: solver used when ``source`` is statistics.
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
+
+  Returns:
+    :class:`EmbeddingFactors`.
+  """
+  explicit = as_explicit_model(source, method=method, smoothing=smoothing, ridge=ridge)
+  c, b = centred_weights(explicit, n_context=n_context, center_columns=center_columns)
+  max_rank = min(c.shape)
+  if not 1 <= int(d) <= max_rank:
+    raise ValueError(
+        f"d={d} is not in [1, {max_rank}]: a ({c.shape[0]} x {c.shape[1]}) matrix has at "
+        f"most rank {max_rank}. Use an embedding width d <= {max_rank}.")
+  d = int(d)
+  if max(c.shape) <= _DENSE_SVD_MAX or d >= max_rank - 1:
+    u, s, vt = np.linalg.svd(c, full_matrices=False)
+    all_s = s
+  else:
+    import scipy.sparse.linalg
+    u, s, vt = scipy.sparse.linalg.svds(c, k=d)
+    order = np.argsort(s)[::-1]
+    u, s, vt = u[:, order], s[order], vt[order]
+    all_s = s
+  root = np.sqrt(s[:d])
+  return EmbeddingFactors(
+      embedding=(u[:, :d] * root).astype(np.float32),
+      head=(root[:, None] * vt[:d]).astype(np.float32),
+      bias=b.astype(np.float32),
+      singular_values=np.asarray(all_s, np.float64),
+      n_context=int(n_context))

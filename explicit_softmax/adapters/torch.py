@@ -1,0 +1,406 @@
+"""Explicit initialisation of PyTorch models.
+
+Layout: ``torch.nn.Linear`` stores its weight as (out, in), the transpose of the
+explicit weights ``W`` (N, M) of ``x W + b``; weights are written transposed,
+with ``Tensor.copy_`` inside ``torch.no_grad()``, so the parameter keeps its
+identity, dtype, device and ``requires_grad`` flag, stays a leaf
+(``grad_fn is None``) and gets no ``.grad``.
+
+Conventions for finding the head (:func:`init_head`):
+
+* an ``nn.Sequential`` whose last module is an ``nn.Linear``: the features are
+  the output of everything before it;
+* a module with a dense head (``head=<the nn.Linear>``, or an attribute named
+  ``head``): the features are the head's inputs during the model's own forward
+  pass (captured with a forward pre-hook, which also stops the forward there);
+* an explicit ``features_fn`` plus ``head``;
+* an ``nn.Linear`` alone: the data are the features.
+
+Example::
+
+    from explicit_softmax.adapters import torch as es_torch
+    model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
+    es_torch.init_head(model, x_train, y_train)       # explicit output layer
+    es_torch.init_layerwise(model, x_train, y_train)  # or every layer
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from explicit_softmax import model as model_lib
+from explicit_softmax import solvers
+from explicit_softmax.adapters import _common
+
+HINT = (
+    "End the feature extractor with a nonnegative activation (nn.ReLU, nn.Softplus, "
+    "nn.Sigmoid or nn.Softmax) right before the head, or pass a features_fn that "
+    "returns nonnegative features; raw inputs must be nonnegative too (e.g. pixels "
+    "scaled to [0, 1], not standardised).")
+
+
+class _Captured(Exception):
+  """Raised by the forward pre-hook, carrying the head's input."""
+
+  def __init__(self, value):
+    super().__init__("head input captured")
+    self.value = value
+
+
+# -- reading features -----------------------------------------------------------
+@contextlib.contextmanager
+def _inference_mode(model: nn.Module):
+  """Eval mode (no dropout, running statistics) and no autograd; restores the modes."""
+  modes = [(module, module.training) for module in model.modules()]
+  model.eval()
+  try:
+    with torch.no_grad():
+      yield
+  finally:
+    for module, training in modes:
+      module.training = training
+
+
+def _reference_parameter(model: nn.Module) -> torch.Tensor | None:
+  for tensor in list(model.parameters()) + list(model.buffers()):
+    if tensor.is_floating_point():
+      return tensor
+  return None
+
+
+def _to_input(x, model: nn.Module) -> torch.Tensor:
+  """A batch as a tensor on the model's device; floats in the model's dtype."""
+  ref = _reference_parameter(model)
+  t = x if isinstance(x, torch.Tensor) else torch.as_tensor(np.asarray(x))
+  if ref is None:
+    return t
+  if t.is_floating_point() and t.dtype != ref.dtype:
+    t = t.to(ref.dtype)
+  return t.to(ref.device)
+
+
+def _to_numpy(t) -> np.ndarray:
+  if isinstance(t, torch.Tensor):
+    t = t.detach().to("cpu")
+    if t.is_floating_point() and t.dtype not in (torch.float32, torch.float64):
+      t = t.float()
+    t = t.numpy()
+  return _common.as_float_array(t)
+
+
+def _labels(y) -> np.ndarray:
+  return y.detach().cpu().numpy() if isinstance(y, torch.Tensor) else np.asarray(y)
+
+
+def _take(x, rows):
+  """Rows of an array or tensor by slice or numpy index array."""
+  if isinstance(x, torch.Tensor) and isinstance(rows, np.ndarray):
+    return x[torch.as_tensor(rows, device=x.device)]
+  return x[rows]
+
+
+def _check_linear(layer, what: str) -> nn.Linear:
+  if not isinstance(layer, nn.Linear):
+    raise ValueError(
+        f"{what} is a {type(layer).__name__}, not a dense nn.Linear; explicit weights can "
+        "only be written into a dense (Linear) output layer. Put an nn.Linear last or "
+        "pass head=<the nn.Linear>.")
+  return layer
+
+
+def _resolve_head(model: nn.Module, head) -> tuple[nn.Linear, Callable | None]:
+  """The dense head of ``model`` and, for Sequential models, the feature function."""
+  if isinstance(model, nn.Linear) and head in (None, model, "head"):
+    return model, (lambda x: x)
+  if isinstance(head, nn.Module):
+    return _check_linear(head, "head"), None
+  if isinstance(head, str):
+    if not hasattr(model, head):
+      raise ValueError(f"{type(model).__name__} has no attribute {head!r} to use as head.")
+    return _check_linear(getattr(model, head), f"model.{head}"), None
+  if isinstance(model, nn.Sequential):
+    if len(model) == 0:
+      raise ValueError("the nn.Sequential model is empty.")
+    return _check_linear(model[-1], "the last module of the nn.Sequential"), model[:-1]
+  if isinstance(getattr(model, "head", None), nn.Module):
+    return _check_linear(model.head, "model.head"), None
+  raise ValueError(
+      f"cannot find the dense head of {type(model).__name__}: it is not an nn.Sequential "
+      "and has no 'head' attribute. Pass head=<the nn.Linear> (and optionally "
+      "features_fn=<a function from inputs to the head's inputs>).")
+
+
+def _head_features(model: nn.Module, head: nn.Linear, features_fn) -> Callable:
+  """A function from a batch of inputs to the (numpy) features entering ``head``."""
+  if features_fn is not None:
+    return lambda xb: _to_numpy(features_fn(_to_input(xb, model)))
+
+  def hook(module, args):
+    raise _Captured(args[0])
+
+  def captured(xb):
+    handle = head.register_forward_pre_hook(hook)
+    try:
+      model(_to_input(xb, model))
+    except _Captured as hit:
+      return _to_numpy(hit.value)
+    finally:
+      handle.remove()
+    raise ValueError(
+        f"the forward pass of {type(model).__name__} never called its head; pass "
+        "features_fn=<a function from inputs to the head's inputs>.")
+  return captured
+
+
+def _data_batches(x, y, batch_size: int) -> Iterable:
+  """``(x, y)`` batches from arrays/tensors, or the caller's iterable (y None)."""
+  if y is None:
+    return x
+  n = len(x)
+  if len(y) != n:
+    raise ValueError(f"x has {n} rows but y has {len(y)}; they must have the same length.")
+  return ((x[rows], y[rows]) for rows in _common.iterate_rows(n, batch_size))
+
+
+# -- writing weights ------------------------------------------------------------
+def _copy(param: torch.Tensor, value: np.ndarray) -> None:
+  """In-place copy keeping dtype, device, identity and ``requires_grad``; no graph."""
+  with torch.no_grad():
+    param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+
+
+def write_linear(layer: nn.Linear, weights, bias=None) -> None:
+  """Writes (in, out) ``weights`` and (out,) ``bias`` into an ``nn.Linear`` in place.
+
+  Args:
+    layer: the dense layer (weight (out, in)).
+    weights: (in, out) array in the ``x @ W`` layout; stored transposed.
+    bias: (out,) array, or None to leave the bias as it is.
+
+  Raises:
+    ValueError: for mismatched shapes, or a nonzero bias for a layer without one.
+  """
+  layer = _check_linear(layer, "the layer")
+  weights = np.asarray(weights)
+  if weights.shape != (layer.in_features, layer.out_features):
+    raise ValueError(
+        f"weights of shape {weights.shape} (in, out) do not fit nn.Linear"
+        f"({layer.in_features}, {layer.out_features}), whose weight is (out, in) = "
+        f"{tuple(layer.weight.shape)}.")
+  _copy(layer.weight, weights.T)
+  if bias is None:
+    return
+  bias = np.asarray(bias)
+  if layer.bias is None:
+    if np.any(bias != 0):
+      raise ValueError(
+          "the layer has no bias (bias=False) but the explicit bias is nonzero; create "
+          "it with bias=True or use method='cooccurrence'.")
+    return
+  if bias.shape != (layer.out_features,):
+    raise ValueError(f"bias of shape {bias.shape} does not fit ({layer.out_features},).")
+  _copy(layer.bias, bias)
+
+
+def write_explicit(layer: nn.Linear, explicit: model_lib.SoftmaxModel) -> None:
+  """Writes a :class:`SoftmaxModel` into an ``nn.Linear`` (checked, in place)."""
+  layer = _check_linear(layer, "the layer")
+  _common.check_head_shape(explicit, layer.in_features, layer.out_features,
+                           layer.bias is not None, "the nn.Linear")
+  write_linear(layer, explicit.weights, explicit.bias)
+
+
+# -- public API -----------------------------------------------------------------
+def init_head(model: nn.Module, x, y=None, *, head: str | nn.Linear | None = None,
+              features_fn: Callable | None = None, method: str = _common.DEFAULT_METHOD,
+              smoothing: float = solvers.DEFAULT_SMOOTHING,
+              ridge: float = solvers.DEFAULT_RIDGE,
+              batch_size: int = 1024) -> model_lib.SoftmaxModel:
+  """Fits explicit weights for the dense head of a PyTorch model and writes them in place.
+
+  The features entering the head are computed batch by batch with the model's
+  own forward pass (in eval mode under ``torch.no_grad``; the modes are restored
+  afterwards), or with ``features_fn``, and accumulated into
+  :class:`SoftmaxStats`; the explicit solution is written into the head's
+  weight (transposed to (out, in)) and bias.
+
+  Args:
+    model: an ``nn.Sequential`` ending in an ``nn.Linear``, a module with a
+      dense head, or an ``nn.Linear``.
+    x: (T, ...) inputs (numpy or tensor; moved to the model's device and float
+      dtype batch by batch); or, with ``y=None``, an iterable of ``(x, y)``
+      batches such as a ``DataLoader``.
+    y: (T,) integer labels or (T, M) soft labels, M the head's output width.
+    head: the ``nn.Linear`` head or its attribute name (default: the last
+      module of a Sequential, else ``model.head``).
+    features_fn: optional function from a batch of inputs to the head's inputs.
+    method: ``"newton"`` (default: a ridge regression, best for dense activations)
+      or ``"cooccurrence"``.
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
+    batch_size: rows per forward batch when ``x, y`` are arrays.
+
+  Returns:
+    The fitted :class:`SoftmaxModel` (the model itself is updated in place).
+
+  Raises:
+    ValueError: no dense head, negative features (with advice), mismatched shapes.
+  """
+  linear, seq_features = _resolve_head(model, head)
+  if features_fn is None:
+    features_fn = seq_features
+  get_features = _head_features(model, linear, features_fn)
+  with _inference_mode(model):
+    explicit = _common.fit_explicit(
+        ((get_features(xb), _labels(yb)) for xb, yb in _data_batches(x, y, batch_size)),
+        n_features=linear.in_features, n_classes=linear.out_features, method=method,
+        smoothing=smoothing, ridge=ridge, hint=HINT)
+  write_explicit(linear, explicit)
+  return explicit
+
+
+def init_layerwise(model: nn.Sequential, x, y, *, method: str = _common.DEFAULT_METHOD,
+                   hidden_method: str | None = None,
+                   smoothing: float = solvers.DEFAULT_SMOOTHING,
+                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
+                   rms: float = _common.DEFAULT_HIDDEN_RMS,
+                   n_cluster_samples: int = _common.DEFAULT_CLUSTER_SAMPLES,
+                   seed: int = 0) -> list[model_lib.SoftmaxModel]:
+  """Initialises every ``nn.Linear`` of an ``nn.Sequential`` MLP with explicit weights.
+
+  Layer by layer, each dense layer is fitted on the activations the modules
+  before it really produce (in eval mode, without autograd): hidden layers to
+  class-conditional pseudo-classes, the last to the labels. See
+  :func:`explicit_softmax.adapters.layerwise_init` for the scheme.
+
+  Args:
+    model: ``nn.Sequential`` whose last module is an ``nn.Linear``; every dense
+      layer's input must be nonnegative (raw inputs included).
+    x: (T, ...) inputs (numpy or tensor).
+    y: (T,) integer labels.
+    method: solver of the output layer.
+    hidden_method: solver of the hidden layers (default: ``method``).
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
+    batch_size: rows per forward batch.
+    rms: root-mean-square of each hidden layer's pre-activations.
+    n_cluster_samples: rows used to place each layer's cluster centres.
+    seed: seed of the row sample and k-means.
+
+  Returns:
+    The explicit :class:`SoftmaxModel` of each dense layer.
+  """
+  if not isinstance(model, nn.Sequential):
+    raise ValueError(
+        f"init_layerwise needs an nn.Sequential MLP; got {type(model).__name__}. Build the "
+        "model as nn.Sequential(nn.Linear(...), nn.ReLU(), ..., nn.Linear(...)).")
+  if len(model) == 0:
+    raise ValueError("the nn.Sequential model is empty.")
+  _check_linear(model[-1], "the last module of the nn.Sequential")
+  dense = [i for i, module in enumerate(model) if isinstance(module, nn.Linear)]
+  widths = [(model[i].in_features, model[i].out_features) for i in dense]
+
+  def features_of(layer, rows):
+    return _to_numpy(model[:dense[layer]](_to_input(_take(x, rows), model)))
+
+  def write(layer, w, b):
+    write_linear(model[dense[layer]], w, b)
+
+  with _inference_mode(model):
+    return _common.layerwise_init(
+        features_of, _labels(y), widths, write, method=method,
+        hidden_method=hidden_method, smoothing=smoothing, ridge=ridge,
+        batch_size=batch_size, rms=rms, n_cluster_samples=n_cluster_samples, seed=seed,
+        hint=HINT)
+
+
+class ResidualHead(nn.Module):
+  """A dense head ``logits = x W_explicit + x dW + b`` around explicit weights.
+
+  Weights use the ``nn.Linear`` layout (out, in). ``W_explicit`` comes from the
+  explicit solver; ``dW`` starts at zero, so the head starts exactly at the
+  explicit model, and ``b`` starts at its bias. With ``trainable_explicit=False``
+  the explicit weights are a buffer (saved in the ``state_dict``, moved by
+  ``.to()``, never returned by ``parameters()``), so only ``dW`` and ``b`` train.
+
+  Note: under plain Adam or SGD (no weight decay), training ``dW`` with
+  ``W_explicit`` frozen follows exactly the trajectory of training ``W`` itself
+  from ``W_explicit`` (the updates depend only on the gradient, which is the
+  same). The split matters with weight decay on ``dW`` (it then pulls towards
+  the explicit solution instead of towards zero), with separate learning rates,
+  or to keep and inspect the learned correction.
+
+  Attributes:
+    explicit_weight: (M, N) explicit weights (buffer or ``nn.Parameter``).
+    weight_delta: (M, N) trainable correction, zero at initialisation.
+    bias: (M,) trainable bias.
+  """
+
+  def __init__(self, explicit, *, trainable_explicit: bool = False,
+               dtype: torch.dtype | None = None, device=None,
+               method: str | None = None,
+               smoothing: float = solvers.DEFAULT_SMOOTHING,
+               ridge: float = solvers.DEFAULT_RIDGE):
+    """Builds the head.
+
+    Args:
+      explicit: a :class:`SoftmaxModel`, or :class:`SoftmaxStats` to solve.
+      trainable_explicit: whether ``W_explicit`` is an ``nn.Parameter``.
+      dtype: parameter dtype (default: ``torch.get_default_dtype()``).
+      device: parameter device.
+      method, smoothing, ridge: solver settings when ``explicit`` is statistics
+        (``method=None``: Newton if they hold the Gram matrix, else co-occurrence).
+    """
+    super().__init__()
+    model = _common.as_explicit_model(explicit, method=method, smoothing=smoothing,
+                                      ridge=ridge)
+    kw = {"dtype": dtype or torch.get_default_dtype(), "device": device}
+    self.in_features, self.out_features = model.n_features, model.n_classes
+    self.trainable_explicit = trainable_explicit
+    weight = torch.tensor(model.weights.T, **kw)
+    if trainable_explicit:
+      self.explicit_weight = nn.Parameter(weight)
+    else:
+      self.register_buffer("explicit_weight", weight)
+    self.weight_delta = nn.Parameter(torch.zeros_like(weight))
+    self.bias = nn.Parameter(torch.tensor(model.bias, **kw))
+
+  def forward(self, x: torch.Tensor) -> torch.Tensor:
+    return F.linear(x, self.explicit_weight + self.weight_delta, self.bias)
+
+  def extra_repr(self) -> str:
+    return (f"in_features={self.in_features}, out_features={self.out_features}, "
+            f"trainable_explicit={self.trainable_explicit}")
+
+
+def init_embedding(factors: _common.EmbeddingFactors, embed: nn.Embedding,
+                   head: nn.Linear) -> None:
+  """Writes SVD factors (:func:`svd_factors`) into an ``nn.Embedding`` and ``nn.Linear``.
+
+  Args:
+    factors: :class:`EmbeddingFactors` of a token model.
+    embed: ``nn.Embedding(K V, d)``.
+    head: ``nn.Linear(d, V)`` (weight (V, d) receives ``factors.head.T``).
+
+  Raises:
+    ValueError: mismatched shapes, or a head without bias.
+  """
+  if not isinstance(embed, nn.Embedding):
+    raise ValueError(f"embed must be an nn.Embedding; got {type(embed).__name__}.")
+  if tuple(embed.weight.shape) != factors.embedding.shape:
+    raise ValueError(
+        f"the nn.Embedding table is {tuple(embed.weight.shape)} but the factors' embedding "
+        f"is {factors.embedding.shape} (K V, d); create nn.Embedding("
+        f"{factors.embedding.shape[0]}, {factors.embedding.shape[1]}).")
+  head = _check_linear(head, "head")
+  if head.bias is None:
+    raise ValueError(
+        "the head has no bias but the factors carry one; create it with bias=True.")
+  write_linear(head, factors.head, factors.bias)
+  _copy(embed.weight, factors.embedding)

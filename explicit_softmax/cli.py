@@ -1,0 +1,691 @@
+"""The ``explicit-softmax`` command line: fit, predict, evaluate, bench and demo.
+
+Run ``explicit-softmax --help`` (or ``python -m explicit_softmax --help``) for
+the commands and examples. Errors in files or arguments are reported as one
+line on stderr with a nonzero exit status, never as a traceback.
+
+Data files (``DATA``), recognised by extension:
+
+* ``.npz``  arrays ``X`` (features) and ``y`` (labels), e.g. ``np.savez(f, X=X, y=y)``;
+  a ``scipy.sparse.save_npz`` file is read as ``X`` (labels from ``--labels``);
+* ``.npy``  ``X`` only: labels from a second ``.npy`` path or ``--labels y.npy``;
+* ``.svm``, ``.svmlight``, ``.libsvm``  svmlight/libsvm text (sparse features);
+* ``.csv``, ``.tsv`` (and other text)  a table with one label column
+  (``--label-column``, default the last), with or without a header row.
+
+Labels that are integers ``0..M-1`` are used as class indices; any other labels
+(strings, ``-1/+1``, ...) are encoded in sorted order and stored in the model
+file, so ``predict`` prints them back.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import os
+import pathlib
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+import scipy.sparse as sp
+
+PROG = "explicit-softmax"
+SVMLIGHT_SUFFIXES = (".svm", ".svmlight", ".libsvm")
+CSV_SUFFIXES = (".csv", ".tsv")
+# Rows per batch when collecting statistics (one progress-bar tick each).
+BATCH_ROWS = 65_536
+BENCHMARKS = {"fit": "bench_fit.py", "mnist": "bench_mnist.py", "lm": "bench_lm.py",
+              "init": "bench_init.py"}
+
+EPILOG = """\
+examples:
+  explicit-softmax demo                                  # toy language model, < 1 minute
+  explicit-softmax fit train.npz --out model.npz         # arrays X, y in one file
+  explicit-softmax fit X.npy y.npy --out model.npz --calibrate
+  explicit-softmax fit train.svm --out model.npz --refine lbfgs --steps 50
+  explicit-softmax fit iris.csv --label-column species --out model.npz
+  explicit-softmax predict model.npz test.csv --proba --out preds.csv
+  explicit-softmax evaluate model.npz test.npz
+  explicit-softmax bench fit --quick                     # needs a source checkout
+
+Data formats: .npz (X, y), .npy (X; labels as a second .npy or --labels),
+svmlight/libsvm (.svm, .svmlight, .libsvm) and CSV/TSV with a label column.
+Features must be nonnegative (counts, intensities, activations).
+"""
+
+
+# -- progress bars -------------------------------------------------------------
+
+def _progress(**kwargs):
+  """A tqdm bar on stderr (hidden when stderr is not a terminal), or a no-op."""
+  try:
+    from tqdm.auto import tqdm
+  except ImportError:
+    return contextlib.nullcontext(_NoBar())
+  return tqdm(disable=None, leave=False, **kwargs)
+
+
+class _NoBar:
+  n = 0
+
+  def update(self, n=1):
+    del n
+
+  def set_postfix_str(self, s):
+    del s
+
+
+# -- reading data --------------------------------------------------------------
+
+def _is_number(text: str) -> bool:
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
+
+
+def _parse_column(spec: str | None, header: list[str] | None, n_cols: int, path) -> int:
+  """The index of the label column from a name or a (possibly negative) index."""
+  if spec is None:
+    return n_cols - 1
+  try:
+    index = int(spec)
+  except ValueError:
+    if header is None:
+      raise ValueError(
+          f"--label-column {spec!r} is a name but {str(path)!r} has no header row; "
+          "give the column's index instead (0-based, -1 is the last).") from None
+    names = [h.strip() for h in header]
+    if spec not in names:
+      raise ValueError(
+          f"--label-column {spec!r} is not a column of {str(path)!r}; its columns are "
+          f"{names[:20]}.") from None
+    return names.index(spec)
+  if not -n_cols <= index < n_cols:
+    raise ValueError(
+        f"--label-column {index} is out of range: {str(path)!r} has {n_cols} columns.")
+  return index % n_cols
+
+
+def read_csv(path, label_column: str | None = None, n_features: int | None = None):
+  """Reads a CSV/TSV table: features and (if present) a label column.
+
+  The delimiter is sniffed (``,``, ``;``, tab, ``|``); the first row is a header
+  if it has non-numeric cells where the next row has numbers (or only
+  non-numeric cells).
+
+  Args:
+    path: the file.
+    label_column: the label column's header name or index (default: last).
+    n_features: the number of features a model expects; a table with exactly
+      that many columns has no label column.
+
+  Returns:
+    ``(X, y)``: (T, N) float64 features and (T,) labels (numbers if every label
+    is numeric, else strings), or None when there is no label column.
+
+  Raises:
+    ValueError: for ragged rows, non-numeric features, or a bad label column.
+  """
+  path = pathlib.Path(path)
+  with open(path, newline="", encoding="utf-8") as fh:
+    sample = fh.read(1 << 16)
+    fh.seek(0)
+    try:
+      dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+      dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+    rows = [row for row in csv.reader(fh, dialect) if any(cell.strip() for cell in row)]
+  if not rows:
+    raise ValueError(f"{str(path)!r} is empty; expected a table of features and labels.")
+  first = [_is_number(c) for c in rows[0]]
+  second = [_is_number(c) for c in rows[1]] if len(rows) > 1 else first
+  has_header = not all(first) and (not any(first) or any(
+      not a and b for a, b in zip(first, second)))
+  header = rows[0] if has_header else None
+  body = rows[1:] if has_header else rows
+  if not body:
+    raise ValueError(f"{str(path)!r} has a header but no data rows.")
+  n_cols = len(header) if header else len(body[0])
+  for i, row in enumerate(body):
+    if len(row) != n_cols:
+      raise ValueError(
+          f"row {i + 1 + has_header} of {str(path)!r} has {len(row)} columns, expected "
+          f"{n_cols}; every row needs the same columns.")
+  table = np.array(body, dtype=str)
+  if n_features is not None and n_cols == n_features and label_column is None:
+    label_idx = None
+  else:
+    label_idx = _parse_column(label_column, header, n_cols, path)
+  feature_cols = [j for j in range(n_cols) if j != label_idx]
+  if not feature_cols:
+    raise ValueError(f"{str(path)!r} has a label column but no feature columns.")
+  features = table[:, feature_cols]
+  try:
+    x = np.char.strip(features).astype(np.float64)
+  except ValueError:
+    bad = next((i, j) for i, row in enumerate(features) for j, cell in enumerate(row)
+               if not _is_number(cell))
+    raise ValueError(
+        f"{str(path)!r} row {bad[0] + 1 + has_header}, column {feature_cols[bad[1]]} holds "
+        f"{str(features[bad])!r}, not a number; features must be numeric (is the label in "
+        "another column? use --label-column).") from None
+  if label_idx is None:
+    return x, None
+  labels = np.char.strip(table[:, label_idx])
+  if all(_is_number(v) for v in labels):
+    labels = labels.astype(np.float64)
+  return x, labels
+
+
+def _sniff_svmlight(path) -> bool:
+  """True if the first data line looks like ``label index:value ...``."""
+  with open(path, encoding="utf-8", errors="replace") as fh:
+    for line in fh:
+      line = line.split("#", 1)[0].strip()
+      if line:
+        tokens = line.split()
+        return len(tokens) == 1 or all(":" in t for t in tokens[1:])
+  return False
+
+
+def _load_npy(path):
+  with open(path, "rb") as fh:
+    if fh.read(6) != b"\x93NUMPY":
+      raise ValueError(f"{str(path)!r} is not a .npy array file (save with np.save).")
+    fh.seek(0)
+    return np.load(fh, allow_pickle=False)
+
+
+def read_data(paths, *, labels_path=None, label_column=None, n_features=None):
+  """Reads ``(X, y)`` from the supported files (see the module docstring).
+
+  Args:
+    paths: one data file, or two ``.npy`` files (features, labels).
+    labels_path: a ``.npy`` file of labels for ``.npy``/sparse ``.npz`` data.
+    label_column: CSV label column (name or index, default last).
+    n_features: features a fitted model expects (svmlight width; CSV tables
+      with exactly this many columns have no labels).
+
+  Returns:
+    ``(X, y)``: features (dense array or ``scipy.sparse``) and labels, or None
+    if the data has none.
+
+  Raises:
+    ValueError: for unreadable, missing or inconsistent files.
+  """
+  paths = [pathlib.Path(p) for p in paths]
+  if len(paths) > 2:
+    raise ValueError(f"expected one data file or two .npy files (X, y); got {len(paths)} paths.")
+  for p in paths + ([pathlib.Path(labels_path)] if labels_path else []):
+    if not p.is_file():
+      raise ValueError(f"data file {str(p)!r} does not exist.")
+  path = paths[0]
+  suffix = path.suffix.lower()
+  if len(paths) == 2 and labels_path:
+    raise ValueError("give the labels either as a second path or with --labels, not both.")
+  if len(paths) == 2 and (suffix != ".npy" or paths[1].suffix.lower() != ".npy"):
+    raise ValueError(
+        "two data paths must be .npy files of features and labels (X.npy y.npy); "
+        f"got {str(paths[0])!r} and {str(paths[1])!r}.")
+  try:
+    x, y = _read(path, suffix, label_column, n_features)
+    if len(paths) == 2:
+      labels_path = paths[1]
+    if labels_path is not None:
+      if y is not None:
+        raise ValueError(f"{str(path)!r} already holds labels; drop --labels.")
+      if pathlib.Path(labels_path).suffix.lower() != ".npy":
+        raise ValueError(f"labels file {str(labels_path)!r} must be a .npy array.")
+      y = _load_npy(labels_path)
+  except (EOFError, zipfile.BadZipFile, csv.Error, KeyError) as err:
+    raise ValueError(
+        f"cannot read {str(path)!r} ({type(err).__name__}: {err}); is it really a "
+        f"{suffix or 'CSV'} file?") from None
+  if y is not None and len(y) != x.shape[0]:
+    raise ValueError(
+        f"the features have {x.shape[0]} rows but there are {len(y)} labels; they must "
+        "match.")
+  return x, y
+
+
+def _read(path, suffix, label_column, n_features):
+  if suffix == ".npz":
+    if not zipfile.is_zipfile(path):
+      raise ValueError(
+          f"{str(path)!r} is not an .npz archive (save with np.savez(path, X=X, y=y)).")
+    with np.load(path, allow_pickle=False) as data:
+      keys = set(data.files)
+      if "X" in keys:
+        return data["X"], (data["y"] if "y" in keys else None)
+    if {"data", "indices", "indptr", "shape", "format"} <= keys:
+      return sp.load_npz(path), None
+    raise ValueError(
+        f"{str(path)!r} has arrays {sorted(keys)}; expected 'X' and 'y' (save with "
+        "np.savez(path, X=X, y=y)).")
+  if suffix == ".npy":
+    return _load_npy(path), None
+  if suffix in SVMLIGHT_SUFFIXES or (suffix not in CSV_SUFFIXES and _sniff_svmlight(path)):
+    from sklearn.datasets import load_svmlight_file
+    x, y = load_svmlight_file(str(path), n_features=n_features, dtype=np.float32)
+    return x, y
+  return read_csv(path, label_column, n_features)
+
+
+# -- labels --------------------------------------------------------------------
+
+def _label_key(value):
+  """A JSON-stable key for a label: integral numbers as int, others as given."""
+  if isinstance(value, (np.floating, float)) and float(value).is_integer():
+    return int(value)
+  if isinstance(value, (np.integer, np.floating)):
+    return value.item()
+  return str(value) if isinstance(value, np.str_) else value
+
+
+def encode_labels(y, n_classes: int | None = None):
+  """Class indices for ``y`` and the class names to store, if any.
+
+  Integer labels ``0..M-1`` (also as integral floats) are used as they are;
+  soft labels (T, M) too. Other labels are encoded in sorted order.
+
+  Returns:
+    ``(targets, classes)``: targets for :func:`explicit_softmax.fit` and None or
+    the list of class labels (index ``i`` is class ``classes[i]``).
+  """
+  y = np.asarray(y)
+  if y.size == 0:
+    raise ValueError("the data has no samples; pass at least one labelled sample.")
+  if y.ndim == 2 and y.shape[1] == 1:
+    y = y[:, 0]
+  if y.ndim == 2:
+    return y, None  # soft labels
+  if y.ndim != 1:
+    raise ValueError(f"labels must be a 1-D array (or (T, M) soft labels); got shape {y.shape}.")
+  numeric = y.dtype.kind in "iub" or (
+      y.dtype.kind == "f" and np.isfinite(y).all() and np.all(y == np.round(y)))
+  if numeric and y.size and y.min() >= 0:
+    return y.astype(np.int64), None
+  if n_classes is not None:
+    raise ValueError(
+        "--n-classes applies to integer labels 0..M-1; these labels are encoded from "
+        "their distinct values instead. Drop --n-classes.")
+  classes, codes = np.unique(y, return_inverse=True)
+  return codes.astype(np.int64), [_label_key(c) for c in classes]
+
+
+def map_labels(y, classes):
+  """Class indices of ``y`` given the stored ``classes`` (None: indices already)."""
+  y = np.asarray(y)
+  if y.ndim == 2 and y.shape[1] == 1:
+    y = y[:, 0]
+  if classes is None:
+    return encode_labels(y)[0] if y.ndim == 1 else y
+  index = {c: i for i, c in enumerate(classes)}
+  keys = [_label_key(v) for v in y.tolist()] if y.dtype.kind != "U" else y.tolist()
+  unknown = sorted({str(k) for k in keys if k not in index})
+  if unknown:
+    raise ValueError(
+        f"labels {unknown[:5]} were not seen when the model was fitted; its classes are "
+        f"{classes[:20]}.")
+  return np.array([index[k] for k in keys], np.int64)
+
+
+# -- commands ------------------------------------------------------------------
+
+def _check_nonempty_rows(x) -> None:
+  if sp.issparse(x):
+    empty = np.flatnonzero(np.asarray(abs(x).sum(axis=1)).ravel() == 0)
+  else:
+    empty = np.flatnonzero(~np.any(x != 0, axis=1))
+  if empty.size:
+    raise ValueError(
+        f"{empty.size} samples have no nonzero feature (first: row {empty[0]}); they "
+        "carry no co-occurrence information. Drop them or add a constant feature column.")
+
+
+def _batches(x, y):
+  for start in range(0, x.shape[0], BATCH_ROWS):
+    rows = slice(start, start + BATCH_ROWS)
+    yield x[rows], y[rows]
+
+
+def _cmd_fit(args) -> int:
+  import explicit_softmax as es
+  out = pathlib.Path(args.out)
+  if not out.parent.is_dir():
+    raise ValueError(f"output directory {str(out.parent)!r} does not exist.")
+  x, y = read_data(args.data, labels_path=args.labels, label_column=args.label_column)
+  if y is None:
+    raise ValueError(
+        f"{args.data[0]!r} has no labels; give them as a second .npy path, with --labels, "
+        "or as a column of the table.")
+  targets, classes = encode_labels(y, args.n_classes)
+  n_classes = args.n_classes
+  if n_classes is None:
+    n_classes = targets.shape[1] if targets.ndim == 2 else int(targets.max()) + 1
+  start = time.perf_counter()
+  if not sp.issparse(x):
+    x = np.asarray(x)
+  if x.ndim != 2:
+    raise ValueError(f"X must be 2-D (samples, features); got shape {x.shape}.")
+  _check_nonempty_rows(x)
+  with _progress(total=-(-x.shape[0] // BATCH_ROWS), desc="statistics", unit="batch") as bar:
+    stats = None
+    for xb, yb in _batches(x, targets):
+      part = es.SoftmaxStats.from_data(xb, yb, n_classes=n_classes, gram=args.method == "newton")
+      stats = part if stats is None else stats + part
+      bar.update()
+  model = es.solve(stats, args.method, smoothing=args.smoothing, ridge=args.ridge)
+  if args.calibrate:
+    model = es.calibrate(model, x, targets)
+  if args.refine:
+    with _progress(total=args.steps, desc=f"refine ({args.refine})", unit="step") as bar:
+      def callback(step, current, record):
+        del step, current
+        bar.update()
+        bar.set_postfix_str(f"loss {record['loss']:.4f}")
+      model = es.refine(model, x, targets, method=args.refine, steps=args.steps, l2=args.l2,
+                        batch_size=args.batch_size, callback=callback)
+  seconds = time.perf_counter() - start
+  info = dict(model.info)
+  if classes is not None:
+    info["classes"] = classes
+  model = model.replace(info=info, history=None)
+  loss = model.log_loss(x, targets)
+  hard = targets if targets.ndim == 1 else targets.argmax(axis=1)
+  accuracy = float(np.mean(model.predict(x) == hard))
+  model.save(out)
+  print(f"fitted {args.method}"
+        + (" + calibration" if args.calibrate else "")
+        + (f" + {args.refine} x{args.steps}" if args.refine else "")
+        + f" on {x.shape[0]:,} samples x {x.shape[1]:,} features, {n_classes} classes "
+        f"in {seconds:.2f} s")
+  print(f"training cross-entropy {loss:.4f} nats, accuracy {accuracy:.4f}")
+  print(f"wrote {out}")
+  return 0
+
+
+def _load_model_and_data(args, need_labels: bool):
+  import explicit_softmax as es
+  model = es.load(args.model)
+  x, y = read_data(args.data, labels_path=args.labels, label_column=args.label_column,
+                   n_features=model.n_features)
+  if need_labels and y is None:
+    raise ValueError(
+        f"{args.data[0]!r} has no labels to evaluate against; give them as a second .npy "
+        "path, with --labels, or as a column of the table.")
+  return model, x, y
+
+
+def _cmd_predict(args) -> int:
+  model, x, _ = _load_model_and_data(args, need_labels=False)
+  classes = model.info.get("classes")
+  names = classes if classes is not None else list(range(model.n_classes))
+  proba = model.predict_proba(x) if args.proba else None
+  pred = model.predict(x)
+  if args.out:
+    fh = open(args.out, "w", newline="", encoding="utf-8")
+  else:
+    fh = contextlib.nullcontext(sys.stdout)
+  with fh as stream:
+    writer = csv.writer(stream, lineterminator="\n")
+    writer.writerow(["prediction"] + ([f"p_{c}" for c in names] if args.proba else []))
+    for i, k in enumerate(pred):
+      row = [names[k]]
+      if proba is not None:
+        row += [f"{p:.6g}" for p in proba[i]]
+      writer.writerow(row)
+  if args.out:
+    print(f"wrote {len(pred):,} predictions to {args.out}", file=sys.stderr)
+  return 0
+
+
+def _cmd_evaluate(args) -> int:
+  model, x, y = _load_model_and_data(args, need_labels=True)
+  targets = map_labels(y, model.info.get("classes"))
+  loss = model.log_loss(x, targets)
+  hard = targets if targets.ndim == 1 else targets.argmax(axis=1)
+  accuracy = float(np.mean(model.predict(x) == hard))
+  grad = model.grad_norm(x, targets)
+  print(f"samples          {x.shape[0]:,}")
+  print(f"cross-entropy    {loss:.6f} nats ({loss / np.log(2):.6f} bits)")
+  print(f"accuracy         {accuracy:.6f}")
+  print(f"gradient norm    {grad:.6g}")
+  return 0
+
+
+def benchmarks_dir() -> pathlib.Path:
+  """``benchmarks/`` of a source checkout (next to the package directory)."""
+  return pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+def _cmd_bench(args) -> int:
+  names = list(BENCHMARKS) if args.which == "all" else [args.which]
+  directory = benchmarks_dir()
+  scripts = [directory / BENCHMARKS[n] for n in names]
+  missing = [s for s in scripts if not s.is_file()]
+  if missing:
+    where = (f"{str(directory)!r} does not exist" if not directory.is_dir()
+             else f"{str(missing[0])!r} is missing")
+    raise ValueError(
+        f"{where}: `{PROG} bench` needs a source checkout of explicit-softmax with its "
+        "benchmarks/ directory (it is not installed with the package).")
+  for name, script in zip(names, scripts):
+    cmd = [sys.executable, str(script)]
+    if args.quick:
+      cmd.append("--quick")
+    if args.out:
+      out = pathlib.Path(args.out)
+      cmd += ["--out", str(out / "init.json" if name == "init" else out)]
+    print(f"== bench {name}: {' '.join(cmd)}", flush=True)
+    status = subprocess.run(cmd, cwd=directory.parent, check=False).returncode
+    if status:
+      print(f"{PROG}: error: bench {name} failed with exit status {status}.", file=sys.stderr)
+      return status
+  return 0
+
+
+def _cmd_demo(args) -> int:
+  import explicit_softmax as es
+  from explicit_softmax import data
+  v, n_tokens = args.vocab_size, args.tokens
+  if v < 2:
+    raise ValueError(f"--vocab-size must be at least 2; got {v}.")
+  if n_tokens < 100:
+    raise ValueError(f"--tokens must be at least 100; got {n_tokens}.")
+  if not args.seconds > 0:
+    raise ValueError(f"--seconds must be positive; got {args.seconds}.")
+  support = min(args.support, v) if args.support else None
+  source = data.MarkovSource(v, order=1, zipf_exponent=1.1, support=support, seed=args.seed)
+  n_test = max(n_tokens // 5, 100)
+  x_train, y_train = data.context_tokens(source.sample(n_tokens, seed=args.seed + 1), 1, v)
+  x_test, y_test = data.context_tokens(source.sample(n_test, seed=args.seed + 2), 1, v)
+  print(f"toy language model: order-1 Markov source, V={v:,} tokens, "
+        f"{support or v} successors per context, Zipf exponent 1.1")
+  print(f"{len(y_train):,} training / {len(y_test):,} held-out next-token samples, "
+        f"{v * v:,} weights\n", flush=True)
+
+  start = time.perf_counter()
+  explicit = es.fit(x_train, y_train, n_classes=v, method="cooccurrence",
+                    smoothing=args.smoothing)
+  explicit_seconds = time.perf_counter() - start
+
+  zero = es.SoftmaxModel(np.zeros((v, v), np.float32), np.zeros(v, np.float32))
+  with _progress(total=round(args.seconds, 1), desc="adam from zero", unit="s") as bar:
+    def stop(step, model, record):
+      del step, model
+      bar.update(round(min(record["seconds"], args.seconds) - bar.n, 1))
+      return record["seconds"] >= args.seconds
+    descent = es.refine(zero, x_train, y_train, method="adam", steps=10**9,
+                        batch_size=args.batch_size, learning_rate=args.learning_rate,
+                        callback=stop, seed=args.seed)
+  descent_seconds = float(descent.history.seconds[-1]) if len(descent.history.seconds) else 0.0
+  steps = len(descent.history.loss)
+
+  rows = [("explicit co-occurrence (1 call)", explicit_seconds, explicit),
+          (f"adam from zero ({steps} steps)", descent_seconds, descent)]
+  floor = source.entropy_rate()
+  print(f"{'method':<36}{'seconds':>8}{'train CE':>11}{'held-out CE':>13}")
+  for name, seconds, model in rows:
+    print(f"{name:<36}{seconds:8.2f}{model.log_loss(x_train, y_train):11.4f}"
+          f"{model.log_loss(x_test, y_test):13.4f}", flush=True)
+  print(f"{'entropy rate of the source (floor)':<36}{'-':>8}{floor:11.4f}{floor:13.4f}")
+  print(f"\ncross-entropies in nats/token; a uniform guess scores log V = {np.log(v):.4f}; "
+        "a training CE below the floor is fitted sampling noise.\n"
+        f"Adam: batch {args.batch_size}, learning rate {args.learning_rate}, "
+        f"{args.seconds:g} s budget (compilation included).")
+  return 0
+
+
+# -- the parser ----------------------------------------------------------------
+
+def _add_data_args(parser) -> None:
+  parser.add_argument(
+      "data", nargs="+", metavar="DATA",
+      help="data file (.npz, .npy, svmlight, CSV); or two .npy files X.npy y.npy")
+  parser.add_argument("--labels", metavar="Y.npy", help="labels for .npy features")
+  parser.add_argument("--label-column", metavar="NAME_OR_INDEX",
+                      help="CSV label column, by header name or 0-based index "
+                      "(default: the last column)")
+
+
+class _Parser(argparse.ArgumentParser):
+  """An argparse parser whose usage errors are one line (plus exit status 2)."""
+
+  def error(self, message):
+    self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def build_parser() -> argparse.ArgumentParser:
+  """The argparse parser of the ``explicit-softmax`` command."""
+  from explicit_softmax import __version__
+  parser = _Parser(
+      prog=PROG, formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EPILOG,
+      description="Closed-form single-layer softmax models p(y|x) = softmax(xW + b), "
+      "fitted from one pass of additive statistics.")
+  parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+  sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+  fit = sub.add_parser(
+      "fit", help="fit a model and save it (.npz)",
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      description="Fit explicit softmax weights in one pass (optionally calibrate/refine).",
+      epilog="examples:\n  explicit-softmax fit train.npz --out model.npz\n"
+      "  explicit-softmax fit X.npy y.npy --out model.npz --method newton\n"
+      "  explicit-softmax fit data.csv --label-column 0 --out model.npz --calibrate\n"
+      "  explicit-softmax fit train.svm --out model.npz --refine lbfgs --steps 100\n")
+  _add_data_args(fit)
+  fit.add_argument("--out", required=True, metavar="MODEL.npz", help="where to save the model")
+  fit.add_argument("--method", choices=("cooccurrence", "newton"), default="cooccurrence",
+                   help="explicit solution (default: %(default)s)")
+  fit.add_argument("--smoothing", type=float, default=0.1,
+                   help="co-occurrence smoothing (default: %(default)s)")
+  fit.add_argument("--ridge", type=float, default=1e-3,
+                   help="relative ridge of the Newton solution (default: %(default)s)")
+  fit.add_argument("--calibrate", action="store_true",
+                   help="fit a temperature and class biases afterwards")
+  fit.add_argument("--refine", choices=("lbfgs", "adam", "sgd"),
+                   help="refine iteratively afterwards with this optimiser")
+  fit.add_argument("--steps", type=int, default=50, help="refinement steps (default: %(default)s)")
+  fit.add_argument("--l2", type=float, default=0.0, help="L2 penalty of the refinement")
+  fit.add_argument("--batch-size", type=int, default=None,
+                   help="minibatch size of adam/sgd refinement (default: full batch)")
+  fit.add_argument("--n-classes", type=int, default=None,
+                   help="number of classes M for integer labels 0..M-1 (default: max + 1)")
+  fit.set_defaults(func=_cmd_fit)
+
+  predict = sub.add_parser(
+      "predict", help="predict labels (and probabilities) as CSV",
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      description="Predict with a saved model; writes CSV to --out or stdout.",
+      epilog="examples:\n  explicit-softmax predict model.npz test.npz\n"
+      "  explicit-softmax predict model.npz test.csv --proba --out preds.csv\n")
+  predict.add_argument("model", metavar="MODEL", help="model file written by fit")
+  _add_data_args(predict)
+  predict.add_argument("--out", metavar="PREDS.csv", help="output CSV (default: stdout)")
+  predict.add_argument("--proba", action="store_true", help="also write class probabilities")
+  predict.set_defaults(func=_cmd_predict)
+
+  evaluate = sub.add_parser(
+      "evaluate", help="cross-entropy, accuracy and gradient norm on labelled data",
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      description="Evaluate a saved model on labelled data.",
+      epilog="example:\n  explicit-softmax evaluate model.npz test.npz\n")
+  evaluate.add_argument("model", metavar="MODEL", help="model file written by fit")
+  _add_data_args(evaluate)
+  evaluate.set_defaults(func=_cmd_evaluate)
+
+  bench = sub.add_parser(
+      "bench", help="run the benchmark scripts (source checkout only)",
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      description="Run benchmarks/bench_*.py of a source checkout with this Python.",
+      epilog="examples:\n  explicit-softmax bench fit --quick\n"
+      "  explicit-softmax bench all --out /tmp/results\n")
+  bench.add_argument("which", choices=(*BENCHMARKS, "all"), help="which benchmark")
+  bench.add_argument("--quick", action="store_true", help="reduced sizes")
+  bench.add_argument("--out", metavar="DIR", help="results directory "
+                     "(default: benchmarks/results)")
+  bench.set_defaults(func=_cmd_bench)
+
+  demo = sub.add_parser(
+      "demo", help="explicit fit vs gradient descent on a toy language model (< 1 min)",
+      formatter_class=argparse.RawDescriptionHelpFormatter,
+      description="Samples a corpus from a Markov source with a known entropy rate, fits "
+      "next-token weights in one explicit call, runs Adam from zero for a few seconds on "
+      "the same data, and prints both cross-entropies against the entropy-rate floor.",
+      epilog="examples:\n  explicit-softmax demo\n"
+      "  explicit-softmax demo --vocab-size 500 --tokens 200000 --seed 1\n")
+  demo.add_argument("--vocab-size", type=int, default=1000, help="V (default: %(default)s)")
+  demo.add_argument("--tokens", type=int, default=300_000,
+                    help="training tokens (default: %(default)s)")
+  demo.add_argument("--support", type=int, default=64,
+                    help="possible successors per context (default: %(default)s)")
+  demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+  demo.add_argument("--smoothing", type=float, default=0.01,
+                    help="co-occurrence smoothing (default: %(default)s)")
+  demo.add_argument("--seconds", type=float, default=5.0,
+                    help="time budget of gradient descent (default: %(default)s)")
+  demo.add_argument("--batch-size", type=int, default=1024, help=argparse.SUPPRESS)
+  demo.add_argument("--learning-rate", type=float, default=0.1, help=argparse.SUPPRESS)
+  demo.set_defaults(func=_cmd_demo)
+  return parser
+
+
+def _one_line(err: BaseException) -> str:
+  text = " ".join(str(err).split()) or type(err).__name__
+  if isinstance(err, OSError) and err.filename and str(err.filename) not in text:
+    text += f": {err.filename}"
+  return text
+
+
+def main(argv=None) -> int:
+  """Runs the command line; returns the exit status (0 on success)."""
+  parser = build_parser()
+  args = parser.parse_args(argv)
+  if args.command is None:
+    parser.print_help(sys.stderr)
+    return 2
+  try:
+    return int(args.func(args) or 0)
+  except BrokenPipeError:
+    # The reader of stdout went away (e.g. `| head`): stop quietly, as the
+    # Python documentation recommends, without a second error at shutdown.
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 1
+  except (ValueError, OSError) as err:  # FileNotFoundError is an OSError
+    print(f"{PROG}: error: {_one_line(err)}", file=sys.stderr)
+    return 1
+  except KeyboardInterrupt:
+    print(f"{PROG}: interrupted", file=sys.stderr)
+    return 130
+
+
+if __name__ == "__main__":
+  sys.exit(main())

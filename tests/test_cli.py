@@ -1,0 +1,203 @@
+"""Tests of the ``explicit-softmax`` command line (in process, plus two subprocesses)."""
+
+from __future__ import annotations
+
+import csv
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import explicit_softmax as es
+from explicit_softmax import cli
+from explicit_softmax import data as es_data
+
+from conftest import dense_data
+
+
+@pytest.fixture(scope="module")
+def dataset():
+  rng = np.random.default_rng(0)
+  x, y = dense_data(rng, 240, 5, 3)
+  return x.astype(np.float64), y
+
+
+def run(capsys, *argv):
+  """Runs the CLI in process: (exit status, stdout, stderr)."""
+  status = cli.main([str(a) for a in argv])
+  out, err = capsys.readouterr()
+  return status, out, err
+
+
+def read_predictions(path):
+  with open(path, newline="") as fh:
+    rows = list(csv.reader(fh))
+  return rows[0], rows[1:]
+
+
+def check_round_trip(capsys, tmp_path, fit_args, data_args, x, y, labels=None):
+  model_path = tmp_path / "model.npz"
+  status, out, err = run(capsys, "fit", *fit_args, "--out", model_path)
+  assert status == 0, err
+  assert "training cross-entropy" in out and model_path.exists()
+  model = es.load(model_path)
+  expected = es.fit(x, np.unique(y, return_inverse=True)[1] if labels is not None else y)
+  np.testing.assert_allclose(model.weights, expected.weights, rtol=1e-5, atol=1e-6)
+
+  preds = tmp_path / "preds.csv"
+  status, _, err = run(capsys, "predict", model_path, *data_args, "--out", preds, "--proba")
+  assert status == 0, err
+  header, rows = read_predictions(preds)
+  names = labels if labels is not None else list(range(model.n_classes))
+  assert header == ["prediction"] + [f"p_{c}" for c in names]
+  assert len(rows) == len(y)
+  predicted = [r[0] for r in rows]
+  assert predicted == [str(names[k]) for k in expected.predict(x)]
+  np.testing.assert_allclose(np.array([r[1:] for r in rows], float).sum(axis=1), 1, atol=1e-4)
+
+  status, out, err = run(capsys, "evaluate", model_path, *data_args)
+  assert status == 0, err
+  values = dict(line.split(None, 1) for line in out.replace("cross-entropy", "ce").replace(
+      "gradient norm", "grad").splitlines())
+  assert float(values["ce"].split()[0]) == pytest.approx(
+      expected.log_loss(x, np.unique(y, return_inverse=True)[1] if labels is not None else y),
+      rel=1e-4)
+  assert float(values["accuracy"]) > 0.5
+  assert float(values["grad"]) >= 0
+
+
+def test_npz_round_trip(capsys, tmp_path, dataset):
+  x, y = dataset
+  np.savez(tmp_path / "train.npz", X=x, y=y)
+  data = tmp_path / "train.npz"
+  check_round_trip(capsys, tmp_path, [data], [data], x, y)
+
+
+def test_npy_pair_and_labels_option(capsys, tmp_path, dataset):
+  x, y = dataset
+  np.save(tmp_path / "X.npy", x)
+  np.save(tmp_path / "y.npy", y)
+  pair = [tmp_path / "X.npy", tmp_path / "y.npy"]
+  check_round_trip(capsys, tmp_path, pair, pair, x, y)
+  check_round_trip(capsys, tmp_path, [pair[0], "--labels", pair[1]],
+                   [pair[0], "--labels", pair[1]], x, y)
+  # predict needs no labels.
+  status, out, _ = run(capsys, "predict", tmp_path / "model.npz", pair[0])
+  assert status == 0 and out.splitlines()[0] == "prediction" and len(out.splitlines()) == 241
+
+
+def test_svmlight_round_trip_with_signed_labels(capsys, tmp_path, dataset):
+  from sklearn.datasets import dump_svmlight_file
+  x, y = dataset
+  signed = np.where(y == 0, -1, 1)  # binary labels -1/+1: stored as classes
+  dump_svmlight_file(x, signed, str(tmp_path / "train.svm"))
+  data = tmp_path / "train.svm"
+  check_round_trip(capsys, tmp_path, [data], [data], x, signed, labels=[-1, 1])
+  assert es.load(tmp_path / "model.npz").info["classes"] == [-1, 1]
+
+
+def test_csv_with_header_and_string_labels(capsys, tmp_path, dataset):
+  x, y = dataset
+  names = np.array(["cat", "dog", "emu"])[y]
+  with open(tmp_path / "train.csv", "w", newline="") as fh:
+    writer = csv.writer(fh)
+    writer.writerow(["animal"] + [f"f{j}" for j in range(x.shape[1])])
+    writer.writerows([[n] + [repr(float(v)) for v in row] for n, row in zip(names, x)])
+  data = tmp_path / "train.csv"
+  check_round_trip(capsys, tmp_path, [data, "--label-column", "animal"],
+                   [data, "--label-column", "animal"], x, names, labels=["cat", "dog", "emu"])
+  # The same table without the label column predicts too (no header, no labels).
+  np.savetxt(tmp_path / "features.csv", x, delimiter=",")
+  status, out, err = run(capsys, "predict", tmp_path / "model.npz", tmp_path / "features.csv")
+  assert status == 0, err
+  assert set(out.splitlines()[1:]) <= {"cat", "dog", "emu"}
+
+
+def test_csv_default_last_column_and_refine(capsys, tmp_path, dataset):
+  x, y = dataset
+  np.savetxt(tmp_path / "train.csv", np.column_stack([x, y]), delimiter=",")
+  status, out, err = run(capsys, "fit", tmp_path / "train.csv", "--out", tmp_path / "m.npz",
+                         "--method", "newton", "--refine", "adam", "--steps", "3")
+  assert status == 0, err
+  assert "newton + adam x3" in out
+  assert es.load(tmp_path / "m.npz").info["refine"]["steps"] == 3
+
+
+@pytest.mark.parametrize("case", ["missing", "garbage_npz", "text_feature", "negative",
+                                  "wrong_model", "bad_label_column", "ragged"])
+def test_bad_input_gives_one_line_error(capsys, tmp_path, dataset, case):
+  x, y = dataset
+  np.savez(tmp_path / "ok.npz", X=x, y=y)
+  (tmp_path / "garbage.npz").write_bytes(b"not a zip file at all")
+  (tmp_path / "text.csv").write_text("1,2,a\n3,x,b\n")
+  (tmp_path / "ragged.csv").write_text("1,2,0\n3,1\n")
+  np.savez(tmp_path / "neg.npz", X=x - 1, y=y)
+  argv = {
+      "missing": ["fit", tmp_path / "nope.npz", "--out", tmp_path / "m.npz"],
+      "garbage_npz": ["fit", tmp_path / "garbage.npz", "--out", tmp_path / "m.npz"],
+      "text_feature": ["fit", tmp_path / "text.csv", "--out", tmp_path / "m.npz"],
+      "negative": ["fit", tmp_path / "neg.npz", "--out", tmp_path / "m.npz"],
+      "wrong_model": ["evaluate", tmp_path / "ok.npz", tmp_path / "ok.npz"],
+      "bad_label_column": ["fit", tmp_path / "text.csv", "--label-column", "nope",
+                           "--out", tmp_path / "m.npz"],
+      "ragged": ["fit", tmp_path / "ragged.csv", "--out", tmp_path / "m.npz"],
+  }[case]
+  status, out, err = run(capsys, *argv)
+  assert status != 0
+  assert err.startswith("explicit-softmax: error: ") and err.count("\n") == 1, err
+  assert "Traceback" not in err + out
+
+
+def test_console_errors_and_help_in_subprocesses(tmp_path):
+  env = {**os.environ, "JAX_PLATFORMS": "cpu"}
+  bad = subprocess.run([sys.executable, "-m", "explicit_softmax", "evaluate",
+                        str(tmp_path / "missing.npz"), str(tmp_path / "x.npz")],
+                       capture_output=True, text=True, env=env, check=False)
+  assert bad.returncode != 0
+  assert "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+  helped = subprocess.run([sys.executable, "-m", "explicit_softmax", "--help"],
+                          capture_output=True, text=True, env=env, check=False)
+  assert helped.returncode == 0
+  assert "examples:" in helped.stdout and "demo" in helped.stdout
+
+
+@pytest.mark.parametrize("command", [[], ["fit"], ["predict"], ["evaluate"], ["bench"],
+                                     ["demo"]])
+def test_help(capsys, command):
+  with pytest.raises(SystemExit) as exit_info:
+    cli.main(command + ["--help"])
+  assert exit_info.value.code == 0
+  assert "usage: explicit-softmax" in capsys.readouterr().out
+
+
+def test_bench_without_source_checkout(capsys, tmp_path, monkeypatch):
+  monkeypatch.setattr(cli, "benchmarks_dir", lambda: tmp_path / "benchmarks")
+  status, _, err = run(capsys, "bench", "fit", "--quick")
+  assert status != 0 and "source checkout" in err and err.count("\n") == 1
+
+
+def test_bench_runs_the_script(capsys, tmp_path, monkeypatch):
+  bench = tmp_path / "benchmarks"
+  bench.mkdir()
+  (bench / "bench_fit.py").write_text(
+      "import sys, pathlib\npathlib.Path(sys.argv[sys.argv.index('--out') + 1], 'ran')"
+      ".write_text(' '.join(sys.argv[1:]))\n")
+  monkeypatch.setattr(cli, "benchmarks_dir", lambda: bench)
+  status, _, err = run(capsys, "bench", "fit", "--quick", "--out", tmp_path)
+  assert status == 0, err
+  assert (tmp_path / "ran").read_text() == f"--quick --out {tmp_path}"
+
+
+def test_demo_prints_the_table(capsys):
+  status, out, err = run(capsys, "demo", "--vocab-size", 40, "--tokens", 4000,
+                         "--support", 8, "--seconds", 0.3)
+  assert status == 0, err
+  assert "explicit co-occurrence (1 call)" in out and "adam from zero" in out
+  row = next(line for line in out.splitlines() if line.startswith("explicit"))
+  floor = next(line for line in out.splitlines() if line.startswith("entropy rate"))
+  explicit_heldout, entropy = float(row.split()[-1]), float(floor.split()[-1])
+  source = es_data.MarkovSource(40, support=8)
+  assert entropy == pytest.approx(source.entropy_rate(), abs=1e-4)
+  assert entropy < explicit_heldout < np.log(40)
