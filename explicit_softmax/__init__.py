@@ -37,3 +37,8 @@ __all__ = [
     "refine",
     "solve",
 ]
+
+from explicit_softmax import sharding  # noqa: E402  (sharded statistics, jax.Array inputs)
+from explicit_softmax import diagnostics  # noqa: E402  (certificate, gradient width, agreement)
+from explicit_softmax.sparse_model import SparseCountModel  # noqa: E402  (large vocabularies)
+__all__ += ["SparseCountModel", "diagnostics", "sharding"]

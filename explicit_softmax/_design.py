@@ -102,6 +102,21 @@ def _check_dense_chunk(chunk: np.ndarray, offset: int) -> None:
         "Shift or rescale the features, e.g. X - X.min(axis=0).")
 
 
+def _dense_rows(g, rows: slice) -> np.ndarray:
+  """Rows of a dense or CSR (T, M) matrix as a dense float64 block.
+
+  Built straight from the CSR arrays: scipy's row slicing costs more than the
+  product with the chunk, and densifying all of ``G`` would cost T x M memory.
+  """
+  if not sp.issparse(g):
+    return np.asarray(g[rows], np.float64)
+  lo, hi = g.indptr[rows.start], g.indptr[rows.stop]
+  block = np.zeros((rows.stop - rows.start, g.shape[1]), np.float64)
+  counts = np.diff(g.indptr[rows.start:rows.stop + 1])
+  block[np.repeat(np.arange(len(block)), counts), g.indices[lo:hi]] = g.data[lo:hi]
+  return block
+
+
 class DenseDesign:
   """A dense (T, N) array; read in chunks of ``CHUNK_ROWS`` rows."""
 
@@ -148,11 +163,10 @@ class DenseDesign:
     mass = np.empty(self.x.shape[0], np.float64)
     gram = None if w is None else np.zeros((n, n), np.float64)
     if sp.issparse(g):
-      # Slicing a sparse matrix per chunk costs more than the product itself.
-      g = g.toarray()
+      g = g.tocsr()
     for rows, chunk in self.chunks():
       chunk = chunk.astype(np.float64)
-      xtg += chunk.T @ np.asarray(g[rows], np.float64)
+      xtg += chunk.T @ _dense_rows(g, rows)
       mass[rows] = chunk.sum(axis=1)
       if gram is not None:
         gram += chunk.T @ (chunk * w[rows, None])

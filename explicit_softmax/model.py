@@ -142,12 +142,18 @@ class SoftmaxModel:
       logits = part.logits(self.weights) + self.bias
       y_chunk = part_t.labels if part_t.labels is not None else part_t.probs.astype(np.float32)
       w_chunk = w[sl].astype(np.float32)
+      if t > rows and len(w_chunk) < rows:
+        # Pad the last chunk with zero-weight rows: one compiled shape per call.
+        pad = rows - len(w_chunk)
+        logits = np.pad(logits, ((0, pad), (0, 0)))
+        y_chunk = np.pad(y_chunk, ((0, pad),) + ((0, 0),) * (y_chunk.ndim - 1))
+        w_chunk = np.pad(w_chunk, (0, pad))
       if not need_grad:
         loss += float(_chunk_loss(logits, y_chunk, w_chunk))
       else:
         l, resid = _chunk_loss_and_residual(logits, y_chunk, w_chunk)
         loss += float(l)
-        resid = np.asarray(resid)
+        resid = np.asarray(resid)[:sl.stop - sl.start]
         g_w += part.rmatmul(resid)
         g_b += resid.sum(axis=0, dtype=np.float64)
     total = w.sum()

@@ -98,6 +98,10 @@ class SoftmaxStats:
       ValueError: for invalid ``X``, ``y`` or weights, a sample without any
         feature mass, or a Gram matrix too large for memory.
     """
+    from explicit_softmax import sharding  # lazy: sharding imports this module
+    if sharding.is_sharded(X):  # a jax.Array over several devices: reduce with psum
+      return sharding.sharded_statistics(X, y, n_classes=n_classes,
+                                         sample_weight=sample_weight, gram=gram)
     design = _design.as_design(X)
     t, n = design.shape
     targets = _targets.check_targets(y, t, n_classes)
