@@ -58,7 +58,7 @@ def refine_arms(start, offset, x, y, xt, yt, steps, epoch_steps):
       precondition=True)
   arms["explicit+cal → Adam"] = _common.trajectory(
       start, x, y, xt, yt, method="adam", steps=epoch_steps, eval_every=epoch_steps // 8,
-      offset=offset, batch_size=128, learning_rate=1e-3)
+      offset=offset, batch_size=128, learning_rate=3e-3)
   zero = es.SoftmaxModel(np.zeros((x.shape[1], M)), np.zeros(M))
   arms["zero → preconditioned L-BFGS"] = _common.trajectory(
       zero, x, y, xt, yt, method="lbfgs", steps=steps, eval_every=1, precondition=True)
@@ -124,13 +124,18 @@ def claims(x, y, xt, yt, explicit, rng, steps):
     out[f"relative_improvement_from_{name}"] = {"steps": steps, "before": before, "after": after,
                                                 "relative": (before - after) / before}
   # (2) Does gradient descent from a random init move towards the explicit solution?
-  target = explicit["cooccurrence"]["model"].predict_proba(xt)
+  references = {name: explicit[name]["model"]
+                for name in ("cooccurrence", "cooccurrence+calibrate")}
   distances = []
 
   def track(step, model, record):
     if step % max(1, steps // 10) == 0 or step + 1 == steps:
-      distances.append({"step": step + 1, "kl_explicit_to_gd": _common.mean_kl(
-          target, model.predict_proba(xt))})
+      point = {"step": step + 1}
+      for name, ref in references.items():
+        agree = es.diagnostics.agreement(ref, model, xt)
+        point[f"kl_{name}_to_gd"] = agree.mean_kl
+        point[f"weight_cosine_{name}_gd"] = agree.weight_cosine
+      distances.append(point)
 
   es.refine(random, x, y, method="adam", steps=steps, batch_size=128, learning_rate=1e-3,
             callback=track)
@@ -143,6 +148,17 @@ def claims(x, y, xt, yt, explicit, rng, steps):
                       learning_rate=1e-3)
     budgets[name] = {"train": model.log_loss(x, y), **_common.evaluate(model, xt, yt)}
   out["equal_budget_adam"] = {"steps": steps, **budgets}
+  return out
+
+
+def diagnostics(models: dict, x, y) -> dict:
+  """Optimality certificate and loss-gradient Gaussian width of each model (training data)."""
+  out = {}
+  for name, model in models.items():
+    cert = es.diagnostics.optimality_certificate(model, x, y)
+    width = es.diagnostics.loss_gradient_width(model, x, y, n_draws=16)
+    out[name] = {"relative_grad_norm": cert.relative_grad_norm, "objective": cert.objective,
+                 "gradient_width": width.width, "gradient_width_se": width.std_error}
   return out
 
 
@@ -178,6 +194,10 @@ def main(argv=None):
                      [5, 10, 20, 30, 40, 50, 75, 100])
   bar.update()
   claim = claims(x, y, xt, yt, explicit, rng, steps=epoch_steps)
+  diag_models = {name: arm["model"] for name, arm in explicit.items()}
+  diag_models["explicit+cal → preconditioned L-BFGS (40 steps)"] = es.refine(
+      start["model"], x, y, steps=20 if args.quick else 40, precondition=True)
+  diag = diagnostics(diag_models, x, y)
   bar.update()
   bar.close()
 
@@ -209,7 +229,8 @@ def main(argv=None):
   }
   result = {"dataset": "mnist", "n_train": len(x), "n_test": len(xt), "target_ce": TARGET_CE,
             "compile_seconds": compile_s, "curves": all_curves, "gd_grid": gd,
-            "time_to_target": to_target, "ratios": ratios, "claims": claim, "quick": args.quick}
+            "time_to_target": to_target, "ratios": ratios, "claims": claim,
+            "diagnostics": diag, "quick": args.quick}
   path = _common.write_json("mnist.json", result, args.out)
   table = _common.markdown_table(all_curves, to_target, TARGET_CE)
   out_dir = os.path.dirname(path)

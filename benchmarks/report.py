@@ -37,8 +37,12 @@ def fit_section(d):
           f"{d['shape'][0]:,} x {d['shape'][1]} float32 with {d['shape'][2]} classes took "
           f"{d['fit_seconds'] * 1e3:.1f} ms against {d['numpy_matmul_seconds'] * 1e3:.1f} ms for a "
           f"bare numpy `X.T @ Y`: **{d['ratio_fit_to_matmul']:.2f}x** (target "
-          f"{d['target_ratio']}x; uint8 input {d['ratio_uint8_fit_to_matmul']:.2f}x). The fit "
-          "accumulates in float64, which costs a conversion per chunk.\n")
+          f"{d['target_ratio']}x, "
+          f"{'met' if d['ratio_fit_to_matmul'] <= d['target_ratio'] else '**not met**'}; uint8 "
+          f"input {d['ratio_uint8_fit_to_matmul']:.2f}x). The fit accumulates in float64 (so "
+          "results do not depend on how the data is split), which costs a conversion of each "
+          "chunk and a float64 product; timings on this VM vary by tens of percent between "
+          "runs.\n")
 
 
 def mnist_section(d):
@@ -53,6 +57,16 @@ def mnist_section(d):
       f"{_fmt(r['adam_from_zero_seconds'], '.2f')} s (ratio {_fmt(r['adam_over_pipeline'], '.2f')}x), "
       f"scikit-learn lbfgs in {_fmt(r['sklearn_lbfgs_seconds'], '.2f')} s (ratio "
       f"{_fmt(r['sklearn_over_pipeline'], '.2f')}x).\n\n![MNIST](benchmarks/results/mnist.png)\n")
+  if "diagnostics" in d:
+    lines.append("Diagnostics on the training data (`es.diagnostics`): relative gradient norm "
+                 "(1 at the uniform model, 0 at the optimum) and the Gaussian width of the "
+                 "per-sample loss gradients (16 draws):\n")
+    lines.append("| model | training CE | relative gradient norm | gradient width |")
+    lines.append("| --- | ---: | ---: | ---: |")
+    for name, v in d["diagnostics"].items():
+      lines.append(f"| {name} | {v['objective']:.4f} | {v['relative_grad_norm']:.2e} | "
+                   f"{v['gradient_width']:.1f} ± {v['gradient_width_se']:.1f} |")
+    lines.append("")
   return "\n".join(lines)
 
 
@@ -86,6 +100,35 @@ def init_section(d):
         cells.append(f"{100 * a['mean']:.2f}±{100 * a['std']:.2f} / {c['mean']:.3f}")
       out.append(f"| {arm} | {v['init_seconds']['mean']:.2f} | " + " | ".join(cells) + " |")
     out.append("")
+  lm = d.get("lm", {})
+  rows = []
+  for data in ("markov", "shakespeare"):
+    if data not in lm:
+      continue
+    for fw in d["config"]["frameworks"]:
+      arms = lm[data][fw]
+      for arm in ("svd", "random"):
+        a = arms[arm]
+        reach = a["to_target"]
+        cells = []
+        for target in ("svd_start", "random_end"):
+          r = reach.get(target, {})
+          steps = r.get("steps", {}).get("mean")
+          secs = r.get("seconds", {}).get("mean")
+          cells.append("not reached" if steps is None else
+                       f"{steps:.0f} steps, {secs:.2f} s ({r['reached']})")
+        rows.append(f"| {data} | {fw} | {arm} | {a['ce_start']['mean']:.3f} | "
+                    f"{a['ce_end']['mean']:.3f} ± {a['ce_end']['std']:.3f} | " + " | ".join(cells)
+                    + " |")
+  if rows:
+    out.append(f"Embedding (d = {lm['d']}) plus head language models, SVD initialiser against "
+               f"random init, Adam for {lm['steps']} steps; steps and seconds to reach the SVD "
+               "start's held-out CE and the random arm's final CE (seeds reaching it):\n")
+    out.append("| data | framework | init | CE at start | CE at end | to SVD start | "
+               "to random's end |")
+    out.append("| --- | --- | --- | ---: | ---: | --- | --- |")
+    out.extend(rows)
+    out.append("")
   return "\n".join(out)
 
 
@@ -110,6 +153,122 @@ def scale_section(lv, mem, sc):
   return "\n".join(out) + "\n"
 
 
+def claims_section(mnist, lm) -> str:
+  """The paper's three claims: what the tests assert and what full scale measured."""
+  rows = ["## Claims, tested\n",
+          "The source paper claims explicit solutions are near-optimal: (1) iterative training "
+          "only marginally improves them, (2) randomly initialised training moves towards them, "
+          "(3) starting from them finds better optima than backpropagation alone. The tests "
+          "(`tests/test_claims_lm.py`, `tests/test_claims_mnist.py`) assert what holds on small "
+          "data; the benchmarks measure the same quantities at full scale.\n",
+          "| claim | toy LM, one-hot contexts (tests) | toy LM, 2-token contexts (tests) | "
+          "MNIST subset (tests) | full scale (benchmarks) |",
+          "| --- | --- | --- | --- | --- |"]
+  full = {1: [], 2: [], 3: []}
+  if lm and "markov1-K1" in lm.get("claims", {}):
+    c = lm["claims"]["markov1-K1"]
+    for r in c["1_relative_improvement_from_explicit"]:
+      full[1].append(f"bigram V=2000, {r['method']} {r['steps']} steps from {r['start']}: "
+                     f"{100 * r['relative_improvement']:+.3f}%")
+    for r in c["2_kl_explicit_to_sgd_from_random"][:2]:
+      full[2].append(f"bigram, {r['method']} from random, KL to {r['reference']}: "
+                     f"{r['kl_start']:.3f} → {r['kl_end']:.3f}")
+    for r in c["3_random_minus_explicit_train_loss_at_equal_steps"]:
+      full[3].append(f"bigram, {r['method']}: random minus explicit train loss "
+                     f"{r['random_minus_explicit'][0]:.3f} → {r['random_minus_explicit'][-1]:.3f}"
+                     f" nats over {r['steps'][-1]} steps")
+  if mnist:
+    c = mnist["claims"]
+    for name in ("cooccurrence", "cooccurrence+calibrate"):
+      r = c[f"relative_improvement_from_{name}"]
+      full[1].append(f"MNIST, Adam {r['steps']} steps from {name}: "
+                     f"{100 * r['relative']:+.1f}% ({r['before']:.3f} → {r['after']:.3f})")
+    series = c["kl_from_gd_iterates_to_explicit"]
+    for key in [k for k in series[0] if k.startswith("kl_")]:
+      full[2].append(f"MNIST, Adam from random, {key.replace('_', ' ')}: "
+                     f"{series[0][key]:.3f} → {series[-1][key]:.3f}")
+    e = c["equal_budget_adam"]
+    full[3].append(f"MNIST, Adam {e['steps']} steps: held-out CE from explicit+calibrate "
+                   f"{e['explicit+calibrate']['ce']:.3f}, from zero {e['zero']['ce']:.3f}, "
+                   f"from random {e['random']['ce']:.3f}")
+  tests = {
+      1: ("holds: relative improvement \\|·\\| < 1e-6 (it is the optimum)",
+          "marginal: 0.5% < improvement < 3%",
+          "**refuted**: > 50% from the raw solution, > 15% after calibration"),
+      2: ("holds: KL falls at every checkpoint, to < 1/500 of its start",
+          "not tested at K = 2",
+          "**only after calibration**: KL to the raw solution rises > 10x; to the calibrated "
+          "one it falls > 4x, then plateaus"),
+      3: ("holds: explicit start lower at every checkpoint",
+          "faster, **not better**: long L-BFGS runs from both starts reach the same loss (convex)",
+          "holds at short budgets: calibrated start wins by > 0.05 nats"),
+  }
+  names = {1: "(1) iterative training improves it only marginally",
+           2: "(2) training from random init moves towards it",
+           3: "(3) better optima after explicit init"}
+  for k in (1, 2, 3):
+    rows.append(f"| {names[k]} | {tests[k][0]} | {tests[k][1]} | {tests[k][2]} | "
+                + "<br>".join(full[k] or ["not measured"]) + " |")
+  return "\n".join(rows) + "\n"
+
+
+def verdict_section(mnist, lm, init) -> str:
+  """Where explicit solutions win, where they are a warm start, where GD is better."""
+  out = ["## Where the closed form wins, and where it does not\n"]
+  if lm and "target" in lm:
+    t = lm["target"]
+    d = lm["datasets"]["markov1-K1"]
+    bound = "at least " if t["lower_bound"] else ""
+    out.append(
+        f"- **Wins: one-hot contexts (bigram language model).** The explicit fit is the exact "
+        f"training optimum. On the V = {d['vocab_size']:,} Markov source "
+        f"({d['n_train']:,} tokens) it took {t['fit_seconds']:.2f} s to a held-out CE of "
+        f"{t['explicit_ce']:.4f} nats (entropy rate {d['entropy_rate']:.4f}); best-tuned SGD/Adam "
+        f"reached that value {bound}**{t['ratio']:.0f}x** later. {t.get('note', '')}")
+  if mnist:
+    r = mnist["ratios"]
+    c = mnist["curves"]
+    cooc, cal = c["cooccurrence"][0], c["cooccurrence+calibrate"][0]
+    out.append(
+        f"- **Only a warm start: dense pixels (MNIST).** The co-occurrence solution alone reaches "
+        f"{100 * cooc['acc']:.1f}% accuracy (held-out CE {cooc['ce']:.3f}; its predictions are far "
+        f"too flat), {100 * cal['acc']:.1f}% / {cal['ce']:.3f} after calibration. Refined with "
+        f"Gram-preconditioned L-BFGS it reaches CE <= {mnist['target_ce']} in "
+        f"{_fmt(r['pipeline_seconds'], '.2f')} s, {_fmt(r['sklearn_over_pipeline'], '.1f')}x faster "
+        f"than scikit-learn's lbfgs ({_fmt(r['sklearn_lbfgs_seconds'], '.2f')} s).")
+    zero_pre = mnist["time_to_target"].get("zero → preconditioned L-BFGS")
+    adam_ratio = r["adam_over_pipeline"]
+    if adam_ratio is not None and adam_ratio < 1:
+      out.append(
+          f"- **Gradient descent is simply better: MNIST against a tuned, jitted Adam.** Adam "
+          f"from zero (batch 128, best learning rate per budget) reached the same target in "
+          f"{_fmt(r['adam_from_zero_seconds'], '.2f')} s, {1 / adam_ratio:.1f}x faster than our "
+          "best explicit pipeline: the target of beating it was **not met**.")
+    else:
+      out.append(f"- MNIST: the pipeline beat best-tuned Adam from zero "
+                 f"({_fmt(r['adam_from_zero_seconds'], '.2f')} s) by {_fmt(adam_ratio, '.2f')}x.")
+    if zero_pre is not None and r["pipeline_seconds"] is not None \
+        and zero_pre < r["pipeline_seconds"]:
+      out.append(
+          f"- Preconditioned L-BFGS from zero ({zero_pre:.2f} s) reached the target sooner than "
+          "from the explicit start: on pixels the one-pass statistics and calibration cost more "
+          "than they save.")
+  if init:
+    tor = init["mnist"]["torch"]
+    a = tor["explicit_head"]["by_step"]["100"]["accuracy"]["mean"]
+    b = tor["default"]["by_step"]["100"]["accuracy"]["mean"]
+    last = str(init["mnist"]["budgets"][-1])
+    a2 = tor["explicit_head"]["by_step"][last]["accuracy"]["mean"]
+    b2 = tor["default"]["by_step"][last]["accuracy"]["mean"]
+    out.append(
+        f"- **Wins as an initialiser of deeper models.** An MLP whose output layer is fitted "
+        f"explicitly on its random ReLU features (Newton form) is ahead of default init after "
+        f"100 Adam steps ({100 * a:.1f}% vs {100 * b:.1f}% in PyTorch) and still after one epoch "
+        f"({100 * a2:.1f}% vs {100 * b2:.1f}%); the co-occurrence form on those dense activations "
+        "starts nearly flat, as on pixels.")
+  return "\n".join(out) + "\n"
+
+
 def build() -> str:
   parts = ["## Results\n",
            "Generated by `python benchmarks/report.py` from `benchmarks/results/*.json`.\n"]
@@ -120,6 +279,8 @@ def build() -> str:
       parts.append(fn(d))
   parts.append(scale_section(_load("large_vocab.json"), _load("memory.json"),
                              _load("scaling.json")))
+  parts.append(claims_section(_load("mnist.json"), _load("lm.json")))
+  parts.insert(2, verdict_section(_load("mnist.json"), _load("lm.json"), _load("init.json")))
   return "\n".join(parts)
 
 

@@ -194,6 +194,12 @@ def cache_dir(dataset: str = "mnist") -> pathlib.Path:
 
   ``$XDG_CACHE_HOME/explicit_softmax/<dataset>``, or
   ``~/.cache/explicit_softmax/<dataset>`` when ``XDG_CACHE_HOME`` is unset.
+
+  Args:
+    dataset: ``"mnist"`` or ``"fashion-mnist"``.
+
+  Returns:
+    The directory path.
   """
   root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
   return pathlib.Path(root) / "explicit_softmax" / dataset
@@ -662,6 +668,11 @@ def context_tokens(tokens, n_context: int,
 def context_features(tokens, n_context: int,
                      vocab_size: int) -> tuple[sp.csr_matrix, np.ndarray]:
   """:func:`context_tokens` as a ``scipy.sparse`` CSR matrix (T-K, K V) of ones.
+
+  Args:
+    tokens: (T,) integer token sequence.
+    n_context: K, the number of previous tokens per sample.
+    vocab_size: V.
 
   Returns:
     ``(X, targets)`` with ``X == context_tokens(...)[0].to_csr()``.

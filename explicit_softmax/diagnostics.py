@@ -172,6 +172,15 @@ def gaussian_draws(seed: int, n_draws: int, n_features: int,
   Standard normal float64 from two independent streams spawned from
   ``np.random.SeedSequence(seed)``; the widths draw them block by block in the
   same order, which reproduces these arrays exactly (for checks by brute force).
+
+  Args:
+    seed: the seed of both streams.
+    n_draws: n, the number of Monte-Carlo draws.
+    n_features: N.
+    n_classes: M.
+
+  Returns:
+    ``(G, g_b)``: weight-part draws (n, N, M) and bias-part draws (n, M).
   """
   rng_w, rng_b = _draw_streams(seed)
   return (rng_w.standard_normal((n_draws, n_features, n_classes)),
@@ -334,7 +343,17 @@ def _kl_and_agreement(model_a, model_b, X, sample_weight) -> tuple[float, float]
 
 def mean_kl(model_a: model_lib.SoftmaxModel, model_b: model_lib.SoftmaxModel, X,
             sample_weight=None) -> float:
-  """``sum_t w_t KL(p_a(.|x_t) || p_b(.|x_t)) / sum_t w_t`` in nats (>= 0, 0 iff equal)."""
+  """``sum_t w_t KL(p_a(.|x_t) || p_b(.|x_t)) / sum_t w_t`` in nats (>= 0, 0 iff equal).
+
+  Args:
+    model_a: the reference model.
+    model_b: the compared model (same N and M).
+    X: (T, N) features on which the predictions are compared.
+    sample_weight: optional (T,) nonnegative weights.
+
+  Returns:
+    The weighted mean KL divergence in nats.
+  """
   return _kl_and_agreement(model_a, model_b, X, sample_weight)[0]
 
 
@@ -345,6 +364,10 @@ def weight_cosine(model_a: model_lib.SoftmaxModel, model_b: model_lib.SoftmaxMod
   ``b``) leaves every prediction unchanged, so each row of ``W`` and the bias
   are centred over classes first; the cosine of the concatenated centred
   ``(W, b)`` is then invariant to those shifts and to positive rescaling.
+
+  Args:
+    model_a: a model.
+    model_b: a model of the same shape.
 
   Returns:
     A cosine in ``[-1, 1]``, or NaN if a model's centred parameters are all zero

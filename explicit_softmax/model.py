@@ -51,7 +51,16 @@ class History(NamedTuple):
 
 
 def weighted_cross_entropy(logits, y, w):
-  """``-sum_t w_t sum_j Y_tj log p_tj`` for labels (rows,) or soft labels (rows, M)."""
+  """The weighted cross-entropy sum of (1), ``-sum_t w_t sum_j Y_tj log p_tj``.
+
+  Args:
+    logits: (rows, M) ``x W + b``.
+    y: (rows,) integer labels or (rows, M) soft labels.
+    w: (rows,) sample weights (divide by their total for the mean (1)).
+
+  Returns:
+    A scalar; differentiable (its gradient in ``logits`` is ``diag(w)(P - Y)``).
+  """
   log_p = jax.nn.log_softmax(logits, axis=-1)
   if y.ndim == 1:
     picked = jnp.take_along_axis(log_p, y[:, None], axis=-1)[:, 0]
@@ -184,6 +193,12 @@ class SoftmaxModel:
 
 def load(path) -> SoftmaxModel:
   """Reads a model written by :meth:`SoftmaxModel.save`.
+
+  Args:
+    path: the ``.npz`` file.
+
+  Returns:
+    The :class:`SoftmaxModel` (``weights``, ``bias``, ``info``; no history).
 
   Raises:
     ValueError: if the file is missing, corrupted or not an explicit-softmax model.

@@ -54,7 +54,14 @@ CHUNK_ROWS = 2048
 
 
 def is_sharded(X) -> bool:
-  """True if ``X`` is a ``jax.Array`` whose sharding spans more than one device."""
+  """True if ``X`` is a ``jax.Array`` whose sharding spans more than one device.
+
+  Args:
+    X: any input accepted by :meth:`SoftmaxStats.from_data`.
+
+  Returns:
+    Whether the sharded (``psum``) statistics path applies.
+  """
   if not isinstance(X, jax.Array):
     return False
   try:
