@@ -74,7 +74,10 @@ def lm_section(d):
   lines = [f"**Toy language models** (`benchmarks/bench_lm.py`, {_machine(d)}):\n"]
   md = RESULTS / "lm.md"
   if md.exists():
-    lines.append(md.read_text())
+    # Nest lm.md's headings under this section; its title and machine line repeat ours.
+    body = [line for line in md.read_text().splitlines()
+            if not line.startswith("# ") and not line.startswith("Machine:")]
+    lines.append("\n".join("##" + line if line.startswith("## ") else line for line in body))
   lines.append("\n![LM](benchmarks/results/lm.png)\n")
   return "\n".join(lines)
 
@@ -168,13 +171,16 @@ def claims_section(mnist, lm) -> str:
   if lm and "markov1-K1" in lm.get("claims", {}):
     c = lm["claims"]["markov1-K1"]
     for r in c["1_relative_improvement_from_explicit"]:
-      full[1].append(f"bigram V=2000, {r['method']} {r['steps']} steps from {r['start']}: "
+      lr = "" if r["learning_rate"] is None else f" lr {r['learning_rate']:.3g}"
+      full[1].append(f"bigram V=2000, {r['method']}{lr}, {r['steps']} steps from {r['start']}: "
                      f"{100 * r['relative_improvement']:+.3f}%")
     for r in c["2_kl_explicit_to_sgd_from_random"][:2]:
-      full[2].append(f"bigram, {r['method']} from random, KL to {r['reference']}: "
+      full[2].append(f"bigram, {r['method']} lr {r['learning_rate']:.3g} from random, KL to "
+                     f"{r['reference']}: "
                      f"{r['kl_start']:.3f} → {r['kl_end']:.3f}")
     for r in c["3_random_minus_explicit_train_loss_at_equal_steps"]:
-      full[3].append(f"bigram, {r['method']}: random minus explicit train loss "
+      full[3].append(f"bigram, {r['method']} lr {r['learning_rate']:.3g}: random minus explicit "
+                     "train loss "
                      f"{r['random_minus_explicit'][0]:.3f} → {r['random_minus_explicit'][-1]:.3f}"
                      f" nats over {r['steps'][-1]} steps")
   if mnist:
