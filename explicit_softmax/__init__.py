@@ -15,10 +15,13 @@ Public API (flat, as in optax)::
 """
 
 from explicit_softmax import data
+from explicit_softmax import diagnostics
+from explicit_softmax import sharding
 from explicit_softmax._design import TokenFeatures
 from explicit_softmax.model import History, SoftmaxModel, load
 from explicit_softmax.refinement import calibrate, refine
 from explicit_softmax.solvers import cooccurrence_weights, fit, newton_weights, solve
+from explicit_softmax.sparse_model import SparseCountModel
 from explicit_softmax.statistics import SoftmaxStats
 
 __version__ = "0.1.0"
@@ -27,18 +30,16 @@ __all__ = [
     "History",
     "SoftmaxModel",
     "SoftmaxStats",
+    "SparseCountModel",
     "TokenFeatures",
     "calibrate",
     "cooccurrence_weights",
     "data",
+    "diagnostics",
     "fit",
     "load",
     "newton_weights",
     "refine",
+    "sharding",
     "solve",
 ]
-
-from explicit_softmax import sharding  # noqa: E402  (sharded statistics, jax.Array inputs)
-from explicit_softmax import diagnostics  # noqa: E402  (certificate, gradient width, agreement)
-from explicit_softmax.sparse_model import SparseCountModel  # noqa: E402  (large vocabularies)
-__all__ += ["SparseCountModel", "diagnostics", "sharding"]
