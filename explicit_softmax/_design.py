@@ -26,7 +26,8 @@ import scipy.sparse as sp
 
 # Rows per chunk for dense products. Statistics are accumulated in float64, so
 # they do not depend on how the data is split; float32 BLAS summation was
-# measured to drift by 3e-6 relative over 1,000 rows for narrow X, more than the
+# seen to drift by 3e-6 relative over 1,000 rows of narrow X (the data of
+# tests/test_statistics.py::test_from_batches_streams_a_generator), more than the
 # 1e-6 we promise. Each chunk is converted to float64 while it is small enough
 # to stay in cache (1,024 x 784 doubles: 6 MiB), measured fastest of 512..4096.
 CHUNK_ROWS = 1024
@@ -171,7 +172,7 @@ class DenseDesign:
       g = g.tocsr()
     ones = np.ones(n)
     # One reused buffer: a fresh float64 array per chunk page-faults its memory
-    # in again every time (measured 10x slower than the copy itself).
+    # in again every time (several times slower than the copy itself on this VM).
     buf = np.empty((min(CHUNK_ROWS, t), n), np.float64)
     for start in range(0, t, CHUNK_ROWS):
       rows = slice(start, min(start + CHUNK_ROWS, t))
