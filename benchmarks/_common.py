@@ -117,13 +117,6 @@ def warm_up_jit(x, y, n_classes, methods=("lbfgs", "adam", "sgd"), batch_size=No
               batch_size=None if method == "lbfgs" else batch_size)
 
 
-def mean_kl(p: np.ndarray, q: np.ndarray) -> float:
-  """Mean over rows of ``KL(p || q)`` for two (T, M) probability arrays."""
-  p = np.clip(np.asarray(p, np.float64), 1e-12, 1)
-  q = np.clip(np.asarray(q, np.float64), 1e-12, 1)
-  return float(np.mean(np.sum(p * (np.log(p) - np.log(q)), axis=1)))
-
-
 def markdown_table(curves: dict, to_target: dict, target: float) -> str:
   """One row per method: final (best) held-out CE, accuracy, time, time to target."""
   lines = [f"| method | seconds | held-out CE | accuracy | seconds to CE <= {target} |",
