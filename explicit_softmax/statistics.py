@@ -118,7 +118,9 @@ class SoftmaxStats:
         cooccurrence=cooccurrence,
         class_mass=targets.class_mass(w),
         total_weight=float(w.sum()),
-        mass_sq=float(w @ mass**2),
+        # Not w @ mass**2: a BLAS dot leaves OpenBLAS threads spinning (~0.1 s),
+        # which would compete with the threads of the next statistics pass.
+        mass_sq=float((w * mass * mass).sum()),
         n_samples=t,
         gram=gram_matrix)
 

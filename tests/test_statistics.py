@@ -137,3 +137,27 @@ def test_from_batches_streams_a_generator():
                      es.SoftmaxStats.from_batches(batches, n_classes=3))
   with pytest.raises(ValueError, match="no batches"):
     es.SoftmaxStats.from_batches(iter([]), n_classes=3)
+
+
+def test_threaded_pass_equals_the_serial_pass(monkeypatch):
+  """The statistics pass shares chunks among threads; one thread gives the same sums."""
+  from explicit_softmax import _design
+  rng = np.random.default_rng(1)
+  x = rng.random((5 * _design.CHUNK_ROWS + 17, 30), dtype=np.float32)
+  y = rng.integers(0, 4, len(x))
+  threaded = es.SoftmaxStats.from_data(x, y)
+  monkeypatch.setattr(_design, "MAX_WORKERS", 1)
+  serial = es.SoftmaxStats.from_data(x, y)
+  np.testing.assert_allclose(threaded.cooccurrence, serial.cooccurrence, rtol=1e-12)
+  assert threaded.mass_sq == pytest.approx(serial.mass_sq, rel=1e-12)
+
+
+@pytest.mark.parametrize("bad", [-1.0, np.nan, np.inf])
+def test_threaded_pass_reports_the_first_bad_row(bad):
+  """With bad values in several threads' chunks, the error names the earliest row."""
+  from explicit_softmax import _design
+  x = np.ones((6 * _design.CHUNK_ROWS, 3))
+  first, later = _design.CHUNK_ROWS + 7, 5 * _design.CHUNK_ROWS + 1
+  x[later, 1] = x[first, 2] = bad
+  with pytest.raises(ValueError, match=f"row {first}\\)"):
+    es.SoftmaxStats.from_data(x, np.zeros(len(x), int), n_classes=2)
