@@ -86,6 +86,30 @@ def gradient_descent_grid(x, y, xt, yt, epochs, epoch_steps, rng):
   return out
 
 
+def decay_arms(x, y, xt, yt, explicit_start, offset, epoch_steps):
+  """Adam with a learning rate decaying linearly to zero over one epoch.
+
+  From zero and from the explicit solution, over a small grid of initial rates:
+  a schedule helps gradient descent reach a low loss, so the explicit pipeline
+  and its peer both get one.
+  """
+  out = {}
+  for name, start, start_seconds in (("adam from zero, linear decay", None, 0.0),
+                                     ("explicit+cal(5k rows) → Adam, linear decay",
+                                      explicit_start, offset)):
+    runs = []
+    for lr in (1e-2, 2e-2, 3e-2):
+      schedule = lambda k, lr=lr: lr * max(0.0, 1.0 - k / epoch_steps)  # noqa: E731
+      init = start or es.SoftmaxModel(np.zeros((x.shape[1], M)), np.zeros(M))
+      points = _common.trajectory(init, x, y, xt, yt, method="adam", steps=epoch_steps,
+                                  eval_every=max(1, epoch_steps // 16), offset=start_seconds,
+                                  batch_size=128, learning_rate=schedule)
+      runs.append({"setting": {"learning_rate": lr, "schedule": "linear decay, 1 epoch"},
+                   "points": points})
+    out[name] = runs
+  return out
+
+
 def sklearn_arms(x, y, xt, yt, iters):
   from sklearn.exceptions import ConvergenceWarning
   from sklearn.linear_model import LogisticRegression
@@ -189,6 +213,11 @@ def main(argv=None):
                         steps=20 if args.quick else 40, epoch_steps=epoch_steps)
   bar.update()
   gd = gradient_descent_grid(x, y, xt, yt, epochs, epoch_steps, rng)
+  # The cheapest explicit start: co-occurrence fit, calibrated on 5,000 rows.
+  sub = rng.choice(len(x), min(5_000, len(x)), replace=False)
+  cal5k, cal5k_s = _timed(lambda: es.calibrate(explicit["cooccurrence"]["model"], x[sub], y[sub]))
+  gd.update(decay_arms(x, y, xt, yt, cal5k, explicit["cooccurrence"]["points"][0]["seconds"]
+                       + cal5k_s, epoch_steps))
   bar.update()
   skl = sklearn_arms(x, y, xt, yt, [5, 10, 20, 30, 50] if args.quick else
                      [5, 10, 20, 30, 40, 50, 75, 100])
@@ -215,13 +244,20 @@ def main(argv=None):
 
   to_target = {name: _common.time_to_target(points, TARGET_CE)
                for name, points in all_curves.items()}
-  pipeline = "explicit+cal → preconditioned L-BFGS"
-  adam = to_target["adam from zero (best lr per budget)"]
+  # Our best pipeline: the explicit-start arm that reached the target first; its
+  # peer: the faster of Adam from zero with a constant and a decaying rate.
+  def first(names):
+    reached = [(to_target[n], n) for n in names if to_target[n] is not None]
+    return min(reached) if reached else (None, names[0])
+
+  ours, pipeline = first([n for n in to_target if n.startswith("explicit")])
+  adam, adam_name = first(["adam from zero (best lr per budget)",
+                           "adam from zero, linear decay (best lr per budget)"])
   sklearn_t = to_target["sklearn LogisticRegression (lbfgs)"]
-  ours = to_target[pipeline]
   ratios = {
       "pipeline": pipeline,
       "pipeline_seconds": ours,
+      "adam": adam_name,
       "adam_from_zero_seconds": adam,
       "sklearn_lbfgs_seconds": sklearn_t,
       "adam_over_pipeline": None if not (ours and adam) else adam / ours,

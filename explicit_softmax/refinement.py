@@ -79,7 +79,7 @@ def _first_order_step(params, state, data, y, w, idx, l2, precond, learning_rate
 
 def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: int = 100, *,
            l2: float = 0.0, batch_size: int | None = None,
-           learning_rate: float | None = None, sample_weight=None,
+           learning_rate: float | Callable[[int], float] | None = None, sample_weight=None,
            callback: Callable | None = None, precondition: bool = False,
            seed: int = 0) -> model_lib.SoftmaxModel:
   """Refines ``model`` by iterative optimisation of the training objective.
@@ -95,7 +95,9 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
     batch_size: minibatch size for adam/sgd (None: full batch). Batches are
       drawn without replacement, one permutation per epoch, seeded by ``seed``;
       a sparse matrix is sliced on the host and densified one batch at a time.
-    learning_rate: step size for adam/sgd (defaults: adam 1e-2, sgd 0.5).
+    learning_rate: step size for adam/sgd (defaults: adam 1e-2, sgd 0.5), or a
+      schedule ``step -> step size`` such as an ``optax`` schedule (evaluated
+      on the host each step; no recompilation).
     sample_weight: optional (T,) nonnegative weights.
     callback: ``callback(step, model, record) -> bool | None`` after each step;
       ``record`` holds ``loss``, ``grad_norm`` and ``seconds``. Returning True
@@ -175,8 +177,8 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
       else:
         batch = (data, y_dev, w_dev, None if idx is None else jnp.asarray(idx))
       params, state, value, norm = _first_order_step(
-          params, state, *batch, l2_dev, precond, jnp.float32(lr), logits_fn=logits_fn,
-          method=method)
+          params, state, *batch, l2_dev, precond, jnp.float32(lr(k) if callable(lr) else lr),
+          logits_fn=logits_fn, method=method)
       value = float(value)
     norm = float(norm)
     elapsed += time.perf_counter() - start
@@ -191,7 +193,8 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
 
   info = dict(model.info)
   info["refine"] = {"method": method, "steps": len(losses), "l2": float(l2),
-                    "batch_size": batch_size, "learning_rate": lr,
+                    "batch_size": batch_size,
+                    "learning_rate": "schedule" if callable(lr) else lr,
                     "precondition": bool(precondition)}
   history = model_lib.History(np.asarray(losses), np.asarray(norms), np.asarray(seconds))
   weights, bias = _unpack(params, precond)

@@ -126,3 +126,25 @@ def test_gram_preconditioner_is_a_damped_cholesky_factor():
   expected = gram + 0.5 * np.trace(gram) / 6 * np.eye(6)
   np.testing.assert_allclose(chol @ chol.T, expected, rtol=1e-4)
   assert np.allclose(chol, np.tril(chol))
+
+
+def test_learning_rate_schedule_is_called_per_step():
+  """A schedule ``step -> rate`` equals the constant rate when constant; rate 0 halts."""
+  x, y = dense_data(np.random.default_rng(3), 300, 5, 3)
+  start = es.fit(x, y)
+  seen = []
+
+  def constant(k):
+    seen.append(k)
+    return 0.05
+
+  a = es.refine(start, x, y, method="sgd", steps=20, batch_size=32, learning_rate=constant)
+  b = es.refine(start, x, y, method="sgd", steps=20, batch_size=32, learning_rate=0.05)
+  assert seen == list(range(20))
+  np.testing.assert_allclose(a.weights, b.weights, rtol=1e-6, atol=1e-7)
+  frozen = es.refine(start, x, y, method="adam", steps=10, batch_size=32,
+                     learning_rate=lambda k: 0.0)
+  np.testing.assert_allclose(frozen.weights, start.weights, atol=1e-7)
+  decayed = es.refine(start, x, y, method="adam", steps=20,
+                      learning_rate=lambda k: 0.05 * (1 - k / 20))
+  assert decayed.log_loss(x, y) < start.log_loss(x, y)
