@@ -44,8 +44,12 @@ def fit_section(d):
           f"{d['ratio_back_to_back']:.2f}x: OpenBLAS's threads spin for about 0.1 s after each "
           "call and share the two cores with the fit's own threads. The fit sums in float64 "
           "(results do not depend on how the data is split): each chunk is converted, then "
-          "summed per class by scipy's sparse kernel, on one thread per core. Timings on this "
-          "VM vary by tens of percent between runs.\n")
+          "summed per class by scipy's sparse kernel, on one thread per core. "
+          + (f"The jitted JAX pass that GPU/TPU and multi-device `jax.Array`s take instead "
+             f"(`es.sharding`) needs {d['device_pass_cpu_seconds'] * 1e3:.1f} ms for the same "
+             "statistics on this CPU, so CPU-resident arrays take the host pass. "
+             if "device_pass_cpu_seconds" in d else "")
+          + "Timings on this VM vary by tens of percent between runs.\n")
 
 
 def mnist_section(d):

@@ -17,7 +17,8 @@ single-device (float64) statistics to ~3e-7 relative, whatever the number of
 devices, and one-hot counts stay exact far beyond float32's 2^24.
 
 ``SoftmaxStats.from_data`` (hence ``es.fit``) dispatches here whenever ``X`` is
-a ``jax.Array`` whose sharding spans more than one device, e.g.::
+a ``jax.Array`` whose sharding spans more than one device, or that lives on one
+accelerator (see :func:`computes_on_device`), e.g.::
 
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     X = jax.device_put(X, NamedSharding(mesh, PartitionSpec("data", None)))
@@ -60,12 +61,37 @@ def is_sharded(X) -> bool:
     X: any input accepted by :meth:`SoftmaxStats.from_data`.
 
   Returns:
-    Whether the sharded (``psum``) statistics path applies.
+    Whether ``X`` is split over several devices.
   """
   if not isinstance(X, jax.Array):
     return False
   try:
     return len(X.sharding.device_set) > 1
+  except Exception:  # tracers and exotic arrays carry no concrete sharding
+    return False
+
+
+def computes_on_device(X) -> bool:
+  """True if the statistics of ``X`` are computed by the jitted device pass.
+
+  That is the case for a ``jax.Array`` split over several devices, or held by one
+  accelerator (GPU, TPU): its rows are reduced where they are, and only the
+  (N, M) sums travel to the host. A ``jax.Array`` on the CPU takes the host
+  path (numpy and scipy), which is faster there: ``benchmarks/bench_fit.py``
+  times both.
+
+  Args:
+    X: any input accepted by :meth:`SoftmaxStats.from_data`.
+
+  Returns:
+    Whether :meth:`SoftmaxStats.from_data` dispatches to :func:`sharded_statistics`.
+  """
+  if is_sharded(X):
+    return True
+  if not isinstance(X, jax.Array):
+    return False
+  try:
+    return next(iter(X.sharding.device_set)).platform != "cpu"
   except Exception:  # tracers and exotic arrays carry no concrete sharding
     return False
 
@@ -76,9 +102,10 @@ def sharded_statistics(X, y, *, n_classes: int | None = None, sample_weight=None
   """Statistics (1) of data sharded over devices, reduced with ``psum``.
 
   Args:
-    X: (T, N) nonnegative ``jax.Array`` with a ``NamedSharding`` whose first
-      (sample) axis is split over one or more mesh axes. A split feature axis is
-      re-laid out to whole rows first (one all-to-all).
+    X: (T, N) nonnegative ``jax.Array``: on one device, or with a
+      ``NamedSharding`` whose first (sample) axis is split over one or more mesh
+      axes. A split feature axis is re-laid out to whole rows first (one
+      all-to-all).
     y: (T,) integer labels in ``[0, M)`` or (T, M) soft labels: a ``jax.Array``
       (any sharding; it is moved to the rows' sharding) or a host array, placed
       with the sharding of ``X``'s rows.
@@ -114,8 +141,8 @@ def sharded_statistics(X, y, *, n_classes: int | None = None, sample_weight=None
     raise ValueError("X has no samples (0 rows); pass at least one sample.")
   mesh, row_axes = _row_layout(X)
   rows = NamedSharding(mesh, PartitionSpec(row_axes or None, None))
-  if tuple(X.sharding.spec)[1:2] not in ((), (None,)):
-    X = jax.device_put(X, rows)  # whole rows per device
+  if not isinstance(X.sharding, NamedSharding) or tuple(X.sharding.spec)[1:2] not in ((), (None,)):
+    X = jax.device_put(X, rows)  # whole rows per device (a one-device array stays put)
   statistics._check_gram_size(n, gram)
 
   y, soft, n_classes = _place_targets(y, t, n_classes, mesh, row_axes)
@@ -148,6 +175,9 @@ def sharded_statistics(X, y, *, n_classes: int | None = None, sample_weight=None
 def _row_layout(X) -> tuple:
   """``(mesh, row_axes)``: the mesh of ``X`` and the mesh axes its rows are split over."""
   sharding = X.sharding
+  if not isinstance(sharding, NamedSharding) and len(sharding.device_set) == 1:
+    # One device (e.g. a GPU array): a one-device mesh, no collectives.
+    return jax.sharding.Mesh(np.array(list(sharding.device_set)), ("rows",)), ()
   if not isinstance(sharding, NamedSharding):
     raise ValueError(
         f"a multi-device X needs a NamedSharding; got {type(sharding).__name__}. Place "

@@ -99,7 +99,7 @@ class SoftmaxStats:
         feature mass, or a Gram matrix too large for memory.
     """
     from explicit_softmax import sharding  # lazy: sharding imports this module
-    if sharding.is_sharded(X):  # a jax.Array over several devices: reduce with psum
+    if sharding.computes_on_device(X):  # a jax.Array on accelerators: reduce it there
       return sharding.sharded_statistics(X, y, n_classes=n_classes,
                                          sample_weight=sample_weight, gram=gram)
     design = _design.as_design(X)

@@ -167,6 +167,27 @@ def test_host_and_single_device_arrays_are_not_sharded():
   assert not sharding.is_sharded(_one_device(x))
 
 
+def test_only_accelerator_or_multi_device_arrays_take_the_device_pass():
+  """CPU-resident jax.Arrays take the (faster there) host path; accelerators do not."""
+  x = np.ones((4, 2), np.float32)
+  assert not sharding.computes_on_device(x)
+  assert not sharding.computes_on_device(jax.numpy.asarray(x))
+  on_accelerator = jax.devices()[0].platform != "cpu"
+  assert sharding.computes_on_device(jax.device_put(x, jax.devices()[0])) == on_accelerator
+
+
+def test_device_pass_accepts_a_single_device_array():
+  """A plain single-device jax.Array (as on a GPU) is reduced by the jitted pass."""
+  rng = np.random.default_rng(3)
+  x, y = dense_data(rng, 3000, 5, 3)
+  a = sharding.sharded_statistics(jax.device_put(x, jax.devices()[0]), y)
+  b = es.SoftmaxStats.from_data(x, y)
+  np.testing.assert_allclose(a.cooccurrence, b.cooccurrence, rtol=1e-6)
+  assert a.mass_sq == pytest.approx(b.mass_sq, rel=1e-6)
+  with pytest.raises(ValueError, match="negative"):
+    sharding.sharded_statistics(jax.device_put(-x, jax.devices()[0]), y)
+
+
 @pytest.mark.parametrize("gram", [False, True])
 def test_sharded_path_on_one_device_matches_the_host_path(gram):
   rng = np.random.default_rng(1)
