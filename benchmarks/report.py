@@ -28,6 +28,12 @@ def _machine(d):
   return f"{cores} cores, {m.get('date', '?')}"
 
 
+def _sentence(text: str) -> str:
+  """``text`` as a sentence: capitalised, ending with a full stop."""
+  text = text.strip()
+  return "" if not text else text[0].upper() + text[1:] + ("" if text.endswith(".") else ".")
+
+
 def _fmt(x, spec=".3f"):
   return "n/a" if x is None else format(x, spec)
 
@@ -238,7 +244,7 @@ def verdict_section(mnist, lm, init) -> str:
         f"training optimum. On the V = {d['vocab_size']:,} Markov source "
         f"({d['n_train']:,} tokens) it took {t['fit_seconds']:.2f} s to a held-out CE of "
         f"{t['explicit_ce']:.4f} nats (entropy rate {d['entropy_rate']:.4f}); best-tuned SGD/Adam "
-        f"reached that value {bound}**{t['ratio']:.0f}x** later. {t.get('note', '')}")
+        f"reached that value {bound}**{t['ratio']:.0f}x** later. {_sentence(t.get('note', ''))}")
   if mnist:
     r = mnist["ratios"]
     c = mnist["curves"]
