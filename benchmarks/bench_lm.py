@@ -13,6 +13,12 @@ Next-token prediction from ``K`` previous tokens (positional one-hot blocks,
   grid would take hours on a small machine. The source's successors are a hash
   of the whole context, which a sum of per-position logits cannot represent, so
   every model of this class stays far above the entropy rate (reported).
+* ``additive-K2``, ``additive-K3``: a :class:`explicit_softmax.data.LogLinearSource`
+  of order ``K`` (``V`` as above), whose log-probabilities add up over the ``K``
+  context tokens: the model class contains the source, so the entropy rate
+  (estimated, its standard error in the description) is reachable, and the
+  co-occurrence solution is an approximation (``K > 1``) that refinement can
+  improve on.
 * ``shakespeare-K1`` .. ``shakespeare-K4``: tiny Shakespeare at character level
   (``V = 65``), a contiguous 90/10 train/held-out split. Skipped with a note if
   the file is absent (``--text``, default ``$EXPLICIT_SOFTMAX_DATA/tinyshakespeare.txt``,
@@ -76,6 +82,9 @@ The committed results come from two runs with different time budgets, merged:
   python benchmarks/bench_lm.py --datasets markov2-K2,markov2-K3,shakespeare-K1,\
       shakespeare-K2,shakespeare-K3,shakespeare-K4 --budget 8 --out /tmp/lm_b
   python benchmarks/bench_lm.py --merge /tmp/lm_a/lm.json /tmp/lm_b/lm.json
+and, added later to that merged file,
+  python benchmarks/bench_lm.py --datasets additive-K2,additive-K3 --budget 8 --out /tmp/lm_c
+  python benchmarks/bench_lm.py --merge benchmarks/results/lm.json /tmp/lm_c/lm.json
 """
 
 from __future__ import annotations
@@ -123,7 +132,7 @@ class Spec:
   """One data set: how to make its tokens and how many context tokens to use."""
 
   name: str
-  kind: str  # "markov" or "text"
+  kind: str  # "markov", "loglinear" or "text"
   n_context: int
   vocab_size: int = 0
   order: int = 1
@@ -144,6 +153,10 @@ def default_specs(args) -> list[Spec]:
   for k in (2, 3):
     specs.append(Spec(f"markov2-K{k}", "markov", k, v2, 2, n2, n2 // 10, args.budget,
                       f"order-2 Markov source, V={v2}, K={k} positional context tokens"))
+  for k in (2, 3):
+    specs.append(Spec(f"additive-K{k}", "loglinear", k, v2, k, n2, n2 // 10, args.budget,
+                      f"log-linear order-{k} source, V={v2}, K={k} positional context "
+                      "tokens (the model class contains the source)"))
   for k in (1, 2, 3, 4):
     specs.append(Spec(f"shakespeare-K{k}", "text", k, budget=args.budget,
                       description=f"tiny Shakespeare, characters, K={k} context tokens"))
@@ -163,6 +176,12 @@ def make_tokens(spec: Spec, args, cache: dict):
                     source.sample(spec.n_test, seed=args.seed + 2),
                     spec.vocab_size, source.entropy_rate())
     return cache[key]
+  if spec.kind == "loglinear":
+    source = es.data.LogLinearSource(spec.vocab_size, order=spec.order, seed=args.seed)
+    rate, se = source.estimate_entropy_rate()
+    spec.description += f"; entropy rate estimated along 500,000 tokens, standard error {se:.1e}"
+    return (source.sample(spec.n_train, seed=args.seed + 1),
+            source.sample(spec.n_test, seed=args.seed + 2), spec.vocab_size, rate)
   if args.text is None or not os.path.isfile(args.text):
     return None
   if "text" not in cache:
@@ -658,7 +677,9 @@ def markdown(result: dict) -> str:
                       f"{tg['setting']['init']}, {_lr(tg['setting']['learning_rate'])}): "
                       f"ratio {tg['ratio']:.0f}x" if not tg["lower_bound"] else
                       f"never within its run: ratio >= {tg['ratio']:.0f}x (lower bound)")
-                   + f" ({'meets' if tg['passes_100x'] else 'misses'} the 100x target)."), ""]
+                   # The 100x target is set for the one-hot bigram only.
+                   + (f" ({'meets' if tg['passes_100x'] else 'misses'} the 100x target)"
+                      if name == "markov1-K1" else "") + "."), ""]
     bpb = d["best_per_budget"]["gd (sgd+adam, zero+random init)"]
     lines.append("Best SGD/Adam held-out CE within a time budget: " + "; ".join(
         f"{b['budget']:.3g} s: " + ("none" if b["ce"] is None else f"{b['ce']:.4f}")

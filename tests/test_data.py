@@ -517,6 +517,108 @@ def test_held_out_cross_entropy_approaches_the_entropy_rate(order, v, support):
   assert abs(fitted - h) < 5 * sigma + 2 * predicted_excess
 
 
+# -- LogLinearSource -----------------------------------------------------------
+
+def test_loglinear_potentials_boost_support_successors_fading_with_the_lag():
+  source = data.LogLinearSource(30, order=3, support=4, strength=2.0, decay=0.5, seed=1)
+  a = source.log_potentials
+  assert a.shape == (3, 30, 30) and a.dtype == np.float32
+  assert np.all((a > 0).sum(axis=-1) == 4)  # every context token boosts 4 successors
+  top = np.sort(a, axis=-1)[..., ::-1][..., :4]
+  profile = 1.1 * np.log(5 / np.arange(1, 5))
+  for lag in range(3):
+    np.testing.assert_allclose(top[lag], np.broadcast_to(2.0 * 0.5**lag * profile, (30, 4)),
+                               rtol=1e-6)
+  np.testing.assert_array_equal(a, data.LogLinearSource(30, order=3, support=4, strength=2.0,
+                                                        decay=0.5, seed=1).log_potentials)
+  assert not np.array_equal(a, data.LogLinearSource(30, order=3, support=4, seed=2).log_potentials)
+
+
+def test_loglinear_samples_follow_the_conditional_distribution():
+  """Order 1, V = 6: empirical transition frequencies match softmax(A[c])."""
+  source = data.LogLinearSource(6, order=1, support=2, seed=3)
+  tokens = source.sample(120_000, seed=4)
+  assert tokens.dtype == np.int32 and tokens.min() >= 0 and tokens.max() < 6
+  counts = np.zeros((6, 6))
+  np.add.at(counts, (tokens[:-1], tokens[1:]), 1)
+  freq = counts / counts.sum(axis=1, keepdims=True)
+  a = source.log_potentials[0].astype(np.float64)
+  p = np.exp(a) / np.exp(a).sum(axis=1, keepdims=True)
+  # ~20,000 draws per row: binomial standard errors below 0.004.
+  np.testing.assert_allclose(freq, p, atol=0.015)
+  np.testing.assert_array_equal(tokens, source.sample(120_000, seed=4))
+  assert (tokens != source.sample(120_000, seed=5)).mean() > 0.5
+
+
+def test_loglinear_entropy_rate_estimate_matches_the_exact_rate():
+  """Order 2, V = 6: the exact rate is sum_s pi_s H(p(.|s)) over the 36 context
+  states s = (lag 1, lag 2), pi the stationary distribution of the state chain."""
+  v = 6
+  source = data.LogLinearSource(v, order=2, support=2, seed=5)
+  a = source.log_potentials.astype(np.float64)
+  logits = a[0][:, None, :] + a[1][None, :, :]  # [lag-1 token, lag-2 token, next]
+  p = np.exp(logits) / np.exp(logits).sum(axis=-1, keepdims=True)
+  # State (c1, c2) moves to (x, c1) with probability p[c1, c2, x].
+  trans = np.zeros((v * v, v * v))
+  for c1 in range(v):
+    for c2 in range(v):
+      trans[c1 * v + c2, np.arange(v) * v + c1] = p[c1, c2]
+  eigvals, eigvecs = np.linalg.eig(trans.T)
+  pi = np.real(eigvecs[:, np.argmin(np.abs(eigvals - 1))])
+  pi /= pi.sum()
+  exact = float(pi @ -(p * np.log(p)).sum(axis=-1).ravel())
+  estimate, se = source.estimate_entropy_rate(n_tokens=200_000)
+  assert 0 < se < 0.01
+  assert abs(estimate - exact) < 5 * se
+
+
+def test_loglinear_order_one_rate_is_exact():
+  """With one context token every row holds the same boosts: every context has
+  the same conditional entropy, so the estimate is exact (zero error)."""
+  source = data.LogLinearSource(12, order=1, support=3, seed=5)
+  row = source.log_potentials[0, 0].astype(np.float64)
+  p = np.exp(row) / np.exp(row).sum()
+  estimate, se = source.estimate_entropy_rate(n_tokens=10_000)
+  assert se == pytest.approx(0, abs=1e-9)
+  assert estimate == pytest.approx(float(-(p * np.log(p)).sum()), rel=1e-9)
+
+
+def test_loglinear_source_is_its_own_best_softmax_model():
+  """The class contains the source: its model beats the explicit fit held-out and
+  reaches the entropy rate; refinement from the explicit fit approaches it."""
+  source = data.LogLinearSource(20, order=2, support=3, seed=6)
+  train, test = source.sample(60_000, seed=7), source.sample(20_000, seed=8)
+  x, y = data.context_tokens(train, 2, 20)
+  xt, yt = data.context_tokens(test, 2, 20)
+  rate, se = source.estimate_entropy_rate(n_tokens=100_000)
+  truth = source.model().log_loss(xt, yt)
+  assert abs(truth - rate) < 0.03
+  explicit = es.fit(x, y, n_classes=20)
+  refined = es.refine(explicit, x, y, method="lbfgs", steps=50)
+  assert truth < refined.log_loss(xt, yt) < explicit.log_loss(xt, yt)
+  assert refined.log_loss(xt, yt) - truth < 0.02
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"vocab_size": 0}, "vocab_size"), ({"vocab_size": 5, "order": 0}, "order"),
+    ({"vocab_size": 5, "support": 6}, "support"), ({"vocab_size": 5, "strength": 0}, "strength"),
+    ({"vocab_size": 5, "decay": 1.5}, "decay"), ({"vocab_size": 5, "zipf_exponent": -1}, "zipf"),
+    ({"vocab_size": 5, "seed": -1}, "seed")])
+def test_loglinear_rejects_bad_parameters(kwargs, message):
+  with pytest.raises(ValueError, match=message):
+    data.LogLinearSource(**kwargs)
+
+
+def test_loglinear_short_samples_and_bad_lengths():
+  source = data.LogLinearSource(5, order=3)
+  assert source.sample(0).shape == (0,) and source.sample(2).shape == (2,)
+  assert source.sample(4).shape == (4,)
+  with pytest.raises(ValueError, match="n_tokens"):
+    source.sample(-1)
+  with pytest.raises(ValueError, match="seed"):
+    source.sample(3, seed=-2)
+
+
 # -- text ----------------------------------------------------------------------
 
 TEXT = "To be, or not to be:\nthat is the question.\n\tÉtude — ünïcode 🙂 words  here\n"
