@@ -182,18 +182,20 @@ def claims_section(mnist, lm) -> str:
           "MNIST subset (tests) | full scale (benchmarks) |",
           "| --- | --- | --- | --- | --- |"]
   full = {1: [], 2: [], 3: []}
-  if lm and "markov1-K1" in lm.get("claims", {}):
-    c = lm["claims"]["markov1-K1"]
+  for key, label in (("markov1-K1", "bigram V=2000"), ("additive-K2", "additive source K=2")):
+    c = (lm or {}).get("claims", {}).get(key)
+    if not c:
+      continue
     for r in c["1_relative_improvement_from_explicit"]:
       lr = "" if r["learning_rate"] is None else f" lr {r['learning_rate']:.3g}"
-      full[1].append(f"bigram V=2000, {r['method']}{lr}, {r['steps']} steps from {r['start']}: "
+      full[1].append(f"{label}, {r['method']}{lr}, {r['steps']} steps from {r['start']}: "
                      f"{100 * r['relative_improvement']:+.3f}%")
     for r in c["2_kl_explicit_to_sgd_from_random"][:2]:
-      full[2].append(f"bigram, {r['method']} lr {r['learning_rate']:.3g} from random, KL to "
-                     f"{r['reference']}: "
-                     f"{r['kl_start']:.3f} → {r['kl_end']:.3f}")
+      full[2].append(f"{label}, {r['method']} lr {r['learning_rate']:.3g} from random, KL to "
+                     f"{r['reference']}: {r['kl_start']:.3f} → min {r['kl_min']:.3f} → "
+                     f"{r['kl_end']:.3f}")
     for r in c["3_random_minus_explicit_train_loss_at_equal_steps"]:
-      full[3].append(f"bigram, {r['method']} lr {r['learning_rate']:.3g}: random minus explicit "
+      full[3].append(f"{label}, {r['method']} lr {r['learning_rate']:.3g}: random minus explicit "
                      "train loss "
                      f"{r['random_minus_explicit'][0]:.3f} → {r['random_minus_explicit'][-1]:.3f}"
                      f" nats over {r['steps'][-1]} steps")
@@ -213,10 +215,12 @@ def claims_section(mnist, lm) -> str:
                    f"from random {e['random']['ce']:.3f}")
   tests = {
       1: ("holds: relative improvement \\|·\\| < 1e-6 (it is the optimum)",
-          "marginal: 0.5% < improvement < 3%",
+          "marginal on a Markov source: 0.5% < improvement < 3%; **refuted** on an additive "
+          "source: > 10%",
           "**refuted**: > 50% from the raw solution, > 15% after calibration"),
       2: ("holds: KL falls at every checkpoint, to < 1/500 of its start",
-          "not tested at K = 2",
+          "additive source: SGD from random passes near it, then moves past it to a lower "
+          "loss (final KL > 1.2x its minimum)",
           "**only after calibration**: KL to the raw solution rises > 10x; to the calibrated "
           "one it falls > 4x, then plateaus"),
       3: ("holds: explicit start lower at every checkpoint",
@@ -245,6 +249,24 @@ def verdict_section(mnist, lm, init) -> str:
         f"({d['n_train']:,} tokens) it took {t['fit_seconds']:.2f} s to a held-out CE of "
         f"{t['explicit_ce']:.4f} nats (entropy rate {d['entropy_rate']:.4f}); best-tuned SGD/Adam "
         f"reached that value {bound}**{t['ratio']:.0f}x** later. {_sentence(t.get('note', ''))}")
+  for name in ("additive-K2", "additive-K3"):
+    d = (lm or {}).get("datasets", {}).get(name)
+    if not d:
+      continue
+    m, t = d["methods"], d["target"]
+    refined = min((v["ce"], k) for k, v in m.items() if k.startswith("explicit+"))
+    scratch = min((v["ce"], k) for k, v in m.items() if " from " in k)
+    matched = (f"never matched it within its run (ratio >= {t['ratio']:.0f}x)" if t["lower_bound"]
+               else f"matched it after {t['gd_seconds']:.2f} s ({t['ratio']:.1f}x)")
+    out.append(
+        f"- **Only a rough start: several context tokens ({name}).** On a source inside the "
+        f"model class (V = {d['vocab_size']}, K = {d['n_context']}, entropy rate "
+        f"{d['entropy_rate']:.3f} nats, estimated) the co-occurrence fit reaches "
+        f"{m['explicit']['ce']:.3f} in {m['explicit']['seconds']:.2f} s, "
+        f"{m['explicit']['ce'] - d['entropy_rate']:.2f} nats above the floor; best-tuned SGD/Adam "
+        f"{matched} and went on to {scratch[0]:.3f} (*{scratch[1]}*, "
+        f"{m[scratch[1]]['seconds']:.1f} s); refining the explicit fit for two epochs gave "
+        f"{refined[0]:.3f} (*{refined[1]}*, {m[refined[1]]['seconds']:.1f} s).")
   if mnist:
     r = mnist["ratios"]
     c = mnist["curves"]
