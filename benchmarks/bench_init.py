@@ -156,7 +156,6 @@ def batch_order(seed: int, n: int, steps: int):
 
 # -- MNIST: PyTorch -----------------------------------------------------------------
 def torch_mnist_run(arm, seed, data, budgets):
-  import numpy as np
   import torch
   from torch import nn
   from explicit_softmax.adapters import torch as es_torch
@@ -201,7 +200,6 @@ def torch_mnist_run(arm, seed, data, budgets):
 def flax_mnist_run(arm, seed, data, budgets):
   import jax
   import jax.numpy as jnp
-  import numpy as np
   import optax
   from flax import nnx
   from explicit_softmax.adapters import flax as es_flax
@@ -295,7 +293,6 @@ def run_mnist(args, progress) -> dict:
 
 # -- toy language models ------------------------------------------------------------
 def lm_data(name: str, quick: bool):
-  import numpy as np
   from explicit_softmax import data as data_lib
   if name == "markov":
     vocab, n_context = 512, 1

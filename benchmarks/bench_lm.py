@@ -729,7 +729,7 @@ def plot(result: dict, path) -> None:
       if run["init"] == "mle":
         continue
       groups.setdefault((run["family"], run["init"], run["method"]), []).append(run)
-    for (family, init, meth), group in groups.items():
+    for (_, init, meth), group in groups.items():
       run = min(group, key=lambda r: _best_point(r)["ce"])
       pts = [p for p in run["points"] if p["seconds"] > 0]
       style = {"explicit": "-", "zero": "--", "random": ":"}[init]

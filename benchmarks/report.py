@@ -68,7 +68,8 @@ def mnist_section(d):
       f"\nTarget held-out CE <= {d['target_ce']}: the pipeline *{r['pipeline']}* reached it in "
       f"{_fmt(r['pipeline_seconds'], '.2f')} s, best-tuned Adam from zero "
       f"(*{r.get('adam', 'constant rate')}*) in "
-      f"{_fmt(r['adam_from_zero_seconds'], '.2f')} s (ratio {_fmt(r['adam_over_pipeline'], '.2f')}x), "
+      f"{_fmt(r['adam_from_zero_seconds'], '.2f')} s "
+      f"(ratio {_fmt(r['adam_over_pipeline'], '.2f')}x), "
       f"scikit-learn lbfgs in {_fmt(r['sklearn_lbfgs_seconds'], '.2f')} s (ratio "
       f"{_fmt(r['sklearn_over_pipeline'], '.2f')}x).\n\n![MNIST](benchmarks/results/mnist.png)\n")
   if "diagnostics" in d:
@@ -276,7 +277,8 @@ def verdict_section(mnist, lm, init) -> str:
         f"{100 * cooc['acc']:.1f}% accuracy (held-out CE {cooc['ce']:.3f}; its predictions are far "
         f"too flat), {100 * cal['acc']:.1f}% / {cal['ce']:.3f} after calibration. The fastest "
         f"explicit-start pipeline (*{r['pipeline']}*) reaches CE <= {mnist['target_ce']} in "
-        f"{_fmt(r['pipeline_seconds'], '.2f')} s, {_fmt(r['sklearn_over_pipeline'], '.1f')}x faster "
+        f"{_fmt(r['pipeline_seconds'], '.2f')} s, "
+        f"{_fmt(r['sklearn_over_pipeline'], '.1f')}x faster "
         f"than scikit-learn's lbfgs ({_fmt(r['sklearn_lbfgs_seconds'], '.2f')} s).")
     zero_pre = mnist["time_to_target"].get("zero → preconditioned L-BFGS")
     adam_ratio = r["adam_over_pipeline"]

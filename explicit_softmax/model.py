@@ -160,8 +160,8 @@ class SoftmaxModel:
       if not need_grad:
         loss += float(_chunk_loss(logits, y_chunk, w_chunk))
       else:
-        l, resid = _chunk_loss_and_residual(logits, y_chunk, w_chunk)
-        loss += float(l)
+        chunk_loss, resid = _chunk_loss_and_residual(logits, y_chunk, w_chunk)
+        loss += float(chunk_loss)
         resid = np.asarray(resid)[:sl.stop - sl.start]
         g_w += part.rmatmul(resid)
         g_b += resid.sum(axis=0, dtype=np.float64)

@@ -50,8 +50,8 @@ def test_gradient_matches_autodiff(seed):
   mine_w, mine_b = model.gradient(x, y, sample_weight=w)
   np.testing.assert_allclose(mine_w, g_w, rtol=1e-4, atol=1e-6)
   np.testing.assert_allclose(mine_b, g_b, rtol=1e-4, atol=1e-6)
-  assert model.log_loss(x, y, sample_weight=w) == pytest.approx(float(loss((model.weights,
-                                                                             model.bias))), rel=1e-5)
+  expected = float(loss((model.weights, model.bias)))
+  assert model.log_loss(x, y, sample_weight=w) == pytest.approx(expected, rel=1e-5)
 
 
 def test_loss_is_chunked_consistently(monkeypatch):

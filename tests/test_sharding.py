@@ -241,7 +241,8 @@ def test_invalid_inputs_raise_value_errors(case, match):
     x[9] = 0
   elif case == "labels":
     kwargs["n_classes"] = 3
-    y = y.copy(); y[0] = 3
+    y = y.copy()
+    y[0] = 3
   elif case == "float_labels":
     y = y + 0.25
   elif case == "soft_sum":

@@ -217,7 +217,7 @@ def write_explicit(layer: nnx.Linear, explicit: model_lib.SoftmaxModel) -> None:
   """Writes a :class:`SoftmaxModel` into an ``nnx.Linear`` (checked, in place)."""
   layer = _check_linear(layer, "the layer")
   n, m = layer.kernel[...].shape
-  _common.check_head_shape(explicit, n, m, layer.bias is not None, f"the nnx.Linear")
+  _common.check_head_shape(explicit, n, m, layer.bias is not None, "the nnx.Linear")
   write_linear(layer, explicit.weights, explicit.bias)
 
 
