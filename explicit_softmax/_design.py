@@ -189,13 +189,15 @@ class DenseDesign:
       product = lambda rows, chunk: g[rows].T @ chunk  # noqa: E731
     threaded = sp.issparse(g) and w is None
 
-    def work(part: range):
+    def work(part: range, index: int = 0, halt: list | None = None):
       gtx = np.zeros((g.shape[1], n), np.float64)
       gram = None if w is None else np.zeros((n, n), np.float64)
       # One reused buffer: a fresh float64 array per chunk page-faults its memory
       # in again every time (several times slower than the copy itself on this VM).
       buf = np.empty((min(CHUNK_ROWS, t), n), np.float64)
       for start in part:
+        if halt is not None and halt[0] < index:
+          break  # an earlier run failed, or the caller was interrupted
         rows = slice(start, min(start + CHUNK_ROWS, t))
         _check_nonnegative(self.x[rows], start)
         chunk = buf[:rows.stop - start]
@@ -215,10 +217,27 @@ class DenseDesign:
     else:
       # Contiguous runs of chunks, one per thread; results are summed in run
       # order, and ``map`` re-raises the error of the earliest run first, so a
-      # bad value is reported at its first row as in the serial pass.
+      # bad value is reported at its first row as in the serial pass. A failed
+      # run stops the later runs (their errors could not be the first); an
+      # interrupt (Ctrl-C) stops all of them at their next chunk.
       step = -(-len(starts) // workers)
+      runs = [starts[i:i + step] for i in range(0, len(starts), step)]
+      halt = [len(runs)]  # runs with a larger index stop at their next chunk
+
+      def run(index):
+        try:
+          return work(runs[index], index, halt)
+        except BaseException:
+          # Unsynchronised min: a lost update only lets a later run finish.
+          halt[0] = min(halt[0], index)
+          raise
+
       with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-        parts = list(pool.map(work, [starts[i:i + step] for i in range(0, len(starts), step)]))
+        try:
+          parts = list(pool.map(run, range(len(runs))))
+        except BaseException:  # raised in run order: every earlier run is done
+          halt[0] = -1
+          raise
       gtx, gram = sum(p[0] for p in parts), None
     return gtx.T, mass, gram
 

@@ -161,3 +161,33 @@ def test_threaded_pass_reports_the_first_bad_row(bad):
   x[later, 1] = x[first, 2] = bad
   with pytest.raises(ValueError, match=f"row {first}\\)"):
     es.SoftmaxStats.from_data(x, np.zeros(len(x), int), n_classes=2)
+
+
+def test_a_failed_run_stops_the_later_runs(monkeypatch):
+  """An error in the first thread's chunks stops the other thread early, and a
+  BaseException (Ctrl-C) raised in a worker reaches the caller."""
+  import time as time_lib
+  from explicit_softmax import _design
+  monkeypatch.setattr(_design, "MAX_WORKERS", 2)
+  x = np.ones((8 * _design.CHUNK_ROWS, 3))
+  second_run = []
+
+  def check(chunk, offset):
+    if offset == 0:
+      raise ValueError("bad first chunk")
+    if offset >= 4 * _design.CHUNK_ROWS:
+      second_run.append(offset)
+    time_lib.sleep(0.05)
+
+  monkeypatch.setattr(_design, "_check_nonnegative", check)
+  with pytest.raises(ValueError, match="bad first chunk"):
+    es.SoftmaxStats.from_data(x, np.zeros(len(x), int), n_classes=2)
+  assert len(second_run) < 4  # it had 4 chunks; it stopped after at most 2
+
+  def interrupt(chunk, offset):
+    if offset == 4 * _design.CHUNK_ROWS:
+      raise KeyboardInterrupt
+
+  monkeypatch.setattr(_design, "_check_nonnegative", interrupt)
+  with pytest.raises(KeyboardInterrupt):
+    es.SoftmaxStats.from_data(x, np.zeros(len(x), int), n_classes=2)
