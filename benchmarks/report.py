@@ -46,7 +46,10 @@ def fit_section(d):
           f"bare numpy `X.T @ Y`: **{d['ratio_fit_to_matmul']:.2f}x** (target "
           f"{d['target_ratio']}x, {'met' if met else '**not met**'}; uint8 input "
           f"{d['ratio_uint8_fit_to_matmul']:.2f}x), each call timed after a "
-          f"{d['pause_seconds']} s pause. Right after another BLAS call the fit takes "
+          f"{d['pause_seconds']} s pause"
+          + (f"; timed in blocks of consecutive calls (as `timeit` would) "
+             f"{d['ratio_blocks']:.2f}x" if "ratio_blocks" in d else "")
+          + ". Right after another BLAS call the fit takes "
           f"{d['ratio_back_to_back']:.2f}x: OpenBLAS's threads spin for about 0.1 s after each "
           "call and share the two cores with the fit's own threads. The fit sums in float64 "
           "(results do not depend on how the data is split): each chunk is converted, then "
