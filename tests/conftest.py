@@ -7,6 +7,13 @@ import pathlib
 
 import numpy as np
 import pytest
+from hypothesis import settings
+
+# Property tests draw the same examples on every run (CI must be reproducible);
+# HYPOTHESIS_PROFILE=explore draws fresh ones, to look for new counterexamples.
+settings.register_profile("reproducible", derandomize=True)
+settings.register_profile("explore", derandomize=False)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "reproducible"))
 
 # Data shared with developers and CI (never needed by the library itself).
 SHARED_DATA = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "data"

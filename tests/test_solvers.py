@@ -28,11 +28,15 @@ def _conditional_entropy(x, y, n_classes):
        t=st.integers(1, 300))
 def test_one_hot_cooccurrence_is_the_exact_optimum(seed, n, m, t):
   """Property 1: with one-hot inputs and s=0 the gradient vanishes (relative to
-  the gradient at zero) and the loss is the empirical conditional entropy."""
+  the gradient at zero) and the loss is the empirical conditional entropy.
+
+  When every feature's labels are balanced the uniform model is already optimal
+  and its gradient is 0 too: the absolute term (float32 round-off) covers it.
+  """
   x, y = one_hot_data(np.random.default_rng(seed), n, m, t)
   model = es.fit(x, y, n_classes=m, smoothing=0.0)
   zero = es.SoftmaxModel(np.zeros((n, m)), np.zeros(m))
-  assert model.grad_norm(x, y) / zero.grad_norm(x, y) < 1e-5
+  assert model.grad_norm(x, y) < 1e-5 * zero.grad_norm(x, y) + 1e-6
   np.testing.assert_allclose(model.log_loss(x, y), _conditional_entropy(x, y, m), rtol=1e-5)
 
 
