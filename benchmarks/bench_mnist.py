@@ -94,15 +94,15 @@ def decay_arms(x, y, xt, yt, explicit_start, offset, epoch_steps):
   (and a warm start might need a shorter one), so both arms get the options.
   """
   out = {}
-  for name, start, start_seconds in (("adam from zero, linear decay", None, 0.0),
+  zero = es.SoftmaxModel(np.zeros((x.shape[1], M)), np.zeros(M))
+  for name, start, start_seconds in (("adam from zero, linear decay", zero, 0.0),
                                      ("explicit+cal(5k rows) → Adam, linear decay",
                                       explicit_start, offset)):
     runs = []
     for length in (epoch_steps // 2, epoch_steps):
       for lr in (1e-2, 2e-2, 3e-2):
         schedule = lambda k, lr=lr, n=length: lr * max(0.0, 1.0 - k / n)  # noqa: E731
-        init = start or es.SoftmaxModel(np.zeros((x.shape[1], M)), np.zeros(M))
-        points = _common.trajectory(init, x, y, xt, yt, method="adam", steps=length,
+        points = _common.trajectory(start, x, y, xt, yt, method="adam", steps=length,
                                     eval_every=max(1, epoch_steps // 32),
                                     offset=start_seconds, batch_size=128,
                                     learning_rate=schedule)

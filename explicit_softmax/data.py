@@ -46,6 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from explicit_softmax import _design
+from explicit_softmax import model as model_lib
 
 # -- IDX files -----------------------------------------------------------------
 
@@ -388,6 +389,35 @@ def _aligned_empty(shape: tuple, dtype, alignment: int = 64) -> np.ndarray:
 
 # -- a Markov source with a known entropy rate ---------------------------------
 
+def _check_source(source, default_support: int) -> None:
+  """Validates and normalises the fields both token sources share, in place."""
+  v = int(source.vocab_size)
+  if v < 1 or v != source.vocab_size:
+    raise ValueError(f"vocab_size must be a positive integer; got {source.vocab_size}.")
+  if int(source.order) < 1 or int(source.order) != source.order:
+    raise ValueError(f"order must be an integer >= 1; got {source.order}.")
+  support = default_support if source.support is None else source.support
+  if int(support) != support or not 1 <= support <= v:
+    raise ValueError(
+        f"support must be an integer in [1, vocab_size={v}] (the number of distinct "
+        f"successors of a context); got {source.support}.")
+  if int(source.seed) != source.seed or source.seed < 0:
+    raise ValueError(f"seed must be a nonnegative integer; got {source.seed}.")
+  for name, value in (("vocab_size", v), ("order", int(source.order)),
+                      ("support", int(support)), ("seed", int(source.seed))):
+    object.__setattr__(source, name, value)
+
+
+def _check_draw(n_tokens, seed, default_seed: int) -> tuple[int, int]:
+  """``(n_tokens, seed)`` of a ``sample`` call, validated; None means ``default_seed``."""
+  if int(n_tokens) != n_tokens or n_tokens < 0:
+    raise ValueError(f"n_tokens must be a nonnegative integer; got {n_tokens}.")
+  seed = default_seed if seed is None else seed
+  if int(seed) != seed or seed < 0:
+    raise ValueError(f"seed must be a nonnegative integer or None; got {seed}.")
+  return int(n_tokens), int(seed)
+
+
 _MASK64 = (1 << 64) - 1
 _MERSENNE61 = (1 << 61) - 1  # context codes are folded modulo this prime
 
@@ -428,25 +458,10 @@ class MarkovSource:
   seed: int = 0
 
   def __post_init__(self):
-    v = int(self.vocab_size)
-    if v < 1 or v != self.vocab_size:
-      raise ValueError(f"vocab_size must be a positive integer; got {self.vocab_size}.")
-    if int(self.order) < 1 or int(self.order) != self.order:
-      raise ValueError(f"order must be an integer >= 1; got {self.order}.")
     if not (math.isfinite(self.zipf_exponent) and self.zipf_exponent >= 0):
       raise ValueError(f"zipf_exponent must be finite and >= 0; got {self.zipf_exponent}.")
-    support = v if self.support is None else self.support
-    if int(support) != support or not 1 <= support <= v:
-      raise ValueError(
-          f"support must be an integer in [1, vocab_size={v}] (the number of distinct "
-          f"successors of a context); got {self.support}.")
-    if int(self.seed) != self.seed or self.seed < 0:
-      raise ValueError(f"seed must be a nonnegative integer; got {self.seed}.")
-    object.__setattr__(self, "vocab_size", v)
-    object.__setattr__(self, "order", int(self.order))
+    _check_source(self, default_support=int(self.vocab_size))
     object.__setattr__(self, "zipf_exponent", float(self.zipf_exponent))
-    object.__setattr__(self, "support", int(support))
-    object.__setattr__(self, "seed", int(self.seed))
 
   # -- the profile -------------------------------------------------------------
   def rank_probabilities(self) -> np.ndarray:
@@ -529,13 +544,8 @@ class MarkovSource:
     Returns:
       (n_tokens,) int32 array of tokens in ``[0, vocab_size)``.
     """
-    if int(n_tokens) != n_tokens or n_tokens < 0:
-      raise ValueError(f"n_tokens must be a nonnegative integer; got {n_tokens}.")
-    n_tokens = int(n_tokens)
-    seed = self.seed if seed is None else seed
-    if int(seed) != seed or seed < 0:
-      raise ValueError(f"seed must be a nonnegative integer or None; got {seed}.")
-    rng = np.random.default_rng([int(seed), 1])
+    n_tokens, seed = _check_draw(n_tokens, seed, self.seed)
+    rng = np.random.default_rng([seed, 1])
     v, order = self.vocab_size, self.order
     start = rng.integers(0, v, size=min(order, n_tokens)).tolist()
     if n_tokens <= order:
@@ -606,26 +616,13 @@ class LogLinearSource:
   seed: int = 0
 
   def __post_init__(self):
-    v = int(self.vocab_size)
-    if v < 1 or v != self.vocab_size:
-      raise ValueError(f"vocab_size must be a positive integer; got {self.vocab_size}.")
-    if int(self.order) < 1 or int(self.order) != self.order:
-      raise ValueError(f"order must be an integer >= 1; got {self.order}.")
-    support = min(16, v) if self.support is None else self.support
-    if int(support) != support or not 1 <= support <= v:
-      raise ValueError(f"support must be an integer in [1, vocab_size={v}]; got {self.support}.")
+    _check_source(self, default_support=min(16, int(self.vocab_size)))
     for name, value, ok in (("strength", self.strength, self.strength > 0),
                             ("decay", self.decay, 0 < self.decay <= 1),
                             ("zipf_exponent", self.zipf_exponent, self.zipf_exponent > 0)):
       if not (math.isfinite(value) and ok):
         raise ValueError(f"{name} must be finite and in its range (see the docstring); "
                          f"got {value}.")
-    if int(self.seed) != self.seed or self.seed < 0:
-      raise ValueError(f"seed must be a nonnegative integer; got {self.seed}.")
-    object.__setattr__(self, "vocab_size", v)
-    object.__setattr__(self, "order", int(self.order))
-    object.__setattr__(self, "support", int(support))
-    object.__setattr__(self, "seed", int(self.seed))
 
   @functools.cached_property
   def log_potentials(self) -> np.ndarray:
@@ -641,9 +638,8 @@ class LogLinearSource:
 
   def model(self):
     """The source as a :class:`SoftmaxModel` over :func:`context_tokens` features."""
-    from explicit_softmax.model import SoftmaxModel
     k, v = self.order, self.vocab_size
-    return SoftmaxModel(self.log_potentials.reshape(k * v, v), np.zeros(v, np.float32))
+    return model_lib.SoftmaxModel(self.log_potentials.reshape(k * v, v), np.zeros(v, np.float32))
 
   def sample(self, n_tokens: int, seed: int | None = None) -> np.ndarray:
     """Generates a token sequence: ``K`` uniform tokens, then draws from (1).
@@ -656,13 +652,9 @@ class LogLinearSource:
     Returns:
       (n_tokens,) int32 array of tokens in ``[0, vocab_size)``.
     """
-    if int(n_tokens) != n_tokens or n_tokens < 0:
-      raise ValueError(f"n_tokens must be a nonnegative integer; got {n_tokens}.")
-    seed = self.seed if seed is None else seed
-    if int(seed) != seed or seed < 0:
-      raise ValueError(f"seed must be a nonnegative integer or None; got {seed}.")
-    n_tokens, k = int(n_tokens), self.order
-    rng = np.random.default_rng([int(seed), 3])
+    n_tokens, seed = _check_draw(n_tokens, seed, self.seed)
+    k = self.order
+    rng = np.random.default_rng([seed, 3])
     start = rng.integers(0, self.vocab_size, size=min(k, n_tokens)).astype(np.int32)
     if n_tokens <= k:
       return start

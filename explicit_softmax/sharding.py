@@ -86,14 +86,13 @@ def computes_on_device(X) -> bool:
   Returns:
     Whether :meth:`SoftmaxStats.from_data` dispatches to :func:`sharded_statistics`.
   """
-  if is_sharded(X):
-    return True
   if not isinstance(X, jax.Array):
     return False
   try:
-    return next(iter(X.sharding.device_set)).platform != "cpu"
+    devices = X.sharding.device_set
   except Exception:  # tracers and exotic arrays carry no concrete sharding
     return False
+  return len(devices) > 1 or next(iter(devices)).platform != "cpu"
 
 
 def sharded_statistics(X, y, *, n_classes: int | None = None, sample_weight=None,
