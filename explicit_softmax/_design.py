@@ -257,8 +257,13 @@ class DenseDesign:
 
   @staticmethod
   def jax_logits(data, w):
-    """``X W`` inside jitted code, for the object returned by ``jax_data``."""
-    return data.astype(w.dtype) @ w
+    """``X W`` inside jitted code, for the object returned by ``jax_data``.
+
+    In full float32: a GPU's default TF32 product (~1e-3 relative) would make
+    the objective too noisy for L-BFGS's line search near the optimum.
+    """
+    import jax
+    return jax.numpy.matmul(data.astype(w.dtype), w, precision=jax.lax.Precision.HIGHEST)
 
 
 class SparseDesign:

@@ -36,7 +36,7 @@ def _unpack(params, precond):
   """``(W, b)`` from the optimised variables: themselves, or ``[W; b] = P V``."""
   if precond is None:
     return params
-  theta = precond @ params
+  theta = jnp.matmul(precond, params, precision=jax.lax.Precision.HIGHEST)  # not TF32 on GPUs
   return theta[:-1], theta[-1]
 
 

@@ -19,6 +19,15 @@ from explicit_softmax.adapters import flax as es_flax  # noqa: E402
 N_IN, N_HIDDEN, N_CLASSES = 12, 16, 3
 
 
+@pytest.fixture(autouse=True)
+def _full_float32_products():
+  """These tests check float32-exact reproduction of the explicit model. Flax
+  layers multiply with JAX's default precision, which on GPUs is TF32 (~1e-3
+  relative); the users' own choice, so the tests ask for full float32 here."""
+  with jax.default_matmul_precision("highest"):
+    yield
+
+
 @pytest.fixture(scope="module")
 def data():
   rng = np.random.default_rng(0)

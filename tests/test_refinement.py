@@ -57,9 +57,14 @@ def test_minibatch_order_is_seeded_and_sparse_and_token_inputs_work():
   np.testing.assert_allclose(a.weights, b.weights, rtol=1e-4, atol=1e-5)
   tokens = es.TokenFeatures(rng.integers(0, 4, size=(300, 2)), 4)
   z8 = es.SoftmaxModel(np.zeros((8, 3)), np.zeros(3))
-  c = es.refine(z8, tokens, y, method="adam", steps=30, batch_size=32)
-  d = es.refine(z8, tokens.to_csr().toarray(), y, method="adam", steps=30, batch_size=32)
+  # SGD, not Adam: these labels hardly depend on the tokens, so some gradients
+  # are round-off-sized, and Adam (which divides each by its running RMS) turns
+  # the gather/scatter-add path's different summation order (nondeterministic
+  # on GPUs) into steps of order lr; SGD keeps it round-off-sized.
+  c = es.refine(z8, tokens, y, method="sgd", steps=30, batch_size=32)
+  d = es.refine(z8, tokens.to_csr().toarray(), y, method="sgd", steps=30, batch_size=32)
   np.testing.assert_allclose(c.weights, d.weights, rtol=1e-4, atol=1e-5)
+  assert c.log_loss(tokens, y) < z8.log_loss(tokens, y)
   e = es.refine(z8, tokens, y, method="lbfgs", steps=10)
   assert e.log_loss(tokens, y) < z8.log_loss(tokens, y)
 

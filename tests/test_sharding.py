@@ -171,7 +171,7 @@ def test_only_accelerator_or_multi_device_arrays_take_the_device_pass():
   """CPU-resident jax.Arrays take the (faster there) host path; accelerators do not."""
   x = np.ones((4, 2), np.float32)
   assert not sharding.computes_on_device(x)
-  assert not sharding.computes_on_device(jax.numpy.asarray(x))
+  assert not sharding.computes_on_device(jax.device_put(x, jax.devices("cpu")[0]))
   on_accelerator = jax.devices()[0].platform != "cpu"
   assert sharding.computes_on_device(jax.device_put(x, jax.devices()[0])) == on_accelerator
 
