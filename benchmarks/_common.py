@@ -73,11 +73,12 @@ def trajectory(start, x, y, x_test, y_test, *, method, steps, eval_every, offset
   points = [{"step": 0, "seconds": offset, **evaluate(start, x_test, y_test), "train_loss": None}]
 
   def callback(step, model, record):
-    if (step + 1) % eval_every == 0 or step + 1 == steps:
-      points.append({"step": step + 1, "seconds": offset + record["seconds"],
-                     **evaluate(model, x_test, y_test), "train_loss": record["loss"]})
+    points.append({"step": step + 1, "seconds": offset + record["seconds"],
+                   **evaluate(model, x_test, y_test), "train_loss": record["loss"]})
 
-  es.refine(start, x, y, method=method, steps=steps, callback=callback, **refine_kwargs)
+  # The steps between checkpoints run in one jitted loop (minibatch adam/sgd).
+  es.refine(start, x, y, method=method, steps=steps, callback=callback, callback_every=eval_every,
+            **refine_kwargs)
   return points
 
 

@@ -131,12 +131,13 @@ def seed_study(x, y, xt, yt, explicit_start, epoch_steps, seeds=5):
           hit = [None]
 
           def check(step, model, record, hit=hit):
-            if hit[0] is None and (step + 1) % every == 0 and model.log_loss(xt, yt) <= TARGET_CE:
+            if hit[0] is None and model.log_loss(xt, yt) <= TARGET_CE:
               hit[0] = step + 1
 
           schedule = lambda k, lr=lr, n=length: lr * max(0.0, 1.0 - k / n)  # noqa: E731
           model = es.refine(start, x, y, method="adam", steps=length, batch_size=128,
-                            learning_rate=schedule, seed=seed, callback=check)
+                            learning_rate=schedule, seed=seed, callback=check,
+                            callback_every=every)
           reached.append(hit[0])
           final.append(float(model.log_loss(xt, yt)))
           per_step.append(float(model.history.seconds[-1]) / length)

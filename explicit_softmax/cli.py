@@ -387,11 +387,13 @@ def _cmd_fit(args) -> int:
   if args.refine:
     with _progress(total=args.steps, desc=f"refine ({args.refine})", unit="step") as bar:
       def callback(step, current, record):
-        del step, current
-        bar.update()
+        del current
+        bar.update(step + 1 - bar.n)
         bar.set_postfix_str(f"loss {record['loss']:.4f}")
+      # About 100 progress updates: steps between callbacks run in one jitted loop.
       model = es.refine(model, x, targets, method=args.refine, steps=args.steps, l2=args.l2,
-                        batch_size=args.batch_size, callback=callback)
+                        batch_size=args.batch_size, callback=callback,
+                        callback_every=max(1, args.steps // 100))
   seconds = time.perf_counter() - start
   info = dict(model.info)
   if classes is not None:
@@ -524,7 +526,7 @@ def _cmd_demo(args) -> int:
       return record["seconds"] >= args.seconds
     descent = es.refine(zero, x_train, y_train, method="adam", steps=10**9,
                         batch_size=args.batch_size, learning_rate=args.learning_rate,
-                        callback=stop, seed=args.seed)
+                        callback=stop, callback_every=10, seed=args.seed)
   descent_seconds = float(descent.history.seconds[-1]) if len(descent.history.seconds) else 0.0
   steps = len(descent.history.loss)
 

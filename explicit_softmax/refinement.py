@@ -66,9 +66,8 @@ def _first_order(method, learning_rate):
   return optax.adam(learning_rate) if method == "adam" else optax.sgd(learning_rate)
 
 
-@functools.partial(jax.jit, static_argnames=("logits_fn", "method"))
-def _first_order_step(params, state, data, y, w, idx, l2, precond, learning_rate, *, logits_fn,
-                      method):
+def _first_order_update(params, state, data, y, w, idx, l2, precond, learning_rate, logits_fn,
+                        method):
   """One adam/sgd step on the rows ``idx`` of the data (all rows: ``idx`` is None)."""
   if idx is not None:
     data, y, w = data[idx], y[idx], w[idx] / w[idx].sum()
@@ -77,11 +76,40 @@ def _first_order_step(params, state, data, y, w, idx, l2, precond, learning_rate
   return optax.apply_updates(params, updates), state, value, optax.tree_utils.tree_norm(grad)
 
 
+_first_order_step = jax.jit(_first_order_update, static_argnames=("logits_fn", "method"))
+
+
+@functools.partial(jax.jit, static_argnames=("logits_fn", "method", "batch_size"))
+def _first_order_epoch(params, state, data, y, w, perm, learning_rates, begin, end, l2, precond,
+                       *, logits_fn, method, batch_size):
+  """Steps ``begin..end-1`` of one epoch in a single jitted loop.
+
+  Step ``i`` trains on the rows ``perm[i B:(i + 1) B]`` at ``learning_rates[i]``.
+  ``begin`` and ``end`` are traced, so every segment of an epoch reuses one
+  compilation; one Python call per segment instead of per step removes the
+  per-step dispatch and host synchronisation (about 2/3 of a batch-128 MNIST
+  step on the CPU).
+
+  Returns:
+    ``(params, state, losses, grad_norms)``; the last two are epoch-long arrays
+    filled at ``begin..end-1``.
+  """
+  def body(i, carry):
+    params, state, losses, norms = carry
+    idx = jax.lax.dynamic_slice_in_dim(perm, i * batch_size, batch_size)
+    params, state, value, norm = _first_order_update(
+        params, state, data, y, w, idx, l2, precond, learning_rates[i], logits_fn, method)
+    return params, state, losses.at[i].set(value), norms.at[i].set(norm)
+
+  empty = jnp.zeros(learning_rates.shape, jnp.float32)
+  return jax.lax.fori_loop(begin, end, body, (params, state, empty, empty))
+
+
 def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: int = 100, *,
            l2: float = 0.0, batch_size: int | None = None,
            learning_rate: float | Callable[[int], float] | None = None, sample_weight=None,
-           callback: Callable | None = None, precondition: bool = False,
-           seed: int = 0) -> model_lib.SoftmaxModel:
+           callback: Callable | None = None, callback_every: int = 1,
+           precondition: bool = False, seed: int = 0) -> model_lib.SoftmaxModel:
   """Refines ``model`` by iterative optimisation of the training objective.
 
   Args:
@@ -99,9 +127,14 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
       schedule ``step -> step size`` such as an ``optax`` schedule (evaluated
       on the host each step; no recompilation).
     sample_weight: optional (T,) nonnegative weights.
-    callback: ``callback(step, model, record) -> bool | None`` after each step;
-      ``record`` holds ``loss``, ``grad_norm`` and ``seconds``. Returning True
-      stops early. Time spent in the callback is excluded from ``seconds``.
+    callback: ``callback(step, model, record) -> bool | None`` after every
+      ``callback_every``-th step and after the last; ``record`` holds that
+      step's ``loss``, ``grad_norm`` and ``seconds``. Returning True stops
+      early. Time spent in the callback is excluded from ``seconds``.
+    callback_every: steps between callbacks. Minibatch adam/sgd on a dense or
+      token input runs the steps between callbacks (within an epoch) in one
+      jitted loop, so a larger value is faster; the per-step ``seconds`` of
+      such a run are its segments' times spread evenly over their steps.
     precondition: optimise in coordinates whitened by the input Gram matrix,
       the Kronecker factor ``X1^T X1 / T`` of the Hessian that the Newton
       closed form inverts (see :func:`gram_preconditioner`). It makes the
@@ -121,6 +154,8 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
     raise ValueError("L-BFGS is a full-batch method; leave batch_size=None.")
   if batch_size is not None and not int(batch_size) >= 1:
     raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
+  if not int(callback_every) >= 1:
+    raise ValueError(f"callback_every must be a positive integer; got {callback_every}.")
   entry = time.perf_counter()  # setup (validation, transfers, preconditioner) is timed too
   design = _design.as_design(X, n_features=model.n_features)
   t = design.shape[0]
@@ -149,9 +184,15 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
   rng = np.random.default_rng(seed)
   order = None
   losses, norms, seconds = [], [], []
+  every = int(callback_every)
+  # Device-resident minibatches: whole segments (up to the next callback or the
+  # epoch's end) run in one jitted loop.
+  fused = method != "lbfgs" and minibatch and not host_batches
   elapsed = time.perf_counter() - entry
-  for k in range(int(steps)):
+  k = 0
+  while k < int(steps):
     start = time.perf_counter()
+    n = 1  # steps taken in this pass of the loop
     if method == "lbfgs":
       new_params, new_state, old_value, value, norm = _lbfgs_step(
           params, state, data, y_dev, w_dev, l2_dev, precond, logits_fn=logits_fn)
@@ -162,33 +203,53 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
         # such a step, so the training loss never increases.
         break
       params, state = new_params, new_state
+      step_losses, step_norms = [value], [float(norm)]
     else:
       idx = None
       if minibatch:
         per_epoch = t // int(batch_size)
-        if k % per_epoch == 0:
-          order = rng.permutation(t)
         pos = k % per_epoch
+        if pos == 0:
+          order = rng.permutation(t)
+          if fused:
+            perm = jnp.asarray(order[:per_epoch * int(batch_size)], jnp.int32)
+            todo = min(per_epoch, int(steps) - k)
+            rates = np.zeros(per_epoch, np.float32)
+            rates[:todo] = [lr(k + i) if callable(lr) else lr for i in range(todo)]
+            rates = jnp.asarray(rates)
         idx = order[pos * int(batch_size):(pos + 1) * int(batch_size)]
-      if host_batches:
-        part, part_w = design.take(idx), w[idx]
-        batch = (jnp.asarray(part.x.toarray(), jnp.float32), _device_targets(targets.take(idx)),
-                 jnp.asarray(part_w / part_w.sum(), jnp.float32), None)
+      if fused:
+        n = min(per_epoch - pos, int(steps) - k)
+        if callback is not None:
+          n = min(n, every - k % every)
+        params, state, epoch_losses, epoch_norms = _first_order_epoch(
+            params, state, data, y_dev, w_dev, perm, rates, pos, pos + n, l2_dev, precond,
+            logits_fn=logits_fn, method=method, batch_size=int(batch_size))
+        step_losses = np.asarray(epoch_losses)[pos:pos + n].tolist()
+        step_norms = np.asarray(epoch_norms)[pos:pos + n].tolist()
       else:
-        batch = (data, y_dev, w_dev, None if idx is None else jnp.asarray(idx))
-      params, state, value, norm = _first_order_step(
-          params, state, *batch, l2_dev, precond, jnp.float32(lr(k) if callable(lr) else lr),
-          logits_fn=logits_fn, method=method)
-      value = float(value)
-    norm = float(norm)
-    elapsed += time.perf_counter() - start
-    losses.append(value)
-    norms.append(norm)
-    seconds.append(elapsed)
-    if callback is not None:
+        if host_batches:
+          part, part_w = design.take(idx), w[idx]
+          batch = (jnp.asarray(part.x.toarray(), jnp.float32),
+                   _device_targets(targets.take(idx)),
+                   jnp.asarray(part_w / part_w.sum(), jnp.float32), None)
+        else:
+          batch = (data, y_dev, w_dev, None if idx is None else jnp.asarray(idx))
+        params, state, value, norm = _first_order_step(
+            params, state, *batch, l2_dev, precond,
+            jnp.float32(lr(k) if callable(lr) else lr), logits_fn=logits_fn, method=method)
+        step_losses, step_norms = [float(value)], [float(norm)]
+    took = time.perf_counter() - start
+    losses += step_losses
+    norms += step_norms
+    seconds += [elapsed + took * (i + 1) / n for i in range(n)]
+    elapsed += took
+    k += n
+    if callback is not None and (k % every == 0 or k == int(steps)):
       weights, bias = _unpack(params, precond)
       current = model.replace(weights=np.asarray(weights), bias=np.asarray(bias), history=None)
-      if callback(k, current, {"loss": value, "grad_norm": norm, "seconds": elapsed}):
+      record = {"loss": losses[-1], "grad_norm": norms[-1], "seconds": elapsed}
+      if callback(k - 1, current, record):
         break
 
   info = dict(model.info)

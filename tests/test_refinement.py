@@ -83,6 +83,39 @@ def test_callback_sees_every_step_and_can_stop():
   assert run.info["refine"]["steps"] == 5
 
 
+@pytest.mark.parametrize("method", ["adam", "sgd"])
+def test_callback_every_k_steps_runs_the_same_steps(method):
+  """Steps between callbacks run in one jitted loop: same batches, same rates,
+  same iterates as step by step; the callback sees every k-th step and the last."""
+  x, y = dense_data(np.random.default_rng(5), 200, 6, 3)
+  zero = es.SoftmaxModel(np.zeros((6, 3)), np.zeros(3))
+  schedule = lambda k: 0.05 / (1 + k)  # noqa: E731
+  kwargs = dict(method=method, steps=47, batch_size=16, learning_rate=schedule, seed=3)
+  every_step, every_5 = [], []
+  a = es.refine(zero, x, y, callback=lambda k, m, r: every_step.append((k, m)), **kwargs)
+  b = es.refine(zero, x, y, callback=lambda k, m, r: every_5.append((k, m)), callback_every=5,
+                **kwargs)
+  c = es.refine(zero, x, y, **kwargs)  # no callback: whole epochs per call
+  assert [k for k, _ in every_step] == list(range(47))
+  assert [k for k, _ in every_5] == [4, 9, 14, 19, 24, 29, 34, 39, 44, 46]
+  for k, model in every_5:
+    np.testing.assert_allclose(model.weights, every_step[k][1].weights, rtol=1e-5, atol=1e-7)
+  for run in (b, c):
+    np.testing.assert_allclose(run.weights, a.weights, rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(run.history.loss, a.history.loss, rtol=1e-5)
+    assert len(run.history.seconds) == 47 and np.all(np.diff(run.history.seconds) >= 0)
+
+
+def test_callback_every_can_stop_and_is_validated():
+  x, y = dense_data(np.random.default_rng(6), 200, 6, 3)
+  zero = es.SoftmaxModel(np.zeros((6, 3)), np.zeros(3))
+  run = es.refine(zero, x, y, method="adam", steps=100, batch_size=16, callback_every=10,
+                  callback=lambda k, m, r: k >= 20)
+  assert len(run.history.loss) == 30
+  with pytest.raises(ValueError, match="callback_every"):
+    es.refine(zero, x, y, method="adam", steps=5, batch_size=16, callback_every=0)
+
+
 def test_calibrate_improves_training_loss_and_only_rescales():
   x, y = dense_data(np.random.default_rng(4), 500, 6, 4)
   model = es.fit(x, y)
