@@ -292,13 +292,22 @@ class TrainProbe:
 
 # -- iterative runs --------------------------------------------------------------
 
+def checkpoint_base(steps_per_epoch: int) -> int:
+  """Steps between callbacks: about 1/32 epoch (the steps between run jitted)."""
+  return max(1, steps_per_epoch // 32)
+
+
 def checkpoint_steps(steps_per_epoch: int, max_steps: int) -> set[int]:
-  """Steps 1, 2, 4, ... up to a quarter epoch, every quarter epoch up to two
-  epochs, then every epoch (and the last step, added by the caller)."""
-  every = max(1, steps_per_epoch // 4)
-  points = {2**i for i in range(int(math.log2(every)) + 1)}
-  points |= set(range(every, 2 * steps_per_epoch + 1, every))
-  points |= set(range(2 * steps_per_epoch, max_steps + 1, steps_per_epoch))
+  """Multiples of the base ``b`` (about 1/32 epoch): ``b, 2b, 4b``, then every
+  ``8b`` (about a quarter epoch) up to two epochs, then every ``32b`` (about an
+  epoch); the last step is added by the caller. Full-batch runs
+  (``steps_per_epoch == 1``): every step."""
+  if steps_per_epoch == 1:
+    return set(range(1, max_steps + 1))
+  base = checkpoint_base(steps_per_epoch)
+  points = {base, 2 * base, 4 * base}
+  points |= set(range(8 * base, 2 * steps_per_epoch + 1, 8 * base))
+  points |= set(range(32 * base, max_steps + 1, 32 * base))
   return {p for p in points if p <= max_steps}
 
 
@@ -325,7 +334,7 @@ def run_curve(start, data, *, family: str, init: str, method: str, learning_rate
     done = step + 1
     state["steps"] = done
     if bar is not None:
-      bar.update(1)
+      bar.update(done - bar.n)
     if not np.isfinite(record["loss"]):
       state["diverged"] = True
       return True
@@ -338,7 +347,8 @@ def run_curve(start, data, *, family: str, init: str, method: str, learning_rate
 
   try:
     es.refine(start, x, y, method=method, steps=max_steps, batch_size=batch_size,
-              learning_rate=learning_rate, callback=callback, seed=seed)
+              learning_rate=learning_rate, callback=callback,
+              callback_every=checkpoint_base(steps_per_epoch), seed=seed)
   except ValueError as err:  # parameters became NaN/inf: SoftmaxModel refuses them
     if "NaN or inf" not in str(err):
       raise
