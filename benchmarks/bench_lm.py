@@ -77,14 +77,12 @@ about one: 12 gradient-descent runs of ``--budget`` 240 s); ``--datasets`` runs
 a subset. ``--quick`` (V = 500 / 50, 100,000 tokens, 100,000 characters, 2 s
 per run) takes about three minutes.
 
-The committed results come from two runs with different time budgets, merged:
+The committed results come from three runs with different time budgets, merged:
   python benchmarks/bench_lm.py --datasets markov1-K1 --budget 45 --out /tmp/lm_a
   python benchmarks/bench_lm.py --datasets markov2-K2,markov2-K3,shakespeare-K1,\
       shakespeare-K2,shakespeare-K3,shakespeare-K4 --budget 8 --out /tmp/lm_b
-  python benchmarks/bench_lm.py --merge /tmp/lm_a/lm.json /tmp/lm_b/lm.json
-and, added later to that merged file,
   python benchmarks/bench_lm.py --datasets additive-K2,additive-K3 --budget 8 --out /tmp/lm_c
-  python benchmarks/bench_lm.py --merge benchmarks/results/lm.json /tmp/lm_c/lm.json
+  python benchmarks/bench_lm.py --merge /tmp/lm_a/lm.json /tmp/lm_b/lm.json /tmp/lm_c/lm.json
 """
 
 from __future__ import annotations

@@ -42,7 +42,8 @@ class History(NamedTuple):
     grad_norm: (S,) Euclidean norm of the gradient in the optimised variables
       (``(W, b)``, or the whitened ones with ``precondition=True``).
     seconds: (S,) wall-clock seconds after each step, counted from the call
-      (setup included, callbacks excluded).
+      (setup included, callbacks excluded); steps run together in one jitted
+      loop share their loop's time evenly.
   """
 
   loss: np.ndarray
