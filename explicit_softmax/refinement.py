@@ -205,7 +205,6 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
       params, state = new_params, new_state
       step_losses, step_norms = [value], [float(norm)]
     else:
-      idx = None
       if minibatch:
         per_epoch = t // int(batch_size)
         pos = k % per_epoch
@@ -217,7 +216,6 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
             rates = np.zeros(per_epoch, np.float32)
             rates[:todo] = [lr(k + i) if callable(lr) else lr for i in range(todo)]
             rates = jnp.asarray(rates)
-        idx = order[pos * int(batch_size):(pos + 1) * int(batch_size)]
       if fused:
         n = min(per_epoch - pos, int(steps) - k)
         if callback is not None:
@@ -228,6 +226,7 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
         step_losses = np.asarray(epoch_losses)[pos:pos + n].tolist()
         step_norms = np.asarray(epoch_norms)[pos:pos + n].tolist()
       else:
+        idx = order[pos * int(batch_size):(pos + 1) * int(batch_size)] if minibatch else None
         if host_batches:
           part, part_w = design.take(idx), w[idx]
           batch = (jnp.asarray(part.x.toarray(), jnp.float32),
