@@ -106,6 +106,23 @@ def test_callback_every_k_steps_runs_the_same_steps(method):
     assert len(run.history.seconds) == 47 and np.all(np.diff(run.history.seconds) >= 0)
 
 
+def test_jitted_segments_serve_tokens_and_preconditioning():
+  """Token inputs and whitened coordinates take the jitted loop too: a run with no
+  callback (whole epochs per call) equals one called back after every step."""
+  rng = np.random.default_rng(7)
+  tokens = es.TokenFeatures(rng.integers(0, 5, size=(240, 2)), 5)
+  y = (tokens.ids[:, 0] + rng.integers(0, 2, 240)) % 3
+  zero = es.SoftmaxModel(np.zeros((10, 3)), np.zeros(3))
+  x, yd = dense_data(rng, 240, 6, 3)
+  for args, start, kwargs in ((tokens, y), zero, {}), ((x, yd), es.fit(x, yd),
+                                                      {"precondition": True}):
+    run = dict(method="adam", steps=40, batch_size=32, learning_rate=0.05, **kwargs)
+    stepwise = es.refine(start, *args, callback=lambda k, m, r: None, **run)
+    fused = es.refine(start, *args, **run)
+    np.testing.assert_allclose(fused.weights, stepwise.weights, rtol=1e-5, atol=1e-6)
+    assert fused.log_loss(*args) < start.log_loss(*args)
+
+
 def test_callback_every_can_stop_and_is_validated():
   x, y = dense_data(np.random.default_rng(6), 200, 6, 3)
   zero = es.SoftmaxModel(np.zeros((6, 3)), np.zeros(3))
