@@ -669,12 +669,11 @@ class LogLinearSource:
   def conditional_entropies(self, tokens) -> np.ndarray:
     """``H(p(. | c_t))`` in nats for each position ``t >= K`` of ``tokens`` (exact)."""
     features, _ = context_tokens(tokens, self.order, self.vocab_size)
-    a = self.log_potentials
+    model = self.model()
     out = np.empty(len(features))
     rows = max(1, 2**22 // self.vocab_size)  # chunks of rows x V floats
     for start in range(0, len(out), rows):
-      ids = features.ids[start:start + rows]
-      logits = sum(a[j][ids[:, j]] for j in range(self.order)).astype(np.float64)
+      logits = model.decision_function(features[start:start + rows]).astype(np.float64)
       logits -= logits.max(axis=1, keepdims=True)
       p = np.exp(logits)
       z = p.sum(axis=1)

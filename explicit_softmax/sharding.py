@@ -68,12 +68,7 @@ def is_sharded(X) -> bool:
   Returns:
     Whether ``X`` is split over several devices.
   """
-  if not isinstance(X, jax.Array):
-    return False
-  try:
-    return len(X.sharding.device_set) > 1
-  except Exception:  # tracers and exotic arrays carry no concrete sharding
-    return False
+  return len(_devices(X)) > 1
 
 
 def computes_on_device(X) -> bool:
@@ -91,13 +86,18 @@ def computes_on_device(X) -> bool:
   Returns:
     Whether :meth:`SoftmaxStats.from_data` dispatches to :func:`sharded_statistics`.
   """
+  devices = _devices(X)
+  return len(devices) > 1 or any(d.platform != "cpu" for d in devices)
+
+
+def _devices(X) -> set:
+  """The devices holding ``X``: empty unless it is a concrete ``jax.Array``."""
   if not isinstance(X, jax.Array):
-    return False
+    return set()
   try:
-    devices = X.sharding.device_set
+    return set(X.sharding.device_set)
   except Exception:  # tracers and exotic arrays carry no concrete sharding
-    return False
-  return len(devices) > 1 or next(iter(devices)).platform != "cpu"
+    return set()
 
 
 def sharded_statistics(X, y, *, n_classes: int | None = None, sample_weight=None,
