@@ -88,7 +88,8 @@ def _worth_sentence(worth, study, target) -> str:
             if w["zero_rows"] is not None]
   head = ("**Why: as a prior, the explicit start is worth "
           + (f"{rows(min(d for _, d in shifts))} to {rows(max(d for _, d in shifts))} "
-             "training rows" if shifts else "less than the rows measured") + ".** ")
+             f"training rows up to n = {max(n for n, _ in shifts):,}" if shifts else
+             "more than the rows measured") + ".** ")
   text = (head + "L2-regularised logistic regression solved exactly "
           f"on n random training rows (best of l2 in {{{l2s}}} per n, picked on the test set "
           f"for both centres) reaches CE <= {target} from about {rows(need['zero'])} rows with "
@@ -104,6 +105,11 @@ def _worth_sentence(worth, study, target) -> str:
     text += (". Centred at the explicit start, the fit on n rows matches the zero-centred fit on "
              "more rows: it is worth "
              + ", ".join(f"{rows(d)} rows at n = {n:,}" for n, d in shifts))
+    unmatched = [w["rows"] for w in worth["zero_rows_matching_explicit"]
+                 if w["zero_rows"] is None]
+    if unmatched:
+      text += (f" (at n = {', '.join(f'{n:,}' for n in unmatched)} the zero-centred fit did not "
+               "match it within the rows measured)")
     if study and None not in (zero["median_steps_when_reached"],
                               ours["median_steps_when_reached"]):
       saved = zero["median_steps_when_reached"] - ours["median_steps_when_reached"]
