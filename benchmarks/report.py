@@ -86,10 +86,12 @@ def _worth_sentence(worth, study, target) -> str:
   l2s = ", ".join(f"{v:g}" for v in worth["l2s"])
   shifts = [(w["rows"], w["zero_rows"] - w["rows"]) for w in worth["zero_rows_matching_explicit"]
             if w["zero_rows"] is not None]
+  if shifts:
+    low, high = rows(min(d for _, d in shifts)), rows(max(d for _, d in shifts))
+    worth_rows = (f"{low if low == high else f'{low} to {high}'} training rows up to "
+                  f"n = {max(n for n, _ in shifts):,}")
   head = ("**Why: as a prior, the explicit start is worth "
-          + (f"{rows(min(d for _, d in shifts))} to {rows(max(d for _, d in shifts))} "
-             f"training rows up to n = {max(n for n, _ in shifts):,}" if shifts else
-             "more than the rows measured") + ".** ")
+          + (worth_rows if shifts else "more than the rows measured") + ".** ")
   text = (head + "L2-regularised logistic regression solved exactly "
           f"on n random training rows (best of l2 in {{{l2s}}} per n, picked on the test set "
           f"for both centres) reaches CE <= {target} from about {rows(need['zero'])} rows with "

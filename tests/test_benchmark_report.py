@@ -1,0 +1,67 @@
+"""The benchmark report's logic: verdicts and derived figures follow the measurements.
+
+``benchmarks/report.py`` writes the README's results from the JSON files; these
+tests feed it small hand-made results, so that a verdict (target met or not) and
+the derived numbers cannot drift from what was measured.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
+sys.path.insert(0, str(BENCHMARKS))
+import bench_mnist  # noqa: E402
+import report  # noqa: E402
+
+
+def test_rows_for_interpolates_in_log_rows():
+  curve = [(1_000, 0.4), (4_000, 0.2), (8_000, 0.1)]
+  assert bench_mnist._rows_for(curve, 0.3) == pytest.approx(2_000.0)  # geometric midpoint
+  assert bench_mnist._rows_for(curve, 0.15) == pytest.approx(4_000 * np.sqrt(2))
+  assert bench_mnist._rows_for(curve, 0.5) == 1_000.0   # already there at the first point
+  assert bench_mnist._rows_for(curve, 0.05) is None     # never within the rows measured
+
+
+def _mnist_result(pipeline_seconds, adam_seconds):
+  point = {"step": 0, "seconds": 0.05, "ce": 0.53, "acc": 0.84}
+  pipeline = "explicit → Adam"
+  return {
+      "target_ce": 0.285,
+      "ratios": {"pipeline": pipeline, "pipeline_seconds": pipeline_seconds,
+                 "adam": "adam from zero", "adam_from_zero_seconds": adam_seconds,
+                 "sklearn_lbfgs_seconds": 3.0,
+                 "adam_over_pipeline": adam_seconds / pipeline_seconds,
+                 "sklearn_over_pipeline": 3.0 / pipeline_seconds},
+      "curves": {"cooccurrence": [{**point, "ce": 1.8, "acc": 0.71}],
+                 "cooccurrence+calibrate": [point], pipeline: [point]},
+      "time_to_target": {},
+  }
+
+
+def test_verdict_says_not_met_when_adam_from_zero_is_faster():
+  text = report.verdict_section(_mnist_result(pipeline_seconds=0.13, adam_seconds=0.07),
+                                None, None)
+  assert "**not met**" in text
+  assert "1.9x faster than our best explicit pipeline" in text
+
+
+def test_verdict_says_beaten_only_when_the_pipeline_is_faster():
+  text = report.verdict_section(_mnist_result(pipeline_seconds=0.05, adam_seconds=0.07),
+                                None, None)
+  assert "not met" not in text
+  assert "beat best-tuned Adam from zero (0.07 s) by 1.40x" in text
+
+
+def test_worth_sentence_reports_rows_and_the_unmatched_ones():
+  worth = {"l2s": [1e-3], "rows_to_target": {"zero": 18_304.0, "explicit": 15_845.0},
+           "zero_rows_matching_explicit": [{"rows": 10_000, "zero_rows": 13_114.0},
+                                           {"rows": 30_000, "zero_rows": None}]}
+  text = report._worth_sentence(worth, None, 0.285)
+  assert "worth 3,100 training rows up to n = 10,000" in text
+  assert "about 18,300 rows with the penalty centred at zero and 15,800" in text
+  assert "at n = 30,000 the zero-centred fit did not match it" in text
