@@ -162,10 +162,9 @@ def seed_study(x, y, xt, yt, explicit_start, epoch_steps, seeds=5):
 def unobserved_step_seconds(x, y, steps, repeats=5):
   """Seconds per batch-128 Adam step of ``es.refine`` run without a callback.
 
-  The curves above check held-out CE between segments of steps; the segment
-  after each check runs slower than the steps in between (the evaluation is
-  off the clock, its after-effects are not), so their per-step times are an
-  upper bound on what an unobserved run costs.
+  The curves above stop every few steps for a held-out check: the check is off
+  the clock, but the separate call per segment and the check's after-effects
+  are not, so their per-step times overstate what an unobserved run costs.
   """
   zero = es.SoftmaxModel(np.zeros((x.shape[1], M)), np.zeros(M))
   per_step = [float(es.refine(zero, x, y, method="adam", steps=steps, batch_size=128,

@@ -68,9 +68,10 @@ def _seed_sentence(study, start_seconds, unobserved=None) -> str:
            f"{1e3 * ours['seconds_per_step']:.2f} ms per step, against the "
            f"{start_seconds:.2f} s the explicit start costs. ")
   if unobserved:
-    text += (f"(Per-step times on these curves include a slowdown after each held-out check; "
-             f"run without a callback, a step took {1e3 * unobserved:.2f} ms. Faster steps "
-             "only make the explicit start's fixed cost weigh more.) ")
+    text += (f"(Per-step times on these curves include the cost of stopping every few steps "
+             f"for a held-out check; run without a callback, a step took "
+             f"{1e3 * unobserved:.2f} ms. Faster steps only make the explicit start's fixed "
+             "cost weigh more.) ")
   return text
 
 

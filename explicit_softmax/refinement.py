@@ -135,9 +135,10 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
       token input runs the steps between callbacks (within an epoch) in one
       jitted loop, so a larger value is faster; the per-step ``seconds`` of
       such a run are its segments' times spread evenly over their steps.
-      The segment after a callback that does real work (say, a held-out
-      evaluation) runs slower, which ``seconds`` includes: callbacks far
-      apart give timings closest to an unobserved run.
+      Frequent callbacks slow a run beyond their own (unclocked) time: each
+      segment is a separate call, and a callback's work (say, a held-out
+      evaluation) can slow the steps after it. ``seconds`` includes both, so
+      callbacks far apart give timings closest to an unobserved run.
     precondition: optimise in coordinates whitened by the input Gram matrix,
       the Kronecker factor ``X1^T X1 / T`` of the Hessian that the Newton
       closed form inverts (see :func:`gram_preconditioner`). It makes the
