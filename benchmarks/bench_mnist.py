@@ -40,6 +40,16 @@ def _timed(fn, repeats: int = 1):
   return fn(), _common.median_seconds(fn, repeats=repeats, warmup=0)[0]
 
 
+def _zero(x):
+  """The all-zero (uniform) model for features like ``x``: gradient descent's start."""
+  return es.SoftmaxModel(np.zeros((x.shape[1], M)), np.zeros(M))
+
+
+def _linear_decay(lr, steps):
+  """A learning rate falling linearly from ``lr`` at step 0 to zero at ``steps``."""
+  return lambda k: lr * max(0.0, 1.0 - k / steps)
+
+
 def _point(model, seconds, xt, yt, **extra):
   return {"step": 0, "seconds": seconds, **_common.evaluate(model, xt, yt), **extra}
 
@@ -67,7 +77,7 @@ def refine_arms(start, offset, x, y, xt, yt, steps, epoch_steps):
   arms["explicit+cal → Adam"] = _common.trajectory(
       start, x, y, xt, yt, method="adam", steps=epoch_steps, eval_every=epoch_steps // 8,
       offset=offset, batch_size=128, learning_rate=3e-3)
-  zero = es.SoftmaxModel(np.zeros((x.shape[1], M)), np.zeros(M))
+  zero = _zero(x)
   arms["zero → preconditioned L-BFGS"] = _common.trajectory(
       zero, x, y, xt, yt, method="lbfgs", steps=steps, eval_every=1, precondition=True)
   return arms
@@ -77,7 +87,7 @@ def gradient_descent_grid(x, y, xt, yt, epochs, epoch_steps, rng):
   """SGD and Adam from zero and from a random init over a learning-rate grid."""
   grids = {"adam": [1e-3, 3e-3, 1e-2, 3e-2], "sgd": [0.03, 0.1, 0.3, 1.0]}
   inits = {
-      "zero": es.SoftmaxModel(np.zeros((x.shape[1], M)), np.zeros(M)),
+      "zero": _zero(x),
       "random": es.SoftmaxModel(rng.normal(0, 0.01, (x.shape[1], M)), np.zeros(M)),
   }
   out = {}
@@ -102,18 +112,17 @@ def decay_arms(x, y, xt, yt, explicit_start, offset, epoch_steps):
   (and a warm start might need a shorter one), so both arms get the options.
   """
   out = {}
-  zero = es.SoftmaxModel(np.zeros((x.shape[1], M)), np.zeros(M))
+  zero = _zero(x)
   for name, start, start_seconds in (("adam from zero, linear decay", zero, 0.0),
                                      ("explicit+cal(5k rows) → Adam, linear decay",
                                       explicit_start, offset)):
     runs = []
     for length in (epoch_steps // 2, epoch_steps):
       for lr in (1e-2, 2e-2, 3e-2):
-        schedule = lambda k, lr=lr, n=length: lr * max(0.0, 1.0 - k / n)  # noqa: E731
         points = _common.trajectory(start, x, y, xt, yt, method="adam", steps=length,
                                     eval_every=max(1, epoch_steps // 32),
                                     offset=start_seconds, batch_size=128,
-                                    learning_rate=schedule)
+                                    learning_rate=_linear_decay(lr, length))
         runs.append({"setting": {"learning_rate": lr, "decay_steps": length},
                      "points": points})
     out[name] = runs
@@ -128,7 +137,7 @@ def seed_study(x, y, xt, yt, explicit_start, epoch_steps, seeds=5):
   same seeds, and held-out CE is checked every 7 steps: does the explicit start
   reach the target in fewer steps, and how often does either reach it at all?
   """
-  zero = es.SoftmaxModel(np.zeros((x.shape[1], M)), np.zeros(M))
+  zero = _zero(x)
   every = 7
   out = []
   for length in (epoch_steps // 2, (3 * epoch_steps) // 5):
@@ -142,9 +151,8 @@ def seed_study(x, y, xt, yt, explicit_start, epoch_steps, seeds=5):
             if hit[0] is None and model.log_loss(xt, yt) <= TARGET_CE:
               hit[0] = step + 1
 
-          schedule = lambda k, lr=lr, n=length: lr * max(0.0, 1.0 - k / n)  # noqa: E731
           model = es.refine(start, x, y, method="adam", steps=length, batch_size=128,
-                            learning_rate=schedule, seed=seed, callback=check,
+                            learning_rate=_linear_decay(lr, length), seed=seed, callback=check,
                             callback_every=every)
           reached.append(hit[0])
           final.append(float(model.log_loss(xt, yt)))
@@ -166,7 +174,7 @@ def unobserved_step_seconds(x, y, steps, repeats=5):
   the clock, but the separate call per segment and the check's after-effects
   are not, so their per-step times overstate what an unobserved run costs.
   """
-  zero = es.SoftmaxModel(np.zeros((x.shape[1], M)), np.zeros(M))
+  zero = _zero(x)
   per_step = [float(es.refine(zero, x, y, method="adam", steps=steps, batch_size=128,
                               learning_rate=1e-2, seed=seed).history.seconds[-1]) / steps
               for seed in range(repeats)]
@@ -177,7 +185,9 @@ def _map_fit(x, y, l2, center, iters=500):
   """Solves ``min mean CE(x W + b) + (l2/2) ||W - W0||^2`` (scipy L-BFGS-B, float64).
 
   ``center`` is the model whose weights ``W0`` the penalty pulls towards (and the
-  starting point): a Gaussian prior at zero or at an explicit solution.
+  starting point): a Gaussian prior at zero or at an explicit solution. Not
+  ``es.refine``: its penalty is centred at zero. In float64 because a float32
+  objective left L-BFGS-B's line search stalling on round-off in one such fit.
   """
   import scipy.optimize
   import scipy.special
@@ -215,13 +225,14 @@ def sample_worth(x, y, xt, yt, explicit_start, rows, l2s, seed=0):
   must see; the rows by which centring at the explicit start shifts that curve
   are what the start is worth as a prior.
   """
-  zero = es.SoftmaxModel(np.zeros_like(explicit_start.weights), np.zeros(M))
+  zero = _zero(x)
   order = np.random.default_rng(seed).permutation(len(x))
   out = []
   for n in rows:
     idx = order[:n]
+    x_n, y_n = x[idx].astype(np.float64), y[idx]  # converted once for all fits on n rows
     for name, center in (("zero", zero), ("explicit", explicit_start)):
-      ce = [float(_map_fit(x[idx], y[idx], l2, center).log_loss(xt, yt)) for l2 in l2s]
+      ce = [float(_map_fit(x_n, y_n, l2, center).log_loss(xt, yt)) for l2 in l2s]
       best = int(np.argmin(ce))
       out.append({"rows": n, "center": name, "ce_by_l2": dict(zip(map(str, l2s), ce)),
                   "best_ce": ce[best], "best_l2": l2s[best]})
@@ -274,7 +285,7 @@ def sklearn_arms(x, y, xt, yt, iters):
 
 def claims(x, y, xt, yt, explicit, rng, steps):
   """The source paper's three claims, measured at full scale on MNIST."""
-  zero = es.SoftmaxModel(np.zeros((x.shape[1], M)), np.zeros(M))
+  zero = _zero(x)
   random = es.SoftmaxModel(rng.normal(0, 0.01, (x.shape[1], M)), np.zeros(M))
   out = {}
   # (1) Relative training-loss improvement of gradient descent from the explicit solution.
@@ -341,8 +352,7 @@ def main(argv=None):
   from tqdm.auto import tqdm
   bar = tqdm(total=6, desc="mnist", unit="stage")
   compile_s = _timed(lambda: [_common.warm_up_jit(x, y, M, batch_size=128),
-                              es.refine(es.SoftmaxModel(np.zeros((x.shape[1], M)), np.zeros(M)),
-                                        x, y, steps=2, precondition=True)])[1]
+                              es.refine(_zero(x), x, y, steps=2, precondition=True)])[1]
   bar.update()
   explicit = explicit_arms(x, y, xt, yt)
   bar.update()

@@ -91,6 +91,7 @@ def _worth_sentence(worth, study, target) -> str:
     low, high = rows(min(d for _, d in shifts)), rows(max(d for _, d in shifts))
     worth_rows = (f"{low if low == high else f'{low} to {high}'} training rows up to "
                   f"n = {max(n for n, _ in shifts):,}")
+  zero, ours = _best_schedules(study) if study else (None, None)
   head = ("**Why: as a prior, the explicit start is worth "
           + (worth_rows if shifts else "more than the rows measured") + ".** ")
   text = (head + "L2-regularised logistic regression solved exactly "
@@ -98,12 +99,10 @@ def _worth_sentence(worth, study, target) -> str:
           f"for both centres) reaches CE <= {target} from about {rows(need['zero'])} rows with "
           f"the penalty centred at zero and {rows(need['explicit'])} centred at the explicit "
           "start")
-  if study:
-    zero, ours = _best_schedules(study)
-    if zero["median_steps_when_reached"]:
-      steps = zero["median_steps_when_reached"]
-      text += (f"; Adam from zero has seen about {rows(128 * steps)} rows ({steps:.0f} steps "
-               "of 128) when it gets there")
+  if zero and zero["median_steps_when_reached"]:
+    steps = zero["median_steps_when_reached"]
+    text += (f"; Adam from zero has seen about {rows(128 * steps)} rows ({steps:.0f} steps "
+             "of 128) when it gets there")
   if shifts:
     text += (". Centred at the explicit start, the fit on n rows matches the zero-centred fit on "
              "more rows: it is worth "
@@ -113,8 +112,8 @@ def _worth_sentence(worth, study, target) -> str:
     if unmatched:
       text += (f" (at n = {', '.join(f'{n:,}' for n in unmatched)} the zero-centred fit did not "
                "match it within the rows measured)")
-    if study and None not in (zero["median_steps_when_reached"],
-                              ours["median_steps_when_reached"]):
+    if zero and None not in (zero["median_steps_when_reached"],
+                             ours["median_steps_when_reached"]):
       saved = zero["median_steps_when_reached"] - ours["median_steps_when_reached"]
       text += (f"; of the order of the {128 * saved:,.0f} rows ({saved:.0f} steps of 128) the "
                "explicit start saved Adam in the seed study")
