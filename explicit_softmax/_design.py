@@ -112,7 +112,7 @@ def _check_finite(row_sums: np.ndarray, offset: int) -> None:
     row = offset + int(np.flatnonzero(~np.isfinite(row_sums))[0])
     raise ValueError(
         f"X contains NaN or inf (first in row {row}). Remove or impute these "
-        "values before fitting.")
+        "values first.")
 
 
 def _transposed_rows(g: sp.csr_matrix, rows: slice) -> sp.csc_array:

@@ -80,6 +80,11 @@ def check_targets(y, n_samples: int, n_classes: int | None = None) -> Targets:
   if y.shape[0] != n_samples:
     raise ValueError(
         f"X has {n_samples} samples but y has {y.shape[0]}; they must have the same length.")
+  if y.ndim == 2 and y.shape[1] == 1:
+    # A column of labels (a common slip), not soft labels: those need a column per class.
+    raise ValueError(
+        f"y has shape {y.shape}: pass class labels as a 1-D array (y.ravel()); soft "
+        "labels need one column per class.")
   if n_classes is not None and int(n_classes) < 1:
     raise ValueError(f"n_classes must be positive; got {n_classes}.")
 

@@ -32,6 +32,38 @@ def _device_targets(targets: _targets.Targets):
   return jnp.asarray(targets.probs, jnp.float32)
 
 
+def _rate(learning_rate, step: int) -> float:
+  """The step size at ``step``: the constant, or the schedule's value, checked.
+
+  A negative rate would ascend the loss and a NaN one would poison every
+  parameter, both silently; they are refused where the rate is first seen.
+  """
+  rate = learning_rate(step) if callable(learning_rate) else learning_rate
+  try:
+    rate = float(rate)
+  except (TypeError, ValueError):
+    raise ValueError(f"learning_rate must be a number or a schedule step -> number; "
+                     f"got {rate!r}.") from None
+  if not (np.isfinite(rate) and rate >= 0):
+    where = f" (the schedule's value at step {step})" if callable(learning_rate) else ""
+    raise ValueError(f"learning_rate must be finite and >= 0; got {rate}{where}.")
+  return rate
+
+
+def _diverged(what: str, step: int) -> ValueError:
+  return ValueError(
+      f"refinement diverged: {what} NaN or inf at step {step}. Lower the learning rate "
+      "(or use method='lbfgs', whose line search never increases the loss).")
+
+
+def _refined(model, params, precond, step: int, **fields) -> model_lib.SoftmaxModel:
+  """``model`` with the optimiser's parameters; a clear error if they diverged."""
+  weights, bias = (np.asarray(p) for p in _unpack(params, precond))
+  if not (np.isfinite(weights).all() and np.isfinite(bias).all()):
+    raise _diverged("the parameters are", step)
+  return model.replace(weights=weights, bias=bias, **fields)
+
+
 def _unpack(params, precond):
   """``(W, b)`` from the optimised variables: themselves, or ``[W; b] = P V``."""
   if precond is None:
@@ -147,6 +179,12 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
 
   Returns:
     The refined :class:`SoftmaxModel`, with its per-step :class:`History`.
+
+  Raises:
+    ValueError: for invalid arguments or data (naming the problem), a negative
+      or non-finite learning rate (a schedule's is checked at each step), and
+      a run that diverged (its loss or parameters became NaN or inf; the
+      message names the step): never a model that predicts NaN.
   """
   if method not in METHODS:
     raise ValueError(f"unknown refine method {method!r}; choose one of {METHODS}.")
@@ -160,6 +198,8 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
     raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
   if not int(callback_every) >= 1:
     raise ValueError(f"callback_every must be a positive integer; got {callback_every}.")
+  if learning_rate is not None and method == "lbfgs":
+    raise ValueError("L-BFGS takes its step sizes from a line search; leave learning_rate=None.")
   entry = time.perf_counter()  # setup (validation, transfers, preconditioner) is timed too
   design = _design.as_design(X, n_features=model.n_features)
   t = design.shape[0]
@@ -174,6 +214,8 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
     y_dev, w_dev = _device_targets(targets), jnp.asarray(w, jnp.float32)
   logits_fn = type(design).jax_logits
   lr = DEFAULT_LEARNING_RATE.get(method) if learning_rate is None else learning_rate
+  if method != "lbfgs" and not callable(lr):
+    _rate(lr, 0)
   l2_dev = jnp.float32(l2)
 
   params = (jnp.asarray(model.weights), jnp.asarray(model.bias))
@@ -218,7 +260,7 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
             perm = jnp.asarray(order[:per_epoch * int(batch_size)], jnp.int32)
             todo = min(per_epoch, int(steps) - k)
             rates = np.zeros(per_epoch, np.float32)
-            rates[:todo] = [lr(k + i) if callable(lr) else lr for i in range(todo)]
+            rates[:todo] = [_rate(lr, k + i) for i in range(todo)]
             rates = jnp.asarray(rates)
       if fused:
         n = min(per_epoch - pos, int(steps) - k)
@@ -240,17 +282,19 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
           batch = (data, y_dev, w_dev, None if idx is None else jnp.asarray(idx))
         params, state, value, norm = _first_order_step(
             params, state, *batch, l2_dev, precond,
-            jnp.float32(lr(k) if callable(lr) else lr), logits_fn=logits_fn, method=method)
+            jnp.float32(_rate(lr, k)), logits_fn=logits_fn, method=method)
         step_losses, step_norms = [float(value)], [float(norm)]
     took = time.perf_counter() - start
+    if not np.isfinite(step_losses).all():
+      # Finite parameters can still overflow the logits: the loss is the first to show it.
+      raise _diverged("the training loss is", k + int(np.argmin(np.isfinite(step_losses))))
     losses += step_losses
     norms += step_norms
     seconds += [elapsed + took * (i + 1) / n for i in range(n)]
     elapsed += took
     k += n
     if callback is not None and (k % every == 0 or k == int(steps)):
-      weights, bias = _unpack(params, precond)
-      current = model.replace(weights=np.asarray(weights), bias=np.asarray(bias), history=None)
+      current = _refined(model, params, precond, k - 1, history=None)
       record = {"loss": losses[-1], "grad_norm": norms[-1], "seconds": elapsed}
       if callback(k - 1, current, record):
         break
@@ -261,9 +305,7 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
                     "learning_rate": "schedule" if callable(lr) else lr,
                     "precondition": bool(precondition)}
   history = model_lib.History(np.asarray(losses), np.asarray(norms), np.asarray(seconds))
-  weights, bias = _unpack(params, precond)
-  return model_lib.SoftmaxModel(np.asarray(weights), np.asarray(bias), info=info,
-                                history=history)
+  return _refined(model, params, precond, len(losses) - 1, info=info, history=history)
 
 
 # Rows and relative ridge (damping) of the Gram preconditioner. A few thousand

@@ -253,7 +253,7 @@ def _raise_for_invalid(checks: dict, t: int, m: int, soft: bool, weighted: bool)
   if checks["x_nonfinite_row"] < t:
     raise ValueError(
         f"X contains NaN or inf (first in row {checks['x_nonfinite_row']}). Remove or "
-        "impute these values before fitting.")
+        "impute these values first.")
   if checks["x_negative_row"] < t:
     raise ValueError(
         f"X has negative entries (first in row {checks['x_negative_row']}); the explicit "

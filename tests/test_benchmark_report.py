@@ -2,7 +2,8 @@
 
 ``benchmarks/report.py`` writes the README's results from the JSON files; these
 tests feed it small hand-made results, so that a verdict (target met or not) and
-the derived numbers cannot drift from what was measured.
+the derived numbers cannot drift from what was measured. The LM benchmark's
+curves must mark a diverged run as such (the report counts them).
 """
 
 from __future__ import annotations
@@ -13,8 +14,11 @@ import sys
 import numpy as np
 import pytest
 
+import explicit_softmax as es
+
 BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
 sys.path.insert(0, str(BENCHMARKS))
+import bench_lm  # noqa: E402
 import bench_mnist  # noqa: E402
 import report  # noqa: E402
 
@@ -65,3 +69,21 @@ def test_worth_sentence_reports_rows_and_the_unmatched_ones():
   assert "worth 3,100 training rows up to n = 10,000" in text
   assert "about 18,300 rows with the penalty centred at zero and 15,800" in text
   assert "at n = 30,000 the zero-centred fit did not match it" in text
+
+
+@pytest.mark.parametrize("learning_rate, diverged", [(1e38, True), (0.5, False)])
+def test_lm_curve_marks_a_diverged_run_and_keeps_its_points(learning_rate, diverged):
+  """``es.refine`` raises when a run diverges; the curve keeps the points before it."""
+  rng = np.random.default_rng(0)
+  ids = rng.integers(0, 6, size=(400, 1))
+  y = (ids[:, 0] + rng.integers(0, 2, 400)) % 6
+  x = es.TokenFeatures(ids, 6)
+  zero = es.SoftmaxModel(np.zeros((6, 6)), np.zeros(6))
+  run = bench_lm.run_curve(zero, (x, y, x, y), family="toy", init="zero", method="sgd",
+                           learning_rate=learning_rate, max_steps=40, budget=100.0,
+                           batch_size=32, offset=0.0, steps_per_epoch=12,
+                           probe=lambda model: {}, seed=0)
+  assert run["diverged"] is diverged
+  assert run["stopped_by"] == ("divergence" if diverged else "steps")
+  assert all(np.isfinite(p["ce"]) for p in run["points"])
+  assert (run["steps"] < 40) if diverged else (run["points"][-1]["step"] == 40)

@@ -183,6 +183,35 @@ def test_gram_preconditioner_is_a_damped_cholesky_factor():
   assert np.allclose(chol, np.tril(chol))
 
 
+def test_learning_rates_are_validated():
+  """A negative or NaN rate (constant, or a schedule's value at some step) would
+  ascend or poison the loss silently; L-BFGS chooses its own steps."""
+  x, y = dense_data(np.random.default_rng(3), 120, 5, 3)
+  zero = es.SoftmaxModel(np.zeros((5, 3)), np.zeros(3))
+  for rate in (-0.1, float("nan"), float("inf")):
+    with pytest.raises(ValueError, match="learning_rate must be finite and >= 0"):
+      es.refine(zero, x, y, method="sgd", steps=3, learning_rate=rate)
+  with pytest.raises(ValueError, match="learning_rate must be a number"):
+    es.refine(zero, x, y, method="adam", steps=3, learning_rate="fast")
+  for batch_size in (None, 16):  # the per-step path and the jitted segments
+    with pytest.raises(ValueError, match="schedule's value at step 4"):
+      es.refine(zero, x, y, method="adam", steps=10, batch_size=batch_size,
+                learning_rate=lambda k: 0.1 - 0.03 * k)
+  with pytest.raises(ValueError, match="L-BFGS takes its step sizes from a line search"):
+    es.refine(zero, x, y, method="lbfgs", steps=3, learning_rate=0.1)
+
+
+@pytest.mark.parametrize("batch_size", [None, 16])
+def test_divergence_raises_instead_of_returning_nan(batch_size):
+  """A step size far too large overflows the logits (the parameters may stay
+  finite): refine says so, with the step, rather than return a NaN model."""
+  x, y = dense_data(np.random.default_rng(4), 120, 5, 3)
+  x = x * 100
+  with pytest.raises(ValueError, match="refinement diverged.*at step 1.*Lower the learning"):
+    es.refine(es.fit(x, y), x, y, method="sgd", steps=20, batch_size=batch_size,
+              learning_rate=1e30)
+
+
 def test_learning_rate_schedule_is_called_per_step():
   """A schedule ``step -> rate`` equals the constant rate when constant; rate 0 halts."""
   x, y = dense_data(np.random.default_rng(3), 300, 5, 3)

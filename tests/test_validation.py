@@ -28,6 +28,7 @@ Y = np.array([0, 1, 1])
     (X, np.array([[1.5, -0.5], [0, 1], [1, 0]]), {}, "nonnegative"),
     (X, np.array([[np.nan, 1], [0, 1], [1, 0]]), {}, "NaN"),
     (X, Y[:2], {}, "same length"),
+    (X, Y[:, None], {}, r"pass class labels as a 1-D array \(y.ravel\(\)\)"),
     (X[:0], Y[:0], {}, "no samples"),
     (np.ones(3), Y, {}, "2-D"),
     (np.ones((3, 2, 2)), Y, {}, "2-D"),
