@@ -8,6 +8,7 @@ nonnegative rows that sum to 1.
 from __future__ import annotations
 
 import dataclasses
+import operator
 
 import numpy as np
 import scipy.sparse as sp
@@ -55,21 +56,34 @@ class Targets:
     return np.asarray(self.probs, dtype)
 
 
-def check_targets(y, n_samples: int, n_classes: int | None = None) -> Targets:
-  """Validates labels or soft labels against ``n_samples`` rows of ``X``.
+def check_n_classes(n_classes) -> int | None:
+  """``n_classes`` as an int (None stays None); a ValueError unless a positive integer."""
+  return None if n_classes is None else positive_integer("n_classes", n_classes)
 
-  Args:
-    y: (T,) integer labels in ``[0, n_classes)`` or (T, M) soft labels.
-    n_samples: the number of rows of ``X``.
-    n_classes: M; inferred as ``max(y) + 1`` (labels) or ``y.shape[1]`` if None.
+
+def positive_integer(name: str, value) -> int:
+  """``value`` as an int; a ValueError naming ``name`` unless a positive integer.
+
+  Integer scalars of numpy or JAX pass (``operator.index``); floats, strings and
+  bools do not, so that ``3.5`` is never silently read as 3.
+  """
+  try:
+    if isinstance(value, bool):
+      raise TypeError
+    out = operator.index(value)
+  except TypeError:
+    out = 0
+  if out < 1:
+    raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+  return out
+
+
+def check_layout(y, n_samples: int, n_classes) -> int | None:
+  """The checks of ``y`` that need only its shape and dtype (host or device array).
 
   Returns:
-    A :class:`Targets`.
-
-  Raises:
-    ValueError: on any inconsistency, naming the problem and the fix.
+    ``n_classes`` checked by :func:`check_n_classes`.
   """
-  y = np.asarray(y)
   if y.dtype == object:
     raise ValueError(
         "y must hold integer labels 0..M-1 or soft-label rows; got objects. Encode "
@@ -85,8 +99,25 @@ def check_targets(y, n_samples: int, n_classes: int | None = None) -> Targets:
     raise ValueError(
         f"y has shape {y.shape}: pass class labels as a 1-D array (y.ravel()); soft "
         "labels need one column per class.")
-  if n_classes is not None and int(n_classes) < 1:
-    raise ValueError(f"n_classes must be positive; got {n_classes}.")
+  return check_n_classes(n_classes)
+
+
+def check_targets(y, n_samples: int, n_classes: int | None = None) -> Targets:
+  """Validates labels or soft labels against ``n_samples`` rows of ``X``.
+
+  Args:
+    y: (T,) integer labels in ``[0, n_classes)`` or (T, M) soft labels.
+    n_samples: the number of rows of ``X``.
+    n_classes: M; inferred as ``max(y) + 1`` (labels) or ``y.shape[1]`` if None.
+
+  Returns:
+    A :class:`Targets`.
+
+  Raises:
+    ValueError: on any inconsistency, naming the problem and the fix.
+  """
+  y = np.asarray(y)
+  n_classes = check_layout(y, n_samples, n_classes)
 
   if y.ndim == 1:
     if y.dtype.kind == "f":

@@ -202,19 +202,9 @@ def _place_targets(y, t: int, n_classes, mesh, row_axes):
   """Checks ``y``'s shape and dtype, places it, and infers M; values are checked on device."""
   if not isinstance(y, jax.Array):
     y = np.asarray(y)
-    if y.dtype == object:
-      raise ValueError(
-          "y must hold integer labels 0..M-1 or soft-label rows; got objects. Encode "
-          "string labels first.")
-  if y.ndim not in (1, 2):
-    raise ValueError(f"y must have shape (n_samples,) or (n_samples, n_classes); got {y.shape}.")
-  if y.shape[0] != t:
-    raise ValueError(
-        f"X has {t} samples but y has {y.shape[0]}; they must have the same length.")
+  n_classes = _targets.check_layout(y, t, n_classes)
   if np.dtype(y.dtype).kind not in "biuf":
     raise ValueError(f"y must hold integer labels or real soft labels; got dtype {y.dtype}.")
-  if n_classes is not None and int(n_classes) < 1:
-    raise ValueError(f"n_classes must be positive; got {n_classes}.")
   soft = y.ndim == 2
   if soft:
     if n_classes is not None and y.shape[1] != n_classes:

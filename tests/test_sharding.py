@@ -228,7 +228,9 @@ def test_scalar_weight_scales_every_sum():
     ("nan", "NaN or inf"), ("negative", "negative entries"), ("empty", "no nonzero feature"),
     ("labels", r"labels must lie in \[0, n_classes=3\)"), ("float_labels", "not integral"),
     ("soft_sum", "must sum to 1"), ("zero_weights", "sums to zero"),
-    ("not_2d", "must be 2-D"), ("host", "needs X as a jax.Array")])
+    ("not_2d", "must be 2-D"), ("host", "needs X as a jax.Array"),
+    ("label_column", r"1-D array \(y.ravel\(\)\)"),
+    ("float_n_classes", "n_classes must be a positive integer")])
 def test_invalid_inputs_raise_value_errors(case, match):
   rng = np.random.default_rng(3)
   x, y = dense_data(rng, 50, 4, 3)
@@ -249,6 +251,10 @@ def test_invalid_inputs_raise_value_errors(case, match):
     y = np.full((50, 3), 0.5)
   elif case == "zero_weights":
     kwargs["sample_weight"] = np.zeros(50)
+  elif case == "label_column":
+    y = y[:, None]
+  elif case == "float_n_classes":
+    kwargs["n_classes"] = 3.0
   arg = x[:, 0] if case == "not_2d" else x
   arg = arg if case == "host" else _one_device(arg)
   with pytest.raises(ValueError, match=match):

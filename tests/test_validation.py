@@ -38,6 +38,8 @@ Y = np.array([0, 1, 1])
     (X, Y, {"sample_weight": np.zeros(3)}, "sums to zero"),
     (X, Y, {"sample_weight": np.ones(2)}, "sample_weight must have shape"),
     (X, Y, {"n_classes": 1}, "labels must lie"),
+    (X, Y, {"n_classes": 2.5}, "n_classes must be a positive integer; got 2.5"),
+    (X, Y, {"n_classes": "3"}, "n_classes must be a positive integer"),
 ])
 def test_bad_inputs_raise_helpful_value_errors(x, y, kwargs, message):
   with pytest.raises(ValueError, match=message):
@@ -69,3 +71,10 @@ def test_predict_time_errors_are_value_errors():
       model.predict_proba(bad)
   # An all-zero row is fine at predict time: it gets the bias-only prediction.
   np.testing.assert_allclose(model.predict_proba(np.zeros((1, 2))), [[0.5, 0.5]], rtol=1e-6)
+
+
+def test_empty_statistics_need_positive_integer_sizes():
+  for sizes, name in (((0, 3), "n_features"), ((4, -1), "n_classes"), ((4, 3.0), "n_classes")):
+    with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
+      es.SoftmaxStats.empty(*sizes)
+  assert es.SoftmaxStats.empty(np.int64(4), 3).n_classes == 3
