@@ -87,3 +87,23 @@ def test_lm_curve_marks_a_diverged_run_and_keeps_its_points(learning_rate, diver
   assert run["stopped_by"] == ("divergence" if diverged else "steps")
   assert all(np.isfinite(p["ce"]) for p in run["points"])
   assert (run["steps"] < 40) if diverged else (run["points"][-1]["step"] == 40)
+
+
+def test_seed_sentence_weighs_each_start_against_the_steps_it_saved():
+  def row(start, median, reached=4, ce=0.28):
+    return {"start": start, "runs": 5, "reached": reached, "mean_final_ce": ce,
+            "median_steps_when_reached": median, "seconds_per_step": 3e-4,
+            "decay_steps": 280, "learning_rate": 0.02}
+
+  study = [row("zero", 259.0), row("full", 238.0, reached=5), row("cheap", 262.5),
+           row("cheap", 200.0, reached=1)]  # fewer runs reached: not its best schedule
+  costs = [{"name": "full", "seconds": 0.052}, {"name": "cheap", "seconds": 0.0075}]
+  text = report._seed_sentence(study, costs)
+  assert "from *full* in 5/5 runs (median step 238" in text
+  assert "*full* saved 21 steps, worth 6.3 ms at 0.30 ms per step, and costs 52.0 ms" in text
+  assert "*cheap* saved no steps (4 more than from zero) and costs 7.5 ms" in text
+  worth = {"start": "cheap", "l2s": [1e-3], "rows_to_target": {"zero": 1e4, "explicit": 9e3},
+           "zero_rows_matching_explicit": [{"rows": 5_000, "zero_rows": 5_500.0}]}
+  assert "that start (*cheap*) saved Adam no steps" in report._worth_sentence(worth, study, 0.285)
+  worth["start"] = "full"
+  assert "saved Adam 2,688 rows (21 steps of 128)" in report._worth_sentence(worth, study, 0.285)
