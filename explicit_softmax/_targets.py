@@ -56,11 +56,6 @@ class Targets:
     return np.asarray(self.probs, dtype)
 
 
-def check_n_classes(n_classes) -> int | None:
-  """``n_classes`` as an int (None stays None); a ValueError unless a positive integer."""
-  return None if n_classes is None else positive_integer("n_classes", n_classes)
-
-
 def positive_integer(name: str, value) -> int:
   """``value`` as an int; a ValueError naming ``name`` unless a positive integer.
 
@@ -82,7 +77,7 @@ def check_layout(y, n_samples: int, n_classes) -> int | None:
   """The checks of ``y`` that need only its shape and dtype (host or device array).
 
   Returns:
-    ``n_classes`` checked by :func:`check_n_classes`.
+    ``n_classes`` as an int (None stays None), checked by :func:`positive_integer`.
   """
   if y.dtype == object:
     raise ValueError(
@@ -99,7 +94,7 @@ def check_layout(y, n_samples: int, n_classes) -> int | None:
     raise ValueError(
         f"y has shape {y.shape}: pass class labels as a 1-D array (y.ravel()); soft "
         "labels need one column per class.")
-  return check_n_classes(n_classes)
+  return None if n_classes is None else positive_integer("n_classes", n_classes)
 
 
 def check_targets(y, n_samples: int, n_classes: int | None = None) -> Targets:
