@@ -142,6 +142,8 @@ def test_errors(data):
     es_flax.init_head(model, x, y, features_fn=lambda b: b[:, :5])
   with pytest.raises(ValueError, match="cannot find the dense head"):
     es_flax.init_head(nnx.Dropout(0.1), x, y)
+  with pytest.raises(ValueError, match="the weights contain NaN or inf"):
+    es_flax.write_linear(model.layers[-1], np.full((N_HIDDEN, N_CLASSES), np.nan))
 
 
 def test_layerwise(data):

@@ -154,6 +154,12 @@ def test_mismatched_shapes_raise(data):
     es_torch.init_head(model, x, y[:10])
   with pytest.raises(ValueError, match="do not fit"):
     es_torch.write_linear(model[-1], np.zeros((N_CLASSES, N_HIDDEN)))
+  before = model[-1].weight.detach().clone()
+  with pytest.raises(ValueError, match="the weights contain NaN or inf"):
+    es_torch.write_linear(model[-1], np.full((N_HIDDEN, N_CLASSES), np.nan))
+  with pytest.raises(ValueError, match="the bias contain NaN or inf"):
+    es_torch.write_linear(model[-1], np.zeros((N_HIDDEN, N_CLASSES)), np.full(N_CLASSES, np.inf))
+  assert torch.equal(model[-1].weight, before)  # nothing written when the bias is refused
 
 
 def test_head_without_bias(data):

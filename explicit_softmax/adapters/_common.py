@@ -54,6 +54,15 @@ def as_float_array(x) -> np.ndarray:
   return x
 
 
+def finite_parameter(name: str, value) -> np.ndarray:
+  """``value`` as a numpy array; a ValueError if it holds NaN or inf, which a layer
+  would otherwise take silently and pass on to every prediction."""
+  value = np.asarray(value)
+  if not np.isfinite(value).all():
+    raise ValueError(f"{name} contain NaN or inf; refusing to write them into the layer.")
+  return value
+
+
 def check_features(features: np.ndarray, n_features: int, batch: int, hint: str,
                    what: str = "the features reaching the head") -> None:
   """Checks one batch of features that is about to reach a softmax head.

@@ -195,28 +195,30 @@ def write_linear(layer: nnx.Linear, weights, bias=None) -> None:
     bias: (out,) array, or None to leave the bias as it is.
 
   Raises:
-    ValueError: for mismatched shapes, or a nonzero bias for a layer without one.
+    ValueError: for mismatched shapes, NaN or inf values, or a nonzero bias for a
+      layer without one.
   """
   layer = _check_linear(layer, "the layer")
-  weights = np.asarray(weights)
+  weights = _common.finite_parameter("the weights", weights)
   kernel_shape = tuple(layer.kernel[...].shape)
   if weights.shape != kernel_shape:
     raise ValueError(
         f"weights of shape {weights.shape} do not fit the nnx.Linear kernel "
         f"{kernel_shape} (in_features, out_features).")
+  if bias is not None:
+    bias = _common.finite_parameter("the bias", bias)
+    if layer.bias is None:
+      if np.any(bias != 0):
+        raise ValueError(
+            "the layer has no bias (use_bias=False) but the explicit bias is nonzero; "
+            "create it with use_bias=True or use method='cooccurrence'.")
+      bias = None  # a zero bias fits a layer without one
+    elif bias.shape != (kernel_shape[1],):
+      raise ValueError(f"bias of shape {bias.shape} does not fit ({kernel_shape[1]},).")
+  # Checked before anything is written: a refused call leaves the layer as it was.
   _assign(layer.kernel, weights)
-  if bias is None:
-    return
-  bias = np.asarray(bias)
-  if layer.bias is None:
-    if np.any(bias != 0):
-      raise ValueError(
-          "the layer has no bias (use_bias=False) but the explicit bias is nonzero; "
-          "create it with use_bias=True or use method='cooccurrence'.")
-    return
-  if bias.shape != (kernel_shape[1],):
-    raise ValueError(f"bias of shape {bias.shape} does not fit ({kernel_shape[1]},).")
-  _assign(layer.bias, bias)
+  if bias is not None:
+    _assign(layer.bias, bias)
 
 
 def write_explicit(layer: nnx.Linear, explicit: model_lib.SoftmaxModel) -> None:

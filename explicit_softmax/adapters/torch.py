@@ -184,28 +184,30 @@ def write_linear(layer: nn.Linear, weights, bias=None) -> None:
     bias: (out,) array, or None to leave the bias as it is.
 
   Raises:
-    ValueError: for mismatched shapes, or a nonzero bias for a layer without one.
+    ValueError: for mismatched shapes, NaN or inf values, or a nonzero bias for a
+      layer without one.
   """
   layer = _check_linear(layer, "the layer")
-  weights = np.asarray(weights)
+  weights = _common.finite_parameter("the weights", weights)
   if weights.shape != (layer.in_features, layer.out_features):
     raise ValueError(
         f"weights of shape {weights.shape} (in, out) do not fit nn.Linear"
         f"({layer.in_features}, {layer.out_features}), whose weight is (out, in) = "
         f"{tuple(layer.weight.shape)}.")
+  if bias is not None:
+    bias = _common.finite_parameter("the bias", bias)
+    if layer.bias is None:
+      if np.any(bias != 0):
+        raise ValueError(
+            "the layer has no bias (bias=False) but the explicit bias is nonzero; create "
+            "it with bias=True or use method='cooccurrence'.")
+      bias = None  # a zero bias fits a layer without one
+    elif bias.shape != (layer.out_features,):
+      raise ValueError(f"bias of shape {bias.shape} does not fit ({layer.out_features},).")
+  # Checked before anything is written: a refused call leaves the layer as it was.
   _copy(layer.weight, weights.T)
-  if bias is None:
-    return
-  bias = np.asarray(bias)
-  if layer.bias is None:
-    if np.any(bias != 0):
-      raise ValueError(
-          "the layer has no bias (bias=False) but the explicit bias is nonzero; create "
-          "it with bias=True or use method='cooccurrence'.")
-    return
-  if bias.shape != (layer.out_features,):
-    raise ValueError(f"bias of shape {bias.shape} does not fit ({layer.out_features},).")
-  _copy(layer.bias, bias)
+  if bias is not None:
+    _copy(layer.bias, bias)
 
 
 def write_explicit(layer: nn.Linear, explicit: model_lib.SoftmaxModel) -> None:
