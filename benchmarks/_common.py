@@ -134,31 +134,44 @@ def markdown_table(curves: dict, to_target: dict, target: float) -> str:
 
 def plot_curves(curves: dict, path, *, title: str, target: float | None = None,
                 floor: float | None = None) -> None:
-  """Held-out cross-entropy and accuracy against wall time (log-scaled), one line per method."""
+  """Held-out cross-entropy and accuracy against wall time (log-scaled), one line per method.
+
+  Ten colours, then the same colours dashed and dotted: every method keeps a
+  style of its own. Cross-entropy is on a log axis, so that the spread near the
+  target is visible beside starts several times higher. One legend under both.
+  """
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
 
-  fig, axes = plt.subplots(1, 2, figsize=(14, 5.5))
-  for name, points in curves.items():
+  fig, axes = plt.subplots(1, 2, figsize=(14, 6.5))
+  colors = plt.get_cmap("tab10").colors
+  for i, (name, points) in enumerate(curves.items()):
     pts = [p for p in points if p.get("seconds", 0) > 0]
     if not pts:
       continue
     t = [p["seconds"] for p in pts]
-    style = "o" if len(pts) == 1 else ".-"
-    axes[0].plot(t, [p["ce"] for p in pts], style, label=name, ms=4)
-    axes[1].plot(t, [p["acc"] for p in pts], style, label=name, ms=4)
-  for ax, label in zip(axes, ("held-out cross-entropy (nats)", "held-out accuracy")):
+    style = dict(color=colors[i % 10], label=name, ms=4 if len(pts) > 1 else 7,
+                 marker="." if len(pts) > 1 else "osD^"[i // 10 % 4],
+                 ls=("-", "--", ":")[i // 10 % 3] if len(pts) > 1 else "none")
+    axes[0].plot(t, [p["ce"] for p in pts], **style)
+    axes[1].plot(t, [p["acc"] for p in pts], **style)
+  for ax, label in zip(axes, ("held-out cross-entropy (nats, log scale)", "held-out accuracy")):
     ax.set_xscale("log")
     ax.set_xlabel("wall-clock seconds (log scale)")
     ax.set_ylabel(label)
-    ax.grid(alpha=0.3)
+    ax.grid(alpha=0.3, which="both")
+  axes[0].set_yscale("log")
+  from matplotlib.ticker import FormatStrFormatter  # plain 0.3, 0.4, ... not 3 x 10^-1
+  axes[0].yaxis.set_major_formatter(FormatStrFormatter("%g"))
+  axes[0].yaxis.set_minor_formatter(FormatStrFormatter("%g"))
   if target is not None:
     axes[0].axhline(target, color="k", ls="--", lw=1, label=f"target {target}")
   if floor is not None:
     axes[0].axhline(floor, color="r", ls=":", lw=1, label=f"entropy rate {floor:.3f}")
-  axes[0].legend(fontsize=7, loc="upper right")
+  handles, labels = axes[0].get_legend_handles_labels()
+  fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
   fig.suptitle(title)
-  fig.tight_layout()
+  fig.tight_layout(rect=(0, 0.2, 1, 1))
   fig.savefig(path, dpi=110)
   plt.close(fig)

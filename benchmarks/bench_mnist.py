@@ -378,6 +378,13 @@ def diagnostics(models: dict, x, y) -> dict:
   return out
 
 
+def plot(result: dict, path) -> None:
+  """The curves of a result (this script's JSON) against wall time, as a PNG."""
+  _common.plot_curves(result["curves"], path, target=result["target_ce"],
+                      title=f"MNIST ({result['n_train']:,} train): held-out metrics against "
+                      "wall time")
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help="10k training samples, 1 epoch")
@@ -471,9 +478,7 @@ def main(argv=None):
   out_dir = os.path.dirname(path)
   with open(os.path.join(out_dir, "mnist.md"), "w") as fh:
     fh.write(table)
-  _common.plot_curves(all_curves, os.path.join(out_dir, "mnist.png"),
-                      title=f"MNIST ({len(x)} train): held-out metrics against wall time",
-                      target=TARGET_CE)
+  plot(result, os.path.join(out_dir, "mnist.png"))
   print(table)
   print(ratios)
   print(f"wrote {path}")
