@@ -111,7 +111,7 @@ def _worth_sentence(worth, study, target) -> str:
                   f"n = {max(n for n, _ in shifts):,}")
   best = _best_by_start(study) if study else {}
   zero = best.get("zero")
-  prior = worth.get("start", next((name for name in best if name != "zero"), None))
+  prior = worth.get("start")  # the explicit start the prior is centred at
   head = ("**Why: as a prior, the explicit start is worth "
           + (worth_rows if shifts else "more than the rows measured") + ".** ")
   text = (head + "L2-regularised logistic regression solved exactly "

@@ -32,22 +32,30 @@ def _device_targets(targets: _targets.Targets):
   return jnp.asarray(targets.probs, jnp.float32)
 
 
-def _rate(learning_rate, step: int) -> float:
-  """The step size at ``step``: the constant, or the schedule's value, checked.
-
-  A negative rate would ascend the loss and a NaN one would poison every
-  parameter, both silently; they are refused where the rate is first seen.
-  """
-  rate = learning_rate(step) if callable(learning_rate) else learning_rate
+def _checked_rate(rate, step: int | None) -> float:
+  """``rate`` as a float; a ValueError unless finite and >= 0 (``step``: the
+  schedule step that gave it, None for a constant)."""
   try:
     rate = float(rate)
   except (TypeError, ValueError):
     raise ValueError(f"learning_rate must be a number or a schedule step -> number; "
                      f"got {rate!r}.") from None
   if not (np.isfinite(rate) and rate >= 0):
-    where = f" (the schedule's value at step {step})" if callable(learning_rate) else ""
+    where = "" if step is None else f" (the schedule's value at step {step})"
     raise ValueError(f"learning_rate must be finite and >= 0; got {rate}{where}.")
   return rate
+
+
+def _rate_schedule(learning_rate) -> Callable[[int], float]:
+  """``step -> step size``, checked: a constant once, here; a schedule at each step.
+
+  A negative rate would ascend the loss and a NaN one would poison every
+  parameter, both silently; they are refused where the rate is first seen.
+  """
+  if callable(learning_rate):
+    return lambda step: _checked_rate(learning_rate(step), step)
+  rate = _checked_rate(learning_rate, None)
+  return lambda step: rate
 
 
 def _diverged(what: str, step: int) -> ValueError:
@@ -214,8 +222,7 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
     y_dev, w_dev = _device_targets(targets), jnp.asarray(w, jnp.float32)
   logits_fn = type(design).jax_logits
   lr = DEFAULT_LEARNING_RATE.get(method) if learning_rate is None else learning_rate
-  if method != "lbfgs" and not callable(lr):
-    _rate(lr, 0)
+  rate_at = None if method == "lbfgs" else _rate_schedule(lr)
   l2_dev = jnp.float32(l2)
 
   params = (jnp.asarray(model.weights), jnp.asarray(model.bias))
@@ -260,7 +267,7 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
             perm = jnp.asarray(order[:per_epoch * int(batch_size)], jnp.int32)
             todo = min(per_epoch, int(steps) - k)
             rates = np.zeros(per_epoch, np.float32)
-            rates[:todo] = [_rate(lr, k + i) for i in range(todo)]
+            rates[:todo] = [rate_at(k + i) for i in range(todo)]
             rates = jnp.asarray(rates)
       if fused:
         n = min(per_epoch - pos, int(steps) - k)
@@ -282,7 +289,7 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
           batch = (data, y_dev, w_dev, None if idx is None else jnp.asarray(idx))
         params, state, value, norm = _first_order_step(
             params, state, *batch, l2_dev, precond,
-            jnp.float32(_rate(lr, k)), logits_fn=logits_fn, method=method)
+            jnp.float32(rate_at(k)), logits_fn=logits_fn, method=method)
         step_losses, step_norms = [float(value)], [float(norm)]
     took = time.perf_counter() - start
     if not np.isfinite(step_losses).all():

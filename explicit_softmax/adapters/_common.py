@@ -63,6 +63,33 @@ def finite_parameter(name: str, value) -> np.ndarray:
   return value
 
 
+def checked_bias(bias, out_features: int, layer_has_bias: bool, flag: str):
+  """The bias to write into a dense layer, checked before anything is written.
+
+  Args:
+    bias: (out,) array, or None to leave the layer's bias as it is.
+    out_features: the layer's output width.
+    layer_has_bias: whether the layer has a bias parameter.
+    flag: the framework's constructor argument for it (``bias`` / ``use_bias``).
+
+  Returns:
+    The checked array, or None when there is nothing to write (no bias given,
+    or a zero bias for a layer without one).
+  """
+  if bias is None:
+    return None
+  bias = finite_parameter("the bias", bias)
+  if not layer_has_bias:
+    if np.any(bias != 0):
+      raise ValueError(
+          f"the layer has no bias ({flag}=False) but the explicit bias is nonzero; "
+          f"create it with {flag}=True or use method='cooccurrence'.")
+    return None
+  if bias.shape != (out_features,):
+    raise ValueError(f"bias of shape {bias.shape} does not fit ({out_features},).")
+  return bias
+
+
 def check_features(features: np.ndarray, n_features: int, batch: int, hint: str,
                    what: str = "the features reaching the head") -> None:
   """Checks one batch of features that is about to reach a softmax head.

@@ -205,16 +205,7 @@ def write_linear(layer: nnx.Linear, weights, bias=None) -> None:
     raise ValueError(
         f"weights of shape {weights.shape} do not fit the nnx.Linear kernel "
         f"{kernel_shape} (in_features, out_features).")
-  if bias is not None:
-    bias = _common.finite_parameter("the bias", bias)
-    if layer.bias is None:
-      if np.any(bias != 0):
-        raise ValueError(
-            "the layer has no bias (use_bias=False) but the explicit bias is nonzero; "
-            "create it with use_bias=True or use method='cooccurrence'.")
-      bias = None  # a zero bias fits a layer without one
-    elif bias.shape != (kernel_shape[1],):
-      raise ValueError(f"bias of shape {bias.shape} does not fit ({kernel_shape[1]},).")
+  bias = _common.checked_bias(bias, kernel_shape[1], layer.bias is not None, "use_bias")
   # Checked before anything is written: a refused call leaves the layer as it was.
   _assign(layer.kernel, weights)
   if bias is not None:

@@ -194,16 +194,7 @@ def write_linear(layer: nn.Linear, weights, bias=None) -> None:
         f"weights of shape {weights.shape} (in, out) do not fit nn.Linear"
         f"({layer.in_features}, {layer.out_features}), whose weight is (out, in) = "
         f"{tuple(layer.weight.shape)}.")
-  if bias is not None:
-    bias = _common.finite_parameter("the bias", bias)
-    if layer.bias is None:
-      if np.any(bias != 0):
-        raise ValueError(
-            "the layer has no bias (bias=False) but the explicit bias is nonzero; create "
-            "it with bias=True or use method='cooccurrence'.")
-      bias = None  # a zero bias fits a layer without one
-    elif bias.shape != (layer.out_features,):
-      raise ValueError(f"bias of shape {bias.shape} does not fit ({layer.out_features},).")
+  bias = _common.checked_bias(bias, layer.out_features, layer.bias is not None, "bias")
   # Checked before anything is written: a refused call leaves the layer as it was.
   _copy(layer.weight, weights.T)
   if bias is not None:
