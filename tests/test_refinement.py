@@ -144,6 +144,42 @@ def test_calibrate_improves_training_loss_and_only_rescales():
   assert es.calibrate(cal, x, y).log_loss(x, y) == pytest.approx(cal.log_loss(x, y), abs=1e-5)
 
 
+@settings(max_examples=10, deadline=None)
+@given(seed=st.integers(0, 10_000), l2=st.sampled_from([0.0, 1e-3, 0.1]))
+def test_calibrate_is_stationary_and_l2_shrinks_the_biases(seed, l2):
+  """The calibrated (tau, beta) zero the gradient of the penalised objective
+  ``CE + l2/2 ||beta||^2``; a larger l2 never lengthens the bias corrections."""
+  x, y = dense_data(np.random.default_rng(seed), 300, 5, 4)
+  y[:4] = np.arange(4)  # every class present, so l2 = 0 has a finite optimum
+  model = es.fit(x, y, n_classes=4)
+  cal = es.calibrate(model, x, y, l2=l2)
+  tau = cal.info["calibration"]["temperature"]
+  beta = cal.bias - tau * model.bias
+  z = x.astype(np.float64) @ model.weights + model.bias
+  r = (cal.predict_proba(x) - np.eye(4)[y]) / len(y)
+  np.testing.assert_allclose(r.sum(axis=0) + l2 * beta, 0, atol=1e-6)
+  assert abs((r * z).sum()) < 1e-6
+  stronger = es.calibrate(model, x, y, l2=l2 + 0.5)
+  beta_stronger = stronger.bias - stronger.info["calibration"]["temperature"] * model.bias
+  assert np.linalg.norm(beta_stronger) <= np.linalg.norm(beta) + 1e-9
+
+
+def test_calibrate_needs_every_class_or_l2():
+  """A class absent from the calibration rows has no finite maximum-likelihood
+  bias: an error naming it, unless l2 > 0 keeps the bias finite and lowers it."""
+  x, y = dense_data(np.random.default_rng(8), 200, 5, 3)
+  y[:3] = np.arange(3)
+  model = es.fit(x, y, n_classes=4)
+  with pytest.raises(ValueError, match=r"1 of 4 classes \(3\) have no samples.*l2 > 0"):
+    es.calibrate(model, x, y)
+  cal = es.calibrate(model, x, y, l2=1 / len(y))
+  assert np.all(np.isfinite(cal.bias))
+  assert cal.bias[3] - cal.info["calibration"]["temperature"] * model.bias[3] < 0
+  for bad in (-1.0, float("nan"), float("inf")):
+    with pytest.raises(ValueError, match="l2 must be"):
+      es.calibrate(model, x, y, l2=bad)
+
+
 def test_refine_rejects_bad_arguments():
   x, y = dense_data(np.random.default_rng(5), 50, 4, 2)
   model = es.fit(x, y)
