@@ -383,7 +383,7 @@ def _cmd_fit(args) -> int:
       bar.update()
   model = es.solve(stats, args.method, smoothing=args.smoothing, ridge=args.ridge)
   if args.calibrate:
-    model = es.calibrate(model, x, targets)
+    model = es.calibrate(model, x, targets, l2=args.l2)
   if args.refine:
     with _progress(total=args.steps, desc=f"refine ({args.refine})", unit="step") as bar:
       def callback(step, current, record):
@@ -595,7 +595,9 @@ def build_parser() -> argparse.ArgumentParser:
   fit.add_argument("--refine", choices=("lbfgs", "adam", "sgd"),
                    help="refine iteratively afterwards with this optimiser")
   fit.add_argument("--steps", type=int, default=50, help="refinement steps (default: %(default)s)")
-  fit.add_argument("--l2", type=float, default=0.0, help="L2 penalty of the refinement")
+  fit.add_argument("--l2", type=float, default=0.0,
+                   help="L2 penalty of --refine (on the weights) and of --calibrate (on the "
+                        "bias corrections; needed if some class 0..M-1 has no samples)")
   fit.add_argument("--batch-size", type=int, default=None,
                    help="minibatch size of adam/sgd refinement (default: full batch)")
   fit.add_argument("--n-classes", type=int, default=None,

@@ -87,7 +87,9 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     refine: None, or ``"lbfgs"``, ``"adam"`` or ``"sgd"`` to refine the
       weights on the training data after the explicit solve (full batch).
     refine_steps: number of refinement steps.
-    l2: L2 penalty ``(l2 / 2) ||W||^2`` used by the refinement.
+    l2: L2 penalty ``(l2 / 2) ||W||^2`` of the refinement, and ``(l2 / 2) ||beta||^2``
+      of the calibration's bias corrections (needed there when every sample
+      of some class has zero weight).
 
   Attributes:
     classes_: (M,) the sorted class labels.
@@ -157,7 +159,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
       raise ValueError(_NO_INFORMATIVE_SAMPLES)
     model = solvers.solve(stats, self.method, smoothing=self.smoothing, ridge=self.ridge)
     if self.calibrate:
-      model = refinement.calibrate(model, X, codes, sample_weight=sw)
+      model = refinement.calibrate(model, X, codes, sample_weight=sw, l2=self.l2)
     if self.refine is not None:
       model = refinement.refine(model, X, codes, method=self.refine, steps=int(self.refine_steps),
                                 l2=self.l2, sample_weight=sw)

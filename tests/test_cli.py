@@ -125,6 +125,19 @@ def test_csv_default_last_column_and_refine(capsys, tmp_path, dataset):
   assert es.load(tmp_path / "m.npz").info["refine"]["steps"] == 3
 
 
+def test_calibrate_with_a_missing_class_needs_l2(capsys, tmp_path, dataset):
+  """Labels 0 and 2 only: class 1 has no samples, so --calibrate alone is a one-line
+  error that names the fix, and --l2 (which also penalises the calibration) fits."""
+  x, y = dataset
+  np.savez(tmp_path / "gap.npz", X=x, y=np.where(y == 1, 2, y))
+  argv = ["fit", tmp_path / "gap.npz", "--out", tmp_path / "m.npz", "--calibrate"]
+  status, _, err = run(capsys, *argv)
+  assert status != 0 and "(1) have no samples" in err and "l2 > 0" in err
+  status, _, err = run(capsys, *argv, "--l2", "0.01")
+  assert status == 0, err
+  assert es.load(tmp_path / "m.npz").info["calibration"]["l2"] == 0.01
+
+
 @pytest.mark.parametrize("case", ["missing", "garbage_npz", "text_feature", "negative",
                                   "wrong_model", "bad_label_column", "ragged"])
 def test_bad_input_gives_one_line_error(capsys, tmp_path, dataset, case):

@@ -182,12 +182,24 @@ def test_calibrate_and_refine_match_the_core(digits):
   base = ExplicitSoftmaxClassifier().fit(x, y)
   clf = ExplicitSoftmaxClassifier(calibrate=True, refine="adam", refine_steps=10, l2=1e-4)
   clf.fit(x, y)
-  core = es.refine(es.calibrate(es.fit(x, y), x, y), x, y, method="adam", steps=10, l2=1e-4)
+  core = es.refine(es.calibrate(es.fit(x, y), x, y, l2=1e-4), x, y, method="adam", steps=10,
+                   l2=1e-4)
   np.testing.assert_allclose(clf.predict_proba(x_test), core.predict_proba(x_test), atol=1e-5)
   loss = lambda c: -np.mean(c.predict_log_proba(x)[np.arange(len(y)), y])
   assert loss(clf) < loss(base)
   assert clf.model_.info["refine"]["method"] == "adam"
   assert "calibration" in clf.model_.info
+
+
+def test_calibrate_with_a_zero_weight_class_needs_l2(digits):
+  """Zero weights on every sample of class 0 leave its calibrated bias no finite
+  optimum: an error that names the class; with l2 > 0 the fit is finite."""
+  x, y, _, _ = digits
+  sw = (y != 0).astype(float)
+  with pytest.raises(ValueError, match=r"\(0\) have no samples"):
+    ExplicitSoftmaxClassifier(calibrate=True).fit(x, y, sample_weight=sw)
+  clf = ExplicitSoftmaxClassifier(calibrate=True, l2=1e-3).fit(x, y, sample_weight=sw)
+  assert np.all(np.isfinite(clf.predict_proba(x)))
 
 
 def test_bad_hyperparameters_raise_at_fit_not_init(digits):
