@@ -56,8 +56,8 @@ class Targets:
     return np.asarray(self.probs, dtype)
 
 
-def positive_integer(name: str, value) -> int:
-  """``value`` as an int; a ValueError naming ``name`` unless a positive integer.
+def check_integer(name: str, value, minimum: int = 1) -> int:
+  """``value`` as an int; a ValueError naming ``name`` unless an integer >= ``minimum``.
 
   Integer scalars of numpy or JAX pass (``operator.index``); floats, strings and
   bools do not, so that ``3.5`` is never silently read as 3.
@@ -67,9 +67,10 @@ def positive_integer(name: str, value) -> int:
       raise TypeError
     out = operator.index(value)
   except TypeError:
-    out = 0
-  if out < 1:
-    raise ValueError(f"{name} must be a positive integer; got {value!r}.")
+    out = None
+  if out is None or out < minimum:
+    kind = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+    raise ValueError(f"{name} must be {kind}; got {value!r}.")
   return out
 
 
@@ -77,7 +78,7 @@ def check_layout(y, n_samples: int, n_classes) -> int | None:
   """The checks of ``y`` that need only its shape and dtype (host or device array).
 
   Returns:
-    ``n_classes`` as an int (None stays None), checked by :func:`positive_integer`.
+    ``n_classes`` as an int (None stays None), checked by :func:`check_integer`.
   """
   if y.dtype == object:
     raise ValueError(
@@ -94,7 +95,7 @@ def check_layout(y, n_samples: int, n_classes) -> int | None:
     raise ValueError(
         f"y has shape {y.shape}: pass class labels as a 1-D array (y.ravel()); soft "
         "labels need one column per class.")
-  return None if n_classes is None else positive_integer("n_classes", n_classes)
+  return None if n_classes is None else check_integer("n_classes", n_classes)
 
 
 def check_targets(y, n_samples: int, n_classes: int | None = None) -> Targets:

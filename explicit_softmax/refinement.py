@@ -196,16 +196,14 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
   """
   if method not in METHODS:
     raise ValueError(f"unknown refine method {method!r}; choose one of {METHODS}.")
-  if int(steps) < 0:
-    raise ValueError(f"steps must be >= 0; got {steps}.")
+  steps = _targets.check_integer("steps", steps, minimum=0)
   if not l2 >= 0:
     raise ValueError(f"l2 must be >= 0; got {l2}.")
   if method == "lbfgs" and batch_size is not None:
     raise ValueError("L-BFGS is a full-batch method; leave batch_size=None.")
-  if batch_size is not None and not int(batch_size) >= 1:
-    raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
-  if not int(callback_every) >= 1:
-    raise ValueError(f"callback_every must be a positive integer; got {callback_every}.")
+  if batch_size is not None:
+    batch_size = _targets.check_integer("batch_size", batch_size)
+  every = _targets.check_integer("callback_every", callback_every)
   if learning_rate is not None and method == "lbfgs":
     raise ValueError("L-BFGS takes its step sizes from a line search; leave learning_rate=None.")
   entry = time.perf_counter()  # setup (validation, transfers, preconditioner) is timed too
@@ -214,7 +212,7 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
   targets = _targets.check_targets(y, t, model.n_classes)
   w = _targets.check_sample_weight(sample_weight, t)
   w = w / w.sum()  # the objective is a weighted mean
-  minibatch = batch_size is not None and int(batch_size) < t
+  minibatch = batch_size is not None and batch_size < t
   # A sparse matrix cannot be row-gathered inside jit: it is sliced on the host.
   host_batches = minibatch and type(design) is _design.SparseDesign
   if not host_batches:
@@ -237,13 +235,12 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
   rng = np.random.default_rng(seed)
   order = None
   losses, norms, seconds = [], [], []
-  every = int(callback_every)
   # Device-resident minibatches: whole segments (up to the next callback or the
   # epoch's end) run in one jitted loop.
   fused = method != "lbfgs" and minibatch and not host_batches
   elapsed = time.perf_counter() - entry
   k = 0
-  while k < int(steps):
+  while k < steps:
     start = time.perf_counter()
     n = 1  # steps taken in this pass of the loop
     if method == "lbfgs":
@@ -259,27 +256,27 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
       step_losses, step_norms = [value], [float(norm)]
     else:
       if minibatch:
-        per_epoch = t // int(batch_size)
+        per_epoch = t // batch_size
         pos = k % per_epoch
         if pos == 0:
           order = rng.permutation(t)
           if fused:
-            perm = jnp.asarray(order[:per_epoch * int(batch_size)], jnp.int32)
-            todo = min(per_epoch, int(steps) - k)
+            perm = jnp.asarray(order[:per_epoch * batch_size], jnp.int32)
+            todo = min(per_epoch, steps - k)
             rates = np.zeros(per_epoch, np.float32)
             rates[:todo] = [rate_at(k + i) for i in range(todo)]
             rates = jnp.asarray(rates)
       if fused:
-        n = min(per_epoch - pos, int(steps) - k)
+        n = min(per_epoch - pos, steps - k)
         if callback is not None:
           n = min(n, every - k % every)
         params, state, epoch_losses, epoch_norms = _first_order_epoch(
             params, state, data, y_dev, w_dev, perm, rates, pos, pos + n, l2_dev, precond,
-            logits_fn=logits_fn, method=method, batch_size=int(batch_size))
+            logits_fn=logits_fn, method=method, batch_size=batch_size)
         step_losses = np.asarray(epoch_losses)[pos:pos + n].tolist()
         step_norms = np.asarray(epoch_norms)[pos:pos + n].tolist()
       else:
-        idx = order[pos * int(batch_size):(pos + 1) * int(batch_size)] if minibatch else None
+        idx = order[pos * batch_size:(pos + 1) * batch_size] if minibatch else None
         if host_batches:
           part, part_w = design.take(idx), w[idx]
           batch = (jnp.asarray(part.x.toarray(), jnp.float32),
@@ -300,7 +297,7 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
     seconds += [elapsed + took * (i + 1) / n for i in range(n)]
     elapsed += took
     k += n
-    if callback is not None and (k % every == 0 or k == int(steps)):
+    if callback is not None and (k % every == 0 or k == steps):
       current = _refined(model, params, precond, k - 1, history=None)
       record = {"loss": losses[-1], "grad_norm": norms[-1], "seconds": elapsed}
       if callback(k - 1, current, record):
@@ -393,6 +390,7 @@ def calibrate(model: model_lib.SoftmaxModel, X, y, *, sample_weight=None, l2: fl
   """
   if not l2 >= 0 or not np.isfinite(l2):
     raise ValueError(f"l2 must be a finite number >= 0; got {l2}.")
+  steps = _targets.check_integer("steps", steps, minimum=0)
   design = _design.as_design(X, n_features=model.n_features)
   t = design.shape[0]
   targets = _targets.check_targets(y, t, model.n_classes)
@@ -420,7 +418,7 @@ def calibrate(model: model_lib.SoftmaxModel, X, y, *, sample_weight=None, l2: fl
   u = np.zeros(m + 1)
   u[0] = 1.0
   loss, p = loss_and_probs(u)
-  for _ in range(int(steps)):
+  for _ in range(steps):
     r = w[:, None] * (p - y_mat)                 # dL/dlogits
     grad = np.concatenate([[(r * z).sum()], r.sum(axis=0) + l2 * u[1:]])
     wp = w[:, None] * p

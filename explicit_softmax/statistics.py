@@ -73,8 +73,8 @@ class SoftmaxStats:
   @classmethod
   def empty(cls, n_features: int, n_classes: int, *, gram: bool = False) -> "SoftmaxStats":
     """Statistics of no data, the start of a stream of ``update`` calls."""
-    n_features = _targets.positive_integer("n_features", n_features)
-    n_classes = _targets.positive_integer("n_classes", n_classes)
+    n_features = _targets.check_integer("n_features", n_features)
+    n_classes = _targets.check_integer("n_classes", n_classes)
     _check_gram_size(n_features, gram)
     return cls(np.zeros((n_features, n_classes)), np.zeros(n_classes), 0.0, 0.0, 0,
                np.zeros((n_features, n_features)) if gram else None)

@@ -78,3 +78,16 @@ def test_empty_statistics_need_positive_integer_sizes():
     with pytest.raises(ValueError, match=f"{name} must be a positive integer"):
       es.SoftmaxStats.empty(*sizes)
   assert es.SoftmaxStats.empty(np.int64(4), 3).n_classes == 3
+
+
+@pytest.mark.parametrize("call, name, bad", [
+    ("refine", "steps", 2.5), ("refine", "steps", -1), ("refine", "batch_size", 0),
+    ("refine", "batch_size", 16.0), ("refine", "callback_every", 0.5),
+    ("calibrate", "steps", float("nan")), ("calibrate", "steps", -1)])
+def test_iteration_counts_must_be_integers(call, name, bad):
+  """3.5 steps are never read as 3, nor NaN steps as a crash deep in int()."""
+  model = es.fit(X, Y)
+  kwargs = {"method": "adam"} if call == "refine" else {}
+  with pytest.raises(ValueError, match=f"{name} must be"):
+    getattr(es, call)(model, X, Y, **kwargs, **{name: bad})
+  assert getattr(es, call)(model, X, Y, **kwargs, steps=np.int64(2)).n_classes == 2
