@@ -145,6 +145,11 @@ def _first_order_epoch(params, state, data, y, w, perm, learning_rates, begin, e
   return jax.lax.fori_loop(begin, end, body, (params, state, empty, empty))
 
 
+def _check_l2(l2) -> None:
+  if not (l2 >= 0 and np.isfinite(l2)):
+    raise ValueError(f"l2 must be a finite number >= 0; got {l2}.")
+
+
 def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: int = 100, *,
            l2: float = 0.0, batch_size: int | None = None,
            learning_rate: float | Callable[[int], float] | None = None, sample_weight=None,
@@ -197,8 +202,7 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
   if method not in METHODS:
     raise ValueError(f"unknown refine method {method!r}; choose one of {METHODS}.")
   steps = _targets.check_integer("steps", steps, minimum=0)
-  if not l2 >= 0:
-    raise ValueError(f"l2 must be >= 0; got {l2}.")
+  _check_l2(l2)
   if method == "lbfgs" and batch_size is not None:
     raise ValueError("L-BFGS is a full-batch method; leave batch_size=None.")
   if batch_size is not None:
@@ -388,8 +392,7 @@ def calibrate(model: model_lib.SoftmaxModel, X, y, *, sample_weight=None, l2: fl
   Returns:
     A :class:`SoftmaxModel` with weights ``tau W`` and bias ``tau b + beta``.
   """
-  if not l2 >= 0 or not np.isfinite(l2):
-    raise ValueError(f"l2 must be a finite number >= 0; got {l2}.")
+  _check_l2(l2)
   steps = _targets.check_integer("steps", steps, minimum=0)
   design = _design.as_design(X, n_features=model.n_features)
   t = design.shape[0]
