@@ -188,7 +188,8 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
       the Kronecker factor ``X1^T X1 / T`` of the Hessian that the Newton
       closed form inverts (see :func:`gram_preconditioner`). It makes the
       iteration insensitive to the scale and correlation of the features.
-    seed: seed of the minibatch order and of the preconditioner's rows.
+    seed: nonnegative integer seed of the minibatch order and of the
+      preconditioner's rows.
 
   Returns:
     The refined :class:`SoftmaxModel`, with its per-step :class:`History`.
@@ -208,6 +209,7 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
   if batch_size is not None:
     batch_size = _targets.check_integer("batch_size", batch_size)
   every = _targets.check_integer("callback_every", callback_every)
+  seed = _targets.check_integer("seed", seed, minimum=0)
   if learning_rate is not None and method == "lbfgs":
     raise ValueError("L-BFGS takes its step sizes from a line search; leave learning_rate=None.")
   entry = time.perf_counter()  # setup (validation, transfers, preconditioner) is timed too

@@ -142,6 +142,10 @@ def solve(stats: statistics.SoftmaxStats, method: str = "cooccurrence", *,
   Returns:
     A :class:`SoftmaxModel`.
   """
+  if not isinstance(stats, statistics.SoftmaxStats):
+    raise ValueError(
+        f"solve needs SoftmaxStats (es.SoftmaxStats.from_data(X, y)); got "
+        f"{type(stats).__name__}. To fit data directly, call es.fit(X, y).")
   if not stats.total_weight > 0:
     raise ValueError(
         "the statistics hold no samples (total weight 0); update them with data before "

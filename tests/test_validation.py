@@ -82,7 +82,8 @@ def test_empty_statistics_need_positive_integer_sizes():
 
 @pytest.mark.parametrize("call, name, bad", [
     ("refine", "steps", 2.5), ("refine", "steps", -1), ("refine", "batch_size", 0),
-    ("refine", "batch_size", 16.0), ("refine", "callback_every", 0.5),
+    ("refine", "batch_size", 16.0), ("refine", "callback_every", 0.5), ("refine", "seed", 1.5),
+    ("refine", "seed", -1),
     ("calibrate", "steps", float("nan")), ("calibrate", "steps", -1)])
 def test_iteration_counts_must_be_integers(call, name, bad):
   """3.5 steps are never read as 3, nor NaN steps as a crash deep in int()."""
@@ -91,3 +92,8 @@ def test_iteration_counts_must_be_integers(call, name, bad):
   with pytest.raises(ValueError, match=f"{name} must be"):
     getattr(es, call)(model, X, Y, **kwargs, **{name: bad})
   assert getattr(es, call)(model, X, Y, **kwargs, steps=np.int64(2)).n_classes == 2
+
+
+def test_solve_needs_statistics():
+  with pytest.raises(ValueError, match="solve needs SoftmaxStats.*es.fit"):
+    es.solve(X)
