@@ -39,11 +39,12 @@ def _best_by_start(study) -> dict:
 
   Best: reaching the target in the most runs, then the lowest mean final CE.
   """
+  def rank(row):
+    return -row["reached"], row["mean_final_ce"]
+
   best = {}
   for row in study:
-    old = best.get(row["start"])
-    if old is None or ((-row["reached"], row["mean_final_ce"])
-                       < (-old["reached"], old["mean_final_ce"])):
+    if row["start"] not in best or rank(row) < rank(best[row["start"]]):
       best[row["start"]] = row
   return best
 

@@ -33,6 +33,7 @@ from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
+from explicit_softmax import _targets
 from explicit_softmax import refinement
 from explicit_softmax import solvers
 from explicit_softmax import statistics
@@ -161,7 +162,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     if self.calibrate:
       model = refinement.calibrate(model, X, codes, sample_weight=sw, l2=self.l2)
     if self.refine is not None:
-      model = refinement.refine(model, X, codes, method=self.refine, steps=int(self.refine_steps),
+      model = refinement.refine(model, X, codes, method=self.refine, steps=self.refine_steps,
                                 l2=self.l2, sample_weight=sw)
     self.classes_ = classes
     self.stats_ = stats
@@ -242,9 +243,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     if self.refine is not None and self.refine not in refinement.METHODS:
       raise ValueError(
           f"refine={self.refine!r} is unknown; use None or one of {refinement.METHODS}.")
-    if (not isinstance(self.refine_steps, numbers.Integral) or isinstance(self.refine_steps, bool)
-        or self.refine_steps < 0):
-      raise ValueError(f"refine_steps must be an integer >= 0; got {self.refine_steps!r}.")
+    _targets.check_integer("refine_steps", self.refine_steps, minimum=0)
 
   # -- prediction --------------------------------------------------------------
   def _logits(self, X) -> np.ndarray:
