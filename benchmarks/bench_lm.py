@@ -433,15 +433,15 @@ def run_dataset(spec: Spec, args, cache: dict) -> dict | None:
       + (f" entropy rate {entropy_rate:.4f}" if entropy_rate is not None else ""))
 
   # Explicit solutions (numpy / scipy only: nothing to compile).
-  fit_s, fit_runs = median_seconds(lambda: es.fit(x, y, n_classes=m), repeats=3, warmup=0)
-  explicit = es.fit(x, y, n_classes=m)
+  fit_s, fit_runs = median_seconds(lambda: es.fit(x, y, n_classes=m, method="cooccurrence"), repeats=3, warmup=0)
+  explicit = es.fit(x, y, n_classes=m, method="cooccurrence")
   stats = es.SoftmaxStats.from_data(x, y, n_classes=m)
   methods["explicit"] = {"seconds": fit_s, **score(explicit, x_test, y_test),
                          "notes": f"cooccurrence, smoothing={SMOOTHING}, median of "
                                   f"{len(fit_runs)} fits (statistics included)"}
   # The training optimum for one-hot contexts: the co-occurrence solution without
   # smoothing (a vanishing pseudo-count keeps never-seen pairs finite, ~ -20).
-  mle = es.fit(x, y, n_classes=m, smoothing=MLE_SMOOTHING) if k == 1 else None
+  mle = es.fit(x, y, n_classes=m, smoothing=MLE_SMOOTHING, method="cooccurrence") if k == 1 else None
   probe = TrainProbe(explicit, x, y, stats, args.seed, args.probe_rows, mle=mle)
 
   # The calibration rows are held out of this fit: calibrated on the rows it was
@@ -453,7 +453,7 @@ def run_dataset(spec: Spec, args, cache: dict) -> dict | None:
   held = np.zeros(t, bool)
   held[np.random.default_rng([args.seed, 5]).choice(t, cal_rows, replace=False)] = True
   start = time.perf_counter()  # numpy and scipy only: nothing to compile
-  calibrated = es.calibrate(es.fit(x[~held], y[~held], n_classes=m), x[held], y[held],
+  calibrated = es.calibrate(es.fit(x[~held], y[~held], n_classes=m, method="cooccurrence"), x[held], y[held],
                             l2=1.0 / cal_rows)
   cal_s = time.perf_counter() - start
   methods["explicit+calibrate"] = {

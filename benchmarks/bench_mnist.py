@@ -86,7 +86,7 @@ def subsample_start(x, y, rows, cal_rows, seed=0):
   order = np.random.default_rng(seed).permutation(len(x))
   fit_x, fit_y = x[order[:rows]], y[order[:rows]]
   cal_x, cal_y = x[order[-cal_rows:]], y[order[-cal_rows:]]
-  return _timed(lambda: es.calibrate(es.fit(fit_x, fit_y, n_classes=M), cal_x, cal_y),
+  return _timed(lambda: es.calibrate(es.fit(fit_x, fit_y, n_classes=M, method="cooccurrence"), cal_x, cal_y),
                 repeats=5)
 
 

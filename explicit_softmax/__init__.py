@@ -1,13 +1,14 @@
 """explicit-softmax: closed-form single-layer softmax models, refinement and benchmarks.
 
-A model ``p(y|x) = softmax(x W + b)`` trained with cross-entropy on nonnegative
-features is stationary where ``X^T P = X^T Y``. Explicit solutions of that
-condition are computed here from one pass of additive statistics.
+A model ``p(y|x) = softmax(x W + b)`` trained with cross-entropy is stationary
+where ``X^T P = X^T Y``. Explicit solutions of that condition are computed here
+from one pass of additive statistics, and refined to the certified optimum.
 
 Public API (flat, as in optax)::
 
     import explicit_softmax as es
-    model = es.fit(X, y)                                  # one pass, closed form
+    model = es.fit(X, y)                                  # the certified L2 optimum
+    model = es.fit(X, y, method="cooccurrence")           # one pass, closed form
     stats = es.SoftmaxStats.from_data(X, y, n_classes=M)  # additive statistics
     model = es.solve(stats, method="cooccurrence")
     model = es.calibrate(model, X, y)
@@ -19,8 +20,10 @@ from explicit_softmax import diagnostics
 from explicit_softmax import sharding
 from explicit_softmax._design import TokenFeatures
 from explicit_softmax.model import History, SoftmaxModel, load
-from explicit_softmax.refinement import calibrate, refine
-from explicit_softmax.solvers import cooccurrence_weights, fit, newton_weights, solve
+from explicit_softmax.calibration import calibrate
+from explicit_softmax.refinement import refine
+from explicit_softmax.fitting import fit, fit_optimum
+from explicit_softmax.solvers import cooccurrence_weights, newton_weights, solve
 from explicit_softmax.sparse_model import SparseCountModel
 from explicit_softmax.statistics import SoftmaxStats
 
@@ -37,6 +40,7 @@ __all__ = [
     "data",
     "diagnostics",
     "fit",
+    "fit_optimum",
     "load",
     "newton_weights",
     "refine",

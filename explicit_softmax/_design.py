@@ -5,9 +5,10 @@ input kind implements exactly these (``W`` is (N, M), ``G`` is (T, M)):
 
 * ``logits(W)``       -> ``X W``  (T, M), for predictions;
 * ``rmatmul(G)``      -> ``X^T G``  (N, M) float64, for gradients;
-* ``one_pass(G, w)``  -> ``(X^T G, X 1, X^T diag(w) X)`` in one read of ``X``:
-  co-occurrences, per-sample feature mass and (if ``w`` is given) the Gram
-  matrix of the Newton solver;
+* ``one_pass(G, w)``  -> ``(X^T G, X 1, X^T diag(w) X, min X)`` in one read of
+  ``X``: co-occurrences, per-sample feature mass, (if ``w`` is given) the Gram
+  matrix of the Newton solver, and the smallest entry (the co-occurrence
+  solution needs nonnegative features; everything else takes any real ones);
 * ``take(rows)``, ``jax_data()``, ``jax_logits(data, W)``: row subsets and the
   device-side form used by jitted refinement.
 
@@ -94,20 +95,18 @@ class TokenFeatures:
          np.arange(0, t * k + 1, k)), shape=self.shape)
 
 
-def _check_nonnegative(chunk: np.ndarray, offset: int) -> None:
+def _chunk_min(chunk: np.ndarray) -> float:
+  """The smallest entry of a chunk (0 for unsigned or boolean data, +inf if empty)."""
   if chunk.dtype.kind in "ub" or not chunk.size:
-    return  # unsigned and boolean data are nonnegative by type
-  if chunk.min() < 0:  # -inf included
-    row = offset + int(np.argwhere(chunk < 0)[0, 0])
-    raise ValueError(
-        f"X has negative entries (first in row {row}); the explicit solution needs "
-        "nonnegative features (counts, intensities, activations after ReLU/softmax). "
-        "Shift or rescale the features, e.g. X - X.min(axis=0).")
+    return 0.0 if chunk.size else np.inf
+  return float(chunk.min())
 
 
 def _check_finite(row_sums: np.ndarray, offset: int) -> None:
-  # With negatives excluded, a row sum is finite exactly when its entries are:
-  # NaN and +inf propagate into it. This avoids a separate pass over X.
+  # A row sum is non-finite whenever an entry is: NaN, +inf and -inf propagate
+  # into it (+inf - inf is NaN). Only a row whose finite entries overflow
+  # float64 when added (beyond 1e308) is refused without holding a non-finite
+  # value. This avoids a separate pass over X.
   if not np.isfinite(row_sums).all():
     row = offset + int(np.flatnonzero(~np.isfinite(row_sums))[0])
     raise ValueError(
@@ -149,24 +148,23 @@ class DenseDesign:
     for start in range(0, self.x.shape[0], CHUNK_ROWS):
       rows = slice(start, min(start + CHUNK_ROWS, self.x.shape[0]))
       chunk = self.x[rows]
-      _check_nonnegative(chunk, start)
       _check_finite(chunk.sum(axis=1, dtype=np.float64), start)
       # uint8 images are cast per chunk, so the caller never pays for a full
       # float copy of X.
       yield rows, chunk
 
-  def logits(self, w: np.ndarray) -> np.ndarray:
-    w = np.asarray(w, np.float32)
-    out = np.empty((self.x.shape[0], w.shape[1]), np.float32)
+  def logits(self, w: np.ndarray, dtype=np.float32) -> np.ndarray:
+    w = np.asarray(w, dtype)
+    out = np.empty((self.x.shape[0], w.shape[1]), dtype)
     for rows, chunk in self.chunks():
-      out[rows] = chunk.astype(np.float32, copy=False) @ w
+      out[rows] = chunk.astype(dtype, copy=False) @ w
     return out
 
   def rmatmul(self, g) -> np.ndarray:
     return self.one_pass(g)[0]
 
   def one_pass(self, g, w=None):
-    """``(X^T G, X 1, X^T diag(w) X or None)`` in a single pass over ``X``.
+    """``(X^T G, X 1, X^T diag(w) X or None, min X)`` in a single pass over ``X``.
 
     ``G`` is a CSR (T, M) matrix (labels) or a dense (T, M) array (soft labels,
     gradient residuals). Each chunk of ``X`` is read once, validated, and copied
@@ -192,6 +190,7 @@ class DenseDesign:
     def work(part: range, index: int = 0, halt: list | None = None):
       gtx = np.zeros((g.shape[1], n), np.float64)
       gram = None if w is None else np.zeros((n, n), np.float64)
+      x_min = np.inf
       # One reused buffer: a fresh float64 array per chunk page-faults its memory
       # in again every time (several times slower than the copy itself on this VM).
       buf = np.empty((min(CHUNK_ROWS, t), n), np.float64)
@@ -199,7 +198,7 @@ class DenseDesign:
         if halt is not None and halt[0] < index:
           break  # an earlier run failed, or the caller was interrupted
         rows = slice(start, min(start + CHUNK_ROWS, t))
-        _check_nonnegative(self.x[rows], start)
+        x_min = min(x_min, _chunk_min(self.x[rows]))
         chunk = buf[:rows.stop - start]
         np.copyto(chunk, self.x[rows], casting="unsafe")
         # einsum: a plain SIMD loop, faster here than sum()'s pairwise one, and
@@ -209,11 +208,11 @@ class DenseDesign:
         gtx += product(rows, chunk)
         if gram is not None:
           gram += chunk.T @ (chunk * w[rows, None])
-      return gtx, gram
+      return gtx, gram, x_min
 
     workers = _n_workers(len(starts)) if threaded else 1
     if workers == 1:
-      gtx, gram = work(starts)
+      gtx, gram, x_min = work(starts)
     else:
       # Contiguous runs of chunks, one per thread; results are summed in run
       # order, and ``map`` re-raises the error of the earliest run first, so a
@@ -238,8 +237,17 @@ class DenseDesign:
         except BaseException:  # raised in run order: every earlier run is done
           halt[0] = -1
           raise
-      gtx, gram = sum(p[0] for p in parts), None
-    return gtx.T, mass, gram
+      gtx, gram, x_min = sum(p[0] for p in parts), None, min(p[2] for p in parts)
+    return gtx.T, mass, gram, x_min
+
+  def column_moments(self) -> tuple[np.ndarray, np.ndarray]:
+    """Column means of ``X`` and of ``X**2`` (float64), one pass in chunks."""
+    total, total_sq = np.zeros(self.x.shape[1]), np.zeros(self.x.shape[1])
+    for _, chunk in self.chunks():
+      chunk = chunk.astype(np.float64)
+      total += chunk.sum(axis=0)
+      total_sq += np.einsum("ij,ij->j", chunk, chunk)
+    return total / self.x.shape[0], total_sq / self.x.shape[0]
 
   def take(self, rows) -> "DenseDesign":
     return DenseDesign(self.x[rows])
@@ -276,8 +284,8 @@ class SparseDesign:
   def shape(self):
     return self.x.shape
 
-  def logits(self, w):
-    return np.asarray(self.x @ np.asarray(w, np.float32), np.float32)
+  def logits(self, w, dtype=np.float32):
+    return np.asarray(self.x @ np.asarray(w, dtype), dtype)
 
   def rmatmul(self, g):
     g = g.astype(np.float64) if sp.issparse(g) else np.asarray(g, np.float64)
@@ -291,8 +299,20 @@ class SparseDesign:
     x64 = self.x.astype(np.float64)
     return (x64.T @ sp.diags(np.asarray(w, np.float64)) @ x64).toarray()
 
+  def column_moments(self) -> tuple[np.ndarray, np.ndarray]:
+    """Column means of ``X`` and of ``X**2`` (float64)."""
+    x64 = self.x.astype(np.float64)
+    return (np.asarray(x64.mean(axis=0)).ravel(),
+            np.asarray(x64.multiply(x64).mean(axis=0)).ravel())
+
+  def min_value(self) -> float:
+    # Implicit zeros count when some entry of X is not stored.
+    stored = float(self.x.data.min()) if self.x.nnz else np.inf
+    return min(stored, 0.0) if self.x.nnz < self.x.shape[0] * self.x.shape[1] else stored
+
   def one_pass(self, g, w=None):
-    return self.rmatmul(g), self.row_mass(), None if w is None else self.gram(w)
+    return (self.rmatmul(g), self.row_mass(), None if w is None else self.gram(w),
+            self.min_value())
 
   def take(self, rows):
     return SparseDesign(self.x[rows])
@@ -321,8 +341,8 @@ class TokenDesign(SparseDesign):
   def shape(self):
     return self.tokens.shape
 
-  def logits(self, w):
-    w = np.asarray(w, np.float32)
+  def logits(self, w, dtype=np.float32):
+    w = np.asarray(w, dtype)
     idx = self.tokens.feature_indices()
     out = w[idx[:, 0]]  # fancy indexing copies: safe to accumulate into
     for k in range(1, idx.shape[1]):
@@ -331,6 +351,9 @@ class TokenDesign(SparseDesign):
 
   def row_mass(self):
     return np.full(self.tokens.ids.shape[0], float(self.tokens.ids.shape[1]))
+
+  def min_value(self) -> float:
+    return 0.0  # one-hot blocks
 
   def take(self, rows):
     return TokenDesign(self.tokens[rows])
@@ -349,7 +372,7 @@ def as_design(x, *, n_features: int | None = None):
   """Validates ``X`` and wraps it in the matching design class.
 
   Args:
-    x: (T, N) nonnegative dense array (numpy or JAX, any real dtype, uint8 images
+    x: (T, N) real dense array (numpy or JAX, any real dtype, uint8 images
       included), a ``scipy.sparse`` matrix, or a :class:`TokenFeatures`.
     n_features: if given, the number of columns ``X`` must have (at predict time).
 
@@ -357,9 +380,11 @@ def as_design(x, *, n_features: int | None = None):
     A ``DenseDesign``, ``SparseDesign`` or ``TokenDesign``.
 
   Raises:
-    ValueError: wrong shape or dtype, no samples, negative or non-finite values.
+    ValueError: wrong shape or dtype, no samples, non-finite values.
   """
-  if isinstance(x, TokenFeatures):
+  if isinstance(x, (DenseDesign, SparseDesign)):
+    design = x  # validated already (the library passes designs between its steps)
+  elif isinstance(x, TokenFeatures):
     design = TokenDesign(x)
   elif sp.issparse(x):
     if x.ndim != 2:
@@ -369,10 +394,6 @@ def as_design(x, *, n_features: int | None = None):
       raise ValueError(f"X must hold real numbers; got dtype {x.dtype}.")
     if x.nnz and not np.isfinite(x.data).all():
       raise ValueError("X contains NaN or inf. Remove or impute these values.")
-    if x.nnz and x.data.min() < 0:
-      raise ValueError(
-          "X has negative entries; the explicit solution needs nonnegative features. "
-          "Shift or rescale the features first.")
     design = SparseDesign(x)
   else:
     if hasattr(x, "__jax_array__") or type(x).__module__.startswith("jax"):

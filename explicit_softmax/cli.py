@@ -54,7 +54,8 @@ examples:
 
 Data formats: .npz (X, y), .npy (X; labels as a second .npy or --labels),
 svmlight/libsvm (.svm, .svmlight, .libsvm) and CSV/TSV with a label column.
-Features must be nonnegative (counts, intensities, activations).
+Features are any finite real numbers; --method cooccurrence needs nonnegative ones
+(counts, intensities, activations).
 """
 
 
@@ -338,15 +339,17 @@ def map_labels(y, classes):
 
 # -- commands ------------------------------------------------------------------
 
-def _check_nonempty_rows(x) -> None:
-  if sp.issparse(x):
-    empty = np.flatnonzero(np.asarray(abs(x).sum(axis=1)).ravel() == 0)
-  else:
-    empty = np.flatnonzero(~np.any(x != 0, axis=1))
-  if empty.size:
-    raise ValueError(
-        f"{empty.size} samples have no nonzero feature (first: row {empty[0]}); they "
-        "carry no co-occurrence information. Drop them or add a constant feature column.")
+def _l2_value(text: str):
+  """``--l2``: ``auto`` or a finite number >= 0."""
+  if text == "auto":
+    return text
+  try:
+    value = float(text)
+  except ValueError:
+    value = float("nan")
+  if not (np.isfinite(value) and value >= 0):
+    raise argparse.ArgumentTypeError(f"expected auto or a finite number >= 0; got {text!r}")
+  return value
 
 
 def _batches(x, y):
@@ -374,16 +377,25 @@ def _cmd_fit(args) -> int:
     x = np.asarray(x)
   if x.ndim != 2:
     raise ValueError(f"X must be 2-D (samples, features); got shape {x.shape}.")
-  _check_nonempty_rows(x)
-  with _progress(total=-(-x.shape[0] // BATCH_ROWS), desc="statistics", unit="batch") as bar:
-    stats = None
-    for xb, yb in _batches(x, targets):
-      part = es.SoftmaxStats.from_data(xb, yb, n_classes=n_classes, gram=args.method == "newton")
-      stats = part if stats is None else stats + part
-      bar.update()
-  model = es.solve(stats, args.method, smoothing=args.smoothing, ridge=args.ridge)
+  if args.method == "auto":
+    if args.calibrate or args.refine:
+      raise ValueError(
+          "--calibrate and --refine apply to the closed forms; --method auto already "
+          "returns the refined optimum. Pass --method cooccurrence or newton with them.")
+    model = es.fit(x, targets, n_classes=n_classes, l2=args.l2, smoothing=args.smoothing)
+  else:
+    with _progress(total=-(-x.shape[0] // BATCH_ROWS), desc="statistics", unit="batch") as bar:
+      stats = None
+      for xb, yb in _batches(x, targets):
+        part = es.SoftmaxStats.from_data(xb, yb, n_classes=n_classes,
+                                         gram=args.method == "newton")
+        stats = part if stats is None else stats + part
+        bar.update()
+    model = es.solve(stats, args.method, smoothing=args.smoothing, ridge=args.ridge)
+  # After a closed form, "auto" means scikit-learn's C = 1.
+  l2 = 1.0 / x.shape[0] if args.l2 == "auto" else args.l2
   if args.calibrate:
-    model = es.calibrate(model, x, targets, l2=args.l2)
+    model = es.calibrate(model, x, targets, l2=l2)
   if args.refine:
     with _progress(total=args.steps, desc=f"refine ({args.refine})", unit="step") as bar:
       def callback(step, current, record):
@@ -391,7 +403,7 @@ def _cmd_fit(args) -> int:
         bar.update(step + 1 - bar.n)
         bar.set_postfix_str(f"loss {record['loss']:.4f}")
       # About 100 progress updates: steps between callbacks run in one jitted loop.
-      model = es.refine(model, x, targets, method=args.refine, steps=args.steps, l2=args.l2,
+      model = es.refine(model, x, targets, method=args.refine, steps=args.steps, l2=l2,
                         batch_size=args.batch_size, callback=callback,
                         callback_every=max(1, args.steps // 100))
   seconds = time.perf_counter() - start
@@ -403,12 +415,16 @@ def _cmd_fit(args) -> int:
   hard = targets if targets.ndim == 1 else targets.argmax(axis=1)
   accuracy = float(np.mean(model.predict(x) == hard))
   model.save(out)
+  record = model.info.get("refine", {})
   print(f"fitted {args.method}"
         + (" + calibration" if args.calibrate else "")
         + (f" + {args.refine} x{args.steps}" if args.refine else "")
         + f" on {x.shape[0]:,} samples x {x.shape[1]:,} features, {n_classes} classes "
         f"in {seconds:.2f} s")
   print(f"training cross-entropy {loss:.4f} nats, accuracy {accuracy:.4f}")
+  if "converged" in record:
+    print(f"optimisation: {record['reason']} after {record['steps']} steps (relative "
+          f"gradient norm {record['relative_grad_norm']:.2g}, l2 {record['l2']:.3g})")
   print(f"wrote {out}")
   return 0
 
@@ -577,15 +593,19 @@ def build_parser() -> argparse.ArgumentParser:
   fit = sub.add_parser(
       "fit", help="fit a model and save it (.npz)",
       formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Fit explicit softmax weights in one pass (optionally calibrate/refine).",
+      description="Fit a softmax model: by default the certified L2-regularised optimum "
+      "from an explicit start (the exact count solution on one-hot data); --method "
+      "cooccurrence/newton give the raw closed forms in one pass (optionally "
+      "calibrated/refined).",
       epilog="examples:\n  explicit-softmax fit train.npz --out model.npz\n"
       "  explicit-softmax fit X.npy y.npy --out model.npz --method newton\n"
       "  explicit-softmax fit data.csv --label-column 0 --out model.npz --calibrate\n"
       "  explicit-softmax fit train.svm --out model.npz --refine lbfgs --steps 100\n")
   _add_data_args(fit)
   fit.add_argument("--out", required=True, metavar="MODEL.npz", help="where to save the model")
-  fit.add_argument("--method", choices=("cooccurrence", "newton"), default="cooccurrence",
-                   help="explicit solution (default: %(default)s)")
+  fit.add_argument("--method", choices=("auto", "cooccurrence", "newton"), default="auto",
+                   help="auto: the optimum (see above); or a raw closed form "
+                        "(default: %(default)s)")
   fit.add_argument("--smoothing", type=float, default=0.1,
                    help="co-occurrence smoothing (default: %(default)s)")
   fit.add_argument("--ridge", type=float, default=1e-3,
@@ -595,9 +615,11 @@ def build_parser() -> argparse.ArgumentParser:
   fit.add_argument("--refine", choices=("lbfgs", "adam", "sgd"),
                    help="refine iteratively afterwards with this optimiser")
   fit.add_argument("--steps", type=int, default=50, help="refinement steps (default: %(default)s)")
-  fit.add_argument("--l2", type=float, default=0.0,
-                   help="L2 penalty of --refine (on the weights) and of --calibrate (on the "
-                        "bias corrections; needed if some class 0..M-1 has no samples)")
+  fit.add_argument("--l2", type=_l2_value, default="auto",
+                   help="L2 penalty of the optimum and of --refine (on the weights) and of "
+                        "--calibrate (on the bias corrections): a number >= 0, or auto "
+                        "(chosen on held-out folds for --method auto, else 1/T, "
+                        "scikit-learn's C=1; default: %(default)s)")
   fit.add_argument("--batch-size", type=int, default=None,
                    help="minibatch size of adam/sgd refinement (default: full batch)")
   fit.add_argument("--n-classes", type=int, default=None,

@@ -7,8 +7,10 @@ The objective is the (sample-weighted) mean cross-entropy
 whose gradient is ``dL/dW = X^T diag(w) (P - Y) / T_w`` and
 ``dL/db = 1^T diag(w) (P - Y) / T_w``                                 (2)
 
-Products with ``X`` run on the host (BLAS / scipy.sparse, chunked); the softmax
-and the per-chunk loss terms are jitted JAX functions shared with refinement.
+Products with ``X`` run on the host (BLAS / scipy.sparse, chunked) and the
+objective is evaluated there in float64 (:func:`objective`), with no
+compilation; :func:`weighted_cross_entropy` is its JAX form for jitted
+refinement.
 """
 
 from __future__ import annotations
@@ -22,14 +24,15 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
 
 from explicit_softmax import _design
 from explicit_softmax import _targets
 
 _FORMAT = "explicit-softmax"
 _FORMAT_VERSION = 1
-# Rows per chunk when evaluating on many samples: a chunk's (rows, M) float32
-# probability block stays near 16 MiB whatever the number of classes.
+# Rows per chunk when evaluating on many samples: a chunk's (rows, M) float64
+# probability block stays near 32 MiB whatever the number of classes.
 _EVAL_ELEMENTS = 2**22
 
 
@@ -70,13 +73,56 @@ def weighted_cross_entropy(logits, y, w):
   return -jnp.sum(w * picked)
 
 
-_chunk_loss = jax.jit(weighted_cross_entropy)
+def objective(design, targets: _targets.Targets, w: np.ndarray, weights: np.ndarray,
+              bias: np.ndarray, *, need_grad: bool = True):
+  """The mean cross-entropy (1) and its gradient (2) in float64, on the host.
 
+  No compilation: the products with ``X`` are the design's (BLAS, scipy.sparse,
+  gathers) and the softmax is scipy's, one chunk of rows at a time, so that
+  the (rows, M) probability block stays near 32 MiB whatever ``M``.
 
-@jax.jit
-def _chunk_loss_and_residual(logits, y, w):
-  """The chunk's weighted loss and its residual ``diag(w) (P - Y)`` (= dL/dlogits)."""
-  return jax.value_and_grad(weighted_cross_entropy)(logits, y, w)
+  Args:
+    design: the validated design matrix (see ``_design.as_design``).
+    targets: validated targets of its rows.
+    w: (T,) nonnegative sample weights (any total).
+    weights: (N, M) ``W``.
+    bias: (M,) ``b``.
+    need_grad: also return the gradient.
+
+  Returns:
+    ``(L, dL/dW, dL/db)``: a float and float64 arrays (None, None without
+    ``need_grad``).
+  """
+  t = design.shape[0]
+  weights = np.asarray(weights, np.float64)
+  bias = np.asarray(bias, np.float64)
+  m = weights.shape[1]
+  rows = max(256, _EVAL_ELEMENTS // m)
+  loss = 0.0
+  g_w = np.zeros_like(weights) if need_grad else None
+  g_b = np.zeros(m) if need_grad else None
+  for start in range(0, t, rows):
+    sl = slice(start, min(start + rows, t))
+    part, part_t, part_w = design.take(sl), targets.take(sl), w[sl]
+    log_p = scipy.special.log_softmax(part.logits(weights, np.float64) + bias, axis=1)
+    if part_t.labels is not None:
+      picked = log_p[np.arange(len(log_p)), part_t.labels]
+    else:
+      picked = (part_t.probs * log_p).sum(axis=1)
+    loss -= float(part_w @ picked)
+    if need_grad:
+      resid = np.exp(log_p)                       # P
+      if part_t.labels is not None:
+        resid[np.arange(len(resid)), part_t.labels] -= 1.0
+      else:
+        resid -= part_t.probs
+      resid *= part_w[:, None]                    # diag(w) (P - Y)
+      g_w += part.rmatmul(resid)
+      g_b += resid.sum(axis=0)
+  total = float(w.sum())
+  if need_grad:
+    return loss / total, g_w / total, g_b / total
+  return loss / total, None, None
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -126,11 +172,11 @@ class SoftmaxModel:
 
   def predict_log_proba(self, X) -> np.ndarray:
     """``log p(y|x)`` for each sample, (T, M)."""
-    return np.asarray(jax.nn.log_softmax(self.decision_function(X), axis=-1))
+    return scipy.special.log_softmax(self.decision_function(X), axis=-1)
 
   def predict_proba(self, X) -> np.ndarray:
     """``p(y|x) = softmax(x W + b)`` for each sample, (T, M)."""
-    return np.asarray(jax.nn.softmax(self.decision_function(X), axis=-1))
+    return scipy.special.softmax(self.decision_function(X), axis=-1)
 
   def predict(self, X) -> np.ndarray:
     """The most probable class of each sample, (T,) int."""
@@ -142,32 +188,7 @@ class SoftmaxModel:
     t = design.shape[0]
     targets = _targets.check_targets(y, t, self.n_classes)
     w = _targets.check_sample_weight(sample_weight, t)
-    rows = max(256, _EVAL_ELEMENTS // self.n_classes)
-    loss = 0.0
-    g_w = np.zeros_like(self.weights, np.float64) if need_grad else None
-    g_b = np.zeros(self.n_classes, np.float64)
-    for start in range(0, t, rows):
-      sl = slice(start, min(start + rows, t))
-      part, part_t = design.take(sl), targets.take(sl)
-      logits = part.logits(self.weights) + self.bias
-      y_chunk = part_t.labels if part_t.labels is not None else part_t.probs.astype(np.float32)
-      w_chunk = w[sl].astype(np.float32)
-      if t > rows and len(w_chunk) < rows:
-        # Pad the last chunk with zero-weight rows: one compiled shape per call.
-        pad = rows - len(w_chunk)
-        logits = np.pad(logits, ((0, pad), (0, 0)))
-        y_chunk = np.pad(y_chunk, ((0, pad),) + ((0, 0),) * (y_chunk.ndim - 1))
-        w_chunk = np.pad(w_chunk, (0, pad))
-      if not need_grad:
-        loss += float(_chunk_loss(logits, y_chunk, w_chunk))
-      else:
-        chunk_loss, resid = _chunk_loss_and_residual(logits, y_chunk, w_chunk)
-        loss += float(chunk_loss)
-        resid = np.asarray(resid)[:sl.stop - sl.start]
-        g_w += part.rmatmul(resid)
-        g_b += resid.sum(axis=0, dtype=np.float64)
-    total = w.sum()
-    return loss / total, (None if g_w is None else g_w / total), g_b / total
+    return objective(design, targets, w, self.weights, self.bias, need_grad=need_grad)
 
   def log_loss(self, X, y, sample_weight=None) -> float:
     """Mean cross-entropy (1) in nats."""

@@ -106,7 +106,7 @@ def sharded_statistics(X, y, *, n_classes: int | None = None, sample_weight=None
   """Statistics (1) of data sharded over devices, reduced with ``psum``.
 
   Args:
-    X: (T, N) nonnegative ``jax.Array``: on one device, or with a
+    X: (T, N) real ``jax.Array``: on one device, or with a
       ``NamedSharding`` whose first (sample) axis is split over one or more mesh
       axes. A split feature axis is re-laid out to whole rows first (one
       all-to-all).
@@ -126,9 +126,8 @@ def sharded_statistics(X, y, *, n_classes: int | None = None, sample_weight=None
 
   Raises:
     ValueError: for a sharding other than ``NamedSharding``; wrong shapes or
-      dtypes; NaN, inf or negative features; labels outside ``[0, M)``; invalid
-      soft labels or weights; a sample without feature mass; a Gram matrix too
-      large.
+      dtypes; NaN or inf features; labels outside ``[0, M)``; invalid soft
+      labels or weights; a Gram matrix too large.
   """
   if not isinstance(X, jax.Array):
     raise ValueError(
@@ -171,7 +170,8 @@ def sharded_statistics(X, y, *, n_classes: int | None = None, sample_weight=None
       total_weight=total_weight * scale,
       mass_sq=float(sums["mass_sq"]) * scale,
       n_samples=t,
-      gram=sums["gram"] * scale if gram else None)
+      gram=sums["gram"] * scale if gram else None,
+      min_feature=float(checks["x_min"]))
 
 
 # -- layout and host-side checks ---------------------------------------------------
@@ -244,11 +244,6 @@ def _raise_for_invalid(checks: dict, t: int, m: int, soft: bool, weighted: bool)
     raise ValueError(
         f"X contains NaN or inf (first in row {checks['x_nonfinite_row']}). Remove or "
         "impute these values first.")
-  if checks["x_negative_row"] < t:
-    raise ValueError(
-        f"X has negative entries (first in row {checks['x_negative_row']}); the explicit "
-        "solution needs nonnegative features (counts, intensities, activations after "
-        "ReLU/softmax). Shift or rescale the features, e.g. X - X.min(axis=0).")
   if not soft:
     if not checks["y_integral"]:
       raise ValueError(
@@ -274,11 +269,6 @@ def _raise_for_invalid(checks: dict, t: int, m: int, soft: bool, weighted: bool)
     if not checks["w_sum"] > 0:
       raise ValueError(
           "sample_weight sums to zero; at least one sample needs positive weight.")
-  if checks["empty_rows"]:
-    raise ValueError(
-        f"{checks['empty_rows']} samples have no nonzero feature (first: row "
-        f"{checks['empty_row']}); they carry no co-occurrence information. Drop them, or "
-        "append a constant feature column so every sample has one.")
 
 
 # -- the per-device pass -------------------------------------------------------------
@@ -308,8 +298,7 @@ def _kahan_add(acc, value):
 
 
 # How each validation reduction combines over chunks and devices.
-_CHECKS = {"x_nonfinite_row": "min", "x_negative_row": "min", "empty_rows": "sum",
-           "empty_row": "min", "y_finite": "min", "y_min": "min", "y_bad_sum_row": "min",
+_CHECKS = {"x_nonfinite_row": "min", "x_min": "min", "y_finite": "min", "y_min": "min", "y_bad_sum_row": "min",
            "y_integral": "min", "y_max": "max"}
 _MERGE = {"min": jnp.minimum, "max": jnp.maximum, "sum": jnp.add}
 
@@ -361,11 +350,9 @@ def _build_kernel(mesh, row_axes: tuple, local_rows: int, m: int, soft: bool,
       sums["gram"] = _grouped_product(x, x * w[:, None])
     first = lambda bad: jnp.where(bad & valid, rows, sentinel).min()
     finite = jnp.isfinite(x).all(axis=1)
-    empty = finite & (mass == 0)
     checks = {"x_nonfinite_row": first(~finite),
-              "x_negative_row": first((x < 0).any(axis=1)),
-              "empty_rows": (empty & valid).sum(dtype=jnp.int32),
-              "empty_row": first(empty)}
+              # Padding rows (weight 0) are copies of real rows, so need no masking.
+              "x_min": jnp.where(jnp.isfinite(x), x, jnp.inf).min()}
     if soft:
       ok = jnp.isfinite(target)
       checks["y_finite"] = ok.all().astype(jnp.int32)

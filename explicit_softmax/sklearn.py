@@ -7,17 +7,18 @@ search) and passes ``sklearn.utils.estimator_checks``. Labels of any type are
 encoded through ``classes_``; the model itself is ``p(y|x) = softmax(x W + b)``
 with ``W, b`` from :func:`explicit_softmax.solve`.
 
-Because the statistics ``F = X^T diag(w) Y`` are sums over samples,
-``partial_fit`` over batches gives exactly the model that ``fit`` gives on the
-concatenated batches (up to float round-off), whatever classes each batch holds.
+For the closed forms the statistics ``F = X^T diag(w) Y`` are sums over
+samples, so ``partial_fit`` over batches gives exactly the model that ``fit``
+gives on the concatenated batches (up to float round-off), whatever classes
+each batch holds.
 
 Example::
 
   from sklearn.pipeline import make_pipeline
-  from sklearn.preprocessing import MinMaxScaler
+  from sklearn.preprocessing import StandardScaler
   from explicit_softmax.sklearn import ExplicitSoftmaxClassifier
 
-  clf = make_pipeline(MinMaxScaler(clip=True), ExplicitSoftmaxClassifier(calibrate=True))
+  clf = make_pipeline(StandardScaler(), ExplicitSoftmaxClassifier())
   clf.fit(X_train, y_train).score(X_test, y_test)
 """
 
@@ -26,14 +27,16 @@ from __future__ import annotations
 import numbers
 
 import numpy as np
-import scipy.sparse as sp
 import scipy.special
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils._available_if import available_if
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted
 
 from explicit_softmax import _targets
+from explicit_softmax import calibration
+from explicit_softmax import fitting
 from explicit_softmax import refinement
 from explicit_softmax import solvers
 from explicit_softmax import statistics
@@ -51,27 +54,20 @@ _DTYPES = (np.float64, np.float32)
 
 
 class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
-  """Softmax (multinomial logistic) classifier fitted in closed form.
+  """Softmax (multinomial logistic) classifier: explicit start, certified optimum.
 
-  ``fit`` computes the additive statistics of the data in one pass and solves
-  for ``W, b`` explicitly (:func:`explicit_softmax.solve`); optionally it then
-  calibrates a temperature and class biases (:func:`explicit_softmax.calibrate`)
-  and/or refines the weights iteratively (:func:`explicit_softmax.refine`),
-  both on the training data.
+  With the defaults, ``fit`` gives the model of :func:`explicit_softmax.fit`:
+  on one-hot inputs the count solution (the exact optimum there); on any other
+  real features (StandardScaler output, counts, pixels, embeddings) the
+  L2-regularised multinomial optimum, started from the Newton closed form,
+  with ``l2`` chosen on held-out folds along a warm-started path and refined
+  in float64 until its relative gradient norm is below ``tol``.
+  ``method="cooccurrence"`` or ``"newton"`` give the raw closed forms (one
+  pass of additive statistics; ``partial_fit`` is available for them).
 
-  Input. Training features must be nonnegative (counts, tf-idf, pixel
-  intensities, ReLU or softmax activations): the explicit solution is built
-  from feature-class co-occurrences, which negative features do not have.
-  Negative training data raise a ``ValueError`` ("Negative values in data ...");
-  put e.g. ``MinMaxScaler(clip=True)`` in front of the classifier. Prediction
-  evaluates the linear logits ``x W + b``, defined for any finite ``x``, so
-  held-out data slightly outside the training range are accepted. Dense arrays
-  and ``scipy.sparse`` matrices are accepted (sparse data are never densified).
-
-  Samples without any nonzero feature carry no feature-class co-occurrence:
-  they are left out of the explicit statistics (a data set in which every
-  sample is empty is an error), but ``calibrate``/``refine`` use them, since
-  they inform the class biases.
+  Input. Dense arrays and ``scipy.sparse`` matrices (never densified) of any
+  finite real features; only ``method="cooccurrence"`` needs nonnegative ones.
+  Rows of zeros are ordinary samples (they inform the bias).
 
   Labels can be of any type (strings, integers, ...); they are sorted into
   ``classes_`` and predictions are returned as those labels. With two classes
@@ -80,65 +76,78 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
   class the model predicts that class with probability one.
 
   Args:
-    method: ``"cooccurrence"`` (the co-occurrence solution, O(N M) memory) or
-      ``"newton"`` (one exact Newton step from zero, O(N^2) memory).
+    method: ``"auto"`` (default, see above), ``"cooccurrence"`` (the
+      co-occurrence solution, O(N M) memory) or ``"newton"`` (one exact Newton
+      step from zero, O(N^2) memory).
     smoothing: additive smoothing of the co-occurrence solution (``>= 0``).
     ridge: relative ridge of the Newton solution (``>= 0``).
-    calibrate: fit a temperature and class biases after the explicit solve.
+    l2: ``"auto"`` or a number ``>= 0``: the L2 strength of the optimum
+      (``method="auto"``), of ``refine`` and of calibration's bias
+      corrections. ``"auto"`` chooses it on held-out folds for
+      ``method="auto"`` and means ``1 / sum(sample_weight)`` (scikit-learn's
+      ``C = 1``) for ``refine``/``calibrate`` after a closed form.
+    tol: relative gradient norm at which the optimum (``method="auto"``) and
+      L-BFGS ``refine`` stop.
+    cv: held-out data for ``l2="auto"``: None (3 stratified folds up to 5,000
+      samples, else one 80/20 split), a number of folds, or an iterable of
+      (train, validation) index pairs, as in scikit-learn's ``*CV`` estimators.
+    calibrate: fit a temperature and class biases after a closed form.
     refine: None, or ``"lbfgs"``, ``"adam"`` or ``"sgd"`` to refine the
-      weights on the training data after the explicit solve (full batch).
-    refine_steps: number of refinement steps.
-    l2: L2 penalty ``(l2 / 2) ||W||^2`` of the refinement, and ``(l2 / 2) ||beta||^2``
-      of the calibration's bias corrections (needed there when every sample
-      of some class has zero weight).
+      weights on the training data after a closed form (full batch).
+    refine_steps: maximum number of refinement steps.
 
   Attributes:
     classes_: (M,) the sorted class labels.
     model_: the fitted :class:`explicit_softmax.SoftmaxModel` (labels encoded as
-      indices into ``classes_``).
+      indices into ``classes_``); ``model_.info`` records how it was obtained
+      (for ``method="auto"``: the convergence record and the ``l2`` path).
     coef_: (M, N) per-class weights ``W^T``.
     intercept_: (M,) per-class biases ``b``.
-    stats_: the :class:`explicit_softmax.SoftmaxStats` of all data seen by
-      ``fit``/``partial_fit`` (merge them with ``+`` across shards).
+    stats_: for the closed forms, the :class:`explicit_softmax.SoftmaxStats` of
+      all data seen by ``fit``/``partial_fit`` (merge them with ``+``).
     n_features_in_: N, the number of features seen during fit.
     feature_names_in_: feature names, when ``X`` had string column names.
   """
 
-  def __init__(self, method: str = "cooccurrence", smoothing: float = solvers.DEFAULT_SMOOTHING,
-               ridge: float = solvers.DEFAULT_RIDGE, calibrate: bool = False,
-               refine: str | None = None, refine_steps: int = 50, l2: float = 0.0):
+  def __init__(self, method: str = "auto", smoothing: float = solvers.DEFAULT_SMOOTHING,
+               ridge: float = solvers.DEFAULT_RIDGE, l2="auto",
+               tol: float = refinement.DEFAULT_TOL, cv=None, calibrate: bool = False,
+               refine: str | None = None, refine_steps: int = 50):
     self.method = method
     self.smoothing = smoothing
     self.ridge = ridge
+    self.l2 = l2
+    self.tol = tol
+    self.cv = cv
     self.calibrate = calibrate
     self.refine = refine
     self.refine_steps = refine_steps
-    self.l2 = l2
 
   # -- tags --------------------------------------------------------------------
   def _poor_score(self) -> bool:
     # The plain co-occurrence solution has no bias and, on dense continuous
     # features, over-counts the class prior (one factor per feature of the
     # product of experts), so it need not reach a "reasonable" training
-    # accuracy; calibration, refinement or the Newton solution fix this.
+    # accuracy; calibration, refinement or the other methods fix this.
     return self.method == "cooccurrence" and not self.calibrate and self.refine is None
 
   def __sklearn_tags__(self):
     tags = super().__sklearn_tags__()
-    tags.input_tags.positive_only = True  # fit needs nonnegative features
+    tags.input_tags.positive_only = self.method == "cooccurrence"
     tags.input_tags.sparse = True
     tags.classifier_tags.poor_score = self._poor_score()
     return tags
 
   def _more_tags(self):  # scikit-learn < 1.6
-    return {"requires_positive_X": True, "poor_score": self._poor_score()}
+    return {"requires_positive_X": self.method == "cooccurrence",
+            "poor_score": self._poor_score()}
 
   # -- fitting -----------------------------------------------------------------
   def fit(self, X, y, sample_weight=None) -> "ExplicitSoftmaxClassifier":
-    """Fits the explicit solution (then calibrates/refines if requested).
+    """Fits the model (see the class docstring).
 
     Args:
-      X: (T, N) nonnegative features, array-like or ``scipy.sparse``.
+      X: (T, N) real features, array-like or ``scipy.sparse``.
       y: (T,) class labels of any type.
       sample_weight: optional (T,) nonnegative weights.
 
@@ -146,43 +155,66 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
       self.
 
     Raises:
-      ValueError: for invalid hyperparameters, negative or non-finite features,
-        all-zero weights, or data in which no sample has a nonzero feature.
+      ValueError: for invalid hyperparameters, non-finite features (negative
+        ones with ``method="cooccurrence"``), or all-zero weights.
     """
     self._check_params()
     X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=True)
     check_classification_targets(y)
-    _check_nonnegative(X, f"{type(self).__name__}.fit")
     classes, codes = np.unique(y, return_inverse=True)
     sw = _check_weights(sample_weight, X)
-    stats = _batch_stats(X, codes, sw, len(classes), gram=self.method == "newton")
-    if stats is None:
-      raise ValueError(_NO_INFORMATIVE_SAMPLES)
-    model = solvers.solve(stats, self.method, smoothing=self.smoothing, ridge=self.ridge)
-    if self.calibrate:
-      model = refinement.calibrate(model, X, codes, sample_weight=sw, l2=self.l2)
-    if self.refine is not None:
-      model = refinement.refine(model, X, codes, method=self.refine, steps=self.refine_steps,
-                                l2=self.l2, sample_weight=sw)
+    m = len(classes)
+    if self.method == "auto":
+      model = fitting.fit(X, codes, n_classes=m, l2=self.l2, tol=self.tol, sample_weight=sw,
+                          smoothing=self.smoothing, cv=self.cv)
+      stats = None
+    else:
+      stats = statistics.SoftmaxStats.from_data(X, codes, n_classes=m, sample_weight=sw,
+                                                gram=self.method == "newton")
+      model = self._post_process(solvers.solve(stats, self.method, smoothing=self.smoothing,
+                                               ridge=self.ridge), X, codes, sw)
     self.classes_ = classes
-    self.stats_ = stats
+    if stats is not None:
+      self.stats_ = stats
+    elif hasattr(self, "stats_"):
+      del self.stats_
     self._set_model(model)
     return self
 
+  def _post_process(self, model, X, codes, sw):
+    """``calibrate`` and ``refine`` after a closed form, as requested."""
+    l2 = 1.0 / sw.sum() if isinstance(self.l2, str) else self.l2
+    if self.calibrate:
+      model = calibration.calibrate(model, X, codes, sample_weight=sw, l2=l2)
+    if self.refine is not None:
+      model = refinement.refine(model, X, codes, method=self.refine, steps=self.refine_steps,
+                                l2=l2, tol=self.tol, sample_weight=sw)
+    return model
+
+  def _check_partial_fit(self) -> bool:
+    if self.method == "auto" or self.calibrate or self.refine is not None:
+      raise AttributeError(
+          "partial_fit is only available for the closed forms without calibration or "
+          "refinement (method='cooccurrence' or 'newton', calibrate=False, refine=None): "
+          "it re-solves from additive statistics, while the optimum (method='auto'), "
+          "calibrate and refine need all the data at once. Use fit, or "
+          "es.calibrate/es.refine on model_ afterwards.")
+    return True
+
+  @available_if(_check_partial_fit)
   def partial_fit(self, X, y, classes=None, sample_weight=None) -> "ExplicitSoftmaxClassifier":
     """Adds a batch to the statistics and re-solves: exact incremental fitting.
 
-    The statistics are sums over samples, so any sequence of ``partial_fit``
+    Available for ``method="cooccurrence"`` or ``"newton"`` without
+    ``calibrate``/``refine`` (an ``AttributeError`` says so otherwise). The
+    statistics are sums over samples, so any sequence of ``partial_fit``
     calls gives the explicit model that ``fit`` gives on all batches at once
-    (up to float round-off), also when a batch lacks some classes. Only the
-    explicit solve is applied: ``calibrate`` and ``refine`` need the whole
-    training data in memory and are ignored here (call
-    :func:`explicit_softmax.calibrate`/:func:`explicit_softmax.refine` on
-    ``model_`` afterwards if the data allow it). After ``fit``, ``partial_fit``
-    continues from the statistics of the data given to ``fit``.
+    (up to float round-off), also when a batch lacks some classes. After
+    ``fit``, ``partial_fit`` continues from the statistics of the data given to
+    ``fit``.
 
     Args:
-      X: (T, N) nonnegative features, array-like or ``scipy.sparse``.
+      X: (T, N) real features, array-like or ``scipy.sparse``.
       y: (T,) labels, each one of ``classes``.
       classes: all class labels; required on the first call (a batch may lack
         some classes), optional afterwards (then it must not change).
@@ -210,17 +242,13 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
             "first).")
     X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=first)
     check_classification_targets(y)
-    _check_nonnegative(X, f"{type(self).__name__}.partial_fit")
     known = classes if first else self.classes_
     codes = _encode(y, known)
     sw = _check_weights(sample_weight, X)
     gram = self.method == "newton" if first else self.stats_.gram is not None
-    batch = _batch_stats(X, codes, sw, len(known), gram=gram)
-    stats = self.stats_ if not first else None
-    if batch is not None:
-      stats = batch if stats is None else stats + batch
-    if stats is None:
-      raise ValueError(_NO_INFORMATIVE_SAMPLES)
+    batch = statistics.SoftmaxStats.from_data(X, codes, n_classes=len(known), sample_weight=sw,
+                                              gram=gram)
+    stats = batch if first else self.stats_ + batch
     model = solvers.solve(stats, self.method, smoothing=self.smoothing, ridge=self.ridge)
     self.classes_ = known
     self.stats_ = stats
@@ -233,16 +261,23 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     self.intercept_ = model.bias
 
   def _check_params(self) -> None:
-    if self.method not in solvers.METHODS:
-      raise ValueError(f"method={self.method!r} is unknown; choose one of {solvers.METHODS}.")
-    for name in ("smoothing", "ridge", "l2"):
+    if self.method not in fitting.METHODS:
+      raise ValueError(f"method={self.method!r} is unknown; choose one of {fitting.METHODS}.")
+    names = ("smoothing", "ridge", "tol") + (() if isinstance(self.l2, str) else ("l2",))
+    for name in names:
       value = getattr(self, name)
       if (not isinstance(value, numbers.Real) or isinstance(value, bool)
           or not np.isfinite(value) or value < 0):
         raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
+    if isinstance(self.l2, str) and self.l2 != "auto":
+      raise ValueError(f"l2 must be 'auto' or a finite number >= 0; got {self.l2!r}.")
     if self.refine is not None and self.refine not in refinement.METHODS:
       raise ValueError(
           f"refine={self.refine!r} is unknown; use None or one of {refinement.METHODS}.")
+    if self.method == "auto" and (self.calibrate or self.refine is not None):
+      raise ValueError(
+          "calibrate and refine apply to the closed forms; method='auto' already returns "
+          "the refined optimum. Use method='cooccurrence' or 'newton' with them.")
     _targets.check_integer("refine_steps", self.refine_steps, minimum=0)
 
   # -- prediction --------------------------------------------------------------
@@ -284,22 +319,6 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     return self.classes_[np.argmax(z, axis=1)]
 
 
-_NO_INFORMATIVE_SAMPLES = (
-    "no sample with positive weight has a nonzero feature, so there is nothing to fit "
-    "(the explicit solution is built from feature-class co-occurrences). Check the "
-    "features, or append a constant feature column.")
-
-
-def _check_nonnegative(X, whom: str) -> None:
-  values = X.data if sp.issparse(X) else X
-  if values.size and values.min() < 0:
-    raise ValueError(
-        f"Negative values in data passed to {whom}: the explicit solution needs "
-        "nonnegative features (counts, intensities, activations after ReLU/softmax). "
-        "Shift or rescale them first, e.g. with sklearn.preprocessing.MinMaxScaler(clip=True) "
-        "in a Pipeline.")
-
-
 def _check_weights(sample_weight, X) -> np.ndarray:
   sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
   if not np.isfinite(sw).all() or sw.min() < 0:
@@ -319,19 +338,3 @@ def _encode(y, classes: np.ndarray) -> np.ndarray:
         f"y contains labels {np.unique(np.asarray(y)[unknown])!r} that are not in classes "
         f"{classes!r}; pass every label in `classes` on the first partial_fit call.")
   return np.searchsorted(classes, y)
-
-
-def _batch_stats(X, codes, sw, n_classes: int, gram: bool):
-  """The statistics of the samples that have feature mass, or None if there are none.
-
-  Empty samples (no nonzero feature) contribute nothing to ``F = X^T diag(w) Y``;
-  zero-weight samples contribute nothing at all. Both are left out.
-  """
-  mass = np.asarray(X.sum(axis=1)).ravel()
-  keep = (mass > 0) & (sw > 0)
-  if not keep.any():
-    return None
-  if not keep.all():
-    X, codes, sw = X[keep], codes[keep], sw[keep]
-  return statistics.SoftmaxStats.from_data(
-      X, codes, n_classes=n_classes, sample_weight=sw, gram=gram)

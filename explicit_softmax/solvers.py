@@ -57,6 +57,13 @@ def cooccurrence_weights(stats: statistics.SoftmaxStats,
   """
   if not smoothing >= 0:
     raise ValueError(f"smoothing must be >= 0; got {smoothing}.")
+  if stats.min_feature < 0:
+    raise ValueError(
+        f"Negative values in data: method='cooccurrence' needs nonnegative features "
+        f"(counts, intensities, "
+        f"activations after ReLU/softmax), but X has negative entries (smallest "
+        f"{stats.min_feature:.4g}). Use method='newton' or the default method='auto', "
+        "which take any real features, or shift the features to be nonnegative.")
   f_mat = stats.cooccurrence
   f = stats.feature_mass
   seen = f > 0
@@ -70,7 +77,8 @@ def cooccurrence_weights(stats: statistics.SoftmaxStats,
   weights = np.zeros_like(f_mat)
   with np.errstate(divide="ignore"):
     weights[seen] = np.log(f_mat[seen] + smoothing) - np.log(f[seen] + m * smoothing)[:, None]
-  weights /= stats.mean_feature_mass
+  if stats.mean_feature_mass > 0:  # else every sample is a row of zeros: W = 0
+    weights /= stats.mean_feature_mass
   return model_lib.SoftmaxModel(
       weights, np.zeros(m),
       info={"method": "cooccurrence", "smoothing": float(smoothing),
@@ -88,9 +96,12 @@ def newton_weights(stats: statistics.SoftmaxStats,
 
       [W; b] = M (X1^T X1 / T_w + r I)^{-1} X1^T diag(w) (Y - 1/M) / T_w,
 
-  a ridge regression of the centred one-hot targets, scaled by ``M``. The ridge
-  ``r`` is relative to the mean diagonal of ``X1^T X1 / T_w`` (``r = 0`` is the
-  exact step), which makes the solution invariant to rescaling ``X``.
+  a ridge regression of the centred one-hot targets, scaled by ``M``. It is
+  solved for ``X`` divided by its root-mean-square entry ``c`` (the bias column
+  stays 1), with the ridge ``r`` relative to the mean diagonal of that system
+  (``r = 0`` is the exact step). Rescaling ``X`` by any factor (1e-30 to 1e30
+  are tested) therefore rescales ``W`` inversely and leaves the predictions
+  unchanged. Features are real: no sign is needed.
 
   Args:
     stats: statistics collected with ``gram=True``.
@@ -116,12 +127,23 @@ def newton_weights(stats: statistics.SoftmaxStats,
   gram /= t_w
   rhs = np.vstack([stats.cooccurrence - f[:, None] / m,
                    stats.class_mass - t_w / m]) * (m / t_w)
+  # Solve for D theta with D = diag(c, ..., c, 1), c the RMS feature value: X / c
+  # has the same Gram matrix whatever the magnitude of X, and the bias column
+  # stays 1. Without it the ridge below, relative to the mean diagonal of
+  # [X, 1], would weigh the bias differently for X and 255 X, and X * 1e-30
+  # would collapse to the uniform model.
+  c = np.sqrt(np.trace(gram[:n, :n]) / n) if n else 0.0
+  d = np.ones(n + 1)
+  d[:n] = c if c > 0 else 1.0
+  gram = gram / d[:, None] / d[None, :]
+  rhs = rhs / d[:, None]
   lam = ridge * np.trace(gram) / (n + 1)
   if lam > 0:
     theta = scipy.linalg.solve(gram + lam * np.eye(n + 1), rhs, assume_a="pos")
   else:
     # The exact step: minimum-norm solution when X1 is rank deficient.
     theta = scipy.linalg.lstsq(gram, rhs)[0]
+  theta /= d[:, None]
   return model_lib.SoftmaxModel(
       theta[:n], theta[n],
       info={"method": "newton", "ridge": float(ridge), "n_samples": stats.n_samples})
@@ -155,28 +177,3 @@ def solve(stats: statistics.SoftmaxStats, method: str = "cooccurrence", *,
   if method == "newton":
     return newton_weights(stats, ridge)
   raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
-
-
-def fit(X, y, n_classes: int | None = None, method: str = "cooccurrence", *,
-        smoothing: float = DEFAULT_SMOOTHING, ridge: float = DEFAULT_RIDGE,
-        sample_weight=None) -> model_lib.SoftmaxModel:
-  """Fits explicit softmax weights in one pass over the data.
-
-  Args:
-    X: (T, N) nonnegative features: dense numpy/JAX array (uint8 images
-      accepted), ``scipy.sparse`` matrix, or :class:`TokenFeatures`.
-    y: (T,) integer labels in ``[0, M)`` or (T, M) soft labels.
-    n_classes: M; inferred from ``y`` if None.
-    method: ``"cooccurrence"`` or ``"newton"`` (see :func:`solve`).
-    smoothing: additive smoothing of the co-occurrence solution.
-    ridge: relative ridge of the Newton solution.
-    sample_weight: optional (T,) nonnegative weights.
-
-  Returns:
-    A :class:`SoftmaxModel`.
-  """
-  if method not in METHODS:
-    raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
-  stats = statistics.SoftmaxStats.from_data(
-      X, y, n_classes=n_classes, sample_weight=sample_weight, gram=(method == "newton"))
-  return solve(stats, method, smoothing=smoothing, ridge=ridge)

@@ -10,7 +10,9 @@ ones, ``F = X^T Y``. Everything the explicit solvers need is a sum over samples:
 * ``T_w = 1^T w``                  total sample weight;
 * ``sum_t w_t m_t^2``              second moment of the per-sample feature mass
   ``m_t = x_t 1`` (the first moment is ``1^T f``);
-* ``G = X^T diag(w) X``            (N, N) Gram matrix, only for ``method="newton"``.
+* ``G = X^T diag(w) X``            (N, N) Gram matrix, only for ``method="newton"``;
+* ``min_t,i x_ti``                 the smallest feature value (a minimum merges as
+  sums do), since the co-occurrence solution needs nonnegative features.
 
 Because they are sums, statistics of batches add up (``a + b``, ``update``) to
 the statistics of the whole data set, in any order and any split.
@@ -41,6 +43,7 @@ class SoftmaxStats:
     mass_sq: ``sum_t w_t m_t^2`` with ``m_t`` the feature mass of sample t.
     n_samples: the number of samples seen (unweighted).
     gram: ``X^T diag(w) X`` (N, N) float64, or None if not collected.
+    min_feature: the smallest entry of ``X`` seen (``inf`` for no data).
   """
 
   cooccurrence: np.ndarray
@@ -49,6 +52,7 @@ class SoftmaxStats:
   mass_sq: float
   n_samples: int
   gram: np.ndarray | None = None
+  min_feature: float = np.inf
 
   # -- derived quantities ----------------------------------------------------
   @property
@@ -85,8 +89,9 @@ class SoftmaxStats:
     """Computes the statistics in one pass over ``X``.
 
     Args:
-      X: (T, N) nonnegative features: dense numpy/JAX array (uint8 accepted),
-        ``scipy.sparse`` matrix, or :class:`TokenFeatures`.
+      X: (T, N) real features: dense numpy/JAX array (uint8 accepted),
+        ``scipy.sparse`` matrix, or :class:`TokenFeatures`. Rows of zeros are
+        valid samples (they inform only the class mass, hence the bias).
       y: (T,) integer labels in ``[0, M)`` or (T, M) soft labels.
       n_classes: M; inferred from ``y`` if None.
       sample_weight: optional (T,) nonnegative weights.
@@ -97,8 +102,8 @@ class SoftmaxStats:
       A :class:`SoftmaxStats`.
 
     Raises:
-      ValueError: for invalid ``X``, ``y`` or weights, a sample without any
-        feature mass, or a Gram matrix too large for memory.
+      ValueError: for invalid ``X``, ``y`` or weights, or a Gram matrix too
+        large for memory.
     """
     from explicit_softmax import sharding  # lazy: sharding imports this module
     if sharding.computes_on_device(X):  # a jax.Array on accelerators: reduce it there
@@ -109,13 +114,8 @@ class SoftmaxStats:
     targets = _targets.check_targets(y, t, n_classes)
     w = _targets.check_sample_weight(sample_weight, t)
     _check_gram_size(n, gram)
-    cooccurrence, mass, gram_matrix = design.one_pass(targets.weighted(w), w if gram else None)
-    empty_rows = np.flatnonzero(mass == 0)
-    if empty_rows.size:
-      raise ValueError(
-          f"{empty_rows.size} samples have no nonzero feature (first: row {empty_rows[0]}); "
-          "they carry no co-occurrence information. Drop them, or append a constant "
-          "feature column so every sample has one.")
+    cooccurrence, mass, gram_matrix, min_feature = design.one_pass(
+        targets.weighted(w), w if gram else None)
     return cls(
         cooccurrence=cooccurrence,
         class_mass=targets.class_mass(w),
@@ -124,7 +124,8 @@ class SoftmaxStats:
         # which would compete with the threads of the next statistics pass.
         mass_sq=float((w * mass * mass).sum()),
         n_samples=t,
-        gram=gram_matrix)
+        gram=gram_matrix,
+        min_feature=min_feature)
 
   @classmethod
   def from_batches(cls, batches: Iterable, *, n_classes: int, gram: bool = False,
@@ -185,7 +186,8 @@ class SoftmaxStats:
         self.total_weight + other.total_weight,
         self.mass_sq + other.mass_sq,
         self.n_samples + other.n_samples,
-        None if self.gram is None else self.gram + other.gram)
+        None if self.gram is None else self.gram + other.gram,
+        min(self.min_feature, other.min_feature))
 
 
 def _check_gram_size(n_features: int, gram: bool) -> None:

@@ -131,7 +131,8 @@ def test_errors(data):
   linear_stack = nnx.Sequential(nnx.Linear(N_IN, N_HIDDEN, rngs=nnx.Rngs(0)),
                                 nnx.Linear(N_HIDDEN, N_CLASSES, rngs=nnx.Rngs(1)))
   with pytest.raises(ValueError, match="negative entries.*nnx.relu"):
-    es_flax.init_head(linear_stack, x, y)
+    es_flax.init_head(linear_stack, x, y, method="cooccurrence")
+  assert np.isfinite(es_flax.init_head(linear_stack, x, y).weights).all()  # newton: real ok
   relu_last = nnx.Sequential(nnx.Linear(N_IN, N_CLASSES, rngs=nnx.Rngs(0)), nnx.relu)
   with pytest.raises(ValueError, match="not a dense nnx.Linear"):
     es_flax.init_head(relu_last, x, y)
@@ -190,7 +191,7 @@ def test_explicit_init_returns_the_weights(data):
   np.testing.assert_array_equal(np.asarray(layer.bias[...]), explicit.bias)
   init = es_flax.explicit_init(es.SoftmaxStats.from_data(x, y))  # co-occurrence
   np.testing.assert_array_equal(np.asarray(init(None, (N_IN, N_CLASSES))),
-                                es.fit(x, y).weights)
+                                es.fit(x, y, method="cooccurrence").weights)
   assert init(None, (N_IN, N_CLASSES), jnp.bfloat16).dtype == jnp.bfloat16
   with pytest.raises(ValueError, match=r"shape \(3, 12\).*\(12, 3\)"):
     init(None, (N_CLASSES, N_IN))
@@ -203,7 +204,7 @@ def _token_model(vocab=11, k=2, seed=4):
   ids = rng.integers(0, vocab, size=(600, k))
   y = (ids[:, 0] * 3 + ids[:, -1] + rng.integers(0, 3, 600)) % vocab
   tokens = es.TokenFeatures(ids, vocab)
-  return tokens, y, es.fit(tokens, y, n_classes=vocab)
+  return tokens, y, es.fit(tokens, y, n_classes=vocab, method="cooccurrence")
 
 
 @pytest.mark.parametrize("k", [1, 2])
@@ -303,4 +304,4 @@ def test_linen_errors(data):
   with pytest.raises(ValueError, match="not a Dense layer"):
     es_flax.init_linen_head(variables, "params", x, y)
   with pytest.raises(ValueError, match="negative entries"):
-    es_flax.init_linen_head(variables, "hidden", x - 0.5, y % N_HIDDEN)
+    es_flax.init_linen_head(variables, "hidden", x - 0.5, y % N_HIDDEN, method="cooccurrence")

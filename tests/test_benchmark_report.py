@@ -107,3 +107,62 @@ def test_seed_sentence_weighs_each_start_against_the_steps_it_saved():
   assert "that start (*cheap*) saved Adam no steps" in report._worth_sentence(worth, study, 0.285)
   worth["start"] = "full"
   assert "saved Adam 2,688 rows (21 steps of 128)" in report._worth_sentence(worth, study, 0.285)
+
+
+def _real_result(ours, peer=(0.20, 0.90, 1.0), ours_on_wine="ok"):
+  """A hand-made ``real.json``: (log loss, accuracy, cold seconds) of the default arm and of
+  LogisticRegression() on iris; wine has fixed numbers (ratio 1.0, +0 points, 0.1 s each)."""
+  def arm(label, loss, acc, cold):
+    return {"label": label, "status": "ok", "accuracy": acc, "log_loss": loss,
+            "cold_seconds": cold, "warm_seconds": cold / 2, "warm_runs": [cold / 2] * 3}
+
+  def data_set(ours_arm, peer_arm):
+    return {"status": "ok", "import_seconds": 0.5, "peer_import_seconds": 1.0,
+            "arms": {"explicit_default": ours_arm, "logreg": peer_arm,
+                     "multinomial_nb": {"label": "MultinomialNB()", "status": "not applicable",
+                                        "reason": "features have negative values"}}}
+
+  wine_ours = (arm("ExplicitSoftmaxClassifier()", 0.1, 0.95, 0.1) if ours_on_wine == "ok" else
+               {"label": "ExplicitSoftmaxClassifier()", "status": ours_on_wine,
+                "reason": "ValueError: negative features. More detail here."})
+  return {"machine": {"cores": 2, "date": "today"}, "config": {"warm_repeats": 3},
+          "datasets": {
+              "iris": data_set(arm("ExplicitSoftmaxClassifier()", *ours),
+                               arm("LogisticRegression()", *peer)),
+              "wine": data_set(wine_ours, arm("LogisticRegression()", 0.1, 0.95, 0.1)),
+              "mnist": {"status": "skipped", "reason": "MNIST files not found"}}}
+
+
+def test_real_section_says_met_when_the_numbers_meet_the_targets():
+  text = report.real_section(_real_result(ours=(0.203, 0.895, 0.4)))
+  assert "**not met**" not in text
+  assert "| iris | ExplicitSoftmaxClassifier() | 89.50 | 0.2030 | 0.400 | 0.200 |" in text
+  assert "on every data set): met; worst ratio 1.015 on iris (iris 1.015, wine 1.000)" in text
+  assert "met; worst difference -0.50 points on iris (iris -0.50, wine +0.00)" in text
+  # 1.0 + 0.1 s against 0.4 + 0.1 s; with each process's imports, 3.1 s against 1.5 s.
+  assert "met; `LogisticRegression()` took 1.10 s against 0.50 s, ratio 2.20x" in text
+  assert "3.10 s against 1.50 s, 2.07x" in text
+  assert "MultinomialNB() on iris, wine" in text
+  assert "Skipped: mnist (MNIST files not found)" in text
+
+
+def test_real_section_says_not_met_for_each_target_the_numbers_miss():
+  text = report.real_section(_real_result(ours=(0.21, 0.88, 2.0)))
+  assert "**not met**; worst ratio 1.050 on iris" in text
+  assert "**not met**; worst difference -2.00 points on iris" in text
+  assert "**not met**; `LogisticRegression()` took 1.10 s against 2.10 s, ratio 0.52x" in text
+  # Exactly at the thresholds (2% above, one point below) the targets are met.
+  t = report.real_targets(_real_result(ours=(0.204, 0.89, 0.5))["datasets"])
+  assert t["log_loss"]["met"] and t["accuracy"]["met"] and t["time"]["met"]
+
+
+def test_real_targets_are_not_met_where_the_default_estimator_did_not_run():
+  d = _real_result(ours=(0.19, 0.95, 0.1), ours_on_wine="not applicable")
+  t = report.real_targets(d["datasets"])
+  assert list(t["per_dataset"]) == ["iris"] and not t["log_loss"]["met"]
+  assert not t["accuracy"]["met"] and not t["time"]["met"]
+  text = report.real_section(d)
+  assert "**not met**; worst ratio 0.950 on iris (iris 0.950). Not compared on wine." in text
+  assert ("wine: ExplicitSoftmaxClassifier() not applicable: ValueError: negative features."
+          in text)
+  assert "More detail" not in text

@@ -84,7 +84,7 @@ def _checkpoint_losses(start, x, y, *, every: int, steps: int, reference=None,
       if reference is not None:
         kls.append(es.diagnostics.mean_kl(reference, model, x))
 
-  es.refine(start, x, y, steps=steps, callback=callback, **refine_kwargs)
+  es.refine(start, x, y, steps=steps, tol=0, callback=callback, **refine_kwargs)
   return np.asarray(losses), np.asarray(kls)
 
 
@@ -92,7 +92,7 @@ def _checkpoint_losses(start, x, y, *, every: int, steps: int, reference=None,
 
 def _measure_claim1_one_hot(seed: int) -> dict:
   x, y = _lm(seed, 1)
-  explicit = es.fit(x, y, n_classes=V, smoothing=0.0)
+  explicit = es.fit(x, y, n_classes=V, smoothing=0.0, method="cooccurrence")
   return {
       "sgd": _relative_improvement(explicit, x, y, method="sgd", steps=100,
                                    learning_rate=SGD_LR),
@@ -107,7 +107,7 @@ def _measure_claim1_one_hot(seed: int) -> dict:
 
 def _measure_claim1_two_tokens(seed: int) -> dict:
   x, y = _lm(seed, 2)
-  explicit = es.fit(x, y, n_classes=V, smoothing=0.0)
+  explicit = es.fit(x, y, n_classes=V, smoothing=0.0, method="cooccurrence")
   return {
       "lbfgs": _relative_improvement(explicit, x, y, method="lbfgs", steps=100),
       "adam": _relative_improvement(explicit, x, y, method="adam", steps=200,
@@ -117,7 +117,7 @@ def _measure_claim1_two_tokens(seed: int) -> dict:
 
 def _measure_claim2(seed: int) -> dict:
   x, y = _lm(seed, 1)
-  explicit = es.fit(x, y, n_classes=V, smoothing=0.0)
+  explicit = es.fit(x, y, n_classes=V, smoothing=0.0, method="cooccurrence")
   start = _random_init(seed, V)
   reference = explicit
   losses, kls = _checkpoint_losses(start, x, y, every=20, steps=200, reference=reference,
@@ -131,7 +131,7 @@ def _measure_claim2(seed: int) -> dict:
 
 def _measure_claim3(seed: int, n_context: int) -> dict:
   x, y = _lm(seed, n_context)
-  explicit = es.fit(x, y, n_classes=V, smoothing=0.0)
+  explicit = es.fit(x, y, n_classes=V, smoothing=0.0, method="cooccurrence")
   start = _random_init(seed, n_context * V)
   out = {}
   for name, kwargs in {"sgd": {"method": "sgd", "learning_rate": SGD_LR},
@@ -192,7 +192,7 @@ def test_claim1_refuted_when_context_tokens_carry_independent_evidence():
   Asserted: more than 10 %.
   """
   x, y = _additive_lm(0)
-  explicit = es.fit(x, y, n_classes=V)
+  explicit = es.fit(x, y, n_classes=V, method="cooccurrence")
   refined = es.refine(explicit, x, y, method="lbfgs", steps=100)
   before = explicit.log_loss(x, y)
   assert (before - refined.log_loss(x, y)) / before > 0.10
@@ -209,7 +209,7 @@ def test_claim2_on_an_additive_source_sgd_passes_the_explicit_solution_and_moves
   explicit one by more than 0.05 nats.
   """
   x, y = _additive_lm(0)
-  explicit = es.fit(x, y, n_classes=V)
+  explicit = es.fit(x, y, n_classes=V, method="cooccurrence")
   kls = []
 
   def track(step, model, record):
@@ -277,7 +277,7 @@ def test_claim3_two_token_contexts_reach_the_same_optimum_from_both_inits():
   sooner (test above), not to a better optimum.
   """
   x, y = _lm(0, 2)
-  explicit = es.fit(x, y, n_classes=V, smoothing=0.0)
+  explicit = es.fit(x, y, n_classes=V, smoothing=0.0, method="cooccurrence")
   a = es.refine(explicit, x, y, method="lbfgs", steps=300).log_loss(x, y)
   b = es.refine(_random_init(0, 2 * V), x, y, method="lbfgs", steps=300).log_loss(x, y)
   assert a == pytest.approx(b, rel=1e-5)

@@ -32,7 +32,7 @@ def mnist_subset():
 @pytest.fixture(scope="module")
 def starts(mnist_subset):
   x, y = mnist_subset
-  explicit = es.fit(x, y, n_classes=M)
+  explicit = es.fit(x, y, n_classes=M, method="cooccurrence")
   random = es.SoftmaxModel(np.random.default_rng(0).normal(0, 0.01, (784, M)), np.zeros(M))
   return {"explicit": explicit, "calibrated": es.calibrate(explicit, x, y), "random": random}
 

@@ -501,7 +501,7 @@ def test_held_out_cross_entropy_approaches_the_entropy_rate(order, v, support):
     (x_train, y_train), (x_test, y_test) = (data.context_tokens(s, 1, v) for s in (train, test))
   else:
     (x_train, y_train), (x_test, y_test) = (pair_context_features(s, v) for s in (train, test))
-  model = es.fit(x_train, y_train, n_classes=v, smoothing=smoothing)
+  model = es.fit(x_train, y_train, n_classes=v, smoothing=smoothing, method="cooccurrence")
   fitted = model.log_loss(x_test, y_test)
 
   p = source.rank_probabilities()
@@ -593,7 +593,7 @@ def test_loglinear_source_is_its_own_best_softmax_model():
   rate, se = source.estimate_entropy_rate(n_tokens=100_000)
   truth = source.model().log_loss(xt, yt)
   assert abs(truth - rate) < 0.03
-  explicit = es.fit(x, y, n_classes=20)
+  explicit = es.fit(x, y, n_classes=20, method="cooccurrence")
   refined = es.refine(explicit, x, y, method="lbfgs", steps=50)
   assert truth < refined.log_loss(xt, yt) < explicit.log_loss(xt, yt)
   assert refined.log_loss(xt, yt) - truth < 0.02
@@ -713,8 +713,8 @@ def test_token_and_sparse_contexts_fit_the_same_model():
   tokens = data.MarkovSource(15, support=5, seed=4).sample(3000, seed=1)
   features, y = data.context_tokens(tokens, 2, 15)
   x, _ = data.context_features(tokens, 2, 15)
-  a = es.fit(features, y, n_classes=15)
-  b = es.fit(x, y, n_classes=15)
+  a = es.fit(features, y, n_classes=15, method="cooccurrence")
+  b = es.fit(x, y, n_classes=15, method="cooccurrence")
   np.testing.assert_allclose(a.weights, b.weights, rtol=1e-5, atol=1e-6)
   assert a.log_loss(features, y) == pytest.approx(b.log_loss(x, y), rel=1e-5)
 

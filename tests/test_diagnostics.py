@@ -29,7 +29,7 @@ def test_certificate_is_one_at_zero_and_zero_at_the_one_hot_optimum():
   cert = diagnostics.optimality_certificate(zero, x, y)
   assert cert.relative_grad_norm == pytest.approx(1.0, rel=1e-12)
   assert cert.objective == pytest.approx(math.log(4), rel=1e-6)
-  exact = es.fit(x, y, n_classes=4, smoothing=0.0)
+  exact = es.fit(x, y, n_classes=4, smoothing=0.0, method="cooccurrence")
   cert = diagnostics.optimality_certificate(exact, x, y)
   assert cert.relative_grad_norm < 1e-5
   assert cert.distance_bound is None and cert.suboptimality_bound is None
@@ -74,7 +74,7 @@ def test_strongly_convex_bounds_hold(seed, l2, scale):
 
 def test_certificate_tracks_descent_and_validates():
   x, y = dense_data(np.random.default_rng(3), 400, 5, 3)
-  start = es.fit(x, y)
+  start = es.fit(x, y, method="cooccurrence")
   model = start
   for _ in range(30):  # plain gradient descent on the mean cross-entropy
     g_w, g_b = model.gradient(x, y)

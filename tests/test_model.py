@@ -69,7 +69,7 @@ def test_loss_is_chunked_consistently(monkeypatch):
 
 def test_save_load_round_trips_exactly(tmp_path):
   x, y = dense_data(np.random.default_rng(1), 100, 5, 3)
-  model = es.fit(x, y)
+  model = es.fit(x, y, method="cooccurrence")
   path = tmp_path / "model.npz"
   model.save(path)
   back = es.load(path)

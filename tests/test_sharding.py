@@ -85,17 +85,21 @@ _EIGHT_DEVICES = textwrap.dedent("""
       return jax.device_put(a, rows)
 
     bad = x.copy(); bad[4321, 2] = np.nan
-    out["err_nan"] = error(lambda: es.fit(sharded(bad), y))
+    out["err_nan"] = error(lambda: es.fit(sharded(bad), y, method="cooccurrence"))
     bad = x.copy(); bad[7001, 5] = -1.0
-    out["err_negative"] = error(lambda: es.fit(sharded(bad), y))
+    out["err_negative"] = error(lambda: es.fit(sharded(bad), y, method="cooccurrence"))
     bad = x.copy(); bad[1234] = 0; bad[6000] = 0
-    out["err_empty"] = error(lambda: es.fit(sharded(bad), y))
-    out["err_label_range"] = error(lambda: es.fit(xs, y, n_classes=3))
+    zero_rows = (es.SoftmaxStats.from_data(sharded(bad), y), es.SoftmaxStats.from_data(bad, y))
+    out["zero_rows"] = rel(zero_rows[0].cooccurrence, zero_rows[1].cooccurrence)
+    bad = x.copy(); bad[7001, 5] = -1.0
+    out["min_feature"] = [es.SoftmaxStats.from_data(sharded(bad), y).min_feature,
+                          es.SoftmaxStats.from_data(bad, y).min_feature]
+    out["err_label_range"] = error(lambda: es.fit(xs, y, n_classes=3, method="cooccurrence"))
     neg = y.copy(); neg[5] = -1
-    out["err_negative_label"] = error(lambda: es.fit(xs, neg, n_classes=m))
-    out["err_length"] = error(lambda: es.fit(xs, y[:-8]))
+    out["err_negative_label"] = error(lambda: es.fit(xs, neg, n_classes=m, method="cooccurrence"))
+    out["err_length"] = error(lambda: es.fit(xs, y[:-8], method="cooccurrence"))
     if full:
-      out["err_weights"] = error(lambda: es.fit(xs, y, sample_weight=-w))
+      out["err_weights"] = error(lambda: es.fit(xs, y, sample_weight=-w, method="cooccurrence"))
     print(json.dumps(out))
 """)
 
@@ -147,8 +151,9 @@ def test_eight_devices_soft_labels_feature_split_and_newton():
 
 def test_eight_devices_raise_the_single_device_errors(eight_devices):
   assert "NaN or inf (first in row 4321)" in eight_devices["err_nan"]
-  assert "negative entries (first in row 7001)" in eight_devices["err_negative"]
-  assert "2 samples have no nonzero feature (first: row 1234)" in eight_devices["err_empty"]
+  assert "negative entries (smallest -1)" in eight_devices["err_negative"]
+  assert eight_devices["min_feature"] == [-1.0, -1.0]
+  assert eight_devices["zero_rows"] < 1e-6  # rows of zeros are ordinary samples
   assert "labels must lie in [0, n_classes=3)" in eight_devices["err_label_range"]
   assert "found values in [-1, 3]" in eight_devices["err_negative_label"]
   assert "must have the same length" in eight_devices["err_length"]
@@ -184,8 +189,10 @@ def test_device_pass_accepts_a_single_device_array():
   b = es.SoftmaxStats.from_data(x, y)
   np.testing.assert_allclose(a.cooccurrence, b.cooccurrence, rtol=1e-6)
   assert a.mass_sq == pytest.approx(b.mass_sq, rel=1e-6)
-  with pytest.raises(ValueError, match="negative"):
-    sharding.sharded_statistics(jax.device_put(-x, jax.devices()[0]), y)
+  negative = sharding.sharded_statistics(jax.device_put(-x, jax.devices()[0]), y)
+  assert negative.min_feature == pytest.approx(-x.max())
+  with pytest.raises(ValueError, match="negative entries.*method='newton'"):
+    es.solve(negative, "cooccurrence")
 
 
 @pytest.mark.parametrize("gram", [False, True])
@@ -225,7 +232,7 @@ def test_scalar_weight_scales_every_sum():
 
 
 @pytest.mark.parametrize("case, match", [
-    ("nan", "NaN or inf"), ("negative", "negative entries"), ("empty", "no nonzero feature"),
+    ("nan", "NaN or inf"),
     ("labels", r"labels must lie in \[0, n_classes=3\)"), ("float_labels", "not integral"),
     ("soft_sum", "must sum to 1"), ("zero_weights", "sums to zero"),
     ("not_2d", "must be 2-D"), ("host", "needs X as a jax.Array"),
@@ -237,10 +244,6 @@ def test_invalid_inputs_raise_value_errors(case, match):
   kwargs = {}
   if case == "nan":
     x[7, 1] = np.inf
-  elif case == "negative":
-    x[7, 1] = -0.5
-  elif case == "empty":
-    x[9] = 0
   elif case == "labels":
     kwargs["n_classes"] = 3
     y = y.copy()

@@ -34,7 +34,7 @@ def test_one_hot_cooccurrence_is_the_exact_optimum(seed, n, m, t):
   and its gradient is 0 too: the absolute term (float32 round-off) covers it.
   """
   x, y = one_hot_data(np.random.default_rng(seed), n, m, t)
-  model = es.fit(x, y, n_classes=m, smoothing=0.0)
+  model = es.fit(x, y, n_classes=m, smoothing=0.0, method="cooccurrence")
   zero = es.SoftmaxModel(np.zeros((n, m)), np.zeros(m))
   assert model.grad_norm(x, y) < 1e-5 * zero.grad_norm(x, y) + 1e-6
   np.testing.assert_allclose(model.log_loss(x, y), _conditional_entropy(x, y, m), rtol=1e-5)
@@ -44,7 +44,7 @@ def test_unoccurring_feature_gets_an_uninformative_row():
   x, y = one_hot_data(np.random.default_rng(0), 5, 3, 50)
   x = np.hstack([x, np.zeros((len(x), 1), np.float32)])  # feature 5 never occurs
   for s in (0.0, 0.5):
-    model = es.fit(x, y, smoothing=s)
+    model = es.fit(x, y, smoothing=s, method="cooccurrence")
     assert np.isfinite(model.weights).all()
     row = model.weights[5]
     np.testing.assert_allclose(row - row.mean(), 0, atol=1e-6)
@@ -53,7 +53,7 @@ def test_unoccurring_feature_gets_an_uninformative_row():
 def test_mean_feature_mass_scales_the_weights():
   """Doubling every feature doubles K, so the weights halve and logits stay."""
   x, y = dense_data(np.random.default_rng(1), 200, 6, 3)
-  a, b = es.fit(x, y), es.fit(2 * x, y, smoothing=0.2)
+  a, b = es.fit(x, y, method="cooccurrence"), es.fit(2 * x, y, smoothing=0.2, method="cooccurrence")
   assert a.info["mean_feature_mass"] * 2 == pytest.approx(b.info["mean_feature_mass"])
   np.testing.assert_allclose(a.weights, 2 * b.weights, rtol=1e-5)
 
@@ -137,7 +137,7 @@ def test_unknown_method_and_bad_hyperparameters():
   with pytest.raises(ValueError, match="unknown method"):
     es.fit(x, y, method="magic")
   with pytest.raises(ValueError, match="smoothing"):
-    es.fit(x, y, smoothing=-1)
+    es.fit(x, y, smoothing=-1, method="cooccurrence")
   with pytest.raises(ValueError, match="ridge"):
     es.fit(x, y, method="newton", ridge=-1)
 
@@ -146,3 +146,25 @@ def test_solving_empty_statistics_is_refused():
   for method in ("cooccurrence", "newton"):
     with pytest.raises(ValueError, match="no samples"):
       es.solve(es.SoftmaxStats.empty(3, 2, gram=True), method)
+
+
+@pytest.mark.parametrize("scale", [1e-30, 1e-10, 1 / 255, 1.0, 255.0, 1e10, 1e30])
+def test_newton_is_invariant_to_the_scale_of_x(scale):
+  """Rescaling X rescales W inversely and leaves predictions unchanged (the
+  ridge is relative to X's own magnitude; the bias column is not rescaled)."""
+  x, y = dense_data(np.random.default_rng(11), 400, 6, 3)
+  x = np.round(x / x.max() * 255)  # pixel-like: the same images as uint8 and as /255
+  base = es.fit(x, y, method="newton")
+  scaled = es.fit(x * scale, y, method="newton")
+  np.testing.assert_allclose(scaled.weights * scale, base.weights, rtol=1e-4, atol=1e-7)
+  np.testing.assert_allclose(scaled.predict_proba(x * scale), base.predict_proba(x), atol=1e-5)
+  uint8 = es.fit(x.astype(np.uint8), y, method="newton")
+  np.testing.assert_allclose(uint8.predict_proba(x), base.predict_proba(x), atol=1e-6)
+
+
+def test_newton_takes_real_valued_features():
+  x, y = dense_data(np.random.default_rng(12), 300, 5, 3)
+  centred = x - x.mean(axis=0)
+  model = es.fit(centred, y, method="newton")
+  uniform = es.SoftmaxModel(np.zeros((5, 3)), np.zeros(3))
+  assert model.log_loss(centred, y) < uniform.log_loss(centred, y)

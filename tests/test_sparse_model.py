@@ -49,7 +49,7 @@ def test_equals_the_dense_cooccurrence_model(seed, k, vocab, smoothing, weighted
 def test_bigram_predictions_match_the_dense_model():
   x, y = _tokens(40, 1, 3000, 0, support=5)
   sparse = SparseCountModel.fit(x, y, n_classes=40)
-  dense = es.fit(x, y, n_classes=40)
+  dense = es.fit(x, y, n_classes=40, method="cooccurrence")
   np.testing.assert_array_equal(sparse.predict(x), dense.predict(x))
   # K = 1: the smoothed conditional (F_ij + s) / (f_i + M s).
   f_mat = sparse.counts.toarray()

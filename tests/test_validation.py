@@ -14,12 +14,12 @@ Y = np.array([0, 1, 1])
 
 
 @pytest.mark.parametrize("x, y, kwargs, message", [
-    (-X, Y, {}, "negative"),
+    (-X, Y, {"method": "cooccurrence"}, "negative entries.*method='newton'"),
     (np.where(X == 1, np.nan, X), Y, {}, "NaN or inf"),
     (np.where(X == 2, np.inf, X), Y, {}, "NaN or inf"),
-    (sp.csr_matrix(-X), Y, {}, "negative"),
+    (sp.csr_matrix(-X), Y, {"method": "cooccurrence"}, "negative entries"),
     (sp.csr_matrix(np.where(X == 1, np.nan, X)), Y, {}, "NaN or inf"),
-    (jnp.asarray(-X), Y, {}, "negative"),
+    (jnp.asarray(-X), Y, {"method": "cooccurrence"}, "negative entries"),
     (X, np.array([0, 1, 2]), {"n_classes": 2}, r"labels must lie in \[0, n_classes=2\)"),
     (X, np.array([0, -1, 1]), {}, "labels must lie"),
     (X, np.array([0.0, 0.5, 1.0]), {}, "not integral"),
@@ -33,7 +33,6 @@ Y = np.array([0, 1, 1])
     (np.ones(3), Y, {}, "2-D"),
     (np.ones((3, 2, 2)), Y, {}, "2-D"),
     (np.array([["a", "b"]] * 3), Y, {}, "numeric"),
-    (np.array([[1.0, 0.0], [0.0, 0.0], [1.0, 1.0]]), Y, {}, "no nonzero feature"),
     (X, Y, {"sample_weight": np.array([1.0, -1.0, 1.0])}, "sample_weight"),
     (X, Y, {"sample_weight": np.zeros(3)}, "sums to zero"),
     (X, Y, {"sample_weight": np.ones(2)}, "sample_weight must have shape"),
@@ -48,8 +47,8 @@ def test_bad_inputs_raise_helpful_value_errors(x, y, kwargs, message):
 
 def test_a_class_that_never_occurs_with_zero_smoothing_is_an_error():
   with pytest.raises(ValueError, match="never co-occur.*smoothing > 0"):
-    es.fit(X, Y, n_classes=3, smoothing=0.0)
-  model = es.fit(X, Y, n_classes=3, smoothing=0.1)  # smoothed: finite, tiny probability
+    es.fit(X, Y, n_classes=3, smoothing=0.0, method="cooccurrence")
+  model = es.fit(X, Y, n_classes=3, smoothing=0.1, method="cooccurrence")  # smoothed: finite, tiny probability
   p = model.predict_proba(X)
   assert np.isfinite(model.weights).all() and (p[:, 2] > 0).all()
   assert np.isfinite(model.predict_log_proba(X)).all()
@@ -65,10 +64,11 @@ def test_token_features_validate_ids():
 
 
 def test_predict_time_errors_are_value_errors():
-  model = es.fit(X, Y)
-  for bad in (np.ones((2, 3)), -np.ones((2, 2)), np.full((1, 2), np.nan), np.ones(2)):
+  model = es.fit(X, Y, method="cooccurrence")
+  for bad in (np.ones((2, 3)), np.full((1, 2), np.nan), np.ones(2)):
     with pytest.raises(ValueError):
       model.predict_proba(bad)
+  assert np.isfinite(model.predict_proba(-np.ones((2, 2)))).all()  # real features predict
   # An all-zero row is fine at predict time: it gets the bias-only prediction.
   np.testing.assert_allclose(model.predict_proba(np.zeros((1, 2))), [[0.5, 0.5]], rtol=1e-6)
 
@@ -87,7 +87,7 @@ def test_empty_statistics_need_positive_integer_sizes():
     ("calibrate", "steps", float("nan")), ("calibrate", "steps", -1)])
 def test_iteration_counts_must_be_integers(call, name, bad):
   """3.5 steps are never read as 3, nor NaN steps as a crash deep in int()."""
-  model = es.fit(X, Y)
+  model = es.fit(X, Y, method="cooccurrence")
   kwargs = {"method": "adam"} if call == "refine" else {}
   with pytest.raises(ValueError, match=f"{name} must be"):
     getattr(es, call)(model, X, Y, **kwargs, **{name: bad})

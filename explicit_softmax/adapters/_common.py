@@ -4,7 +4,7 @@ Everything here works on numpy arrays, so the Flax and PyTorch adapters differ
 only in how they read features out of a model and write weights into it:
 
 * :func:`fit_explicit` streams ``(features, labels)`` batches into
-  :class:`SoftmaxStats` (checking that the features are nonnegative) and solves
+  :class:`SoftmaxStats` (checking that the features are finite) and solves
   for explicit weights ``W`` (N, M), ``b`` (M,) in the ``x W + b`` layout.
 * :func:`layerwise_init` fits every dense layer of an MLP in turn, each on the
   activations that really reach it (the paper's "local" use of the explicit
@@ -17,7 +17,6 @@ only in how they read features out of a model and write weights into it:
 from __future__ import annotations
 
 import dataclasses
-import warnings
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -90,19 +89,18 @@ def checked_bias(bias, out_features: int, layer_has_bias: bool, flag: str):
   return bias
 
 
-def check_features(features: np.ndarray, n_features: int, batch: int, hint: str,
+def check_features(features: np.ndarray, n_features: int, batch: int,
                    what: str = "the features reaching the head") -> None:
   """Checks one batch of features that is about to reach a softmax head.
 
   Args:
-    features: (rows, N) array.
+    features: (rows, N) array of real features.
     n_features: N, the head's input width.
     batch: index of the batch (for the message).
-    hint: framework-specific advice on making the features nonnegative.
     what: what the features are, for the message.
 
   Raises:
-    ValueError: wrong shape, non-finite or negative entries.
+    ValueError: wrong shape or non-finite entries.
   """
   if features.ndim != 2:
     raise ValueError(
@@ -118,10 +116,6 @@ def check_features(features: np.ndarray, n_features: int, batch: int, hint: str,
     raise ValueError(
         f"{what} contain NaN or inf (batch {batch}); check the layers before it and "
         "the input data.")
-  if features.size and features.min() < 0:
-    raise ValueError(
-        f"{what} have negative entries (min {features.min():.4g} in batch {batch}); "
-        f"explicit weights need nonnegative features. {hint}")
 
 
 def iterate_rows(n_rows: int, batch_size: int) -> Iterable[slice]:
@@ -133,14 +127,13 @@ def iterate_rows(n_rows: int, batch_size: int) -> Iterable[slice]:
 
 
 def accumulate_statistics(batches: Iterable, *, n_features: int, n_classes: int,
-                          gram: bool = False, hint: str = "",
+                          gram: bool = False,
                           what: str = "the features reaching the head"
                           ) -> statistics.SoftmaxStats:
   """Streams ``(features, labels)`` batches into :class:`SoftmaxStats`.
 
-  Samples whose features are all zero (e.g. every ReLU unit off) carry no
-  co-occurrence information and are left out of the statistics, with one
-  warning that counts them.
+  Samples whose features are all zero (e.g. every ReLU unit off) are ordinary
+  samples: they inform the bias.
 
   Args:
     batches: iterable of ``(features, y)``: (rows, N) arrays and (rows,) labels
@@ -148,42 +141,25 @@ def accumulate_statistics(batches: Iterable, *, n_features: int, n_classes: int,
     n_features: N, the head's input width.
     n_classes: M, the head's output width.
     gram: also collect the Gram matrix (for ``method="newton"``).
-    hint: advice appended to the error for negative features.
     what: what the features are, for messages.
 
   Returns:
     The statistics of all batches.
 
   Raises:
-    ValueError: for bad features (see :func:`check_features`), no batches, or
-      no sample with a nonzero feature.
+    ValueError: for bad features (see :func:`check_features`) or no batches.
   """
   stats = statistics.SoftmaxStats.empty(n_features, n_classes, gram=gram)
-  dropped = seen = 0
   for i, (features, y) in enumerate(batches):
     features, y = as_float_array(features), np.asarray(y)
-    check_features(features, n_features, i, hint, what)
+    check_features(features, n_features, i, what)
     if len(y) != len(features):
       raise ValueError(
           f"batch {i} has {len(features)} feature rows but {len(y)} labels; they must "
           "have the same length.")
-    keep = features.any(axis=1)
-    seen += len(features)
-    dropped += int((~keep).sum())
-    if keep.any():
-      stats = stats.update(features[keep], y[keep])
-  if seen == 0:
-    raise ValueError("no data: the batches were empty. Pass at least one (x, y) batch.")
+    stats = stats.update(features, y)
   if stats.n_samples == 0:
-    raise ValueError(
-        f"all {seen} samples have all-zero {what.removeprefix('the ')} (dead units), so "
-        "there is nothing to fit. Check the layers before (e.g. a ReLU fed only "
-        "negative pre-activations).")
-  if dropped:
-    warnings.warn(
-        f"{dropped} of {seen} samples have all-zero {what.removeprefix('the ')} and were "
-        "left out of the explicit fit (they carry no co-occurrence information).",
-        stacklevel=3)
+    raise ValueError("no data: the batches were empty. Pass at least one (x, y) batch.")
   return stats
 
 
@@ -200,7 +176,7 @@ def fit_explicit(batches: Iterable, *, n_features: int, n_classes: int,
     method: ``"newton"`` or ``"cooccurrence"`` (see :func:`explicit_softmax.solve`).
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
-    hint: advice appended to the error for negative features.
+    hint: advice appended to the error for negative features (cooccurrence).
     what: what the features are, for messages.
 
   Returns:
@@ -209,7 +185,12 @@ def fit_explicit(batches: Iterable, *, n_features: int, n_classes: int,
   if method not in solvers.METHODS:
     raise ValueError(f"unknown method {method!r}; choose one of {solvers.METHODS}.")
   stats = accumulate_statistics(batches, n_features=n_features, n_classes=n_classes,
-                                gram=(method == "newton"), hint=hint, what=what)
+                                gram=(method == "newton"), what=what)
+  if method == "cooccurrence" and stats.min_feature < 0:
+    raise ValueError(
+        f"{what} have negative entries (min {stats.min_feature:.4g}); "
+        f"method='cooccurrence' needs nonnegative features. {hint} Or use "
+        "method='newton', which takes any real features.")
   return solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
 
 
@@ -436,7 +417,7 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
       targets = lambda feats, rows: labels[rows]
     else:
       sample = as_float_array(features_of(layer, sample_rows))
-      check_features(sample, n_in, 0, hint, what)
+      check_features(sample, n_in, 0, what)
       clusters = class_clusters(sample, labels[sample_rows], n_out, n_classes,
                                 seed=seed + layer)
       targets = lambda feats, rows, clusters=clusters: clusters.assign(feats, labels[rows])

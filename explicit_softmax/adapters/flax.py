@@ -252,7 +252,8 @@ def init_head(model: nnx.Module, x, y=None, *, head: str | nnx.Linear | None = "
     The fitted :class:`SoftmaxModel` (the model itself is updated in place).
 
   Raises:
-    ValueError: no dense head, negative features (with advice), mismatched shapes.
+    ValueError: no dense head, non-finite features, negative features with
+      ``method="cooccurrence"`` (with advice), mismatched shapes.
   """
   linear, seq_features = _resolve_head(model, head)
   n, m = linear.kernel[...].shape
@@ -285,7 +286,7 @@ def init_layerwise(model: nnx.Sequential, x, y, *, method: str = _common.DEFAULT
 
   Args:
     model: ``nnx.Sequential`` whose last layer is an ``nnx.Linear``; every
-      dense layer's input must be nonnegative (raw inputs included).
+      dense layer's input must be real (nonnegative with ``method="cooccurrence"``).
     x: (T, ...) inputs.
     y: (T,) integer labels.
     method: solver of the output layer.
@@ -523,7 +524,8 @@ def init_linen_head(params: Mapping, path, x, y=None, *, features_fn: Callable |
     The new parameter tree (same container types as ``params``).
 
   Raises:
-    ValueError: missing or non-dense entry, negative features, mismatched shapes.
+    ValueError: missing or non-dense entry, non-finite features (negative ones
+      with ``method="cooccurrence"``), mismatched shapes.
   """
   full, entry = _find_entry(params, _as_path(path))
   kernel = entry.get("kernel") if isinstance(entry, Mapping) else None

@@ -243,7 +243,8 @@ def init_head(model: nn.Module, x, y=None, *, head: str | nn.Linear | None = Non
     The fitted :class:`SoftmaxModel` (the model itself is updated in place).
 
   Raises:
-    ValueError: no dense head, negative features (with advice), mismatched shapes.
+    ValueError: no dense head, non-finite features, negative features with
+      ``method="cooccurrence"`` (with advice), mismatched shapes.
   """
   linear, seq_features = _resolve_head(model, head)
   if features_fn is None:
@@ -274,7 +275,7 @@ def init_layerwise(model: nn.Sequential, x, y, *, method: str = _common.DEFAULT_
 
   Args:
     model: ``nn.Sequential`` whose last module is an ``nn.Linear``; every dense
-      layer's input must be nonnegative (raw inputs included).
+      layer's input must be real (nonnegative with ``method="cooccurrence"``).
     x: (T, ...) inputs (numpy or tensor).
     y: (T,) integer labels.
     method: solver of the output layer.

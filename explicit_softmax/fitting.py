@@ -1,0 +1,321 @@
+"""The one-call path: the model a user wants from ``es.fit(X, y)``.
+
+* One-hot or token inputs: the co-occurrence (count) solution, which is the
+  exact optimum there (:func:`explicit_softmax.cooccurrence_weights`).
+* Any other real features: the L2-regularised multinomial optimum
+
+      min_{W, b}  L(W, b) + (l2 / 2) ||W||^2,                               (4)
+
+  started from an explicit solution and refined by float64 L-BFGS until its
+  relative gradient norm is below ``tol`` (a certificate of optimality). The
+  strength ``l2 = 1 / (C T_w)`` (scikit-learn's ``C``) is chosen on held-out
+  data along a warm-started regularisation path, because the exact optimum at
+  a habitual ``C = 1`` can generalise worse than a poorly converged fit.
+
+References:
+  J. Friedman, T. Hastie and R. Tibshirani, "Regularization Paths for
+  Generalized Linear Models via Coordinate Descent", J. Stat. Software 33
+  (2010): warm-started paths over the penalty, chosen by held-out loss.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from explicit_softmax import _design
+from explicit_softmax import _targets
+from explicit_softmax import model as model_lib
+from explicit_softmax import refinement
+from explicit_softmax import solvers
+from explicit_softmax import statistics
+
+METHODS = ("auto",) + solvers.METHODS
+STARTS = ("auto", "zero", "newton", "cooccurrence")
+# Inverse regularisation strengths C of the path, strongest first (l2 = 1/(C T_w)).
+C_GRID = tuple(10.0 ** np.arange(-2.0, 4.01, 0.5))
+# The path stops once the held-out loss has risen this many grid points in a row.
+PATIENCE = 2
+# Held-out rows: 3-fold cross-validation up to this many samples, above it one
+# split of VALIDATION_FRACTION (one fit per grid point is then enough signal).
+CV_MAX_SAMPLES = 5000
+CV_FOLDS = 3
+VALIDATION_FRACTION = 0.2
+# Tolerance of the path's fits: they only rank the grid points.
+PATH_TOL = 1e-4
+MAX_STEPS = 1000
+# The Newton start needs the (N+1)^2 Gram matrix, O(T N^2) to form; above this
+# many features the start is the co-occurrence solution (or zero).
+NEWTON_START_MAX_FEATURES = 1024
+# Every fit runs L-BFGS on centred features of (damped) unit variance: on raw
+# features (pixels, areas in the thousands) it needed up to 10x the steps, or
+# missed tol within 1,000 (scikit-learn's breast_cancer and digits).
+PRECONDITION = "standardize"
+# Problems with at most this many parameters (N+1) M end with exact Newton
+# steps (refinement.newton_polish): the optimum to float64 precision, so that
+# equal data in another form (weights for repeated rows, sparse for dense, a
+# shuffle) gives the same model, not two points within tol of it.
+POLISH_MAX_PARAMETERS = 1024
+
+
+def is_one_hot(design) -> bool:
+  """Whether every row of ``X`` has exactly one nonzero entry, equal to 1."""
+  if isinstance(design, _design.TokenDesign):
+    return design.tokens.ids.shape[1] == 1
+  if isinstance(design, _design.SparseDesign):
+    x = design.x
+    return bool(x.nnz == x.shape[0] and (x.getnnz(axis=1) == 1).all() and (x.data == 1).all())
+  x = design.x
+  for start in range(0, x.shape[0], _design.CHUNK_ROWS):
+    chunk = x[start:start + _design.CHUNK_ROWS]
+    if not (((chunk != 0).sum(axis=1) == 1).all() and (chunk.sum(axis=1) == 1).all()):
+      return False
+  return True
+
+
+def _start(start, design, targets, w_raw, n_classes: int) -> model_lib.SoftmaxModel:
+  """The explicit starting point of the path."""
+  n = design.shape[1]
+  if isinstance(start, model_lib.SoftmaxModel):
+    return start
+  if start == "auto":
+    start = "newton" if n <= NEWTON_START_MAX_FEATURES else "zero"
+  if start == "zero":
+    return model_lib.SoftmaxModel(np.zeros((n, n_classes)), np.zeros(n_classes),
+                                  info={"method": "zero"})
+  stats = statistics.SoftmaxStats.from_data(design, _y(targets), n_classes=n_classes,
+                                            sample_weight=w_raw, gram=start == "newton")
+  return solvers.solve(stats, start)
+
+
+def better_start(model: model_lib.SoftmaxModel, design, targets: _targets.Targets,
+                 w: np.ndarray, l2: float) -> model_lib.SoftmaxModel:
+  """``model``, or the uniform model where that has the lower objective (4).
+
+  An explicit solution can be far from the penalised optimum (with features of
+  magnitude 1e-30 its weights are 1e30, and any penalty pulls them to zero);
+  one evaluation of each keeps L-BFGS from starting uphill of the zero model.
+  """
+  zero = model_lib.SoftmaxModel(np.zeros_like(model.weights), np.zeros_like(model.bias),
+                                info={"method": "zero"})
+  def objective(m):
+    loss = model_lib.objective(design, targets, w, m.weights, m.bias, need_grad=False)[0]
+    return loss + 0.5 * l2 * float((m.weights.astype(np.float64) ** 2).sum())
+  return model if objective(model) <= objective(zero) else zero
+
+
+def _polished(model: model_lib.SoftmaxModel, design, targets, w_raw: np.ndarray,
+              l2: float) -> model_lib.SoftmaxModel:
+  """``model`` after :func:`refinement.newton_polish`, its record updated."""
+  w = w_raw / w_raw.sum()
+  theta = np.vstack([model.weights, model.bias]).astype(np.float64)
+  theta, taken = refinement.newton_polish(theta, design, targets, w, l2)
+  if not taken:
+    return model
+  record = dict(model.info["refine"])
+  _, g_w, g_b = model_lib.objective(design, targets, w, theta[:-1], theta[-1])
+  zero = model_lib.objective(design, targets, w, np.zeros_like(theta[:-1]),
+                             np.zeros(theta.shape[1]))
+  norm = np.linalg.norm(np.vstack([g_w + l2 * theta[:-1], g_b]))
+  zero_norm = np.linalg.norm(np.vstack([zero[1], zero[2]]))
+  record["relative_grad_norm"] = float(norm / zero_norm) if zero_norm > 0 else 0.0
+  record["newton_polish_steps"] = taken
+  if record["relative_grad_norm"] <= record["tol"]:
+    record["converged"], record["reason"] = True, refinement.REASONS["tol"]
+  # One rounding to float32, of the centred bias (see fit_optimum).
+  return model.replace(weights=theta[:-1], bias=theta[-1] - theta[-1].mean(),
+                       info={**model.info, "refine": record})
+
+
+def _y(targets: _targets.Targets) -> np.ndarray:
+  return targets.labels if targets.labels is not None else targets.probs
+
+
+def _folds(targets: _targets.Targets, cv, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
+  """(train, validation) row indices: ``cv``'s, or stratified by label and seeded."""
+  t = len(targets)
+  if cv is not None and not isinstance(cv, (int, np.integer)):
+    folds = [(np.asarray(a, np.int64), np.asarray(b, np.int64)) for a, b in cv]
+    for train, val in folds:
+      if not (len(train) and len(val)) or min(train.min(), val.min()) < 0 or \
+          max(train.max(), val.max()) >= t:
+        raise ValueError(
+            f"cv must be an integer >= 2 or (train, validation) pairs of row indices in "
+            f"[0, {t}), both non-empty; got a pair of sizes ({len(train)}, {len(val)}).")
+    if not folds:
+      raise ValueError("cv gave no (train, validation) pairs.")
+    return folds
+  k = CV_FOLDS if t <= CV_MAX_SAMPLES else 1
+  if cv is not None:
+    k = _targets.check_integer("cv", cv, minimum=2)
+  rng = np.random.default_rng(seed)
+  fold_of = np.empty(t, np.int64)
+  if targets.labels is not None:
+    groups = [np.flatnonzero(targets.labels == c) for c in range(targets.n_classes)]
+  else:
+    groups = [np.arange(t)]
+  offset = 0
+  for rows in groups:
+    rows = rng.permutation(rows)
+    if k > 1:
+      # Consecutive classes continue the round robin, so that no fold is left
+      # short by many small classes.
+      fold_of[rows] = (offset + np.arange(len(rows))) % k
+      offset += len(rows)
+    else:  # fold 0 is the validation split
+      fold_of[rows] = (np.arange(len(rows)) >= round(VALIDATION_FRACTION * len(rows)))
+  return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
+
+
+def choose_l2(design, targets: _targets.Targets, w_raw: np.ndarray, start: model_lib.SoftmaxModel,
+              *, cv=None, seed: int = 0) -> tuple[float, dict]:
+  """``C`` with the lowest held-out log loss along a warm-started path.
+
+  Each fold's path starts at ``start`` with the strongest penalty and ends once
+  its held-out loss has risen ``PATIENCE`` grid points in a row; ``C`` is the
+  grid point of lowest mean held-out loss among those every fold reached.
+
+  Args:
+    design: the validated design matrix.
+    targets: validated targets.
+    w_raw: (T,) sample weights (``l2 = 1/(C sum(w))`` on each training part).
+    start: the path's starting model.
+    cv: None (3-fold up to ``CV_MAX_SAMPLES`` rows, else one 80/20 split), a
+      number of folds, or (train, validation) pairs of row indices.
+    seed: seed of the default folds.
+
+  Returns:
+    ``(C, record, model)``: the chosen inverse strength, a JSON-able record of
+    the path (grid, mean held-out loss per ``C``, folds used) and the first
+    fold's fit at ``C`` (a warm start for the fit on all rows).
+  """
+  folds = _folds(targets, cv, seed)
+  losses, models = {}, {}
+  for train, val in folds:
+    if not (w_raw[train].sum() > 0 and w_raw[val].sum() > 0):
+      continue  # a fold whose rows all have zero weight tells nothing
+    best, worse = np.inf, 0
+    y_train, y_val = targets.take(train), targets.take(val)
+    x_train, x_val = design.take(train), design.take(val)
+    total = w_raw[train].sum()
+    model = better_start(start, x_train, y_train, w_raw[train], 1.0 / (C_GRID[0] * total))
+    for c in C_GRID:
+      model = refinement.refine(model, x_train, _y(y_train), steps=MAX_STEPS, tol=PATH_TOL,
+                                l2=1.0 / (c * total), sample_weight=w_raw[train],
+                                precondition=PRECONDITION)
+      loss = model.log_loss(x_val, _y(y_val), sample_weight=w_raw[val])
+      losses.setdefault(c, []).append(loss)
+      models.setdefault(c, model)  # the first fold's fit warm-starts the final one
+      worse = worse + 1 if loss > best else 0
+      best = min(best, loss)
+      if worse >= PATIENCE:
+        break
+  used = max((len(v) for v in losses.values()), default=0)
+  if not used:
+    return 1.0, {"C_grid": [1.0], "heldout_loss": [None], "folds": 0,
+                 "note": "no fold with positive weight on both sides: C = 1"}, start
+  complete = {c: float(np.mean(v)) for c, v in losses.items() if len(v) == used}
+  chosen = min(complete, key=complete.get)
+  return chosen, {"C_grid": [float(c) for c in complete],
+                  "heldout_loss": list(complete.values()), "folds": used}, models[chosen]
+
+
+def fit_optimum(X, y, n_classes: int | None = None, *, l2="auto", start="auto",
+                tol: float = refinement.DEFAULT_TOL, sample_weight=None, cv=None,
+                seed: int = 0) -> model_lib.SoftmaxModel:
+  """The L2-regularised multinomial optimum (4), from an explicit start.
+
+  Args:
+    X: (T, N) real features (dense, sparse or :class:`TokenFeatures`).
+    y: (T,) labels or (T, M) soft labels.
+    n_classes: M; inferred from ``y`` if None.
+    l2: ``"auto"`` (chosen on held-out data, see the module docstring) or a
+      number ``>= 0``.
+    start: ``"auto"`` (the Newton closed form up to
+      ``NEWTON_START_MAX_FEATURES`` features, else zero), ``"zero"``,
+      ``"newton"``, ``"cooccurrence"`` or a :class:`SoftmaxModel`.
+    tol: relative gradient norm at which the final fit stops.
+    sample_weight: optional (T,) nonnegative weights.
+    cv: the held-out data of ``l2="auto"`` (see :func:`choose_l2`).
+    seed: seed of the default folds.
+
+  Returns:
+    The refined :class:`SoftmaxModel`; ``info["refine"]`` certifies it and
+    ``info["l2_path"]`` records how ``l2`` was chosen.
+  """
+  design = _design.as_design(X)
+  t = design.shape[0]
+  targets = _targets.check_targets(y, t, n_classes)
+  w_raw = _targets.check_sample_weight(sample_weight, t)
+  m = targets.n_classes
+  if not (isinstance(start, model_lib.SoftmaxModel) or start in STARTS):
+    raise ValueError(f"start must be one of {STARTS} or a SoftmaxModel; got {start!r}.")
+  seed = _targets.check_integer("seed", seed, minimum=0)
+  model = _start(start, design, targets, w_raw, m)
+  path = None
+  if isinstance(l2, str) and l2 != "auto":
+    raise ValueError(f"l2 must be 'auto' or a finite number >= 0; got {l2!r}.")
+  if isinstance(l2, str):
+    if cv is None and (m < 2 or t < 10 * CV_FOLDS):
+      c, path = 1.0, {"C_grid": [1.0], "heldout_loss": [None], "folds": 0,
+                      "note": "too few samples for held-out data: C = 1"}
+    else:
+      c, path, model = choose_l2(design, targets, w_raw, model, cv=cv, seed=seed)
+    l2 = 1.0 / (c * w_raw.sum())
+  else:
+    refinement.check_l2(l2)
+  model = better_start(model, design, targets, w_raw, float(l2))
+  out = refinement.refine(model, design, _y(targets), steps=MAX_STEPS, tol=tol, l2=float(l2),
+                          sample_weight=w_raw, precondition=PRECONDITION)
+  n1 = design.shape[1] + 1
+  if n1 * m <= POLISH_MAX_PARAMETERS and design.shape[0] * n1 <= 2**24:
+    out = _polished(out, design, targets, w_raw, float(l2))
+  # Softmax ignores a common shift of the biases, and (4) does not penalise b:
+  # the centred bias is the canonical one (equal data, equal logits).
+  bias = out.bias.astype(np.float64)
+  out = out.replace(bias=bias - bias.mean())
+  info = dict(out.info)
+  info["method"] = "auto"
+  info["start"] = model.info.get("method", "model")
+  if path is not None:
+    info["l2_path"] = path
+  return out.replace(info=info)
+
+
+def fit(X, y, n_classes: int | None = None, method: str = "auto", *,
+        smoothing: float = solvers.DEFAULT_SMOOTHING, ridge: float = solvers.DEFAULT_RIDGE,
+        l2="auto", tol: float = refinement.DEFAULT_TOL, sample_weight=None,
+        cv=None) -> model_lib.SoftmaxModel:
+  """Fits a softmax model in one call.
+
+  Args:
+    X: (T, N) real features: dense numpy/JAX array (uint8 images accepted),
+      ``scipy.sparse`` matrix, or :class:`TokenFeatures`.
+    y: (T,) integer labels in ``[0, M)`` or (T, M) soft labels.
+    n_classes: M; inferred from ``y`` if None.
+    method: ``"auto"`` (default): the count solution on one-hot or token
+      inputs (exact there), else the certified L2-regularised optimum
+      (:func:`fit_optimum`). ``"cooccurrence"`` or ``"newton"``: the raw closed
+      forms (see :func:`explicit_softmax.solve`), one pass, no refinement.
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
+    l2: the L2 strength of ``method="auto"`` on other inputs: ``"auto"``
+      (chosen on held-out data) or a number ``>= 0``.
+    tol: relative gradient norm at which ``method="auto"`` stops.
+    sample_weight: optional (T,) nonnegative weights.
+    cv: held-out data for ``l2="auto"`` (see :func:`choose_l2`).
+
+  Returns:
+    A :class:`SoftmaxModel`.
+  """
+  if method not in METHODS:
+    raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
+  if method == "auto":
+    design = _design.as_design(X)
+    if isinstance(design, _design.TokenDesign) or is_one_hot(design):
+      method = "cooccurrence"
+    else:
+      return fit_optimum(design, y, n_classes, l2=l2, tol=tol, sample_weight=sample_weight,
+                         cv=cv)
+  stats = statistics.SoftmaxStats.from_data(
+      X, y, n_classes=n_classes, sample_weight=sample_weight, gram=(method == "newton"))
+  return solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
