@@ -8,6 +8,7 @@ explicit solution and gradient descent from zero run the very same code.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import time
@@ -19,6 +20,7 @@ import numpy as np
 import optax
 import scipy.linalg
 import scipy.optimize
+import scipy.sparse
 import scipy.special
 
 from explicit_softmax import _design
@@ -154,7 +156,7 @@ def check_l2(l2) -> None:
     raise ValueError(f"l2 must be a finite number >= 0; got {l2}.")
 
 
-def _check_tol(tol) -> float:
+def check_tol(tol) -> float:
   if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) \
       or not (np.isfinite(tol) and tol >= 0):
     raise ValueError(f"tol must be a finite number >= 0 (e.g. 1e-6); got {tol!r}.")
@@ -164,9 +166,42 @@ def _check_tol(tol) -> float:
 # Full-batch L-BFGS runs on the host in float64 (scipy) when one evaluation of
 # the objective costs at most this many multiply-adds (stored entries of X
 # times classes): no compilation, and float64 reaches tolerances at which a
-# float32 line search stalls. Above it the jitted float32 JAX path is faster
-# per step (MNIST, 60,000 x 784 x 10, is above).
-HOST_MAX_WORK = 2**27
+# float32 line search stalls (MNIST on 20,000 rows in float32: 125 steps,
+# stalled at a relative gradient norm above 1e-6). MNIST, 60,000 x 784 x 10,
+# is below. Above it the jitted float32 JAX path is faster per step.
+HOST_MAX_WORK = 2**29
+
+# Host L-BFGS on problems up to this much work per evaluation (stored entries
+# of X times classes) runs with one BLAS thread. OpenBLAS's threads cost more
+# than they save on such products: on 2 cores, es.fit on scikit-learn's digits
+# took 8.6 s with two threads and 0.49 s with one (5,000 MNIST rows: 18.7 s and
+# 9.8 s); LogisticRegression() showed the same (0.32 s and 0.016 s).
+SINGLE_THREAD_MAX_WORK = 2**26
+
+
+def blas_threads_for(work: int):
+  """A context that limits BLAS to one thread for small ``work`` (see above).
+
+  Uses threadpoolctl (installed with scikit-learn); without it, a no-op.
+  """
+  if work > SINGLE_THREAD_MAX_WORK:
+    return contextlib.nullcontext()
+  try:
+    from threadpoolctl import threadpool_limits
+  except ImportError:
+    return contextlib.nullcontext()
+  return threadpool_limits(1, user_api="blas")
+
+
+def work_of(design, n_classes: int) -> int:
+  """Multiply-adds of one product ``X W``: stored entries of ``X`` times classes."""
+  t, n = design.shape
+  if isinstance(design, _design.TokenDesign):
+    stored = design.tokens.ids.size
+  else:
+    stored = design.x.nnz if scipy.sparse.issparse(design.x) else t * n
+  return stored * n_classes
+
 
 # Convergence test: the gradient norm of the objective relative to that of the
 # uniform model (W = 0, b = 0), as in diagnostics.optimality_certificate.
@@ -184,10 +219,7 @@ REASONS = {
 def _uses_host(method: str, design, n_classes: int, minibatch: bool) -> bool:
   if method != "lbfgs" or minibatch:
     return False
-  t, n = design.shape
-  stored = design.x.nnz if type(design) is _design.SparseDesign else (
-      design.tokens.ids.size if type(design) is _design.TokenDesign else t * n)
-  return stored * n_classes <= HOST_MAX_WORK
+  return work_of(design, n_classes) <= HOST_MAX_WORK
 
 
 def _grad_norm(design, targets, w, theta, l2, precond) -> float:
@@ -474,7 +506,7 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
     raise ValueError(f"unknown refine method {method!r}; choose one of {METHODS}.")
   steps = _targets.check_integer("steps", steps, minimum=0)
   check_l2(l2)
-  tol = _check_tol(tol)
+  tol = check_tol(tol)
   if method == "lbfgs" and batch_size is not None:
     raise ValueError("L-BFGS is a full-batch method; leave batch_size=None.")
   if batch_size is not None:
@@ -498,6 +530,8 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
   if precond is not None:
     theta0 = precond.inverse(theta0)
   on_host = _uses_host(method, design, model.n_classes, minibatch)
+  if on_host:
+    design = _design.as_float64(design)
   # Minibatch runs have no convergence test, so they need no reference norm.
   # The host path measures gradients in (W, b), as the certificate does.
   zero_norm = np.inf if minibatch else _zero_grad_norm(
@@ -523,8 +557,9 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
     return stop
 
   if on_host:
-    theta, reason = _host_lbfgs(theta0, design, targets, w, float(l2), steps, tol, zero_norm,
-                                precond, report)
+    with blas_threads_for(work_of(design, model.n_classes)):
+      theta, reason = _host_lbfgs(theta0, design, targets, w, float(l2), steps, tol, zero_norm,
+                                  precond, report)
   else:
     theta, reason = _device_loop(
         theta0, precond, design, targets, w, method, steps, tol, zero_norm, l2, batch_size,

@@ -88,9 +88,10 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
       ``C = 1``) for ``refine``/``calibrate`` after a closed form.
     tol: relative gradient norm at which the optimum (``method="auto"``) and
       L-BFGS ``refine`` stop.
-    cv: held-out data for ``l2="auto"``: None (3 stratified folds up to 5,000
-      samples, else one 80/20 split), a number of folds, or an iterable of
-      (train, validation) index pairs, as in scikit-learn's ``*CV`` estimators.
+    cv: held-out data for ``l2="auto"``: None (5 stratified folds up to 2,000
+      samples, else one 80/20 split of at most 10,000), a number of folds, or
+      an iterable of (train, validation) index pairs, as in scikit-learn's
+      ``*CV`` estimators.
     calibrate: fit a temperature and class biases after a closed form.
     refine: None, or ``"lbfgs"``, ``"adam"`` or ``"sgd"`` to refine the
       weights on the training data after a closed form (full batch).

@@ -166,3 +166,68 @@ def test_real_targets_are_not_met_where_the_default_estimator_did_not_run():
   assert ("wine: ExplicitSoftmaxClassifier() not applicable: ValueError: negative features."
           in text)
   assert "More detail" not in text
+
+
+def _starts_result():
+  """A hand-made ``real.json`` with a starts study on one data set: *newton* is the
+  fastest in total, *class_normalised* needs the fewest steps, *cooccurrence* did not
+  converge (so it cannot win although it took the fewest steps) and the Newton
+  start+calibration was skipped."""
+  def row(cost, refine, steps, converged=True, start_ce=1.0, final_ce=0.3001):
+    return {"status": "ok", "start_seconds": cost, "refine_seconds": refine,
+            "total_seconds": cost + refine, "start_log_loss": start_ce, "steps": steps,
+            "converged": converged, "final_log_loss": final_ce}
+
+  starts = {"status": "ok", "l2": 1e-4, "tol": 1e-6, "repeats": 3, "slow_seconds": 20.0,
+            "by_start": {
+                "zero": row(0.0, 2.0, 120, start_ce=2.3026),
+                "newton": row(0.3, 1.2, 90, start_ce=0.5),
+                "newton+calibrate": {"status": "skipped",
+                                     "reason": "12,000 features > 5,000 (Gram matrix)"},
+                "cooccurrence": row(0.05, 0.5, 10, converged=False),
+                "class_normalised": row(0.1, 1.5, 60, final_ce=0.3003),
+                # Replaced by zero in fit_optimum: never a winner, though the quickest.
+                "cooccurrence+calibrate": {**row(0.01, 0.2, 5), "replaced_by_zero": True},
+            }}
+  return {"machine": {"cores": 2, "date": "today"}, "config": {"warm_repeats": 3},
+          "datasets": {"text": {"status": "ok", "arms": {}, "starts": starts},
+                       "iris": {"status": "ok", "arms": {}}}}
+
+
+def test_start_sentence_names_the_fastest_and_the_fewest_steps_start():
+  d = _starts_result()
+  text = report.start_sentence("text", d["datasets"]["text"]["starts"])
+  assert ("lowest total time from *newton*, 1.5000 s (0.3000 s for the start, 1.2000 s "
+          "refining), against 2.0000 s from zero" in text)
+  assert "fewest L-BFGS steps from *class_normalised*, 60 (from zero 120)" in text
+  assert "Final held-out CE 0.3001 to 0.3003 over 4 starts" in text
+  assert "not converged, so not compared: cooccurrence" in text
+  assert "started from zero instead of cooccurrence+calibrate" in text
+  assert "noisy" not in text  # no timed runs recorded
+  section = report.start_section(d)
+  assert "| text | newton | 0.3000 | 0.5000 | 90 | 1.5000 | 0.3001 |" in section
+  assert "| text | cooccurrence | 0.0500 | 1.0000 | 10* | 0.5500 | 0.3001 |" in section
+  assert "Not run: newton+calibrate on text (12,000 features > 5,000 (Gram matrix))." in section
+  assert "iris" not in section  # no starts study there
+  # Without any starts study there is no section, and real_section does not add one.
+  assert report.start_section({"datasets": {"iris": {"status": "ok", "arms": {}}}}) == ""
+  d["datasets"]["text"]["starts"]["by_start"]["zero"]["total_seconds"] = 1.0
+  assert "lowest total time from *zero*, 1.0000 s" in report.start_sentence(
+      "text", d["datasets"]["text"]["starts"])
+  # All tied on steps; runs of one start 0.9 s and 9 s apart: the sentence says so.
+  for v in d["datasets"]["text"]["starts"]["by_start"].values():
+    v["steps"] = 76
+  d["datasets"]["text"]["starts"]["by_start"]["zero"].update(start_runs=[0.0, 0.0],
+                                                             refine_runs=[0.9, 9.0])
+  text = report.start_sentence("text", d["datasets"]["text"]["starts"])
+  assert "every start took 76 L-BFGS steps" in text
+  assert "the timed runs of *zero* differed by 10.0x" in text
+
+
+def test_real_section_appends_the_starts_study_only_when_recorded():
+  with_starts = _real_result(ours=(0.203, 0.895, 0.4))
+  assert "Which explicit start pays" not in report.real_section(with_starts)
+  with_starts["datasets"]["iris"]["starts"] = _starts_result()["datasets"]["text"]["starts"]
+  text = report.real_section(with_starts)
+  assert "Which explicit start pays" in text
+  assert "iris (l2 = 0.0001): lowest total time from *newton*" in text
