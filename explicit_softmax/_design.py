@@ -27,6 +27,8 @@ from typing import Iterator
 import numpy as np
 import scipy.sparse as sp
 
+from explicit_softmax import _targets
+
 # Rows per chunk for dense products. Statistics are accumulated in float64, so
 # they do not depend on how the data is split; float32 BLAS summation was
 # seen to drift by 3e-6 relative over 1,000 rows of narrow X (the data of
@@ -64,14 +66,20 @@ class TokenFeatures:
           f"TokenFeatures ids must have shape (n_samples, n_context); got {ids.shape}.")
     if not np.issubdtype(ids.dtype, np.integer):
       raise ValueError(f"TokenFeatures ids must be integers; got dtype {ids.dtype}.")
-    if int(self.vocab_size) < 1:
-      raise ValueError(f"vocab_size must be positive; got {self.vocab_size}.")
-    if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+    if ids.shape[1] == 0:
+      raise ValueError(
+          f"TokenFeatures needs at least one context token per sample; got ids of shape "
+          f"{ids.shape}.")
+    vocab_size = _targets.check_integer("vocab_size", self.vocab_size)
+    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
       raise ValueError(
           f"token ids must lie in [0, vocab_size={self.vocab_size}); found values in "
           f"[{ids.min()}, {ids.max()}]. Pass the vocabulary size of the corpus.")
+    # int64 ids: uint64 ones would turn k V + id into floats (and index errors).
+    ids = np.array(ids, np.int64)
+    ids.flags.writeable = False
     object.__setattr__(self, "ids", ids)
-    object.__setattr__(self, "vocab_size", int(self.vocab_size))
+    object.__setattr__(self, "vocab_size", vocab_size)
 
   @property
   def shape(self) -> tuple[int, int]:
@@ -139,6 +147,11 @@ class DenseDesign:
 
   def __init__(self, x: np.ndarray):
     self.x = x
+
+  @property
+  def result_dtype(self):
+    """float64 for float64 ``X`` (products beyond float32's range stay finite), else float32."""
+    return np.float64 if self.x.dtype == np.float64 else np.float32
 
   @property
   def shape(self):
@@ -281,6 +294,10 @@ class SparseDesign:
     self.x = x
 
   @property
+  def result_dtype(self):
+    return np.float64 if self.x.dtype == np.float64 else np.float32
+
+  @property
   def shape(self):
     return self.x.shape
 
@@ -332,6 +349,8 @@ class TokenDesign(SparseDesign):
   def __init__(self, tokens: TokenFeatures):
     self.tokens = tokens
 
+  result_dtype = np.float32
+
   @functools.cached_property
   def x(self) -> sp.csr_matrix:
     """The CSR form, built only for the products that need it (``X^T G``, Gram)."""
@@ -378,6 +397,8 @@ class Float64Design:
 
   def __init__(self, x):
     self.x = x
+
+  result_dtype = np.float64
 
   @property
   def shape(self):

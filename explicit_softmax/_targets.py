@@ -74,6 +74,21 @@ def check_integer(name: str, value, minimum: int = 1) -> int:
   return out
 
 
+def check_number(name: str, value, *, minimum: float = 0.0) -> float:
+  """``value`` as a float; a ValueError naming ``name`` unless a finite real >= ``minimum``.
+
+  Strings, booleans and NaN/inf are refused (``"0.1" >= 0`` would otherwise
+  surface as a TypeError deep inside a solver, and ``inf`` as NaN weights).
+  """
+  if isinstance(value, (bool, np.bool_)) or not isinstance(
+      value, (int, float, np.integer, np.floating)):
+    raise ValueError(f"{name} must be a finite number >= {minimum:g}; got {value!r}.")
+  value = float(value)
+  if not (np.isfinite(value) and value >= minimum):
+    raise ValueError(f"{name} must be a finite number >= {minimum:g}; got {value!r}.")
+  return value
+
+
 def check_layout(y, n_samples: int, n_classes) -> int | None:
   """The checks of ``y`` that need only its shape and dtype (host or device array).
 

@@ -17,7 +17,6 @@ import scipy.special
 from explicit_softmax import _design
 from explicit_softmax import _targets
 from explicit_softmax import model as model_lib
-from explicit_softmax.refinement import check_l2
 
 
 def calibrate(model: model_lib.SoftmaxModel, X, y, *, sample_weight=None, l2: float = 0.0,
@@ -52,7 +51,7 @@ def calibrate(model: model_lib.SoftmaxModel, X, y, *, sample_weight=None, l2: fl
   Returns:
     A :class:`SoftmaxModel` with weights ``tau W`` and bias ``tau b + beta``.
   """
-  check_l2(l2)
+  l2 = _targets.check_number("l2", l2)
   steps = _targets.check_integer("steps", steps, minimum=0)
   design = _design.as_design(X, n_features=model.n_features)
   t = design.shape[0]

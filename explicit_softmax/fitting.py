@@ -280,14 +280,15 @@ def fit_optimum(X, y, n_classes: int | None = None, *, l2="auto", start="auto",
   targets = _targets.check_targets(y, t, n_classes)
   w_raw = _targets.check_sample_weight(sample_weight, t)
   m = targets.n_classes
+  statistics.check_dense_size(design.shape[1], m)
   if not (isinstance(start, model_lib.SoftmaxModel) or start in STARTS):
     raise ValueError(f"start must be one of {STARTS} or a SoftmaxModel; got {start!r}.")
   seed = _targets.check_integer("seed", seed, minimum=0)
   if isinstance(l2, str) and l2 != "auto":
     raise ValueError(f"l2 must be 'auto' or a finite number >= 0; got {l2!r}.")
   if not isinstance(l2, str):
-    refinement.check_l2(l2)
-  refinement.check_tol(tol)
+    l2 = _targets.check_number("l2", l2)
+  tol = _targets.check_number("tol", tol)
   with refinement.blas_threads_for(refinement.work_of(design, m)):
     model = _start(start, design, targets, w_raw, m)
     if refinement._uses_host("lbfgs", design, m, False):  # pylint: disable=protected-access

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
+import tempfile
 import zipfile
 from typing import NamedTuple
 
@@ -125,6 +127,53 @@ def objective(design, targets: _targets.Targets, w: np.ndarray, weights: np.ndar
   return loss / total, None, None
 
 
+def _parameter(name: str, value) -> np.ndarray:
+  """A read-only float32 copy of a parameter array; a ValueError unless real and finite."""
+  array = np.asarray(value)
+  if array.dtype.kind not in "biuf":
+    raise ValueError(
+        f"{name} must hold real numbers; got dtype {array.dtype} (complex parameters "
+        "would lose their imaginary part).")
+  with np.errstate(over="ignore"):
+    array = np.array(array, np.float32)  # always a copy
+  if not np.isfinite(array).all():
+    raise ValueError(
+        f"model parameters contain NaN or inf ({name}), or values beyond float32's range "
+        "(3.4e38).")
+  array.flags.writeable = False
+  return array
+
+
+def _json_safe(value, where: str):
+  """``value`` in plain JSON types (numpy scalars and arrays converted); a
+  ValueError naming ``where`` for anything JSON cannot hold."""
+  if isinstance(value, dict):
+    out = {}
+    for key, item in value.items():
+      if not isinstance(key, str):
+        raise ValueError(f"{where} keys must be strings; got {key!r}.")
+      out[key] = _json_safe(item, f"{where}[{key!r}]")
+    return out
+  if isinstance(value, (list, tuple)):
+    return [_json_safe(item, f"{where}[{i}]") for i, item in enumerate(value)]
+  if isinstance(value, np.ndarray):
+    return _json_safe(value.tolist(), where)
+  if isinstance(value, (np.bool_, bool)):
+    return bool(value)
+  if isinstance(value, (np.integer, int)):
+    return int(value)
+  if isinstance(value, (np.floating, float)):
+    value = float(value)
+    if not math.isfinite(value):
+      return str(value)  # JSON has no NaN/inf; "inf" keeps the information
+    return value
+  if value is None or isinstance(value, str):
+    return value
+  raise ValueError(
+      f"{where} holds a {type(value).__name__}, which a model file cannot store; keep "
+      "info to numbers, strings, lists and dicts.")
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class SoftmaxModel:
   """Parameters of ``p(y|x) = softmax(x W + b)`` (immutable).
@@ -142,15 +191,19 @@ class SoftmaxModel:
   history: History | None = None
 
   def __post_init__(self):
-    w = np.asarray(self.weights, np.float32)
-    b = np.asarray(self.bias, np.float32)
+    w, b = (_parameter(name, value) for name, value in
+            (("weights", self.weights), ("bias", self.bias)))
     if w.ndim != 2 or b.shape != (w.shape[1],):
       raise ValueError(
           f"weights must be (N, M) and bias (M,); got {w.shape} and {b.shape}.")
-    if not (np.isfinite(w).all() and np.isfinite(b).all()):
-      raise ValueError("model parameters contain NaN or inf.")
+    if not isinstance(self.info, dict):
+      raise ValueError(f"info must be a dict of JSON-serialisable metadata; got "
+                       f"{type(self.info).__name__}.")
     object.__setattr__(self, "weights", w)
     object.__setattr__(self, "bias", b)
+    # A copy in plain JSON types: the model never shares (or saves) the caller's
+    # objects, and numpy scalars that refine/calibrate record stay saveable.
+    object.__setattr__(self, "info", _json_safe(self.info, "info"))
 
   @property
   def n_features(self) -> int:
@@ -166,9 +219,21 @@ class SoftmaxModel:
 
   # -- prediction --------------------------------------------------------------
   def decision_function(self, X) -> np.ndarray:
-    """Logits ``X W + b``, (T, M)."""
+    """Logits ``X W + b``, (T, M): float64 for float64 ``X``, else float32.
+
+    Raises:
+      ValueError: for invalid ``X``, or logits beyond the float range (``X``
+        of magnitude near 1e38 in float32, 1e308 in float64).
+    """
     design = _design.as_design(X, n_features=self.n_features)
-    return design.logits(self.weights) + self.bias
+    with np.errstate(over="ignore", invalid="ignore"):
+      logits = design.logits(self.weights, design.result_dtype) + self.bias
+    if not np.isfinite(logits).all():
+      row = int(np.flatnonzero(~np.isfinite(logits).all(axis=1))[0])
+      raise ValueError(
+          f"the logits X W + b overflow the {logits.dtype} range (first in row {row}): X "
+          "is too large for these weights. Rescale X (and refit), or pass float64 X.")
+    return logits
 
   def predict_log_proba(self, X) -> np.ndarray:
     """``log p(y|x)`` for each sample, (T, M)."""
@@ -206,11 +271,25 @@ class SoftmaxModel:
 
   # -- persistence -------------------------------------------------------------
   def save(self, path) -> None:
-    """Writes ``weights``, ``bias`` and JSON metadata to an ``.npz`` file (no pickle)."""
-    meta = {"format": _FORMAT, "version": _FORMAT_VERSION, "info": self.info}
-    with open(path, "wb") as fh:
-      np.savez(fh, weights=self.weights, bias=self.bias,
-               meta=np.array(json.dumps(meta)))
+    """Writes ``weights``, ``bias`` and JSON metadata to an ``.npz`` file (no pickle).
+
+    The file is written to a temporary file in the same folder and renamed
+    into place, so a failure never leaves a damaged or truncated file at
+    ``path`` (an existing model there stays as it was).
+    """
+    meta = json.dumps({"format": _FORMAT, "version": _FORMAT_VERSION, "info": self.info})
+    path = os.fspath(path)
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+      raise ValueError(f"cannot save to {path!r}: the folder {folder!r} does not exist.")
+    fd, tmp = tempfile.mkstemp(prefix=".explicit-softmax-", suffix=".npz.tmp", dir=folder)
+    try:
+      with os.fdopen(fd, "wb") as fh:
+        np.savez(fh, weights=self.weights, bias=self.bias, meta=np.array(meta))
+      os.replace(tmp, path)
+    except BaseException:
+      os.unlink(tmp)
+      raise
 
 
 def load(path) -> SoftmaxModel:
@@ -225,6 +304,8 @@ def load(path) -> SoftmaxModel:
   Raises:
     ValueError: if the file is missing, corrupted or not an explicit-softmax model.
   """
+  if not isinstance(path, (str, os.PathLike)):
+    raise ValueError(f"load needs a file path (str or os.PathLike); got {type(path).__name__}.")
   if not os.path.exists(path):
     raise ValueError(f"model file {path!r} does not exist.")
   try:
@@ -232,15 +313,31 @@ def load(path) -> SoftmaxModel:
       meta = json.loads(str(data["meta"]))
       weights, bias = data["weights"], data["bias"]
   except (zipfile.BadZipFile, KeyError, OSError, EOFError, json.JSONDecodeError,
-          ValueError) as err:
+          ValueError, TypeError, AttributeError, IndexError) as err:
     raise ValueError(
         f"{path!r} is not a readable explicit-softmax model file ({type(err).__name__}: "
         f"{err}). Save models with model.save(path).") from None
   if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
     raise ValueError(f"{path!r} is an .npz file but not an explicit-softmax model.")
-  if meta.get("version", 0) > _FORMAT_VERSION:
+  version = meta.get("version")
+  if isinstance(version, bool) or not isinstance(version, int):
+    raise ValueError(
+        f"{path!r}: the format version must be an integer; got {version!r}. The file was "
+        "not written by model.save.")
+  if version > _FORMAT_VERSION:
     raise ValueError(
         f"{path!r} was written by a newer explicit-softmax (format version "
-        f"{meta['version']}); upgrade the library to read it.")
-  return SoftmaxModel(weights, bias, info=meta.get("info", {}))
-
+        f"{version}); upgrade the library to read it.")
+  info = meta.get("info", {})
+  if not isinstance(info, dict):
+    raise ValueError(f"{path!r}: 'info' must be a JSON object; got {type(info).__name__}.")
+  classes = info.get("classes")
+  try:
+    model = SoftmaxModel(weights, bias, info=info)
+  except ValueError as err:
+    raise ValueError(f"{path!r}: {err}") from None
+  if classes is not None and (not isinstance(classes, list) or len(classes) != model.n_classes):
+    raise ValueError(
+        f"{path!r}: info['classes'] must list one label per class ({model.n_classes}); got "
+        f"{classes!r:.200}.")
+  return model

@@ -149,20 +149,6 @@ def _first_order_epoch(params, state, data, y, w, perm, learning_rates, begin, e
   return jax.lax.fori_loop(begin, end, body, (params, state, empty, empty))
 
 
-def check_l2(l2) -> None:
-  if isinstance(l2, bool) or not isinstance(l2, (int, float, np.integer, np.floating)):
-    raise ValueError(f"l2 must be a finite number >= 0; got {l2!r}.")
-  if not (l2 >= 0 and np.isfinite(l2)):
-    raise ValueError(f"l2 must be a finite number >= 0; got {l2}.")
-
-
-def check_tol(tol) -> float:
-  if isinstance(tol, bool) or not isinstance(tol, (int, float, np.integer, np.floating)) \
-      or not (np.isfinite(tol) and tol >= 0):
-    raise ValueError(f"tol must be a finite number >= 0 (e.g. 1e-6); got {tol!r}.")
-  return float(tol)
-
-
 # Full-batch L-BFGS runs on the host in float64 (scipy) when one evaluation of
 # the objective costs at most this many multiply-adds (stored entries of X
 # times classes): no compilation, and float64 reaches tolerances at which a
@@ -515,8 +501,8 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
   if method not in METHODS:
     raise ValueError(f"unknown refine method {method!r}; choose one of {METHODS}.")
   steps = _targets.check_integer("steps", steps, minimum=0)
-  check_l2(l2)
-  tol = check_tol(tol)
+  l2 = _targets.check_number("l2", l2)
+  tol = _targets.check_number("tol", tol)
   if method == "lbfgs" and batch_size is not None:
     raise ValueError("L-BFGS is a full-batch method; leave batch_size=None.")
   if batch_size is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
+from explicit_softmax import _targets
 from explicit_softmax import model as model_lib
 from explicit_softmax import statistics
 
@@ -55,8 +56,7 @@ def cooccurrence_weights(stats: statistics.SoftmaxStats,
   Raises:
     ValueError: for negative smoothing, or ``s = 0`` with unobserved pairs.
   """
-  if not smoothing >= 0:
-    raise ValueError(f"smoothing must be >= 0; got {smoothing}.")
+  smoothing = _targets.check_number("smoothing", smoothing)
   if stats.min_feature < 0:
     raise ValueError(
         f"Negative values in data: method='cooccurrence' needs nonnegative features "
@@ -117,8 +117,7 @@ def newton_weights(stats: statistics.SoftmaxStats,
     raise ValueError(
         "method='newton' needs the Gram matrix: build the statistics with "
         "SoftmaxStats.from_data(X, y, gram=True).")
-  if not ridge >= 0:
-    raise ValueError(f"ridge must be >= 0; got {ridge}.")
+  ridge = _targets.check_number("ridge", ridge)
   n, m, t_w = stats.n_features, stats.n_classes, stats.total_weight
   f = stats.feature_mass
   # X1^T diag(w) X1, bordered by the constant feature of the bias.

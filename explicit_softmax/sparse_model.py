@@ -76,11 +76,12 @@ class SparseCountModel:
     counts = self.counts
     if not sp.issparse(counts) or counts.ndim != 2:
       raise ValueError("counts must be a 2-D scipy.sparse matrix (K V, M).")
-    counts = sp.csr_matrix(counts, dtype=np.float64)
+    # A copy: summing duplicates in place would rewrite the caller's matrix.
+    counts = sp.csr_matrix(counts, dtype=np.float64, copy=True)
     counts.sum_duplicates()  # also sorts the column indices of every row
     counts.eliminate_zeros()
-    v = int(self.vocab_size)
-    if v < 1 or counts.shape[0] % v or counts.shape[0] == 0:
+    v = _targets.check_integer("vocab_size", self.vocab_size)
+    if counts.shape[0] % v or counts.shape[0] == 0:
       raise ValueError(
           f"counts have {counts.shape[0]} rows, not a positive multiple of vocab_size={v} "
           "(one block of V rows per context position).")

@@ -79,6 +79,7 @@ class SoftmaxStats:
     """Statistics of no data, the start of a stream of ``update`` calls."""
     n_features = _targets.check_integer("n_features", n_features)
     n_classes = _targets.check_integer("n_classes", n_classes)
+    check_dense_size(n_features, n_classes)
     _check_gram_size(n_features, gram)
     return cls(np.zeros((n_features, n_classes)), np.zeros(n_classes), 0.0, 0.0, 0,
                np.zeros((n_features, n_features)) if gram else None)
@@ -112,6 +113,7 @@ class SoftmaxStats:
     design = _design.as_design(X)
     t, n = design.shape
     targets = _targets.check_targets(y, t, n_classes)
+    check_dense_size(n, targets.n_classes)
     w = _targets.check_sample_weight(sample_weight, t)
     _check_gram_size(n, gram)
     cooccurrence, mass, gram_matrix, min_feature = design.one_pass(
@@ -188,6 +190,22 @@ class SoftmaxStats:
         self.n_samples + other.n_samples,
         None if self.gram is None else self.gram + other.gram,
         min(self.min_feature, other.min_feature))
+
+
+def check_dense_size(n_features: int, n_classes: int) -> None:
+  """Refuses (N, M) float64 arrays beyond ``MAX_GRAM_BYTES`` before allocating them.
+
+  A label such as 2 * 10**8 makes ``M = max(y) + 1``, and an (N, M) array of
+  that many columns would exhaust memory: such labels are not class codes.
+  """
+  need = 8 * n_features * n_classes
+  if need > MAX_GRAM_BYTES:
+    raise ValueError(
+        f"{n_classes:,} classes x {n_features:,} features need an (N, M) float64 array of "
+        f"{need / 2**30:,.1f} GiB, more than the {MAX_GRAM_BYTES / 2**30:.0f} GiB limit. If "
+        "the labels are not the codes 0..M-1 (e.g. they go up to a large id), encode them "
+        "first with np.unique(y, return_inverse=True), or use "
+        "explicit_softmax.sklearn.ExplicitSoftmaxClassifier, which encodes any labels.")
 
 
 def _check_gram_size(n_features: int, gram: bool) -> None:
