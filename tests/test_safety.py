@@ -49,7 +49,7 @@ def test_whatever_refine_and_calibrate_record_is_saveable(tmp_path, model):
 
 
 def test_info_that_no_file_can_hold_is_refused_at_construction():
-  with pytest.raises(ValueError, match=r"info\['f'\] holds a function"):
+  with pytest.raises(ValueError, match=r"info\['f'\] holds a builtin_function_or_method"):
     es.SoftmaxModel(np.zeros((2, 2)), np.zeros(2), info={"f": print})
   with pytest.raises(ValueError, match="info must be a dict"):
     es.SoftmaxModel(np.zeros((2, 2)), np.zeros(2), info=[1, 2])
@@ -102,9 +102,9 @@ def test_models_copy_and_freeze_their_parameters():
 def test_sparse_count_model_leaves_the_callers_matrix_alone():
   counts = sp.csr_matrix((np.array([1.0, 2.0, 0.0]), np.array([0, 0, 1]),
                           np.array([0, 3, 3])), shape=(2, 2))
-  before = (counts.data.copy(), counts.indices.copy(), counts.sum())
+  # (scipy's own counts.sum() would sum the duplicates in place: compare arrays.)
+  before = (counts.data.copy(), counts.indices.copy())
   es.SparseCountModel(counts, 2, 3.0, 3)
-  assert counts.sum() == before[2]
   np.testing.assert_array_equal(counts.data, before[0])
   np.testing.assert_array_equal(counts.indices, before[1])
 

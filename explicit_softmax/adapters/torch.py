@@ -172,7 +172,7 @@ def _data_batches(x, y, batch_size: int) -> Iterable:
 def _copy(param: torch.Tensor, value: np.ndarray) -> None:
   """In-place copy keeping dtype, device, identity and ``requires_grad``; no graph."""
   with torch.no_grad():
-    param.copy_(torch.from_numpy(np.ascontiguousarray(value)))
+    param.copy_(torch.from_numpy(np.array(value, order="C")))  # a writable copy
 
 
 def write_linear(layer: nn.Linear, weights, bias=None) -> None:
