@@ -28,6 +28,12 @@ import numbers
 
 import numpy as np
 import scipy.special
+try:
+  import sklearn  # noqa: F401
+except ImportError as err:
+  raise ImportError(
+      "explicit_softmax.sklearn needs scikit-learn, an optional dependency: pip install "
+      "'explicit-softmax[sklearn]'") from err
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._available_if import available_if
 from sklearn.utils.extmath import safe_sparse_dot

@@ -37,7 +37,12 @@ from __future__ import annotations
 import contextlib
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-import flax
+try:
+  import flax
+except ImportError as err:
+  raise ImportError(
+      "explicit_softmax.adapters.flax needs Flax, an optional dependency: pip install "
+      "'explicit-softmax[flax]'") from err
 import jax
 import jax.numpy as jnp
 import numpy as np

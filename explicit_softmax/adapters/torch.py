@@ -30,7 +30,13 @@ import contextlib
 from typing import Callable, Iterable
 
 import numpy as np
-import torch
+
+try:
+  import torch
+except ImportError as err:
+  raise ImportError(
+      "explicit_softmax.adapters.torch needs PyTorch, an optional dependency: pip install "
+      "'explicit-softmax[torch]'") from err
 from torch import nn
 from torch.nn import functional as F
 
