@@ -10,8 +10,10 @@ Data files (``DATA``), recognised by extension:
   a ``scipy.sparse.save_npz`` file is read as ``X`` (labels from ``--labels``);
 * ``.npy``  ``X`` only: labels from a second ``.npy`` path or ``--labels y.npy``;
 * ``.svm``, ``.svmlight``, ``.libsvm``  svmlight/libsvm text (sparse features);
-* ``.csv``, ``.tsv`` (and other text)  a table with one label column
-  (``--label-column``, default the last), with or without a header row.
+* ``.csv``, ``.tsv`` (and other text)  a table with one label column, named by
+  ``--label-column`` (a header name or an index) or by a header cell ``label``
+  (``labels``, ``target``, ``class``, ``y``); never guessed. A UTF-8 byte-order
+  mark is skipped.
 
 Labels that are integers ``0..M-1`` are used as class indices; any other labels
 (strings, ``-1/+1``, ...) are encoded in sorted order and stored in the model
@@ -48,6 +50,7 @@ examples:
   explicit-softmax fit X.npy y.npy --out model.npz --calibrate
   explicit-softmax fit train.svm --out model.npz --refine lbfgs --steps 50
   explicit-softmax fit iris.csv --label-column species --out model.npz
+  explicit-softmax fit table.csv --label-column -1 --out model.npz     # no header
   explicit-softmax predict model.npz test.csv --proba --out preds.csv
   explicit-softmax evaluate model.npz test.npz
   explicit-softmax bench fit --quick                     # needs a source checkout
@@ -90,10 +93,25 @@ def _is_number(text: str) -> bool:
   return True
 
 
+# Header names taken as the label column when --label-column is not given.
+LABEL_NAMES = ("label", "labels", "target", "class", "y")
+
+
 def _parse_column(spec: str | None, header: list[str] | None, n_cols: int, path) -> int:
-  """The index of the label column from a name or a (possibly negative) index."""
+  """The index of the label column from a name or a (possibly negative) index.
+
+  Without ``spec`` the label column is the one header cell named as in
+  ``LABEL_NAMES``; anything else would be a guess (a table without labels
+  would have its last feature read as labels), so it is an error.
+  """
   if spec is None:
-    return n_cols - 1
+    named = [] if header is None else [
+        j for j, h in enumerate(header) if h.strip().lower() in LABEL_NAMES]
+    if len(named) == 1:
+      return named[0]
+    raise ValueError(
+        f"which column of {str(path)!r} holds the labels? Pass --label-column NAME or "
+        "INDEX (0-based, -1 is the last), or name the column 'label' in a header row.")
   try:
     index = int(spec)
   except ValueError:
@@ -122,7 +140,8 @@ def read_csv(path, label_column: str | None = None, n_features: int | None = Non
 
   Args:
     path: the file.
-    label_column: the label column's header name or index (default: last).
+    label_column: the label column's header name or index (default: the
+      header column named as in ``LABEL_NAMES``; none: an error).
     n_features: the number of features a model expects; a table with exactly
       that many columns has no label column.
 
@@ -134,7 +153,8 @@ def read_csv(path, label_column: str | None = None, n_features: int | None = Non
     ValueError: for ragged rows, non-numeric features, or a bad label column.
   """
   path = pathlib.Path(path)
-  with open(path, newline="", encoding="utf-8") as fh:
+  # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not a header cell.
+  with open(path, newline="", encoding="utf-8-sig") as fh:
     sample = fh.read(1 << 16)
     fh.seek(0)
     try:
@@ -320,13 +340,23 @@ def encode_labels(y, n_classes: int | None = None):
   return codes.astype(np.int64), [_label_key(c) for c in classes]
 
 
-def map_labels(y, classes):
-  """Class indices of ``y`` given the stored ``classes`` (None: indices already)."""
+def map_labels(y, classes, n_classes: int):
+  """Class indices of ``y`` given the stored ``classes`` (None: the model was
+  fitted on the codes ``0..n_classes-1``, which ``y`` must then hold)."""
   y = np.asarray(y)
   if y.ndim == 2 and y.shape[1] == 1:
     y = y[:, 0]
   if classes is None:
-    return encode_labels(y)[0] if y.ndim == 1 else y
+    if y.ndim == 2:
+      return y
+    integral = y.dtype.kind in "iub" or (
+        y.dtype.kind == "f" and np.isfinite(y).all() and np.all(y == np.round(y)))
+    if not integral or y.min() < 0 or y.max() >= n_classes:
+      shown = sorted({str(v) for v in np.unique(y)[:5]})
+      raise ValueError(
+          f"the model was fitted on the class codes 0..{n_classes - 1}, but these labels "
+          f"include {shown}; evaluate with the labels the model was fitted on.")
+    return y.astype(np.int64)
   index = {c: i for i, c in enumerate(classes)}
   keys = [_label_key(v) for v in y.tolist()] if y.dtype.kind != "U" else y.tolist()
   unknown = sorted({str(k) for k in keys if k not in index})
@@ -338,6 +368,17 @@ def map_labels(y, classes):
 
 
 # -- commands ------------------------------------------------------------------
+
+def _positive_int(text: str) -> int:
+  """An integer >= 1 (``--support 0`` would otherwise mean the whole vocabulary)."""
+  try:
+    value = int(text)
+  except ValueError:
+    value = 0
+  if value < 1:
+    raise argparse.ArgumentTypeError(f"expected a positive integer; got {text!r}")
+  return value
+
 
 def _l2_value(text: str):
   """``--l2``: ``auto`` or a finite number >= 0."""
@@ -466,7 +507,7 @@ def _cmd_predict(args) -> int:
 
 def _cmd_evaluate(args) -> int:
   model, x, y = _load_model_and_data(args, need_labels=True)
-  targets = map_labels(y, model.info.get("classes"))
+  targets = map_labels(y, model.info.get("classes"), model.n_classes)
   loss = model.log_loss(x, targets)
   hard = targets if targets.ndim == 1 else targets.argmax(axis=1)
   accuracy = float(np.mean(model.predict(x) == hard))
@@ -519,13 +560,13 @@ def _cmd_demo(args) -> int:
     raise ValueError(f"--tokens must be at least 100; got {n_tokens}.")
   if not args.seconds > 0:
     raise ValueError(f"--seconds must be positive; got {args.seconds}.")
-  support = min(args.support, v) if args.support else None
+  support = min(args.support, v)
   source = data.MarkovSource(v, order=1, zipf_exponent=1.1, support=support, seed=args.seed)
   n_test = max(n_tokens // 5, 100)
   x_train, y_train = data.context_tokens(source.sample(n_tokens, seed=args.seed + 1), 1, v)
   x_test, y_test = data.context_tokens(source.sample(n_test, seed=args.seed + 2), 1, v)
   print(f"toy language model: order-1 Markov source, V={v:,} tokens, "
-        f"{support or v} successors per context, Zipf exponent 1.1")
+        f"{support} successors per context, Zipf exponent 1.1")
   print(f"{len(y_train):,} training / {len(y_test):,} held-out next-token samples, "
         f"{v * v:,} weights\n", flush=True)
 
@@ -670,7 +711,7 @@ def build_parser() -> argparse.ArgumentParser:
   demo.add_argument("--vocab-size", type=int, default=1000, help="V (default: %(default)s)")
   demo.add_argument("--tokens", type=int, default=300_000,
                     help="training tokens (default: %(default)s)")
-  demo.add_argument("--support", type=int, default=64,
+  demo.add_argument("--support", type=_positive_int, default=64,
                     help="possible successors per context (default: %(default)s)")
   demo.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
   demo.add_argument("--smoothing", type=float, default=0.01,

@@ -117,11 +117,55 @@ def test_csv_with_header_and_string_labels(capsys, tmp_path, dataset):
   assert set(out.splitlines()[1:]) <= {"cat", "dog", "emu"}
 
 
-def test_csv_default_last_column_and_refine(capsys, tmp_path, dataset):
+def test_csv_label_column_is_never_guessed(capsys, tmp_path, dataset):
+  """A headerless table names its label column (a table without labels would
+  otherwise have its last feature read as labels); a header cell 'label' does."""
+  x, y = dataset
+  np.savetxt(tmp_path / "features.csv", x, delimiter=",")
+  status, _, err = run(capsys, "fit", tmp_path / "features.csv", "--out", tmp_path / "m.npz")
+  assert status != 0 and "which column" in err and "--label-column" in err
+  with open(tmp_path / "named.csv", "w", newline="") as fh:
+    writer = csv.writer(fh)
+    writer.writerow([f"f{j}" for j in range(x.shape[1])] + ["Label"])
+    writer.writerows([list(row) + [int(c)] for row, c in zip(x, y)])
+  status, _, err = run(capsys, "fit", tmp_path / "named.csv", "--out", tmp_path / "m.npz")
+  assert status == 0, err
+
+
+def test_a_byte_order_mark_is_not_a_header(capsys, tmp_path, dataset):
+  x, y = dataset
+  text = "\n".join(",".join([repr(float(v)) for v in row] + [str(int(c))])
+                    for row, c in zip(x, y))
+  (tmp_path / "bom.csv").write_bytes("\ufeff".encode() + text.encode())
+  status, out, err = run(capsys, "fit", tmp_path / "bom.csv", "--label-column", "-1",
+                         "--method", "newton", "--out", tmp_path / "m.npz")
+  assert status == 0, err
+  assert f"on {len(y):,} samples" in out  # the first row is data, not a header
+
+
+def test_evaluate_refuses_labels_the_model_never_saw(capsys, tmp_path, dataset):
+  x, y = dataset
+  np.savez(tmp_path / "train.npz", X=x, y=y)  # codes 0..2: no stored class names
+  assert run(capsys, "fit", tmp_path / "train.npz", "--method", "newton",
+             "--out", tmp_path / "m.npz")[0] == 0
+  for bad in (y - 1, np.where(y == 0, "a", "b")):
+    np.savez(tmp_path / "bad.npz", X=x, y=bad)
+    status, _, err = run(capsys, "evaluate", tmp_path / "m.npz", tmp_path / "bad.npz")
+    assert status != 0 and "fitted on the class codes 0..2" in err, err
+
+
+def test_demo_support_must_be_positive(capsys):
+  with pytest.raises(SystemExit):
+    run(capsys, "demo", "--support", "0")
+  assert "expected a positive integer" in capsys.readouterr().err
+
+
+def test_csv_last_column_and_refine(capsys, tmp_path, dataset):
   x, y = dataset
   np.savetxt(tmp_path / "train.csv", np.column_stack([x, y]), delimiter=",")
   status, out, err = run(capsys, "fit", tmp_path / "train.csv", "--out", tmp_path / "m.npz",
-                         "--method", "newton", "--refine", "adam", "--steps", "3")
+                         "--label-column", "-1", "--method", "newton", "--refine", "adam",
+                         "--steps", "3")
   assert status == 0, err
   assert "newton + adam x3" in out
   assert es.load(tmp_path / "m.npz").info["refine"]["steps"] == 3
