@@ -166,6 +166,12 @@ class DenseDesign:
       # float copy of X.
       yield rows, chunk
 
+  def check_finite(self) -> None:
+    """One pass that raises the ``chunks`` error for NaN or inf (before jitted code
+    that would turn them into a silent NaN loss)."""
+    for _ in self.chunks():
+      pass
+
   def logits(self, w: np.ndarray, dtype=np.float32) -> np.ndarray:
     w = np.asarray(w, dtype)
     out = np.empty((self.x.shape[0], w.shape[1]), dtype)
@@ -462,7 +468,14 @@ def as_design(x, *, n_features: int | None = None):
   else:
     if hasattr(x, "__jax_array__") or type(x).__module__.startswith("jax"):
       x = np.asarray(x)  # one device-to-host copy; products run on BLAS
-    x = np.asarray(x)
+    try:
+      x = np.asarray(x)
+    except ValueError as err:  # ragged nested lists
+      raise ValueError(
+          f"X must be a rectangular (n_samples, n_features) array; numpy could not make "
+          f"one ({err}).") from None
+    if x.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
+      x = x.astype(np.float32)  # ml_dtypes' low-precision floats (JAX's bfloat16)
     if x.dtype == object or x.dtype.kind not in "biuf":
       raise ValueError(
           f"X must be a numeric array, scipy.sparse matrix or TokenFeatures; got "

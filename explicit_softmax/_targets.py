@@ -169,7 +169,12 @@ def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray:
   """Returns (T,) float64 weights: ones if None, else validated nonnegative weights."""
   if sample_weight is None:
     return np.ones(n_samples, np.float64)
-  w = np.asarray(sample_weight, np.float64)
+  try:
+    w = np.asarray(sample_weight, np.float64)
+  except (TypeError, ValueError):
+    raise ValueError(
+        f"sample_weight must be numbers (a scalar or a ({n_samples},) array); got "
+        f"{type(sample_weight).__name__} that is not.") from None
   if w.ndim == 0:
     w = np.full(n_samples, float(w))
   if w.shape != (n_samples,):

@@ -557,6 +557,8 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
       theta, reason = _host_lbfgs(theta0, design, targets, w, float(l2), steps, tol, zero_norm,
                                   precond, report)
   else:
+    if isinstance(design, _design.DenseDesign):
+      design.check_finite()  # every row, also those no minibatch has drawn yet
     theta, reason = _device_loop(
         theta0, precond, design, targets, w, method, steps, tol, zero_norm, l2, batch_size,
         minibatch, lr, rate_at, every if callback is not None else None, seed, clock, report)

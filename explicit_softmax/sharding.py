@@ -149,6 +149,7 @@ def sharded_statistics(X, y, *, n_classes: int | None = None, sample_weight=None
   statistics._check_gram_size(n, gram)
 
   y, soft, n_classes = _place_targets(y, t, n_classes, mesh, row_axes)
+  statistics.check_dense_size(n, n_classes)
   scale, w = _place_weights(sample_weight, t, mesh, row_axes)
   chunk = int(chunk_rows or CHUNK_ROWS)
   if chunk < 1:

@@ -23,6 +23,18 @@ DEFAULT_SMOOTHING = 0.1
 DEFAULT_RIDGE = 1e-3
 
 
+def _check_stats(stats) -> None:
+  """A ValueError unless ``stats`` are SoftmaxStats that hold samples."""
+  if not isinstance(stats, statistics.SoftmaxStats):
+    raise ValueError(
+        f"the solvers need SoftmaxStats (es.SoftmaxStats.from_data(X, y)); got "
+        f"{type(stats).__name__}. To fit data directly, call es.fit(X, y).")
+  if not stats.total_weight > 0:
+    raise ValueError(
+        "the statistics hold no samples (total weight 0); update them with data before "
+        "solving.")
+
+
 def cooccurrence_weights(stats: statistics.SoftmaxStats,
                          smoothing: float = DEFAULT_SMOOTHING) -> model_lib.SoftmaxModel:
   """The co-occurrence solution ``W_ij = log((F_ij + s) / (f_i + M s)) / K``, ``b = 0``.
@@ -56,6 +68,7 @@ def cooccurrence_weights(stats: statistics.SoftmaxStats,
   Raises:
     ValueError: for negative smoothing, or ``s = 0`` with unobserved pairs.
   """
+  _check_stats(stats)
   smoothing = _targets.check_number("smoothing", smoothing)
   if stats.min_feature < 0:
     raise ValueError(
@@ -113,6 +126,7 @@ def newton_weights(stats: statistics.SoftmaxStats,
   Raises:
     ValueError: if the statistics lack the Gram matrix, or ``ridge < 0``.
   """
+  _check_stats(stats)
   if stats.gram is None:
     raise ValueError(
         "method='newton' needs the Gram matrix: build the statistics with "
@@ -163,14 +177,7 @@ def solve(stats: statistics.SoftmaxStats, method: str = "cooccurrence", *,
   Returns:
     A :class:`SoftmaxModel`.
   """
-  if not isinstance(stats, statistics.SoftmaxStats):
-    raise ValueError(
-        f"solve needs SoftmaxStats (es.SoftmaxStats.from_data(X, y)); got "
-        f"{type(stats).__name__}. To fit data directly, call es.fit(X, y).")
-  if not stats.total_weight > 0:
-    raise ValueError(
-        "the statistics hold no samples (total weight 0); update them with data before "
-        "solving.")
+  _check_stats(stats)
   if method == "cooccurrence":
     return cooccurrence_weights(stats, smoothing)
   if method == "newton":

@@ -180,3 +180,36 @@ def test_float64_features_beyond_float32_range_predict_finitely():
   overflow = es.SoftmaxModel(np.ones((4, 3)), np.zeros(3))
   with pytest.raises(ValueError, match="overflow"):
     overflow.predict_proba(np.full((1, 4), 1e38, np.float32))
+
+
+def test_refine_refuses_nan_rows_before_any_step():
+  """NaN rows are an error naming the row, on every path: the float64 host
+  L-BFGS, and minibatch Adam before it draws them (not "diverged")."""
+  x, y = dense_data(np.random.default_rng(6), 300, 4, 3)
+  x[250, 1] = np.nan
+  start = es.SoftmaxModel(np.zeros((4, 3)), np.zeros(3))
+  for kwargs in ({}, {"method": "adam", "batch_size": 16, "steps": 2}):
+    with pytest.raises(ValueError, match=r"NaN or inf \(first in row 250\)"):
+      es.refine(start, x, y, **kwargs)
+
+
+def test_malformed_inputs_get_messages_not_numpy_internals():
+  x, y = dense_data(np.random.default_rng(7), 30, 3, 2)
+  with pytest.raises(ValueError, match="rectangular"):
+    es.fit([[1.0, 2.0], [3.0]], [0, 1], method="newton")
+  with pytest.raises(ValueError, match="sample_weight must be numbers"):
+    es.fit(x, y, sample_weight=["a"] * 30, method="newton")
+  with pytest.raises(ValueError, match="the solvers need SoftmaxStats"):
+    es.cooccurrence_weights((x, y))
+  with pytest.raises(ValueError, match="hold no samples"):
+    es.newton_weights(es.SoftmaxStats.empty(3, 2, gram=True))
+
+
+def test_bfloat16_features_are_read_as_float32():
+  import jax.numpy as jnp
+  x, y = dense_data(np.random.default_rng(8), 100, 3, 2)
+  low = np.asarray(jnp.asarray(x, jnp.bfloat16))
+  model = es.fit(low, y, method="newton")
+  np.testing.assert_allclose(model.predict_proba(low),
+                             es.fit(low.astype(np.float32), y, method="newton").predict_proba(
+                                 low.astype(np.float32)), atol=1e-6)

@@ -95,5 +95,5 @@ def test_iteration_counts_must_be_integers(call, name, bad):
 
 
 def test_solve_needs_statistics():
-  with pytest.raises(ValueError, match="solve needs SoftmaxStats.*es.fit"):
+  with pytest.raises(ValueError, match="the solvers need SoftmaxStats.*es.fit"):
     es.solve(X)
