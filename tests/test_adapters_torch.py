@@ -291,3 +291,12 @@ def test_samples_with_all_zero_features_are_ordinary_samples(data):
   np.testing.assert_allclose(explicit.weights, direct.weights, rtol=1e-4, atol=1e-5)
   blank = es_torch.init_head(model, x, y, features_fn=lambda t: torch.zeros(len(t), N_HIDDEN))
   assert np.all(blank.weights == 0) and np.isfinite(blank.bias).all()
+
+
+def test_missing_labels_and_wrong_widths_are_value_errors(data):
+  x, y = data
+  model = _mlp()
+  with pytest.raises(ValueError, match="y is missing"):
+    es_torch.init_head(model, x)
+  with pytest.raises(ValueError, match="failed on inputs of shape"):
+    es_torch.init_head(model, x[:, :5], y)

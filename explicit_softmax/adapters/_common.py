@@ -126,6 +126,20 @@ def iterate_rows(n_rows: int, batch_size: int) -> Iterable[slice]:
     yield slice(start, min(start + int(batch_size), n_rows))
 
 
+def data_batches(x, y, batch_size: int) -> Iterable:
+  """``(x, y)`` batches from arrays or tensors, or the caller's iterable (``y`` None)."""
+  if y is None:
+    if hasattr(x, "shape"):  # an array or tensor, not an iterable of batches
+      raise ValueError(
+          "y is missing: pass labels (init_head(model, x, y)), or an iterable of (x, y) "
+          "batches (such as a DataLoader) as x with y=None.")
+    return x
+  n = len(x)
+  if len(y) != n:
+    raise ValueError(f"x has {n} rows but y has {len(y)}; they must have the same length.")
+  return ((x[rows], y[rows]) for rows in iterate_rows(n, batch_size))
+
+
 def accumulate_statistics(batches: Iterable, *, n_features: int, n_classes: int,
                           gram: bool = False,
                           what: str = "the features reaching the head"

@@ -153,16 +153,6 @@ def _check_linear(layer, what: str) -> nnx.Linear:
   return layer
 
 
-def _data_batches(x, y, batch_size: int) -> Iterable:
-  """``(x, y)`` batches from arrays, or the caller's iterable of batches (y None)."""
-  if y is None:
-    return x
-  n = len(x)
-  if len(y) != n:
-    raise ValueError(f"x has {n} rows but y has {len(y)}; they must have the same length.")
-  return ((x[rows], y[rows]) for rows in _common.iterate_rows(n, batch_size))
-
-
 def _head_features(model, head, features_fn) -> Callable:
   """A function from a batch of inputs to the (numpy) features entering ``head``."""
   if features_fn is not None:
@@ -265,7 +255,7 @@ def init_head(model: nnx.Module, x, y=None, *, head: str | nnx.Linear | None = "
   if features_fn is None:
     features_fn = seq_features
   get_features = _head_features(model, linear, features_fn)
-  batches = _data_batches(x, y, batch_size)
+  batches = _common.data_batches(x, y, batch_size)
   with _inference_mode(model):
     explicit = _common.fit_explicit(
         ((get_features(xb), np.asarray(yb)) for xb, yb in batches),
@@ -542,7 +532,7 @@ def init_linen_head(params: Mapping, path, x, y=None, *, features_fn: Callable |
   n, m = np.shape(kernel)
   get = (lambda xb: _to_numpy(features_fn(xb))) if features_fn else _to_numpy
   explicit = _common.fit_explicit(
-      ((get(xb), np.asarray(yb)) for xb, yb in _data_batches(x, y, batch_size)),
+      ((get(xb), np.asarray(yb)) for xb, yb in _common.data_batches(x, y, batch_size)),
       n_features=n, n_classes=m, method=method, smoothing=smoothing, ridge=ridge, hint=HINT)
   _common.check_head_shape(explicit, n, m, "bias" in entry, "the Dense entry")
   new_entry = dict(entry)

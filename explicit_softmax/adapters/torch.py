@@ -142,10 +142,20 @@ def _resolve_head(model: nn.Module, head) -> tuple[nn.Linear, Callable | None]:
       "features_fn=<a function from inputs to the head's inputs>).")
 
 
+def _shape_checked(fn: Callable, xb, model: nn.Module):
+  """``fn`` on the batch; torch's shape errors ("mat1 and mat2 ...") as ValueErrors."""
+  try:
+    return fn(_to_input(xb, model))
+  except RuntimeError as err:
+    raise ValueError(
+        f"the forward pass of {type(model).__name__} failed on inputs of shape "
+        f"{tuple(np.shape(xb))}: {err}. Pass inputs of the shape the model takes.") from None
+
+
 def _head_features(model: nn.Module, head: nn.Linear, features_fn) -> Callable:
   """A function from a batch of inputs to the (numpy) features entering ``head``."""
   if features_fn is not None:
-    return lambda xb: _to_numpy(features_fn(_to_input(xb, model)))
+    return lambda xb: _to_numpy(_shape_checked(features_fn, xb, model))
 
   def hook(module, args):
     raise _Captured(args[0])
@@ -153,7 +163,7 @@ def _head_features(model: nn.Module, head: nn.Linear, features_fn) -> Callable:
   def captured(xb):
     handle = head.register_forward_pre_hook(hook)
     try:
-      model(_to_input(xb, model))
+      _shape_checked(model, xb, model)
     except _Captured as hit:
       return _to_numpy(hit.value)
     finally:
@@ -162,16 +172,6 @@ def _head_features(model: nn.Module, head: nn.Linear, features_fn) -> Callable:
         f"the forward pass of {type(model).__name__} never called its head; pass "
         "features_fn=<a function from inputs to the head's inputs>.")
   return captured
-
-
-def _data_batches(x, y, batch_size: int) -> Iterable:
-  """``(x, y)`` batches from arrays/tensors, or the caller's iterable (y None)."""
-  if y is None:
-    return x
-  n = len(x)
-  if len(y) != n:
-    raise ValueError(f"x has {n} rows but y has {len(y)}; they must have the same length.")
-  return ((x[rows], y[rows]) for rows in _common.iterate_rows(n, batch_size))
 
 
 # -- writing weights ------------------------------------------------------------
@@ -258,7 +258,7 @@ def init_head(model: nn.Module, x, y=None, *, head: str | nn.Linear | None = Non
   get_features = _head_features(model, linear, features_fn)
   with _inference_mode(model):
     explicit = _common.fit_explicit(
-        ((get_features(xb), _labels(yb)) for xb, yb in _data_batches(x, y, batch_size)),
+        ((get_features(xb), _labels(yb)) for xb, yb in _common.data_batches(x, y, batch_size)),
         n_features=linear.in_features, n_classes=linear.out_features, method=method,
         smoothing=smoothing, ridge=ridge, hint=HINT)
   write_explicit(linear, explicit)
