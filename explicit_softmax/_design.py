@@ -438,13 +438,16 @@ def as_float64(design):
   return Float64Design(design.x.astype(np.float64).tocsr())
 
 
-def as_design(x, *, n_features: int | None = None):
+def as_design(x, *, n_features: int | None = None, layout=None):
   """Validates ``X`` and wraps it in the matching design class.
 
   Args:
     x: (T, N) real dense array (numpy or JAX, any real dtype, uint8 images
       included), a ``scipy.sparse`` matrix, or a :class:`TokenFeatures`.
     n_features: if given, the number of columns ``X`` must have (at predict time).
+    layout: if given, the ``[n_context, vocab_size]`` that token inputs must
+      have (a model fitted on K = 2 blocks of V = 7 has 14 features, as one of
+      V = 14 does, but predicts nonsense on it).
 
   Returns:
     A ``DenseDesign``, ``SparseDesign`` or ``TokenDesign``.
@@ -492,4 +495,11 @@ def as_design(x, *, n_features: int | None = None):
     raise ValueError(
         f"X has {n} features but the model was fitted on {n_features}; pass data "
         "with the same columns (and the same vocabulary/context size for tokens).")
+  if layout is not None and isinstance(design, TokenDesign):
+    given = [design.tokens.ids.shape[1], design.tokens.vocab_size]
+    if given != list(layout):
+      raise ValueError(
+          f"these TokenFeatures have {given[0]} context tokens over a vocabulary of "
+          f"{given[1]}, but the model was fitted on {layout[0]} over {layout[1]}; build "
+          "the features the same way.")
   return design

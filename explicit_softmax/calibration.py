@@ -53,7 +53,8 @@ def calibrate(model: model_lib.SoftmaxModel, X, y, *, sample_weight=None, l2: fl
   """
   l2 = _targets.check_number("l2", l2)
   steps = _targets.check_integer("steps", steps, minimum=0)
-  design = _design.as_design(X, n_features=model.n_features)
+  design = _design.as_design(X, n_features=model.n_features,
+                             layout=model.info.get("token_layout"))
   t = design.shape[0]
   targets = _targets.check_targets(y, t, model.n_classes)
   w = _targets.check_sample_weight(sample_weight, t)

@@ -256,7 +256,8 @@ def loss_gradient_width(model: model_lib.SoftmaxModel, X, y, *, n_draws: int = 6
   Returns:
     A :class:`GaussianWidth`.
   """
-  design = _design.as_design(X, n_features=model.n_features)
+  design = _design.as_design(X, n_features=model.n_features,
+                             layout=model.info.get("token_layout"))
   t = design.shape[0]
   targets = _targets.check_targets(y, t, model.n_classes)
 

@@ -367,4 +367,8 @@ def fit(X, y, n_classes: int | None = None, method: str = "auto", *,
                          cv=cv)
   stats = statistics.SoftmaxStats.from_data(
       X, y, n_classes=n_classes, sample_weight=sample_weight, gram=(method == "newton"))
-  return solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
+  model = solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
+  if isinstance(X, _design.TokenFeatures):  # checked against token inputs at predict time
+    model = model.replace(info={**model.info,
+                                "token_layout": [X.ids.shape[1], X.vocab_size]})
+  return model

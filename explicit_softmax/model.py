@@ -225,7 +225,8 @@ class SoftmaxModel:
       ValueError: for invalid ``X``, or logits beyond the float range (``X``
         of magnitude near 1e38 in float32, 1e308 in float64).
     """
-    design = _design.as_design(X, n_features=self.n_features)
+    design = _design.as_design(X, n_features=self.n_features,
+                               layout=self.info.get("token_layout"))
     with np.errstate(over="ignore", invalid="ignore"):
       logits = design.logits(self.weights, design.result_dtype) + self.bias
     if not np.isfinite(logits).all():
@@ -249,7 +250,8 @@ class SoftmaxModel:
 
   # -- objective -------------------------------------------------------------
   def _loss_and_grad(self, X, y, sample_weight, need_grad: bool):
-    design = _design.as_design(X, n_features=self.n_features)
+    design = _design.as_design(X, n_features=self.n_features,
+                               layout=self.info.get("token_layout"))
     t = design.shape[0]
     targets = _targets.check_targets(y, t, self.n_classes)
     w = _targets.check_sample_weight(sample_weight, t)

@@ -512,7 +512,8 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
   if learning_rate is not None and method == "lbfgs":
     raise ValueError("L-BFGS takes its step sizes from a line search; leave learning_rate=None.")
   entry = time.perf_counter()  # setup (validation, transfers, preconditioner) is timed too
-  design = _design.as_design(X, n_features=model.n_features)
+  design = _design.as_design(X, n_features=model.n_features,
+                             layout=model.info.get("token_layout"))
   t = design.shape[0]
   targets = _targets.check_targets(y, t, model.n_classes)
   w = _targets.check_sample_weight(sample_weight, t)

@@ -213,3 +213,15 @@ def test_bfloat16_features_are_read_as_float32():
   np.testing.assert_allclose(model.predict_proba(low),
                              es.fit(low.astype(np.float32), y, method="newton").predict_proba(
                                  low.astype(np.float32)), atol=1e-6)
+
+
+def test_a_token_model_refuses_tokens_of_another_layout():
+  ids = np.random.default_rng(9).integers(0, 7, (100, 2))
+  y = np.arange(100) % 3
+  model = es.fit(es.TokenFeatures(ids, 7), y)
+  assert model.info["token_layout"] == [2, 7]
+  other = es.TokenFeatures(np.random.default_rng(10).integers(0, 14, (5, 1)), 14)
+  with pytest.raises(ValueError, match="1 context tokens over a vocabulary of 14.*2 over 7"):
+    model.predict_proba(other)
+  with pytest.raises(ValueError, match="context tokens"):
+    es.refine(model, other, y[:5], steps=1)
