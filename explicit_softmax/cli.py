@@ -635,7 +635,7 @@ def build_parser() -> argparse.ArgumentParser:
       "fit", help="fit a model and save it (.npz)",
       formatter_class=argparse.RawDescriptionHelpFormatter,
       description="Fit a softmax model: by default the certified L2-regularised optimum "
-      "from an explicit start (the exact count solution on one-hot data); --method "
+      "(the exact count solution on one-hot data); --method "
       "cooccurrence/newton give the raw closed forms in one pass (optionally "
       "calibrated/refined).",
       epilog="examples:\n  explicit-softmax fit train.npz --out model.npz\n"

@@ -6,8 +6,9 @@
 
       min_{W, b}  L(W, b) + (l2 / 2) ||W||^2,                               (4)
 
-  started from an explicit solution and refined by float64 L-BFGS until its
-  relative gradient norm is below ``tol`` (a certificate of optimality). The
+  refined by float64 L-BFGS from zero (measured: no explicit start paid on
+  this path, see ``_start``; any start can be given) until its relative
+  gradient norm is below ``tol`` (a certificate of optimality). The
   strength ``l2 = 1 / (C T_w)`` (scikit-learn's ``C``) is chosen on held-out
   data along a warm-started regularisation path, because the exact optimum at
   a habitual ``C = 1`` can generalise worse than a poorly converged fit.
@@ -259,7 +260,7 @@ def choose_l2(design, targets: _targets.Targets, w_raw: np.ndarray, start: model
 def fit_optimum(X, y, n_classes: int | None = None, *, l2="auto", start="auto",
                 tol: float = refinement.DEFAULT_TOL, sample_weight=None, cv=None,
                 seed: int = 0) -> model_lib.SoftmaxModel:
-  """The L2-regularised multinomial optimum (4), from an explicit start.
+  """The L2-regularised multinomial optimum (4), from zero or a given start.
 
   Args:
     X: (T, N) real features (dense, sparse or :class:`TokenFeatures`).

@@ -60,14 +60,14 @@ _DTYPES = (np.float64, np.float32)
 
 
 class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
-  """Softmax (multinomial logistic) classifier: explicit start, certified optimum.
+  """Softmax (multinomial logistic) classifier: closed forms and the certified optimum.
 
   With the defaults, ``fit`` gives the model of :func:`explicit_softmax.fit`:
   on one-hot inputs the count solution (the exact optimum there); on any other
   real features (StandardScaler output, counts, pixels, embeddings) the
-  L2-regularised multinomial optimum, started from the Newton closed form,
-  with ``l2`` chosen on held-out folds along a warm-started path and refined
-  in float64 until its relative gradient norm is below ``tol``.
+  L2-regularised multinomial optimum (from zero: measured, no explicit start
+  paid there), with ``l2`` chosen on held-out folds along a warm-started path
+  and refined in float64 until its relative gradient norm is below ``tol``.
   ``method="cooccurrence"`` or ``"newton"`` give the raw closed forms (one
   pass of additive statistics; ``partial_fit`` is available for them).
 
