@@ -15,6 +15,8 @@ import scipy.sparse as sp
 
 # Soft-label rows must sum to one within this tolerance (float32 inputs).
 _ROW_SUM_ATOL = 1e-4
+# Above this many inferred classes, labels must look like codes (see check_targets).
+_MAX_SPARSE_CODES = 2**16
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,6 +144,15 @@ def check_targets(y, n_samples: int, n_classes: int | None = None) -> Targets:
     y = y.astype(np.int64, copy=False)
     lo, hi = int(y.min()), int(y.max())
     m = hi + 1 if n_classes is None else int(n_classes)
+    if n_classes is None and m > _MAX_SPARSE_CODES and m > 16 * len(np.unique(y)):
+      # Class codes 0..M-1 mostly occur; ids up to 2e8 among a few labels are
+      # not codes, and M = max + 1 columns would exhaust memory.
+      raise ValueError(
+          f"the labels go up to {hi:,} but only {len(np.unique(y)):,} distinct values "
+          "occur: they look like ids, not the class codes 0..M-1; encode them first "
+          "(np.unique(y, return_inverse=True)), pass n_classes explicitly if they are "
+          "codes, or use explicit_softmax.sklearn.ExplicitSoftmaxClassifier, which "
+          "encodes any labels.")
     if lo < 0 or hi >= m:
       raise ValueError(
           f"labels must lie in [0, n_classes={m}); found values in [{lo}, {hi}]. "
