@@ -24,7 +24,6 @@ Example::
 
 from __future__ import annotations
 
-import numbers
 
 import numpy as np
 import scipy.special
@@ -38,7 +37,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils._available_if import available_if
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from explicit_softmax import _targets
 from explicit_softmax import calibration
@@ -169,7 +168,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=True)
     check_classification_targets(y)
     classes, codes = np.unique(y, return_inverse=True)
-    sw = _check_weights(sample_weight, X)
+    sw = _targets.check_sample_weight(sample_weight, X.shape[0])
     m = len(classes)
     if self.method == "auto":
       model = fitting.fit(X, codes, n_classes=m, l2=self.l2, tol=self.tol, sample_weight=sw,
@@ -251,7 +250,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     check_classification_targets(y)
     known = classes if first else self.classes_
     codes = _encode(y, known)
-    sw = _check_weights(sample_weight, X)
+    sw = _targets.check_sample_weight(sample_weight, X.shape[0])
     gram = self.method == "newton" if first else self.stats_.gram is not None
     batch = statistics.SoftmaxStats.from_data(X, codes, n_classes=len(known), sample_weight=sw,
                                               gram=gram)
@@ -272,10 +271,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
       raise ValueError(f"method={self.method!r} is unknown; choose one of {fitting.METHODS}.")
     names = ("smoothing", "ridge", "tol") + (() if isinstance(self.l2, str) else ("l2",))
     for name in names:
-      value = getattr(self, name)
-      if (not isinstance(value, numbers.Real) or isinstance(value, bool)
-          or not np.isfinite(value) or value < 0):
-        raise ValueError(f"{name} must be a finite number >= 0; got {value!r}.")
+      _targets.check_number(name, getattr(self, name))
     if isinstance(self.l2, str) and self.l2 != "auto":
       raise ValueError(f"l2 must be 'auto' or a finite number >= 0; got {self.l2!r}.")
     if self.refine is not None and self.refine not in refinement.METHODS:
@@ -324,17 +320,6 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     """The most probable label of each sample, (T,) taken from ``classes_``."""
     z = self._logits(X)
     return self.classes_[np.argmax(z, axis=1)]
-
-
-def _check_weights(sample_weight, X) -> np.ndarray:
-  sw = _check_sample_weight(sample_weight, X, dtype=np.float64)
-  if not np.isfinite(sw).all() or sw.min() < 0:
-    raise ValueError("sample_weight must be finite and nonnegative.")
-  if sw.sum() <= 0:
-    raise ValueError(
-        "sample_weight is zero for every sample; at least one sample needs a positive "
-        "weight.")
-  return sw
 
 
 def _encode(y, classes: np.ndarray) -> np.ndarray:

@@ -225,3 +225,18 @@ def test_a_token_model_refuses_tokens_of_another_layout():
     model.predict_proba(other)
   with pytest.raises(ValueError, match="context tokens"):
     es.refine(model, other, y[:5], steps=1)
+
+
+def test_the_estimator_and_adapters_use_the_core_checks():
+  """One check, one message: the estimator's weights and hyperparameters and the
+  adapters' batch sizes go through explicit_softmax._targets."""
+  pytest.importorskip("sklearn")
+  from explicit_softmax.adapters import _common
+  from explicit_softmax.sklearn import ExplicitSoftmaxClassifier
+  x, y = dense_data(np.random.default_rng(11), 40, 3, 2)
+  with pytest.raises(ValueError, match="sample_weight must be finite and nonnegative"):
+    ExplicitSoftmaxClassifier().fit(x, y, sample_weight=-np.ones(40))
+  with pytest.raises(ValueError, match="smoothing must be a finite number >= 0; got '1'"):
+    ExplicitSoftmaxClassifier(smoothing="1").fit(x, y)
+  with pytest.raises(ValueError, match="batch_size must be a positive integer; got 2.5"):
+    list(_common.iterate_rows(10, 2.5))

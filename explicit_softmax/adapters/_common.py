@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
+from explicit_softmax import _targets
 from explicit_softmax import model as model_lib
 from explicit_softmax import solvers
 from explicit_softmax import statistics
@@ -120,10 +121,9 @@ def check_features(features: np.ndarray, n_features: int, batch: int,
 
 def iterate_rows(n_rows: int, batch_size: int) -> Iterable[slice]:
   """Consecutive row slices of at most ``batch_size`` rows."""
-  if int(batch_size) < 1:
-    raise ValueError(f"batch_size must be a positive integer; got {batch_size}.")
-  for start in range(0, n_rows, int(batch_size)):
-    yield slice(start, min(start + int(batch_size), n_rows))
+  batch_size = _targets.check_integer("batch_size", batch_size)
+  for start in range(0, n_rows, batch_size):
+    yield slice(start, min(start + batch_size, n_rows))
 
 
 def data_batches(x, y, batch_size: int) -> Iterable:
