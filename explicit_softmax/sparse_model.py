@@ -151,16 +151,18 @@ class SparseCountModel:
     for batch in batches:
       x, y, *rest = batch
       tokens = _as_tokens(x)
-      counts, weight, rows = _count(tokens, y, n_classes, rest[0] if rest else None)
-      if total_counts is not None and counts.shape != total_counts.shape:
+      layout = (tokens.ids.shape[1], tokens.vocab_size)
+      if vocab is not None and layout != vocab:
+        # K = 2 over V = 7 and K = 1 over V = 14 have count matrices of one shape.
         raise ValueError(
-            f"batches disagree on (context positions x vocabulary, classes): "
-            f"{counts.shape} vs {total_counts.shape}.")
+            f"batches disagree on (context tokens, vocabulary): {layout} vs {vocab}; build "
+            "every batch's TokenFeatures the same way.")
+      counts, weight, rows = _count(tokens, y, n_classes, rest[0] if rest else None)
       total_counts = counts if total_counts is None else total_counts + counts
-      total, n, vocab = total + weight, n + rows, tokens.vocab_size
+      total, n, vocab = total + weight, n + rows, layout
     if total_counts is None:
       raise ValueError("from_batches got no batches; the iterable was empty.")
-    return cls(total_counts, vocab, total, n, smoothing)
+    return cls(total_counts, vocab[1], total, n, smoothing)
 
   def with_smoothing(self, smoothing: float) -> "SparseCountModel":
     """The same counts with another smoothing ``s`` (no pass over the data)."""

@@ -240,3 +240,13 @@ def test_the_estimator_and_adapters_use_the_core_checks():
     ExplicitSoftmaxClassifier(smoothing="1").fit(x, y)
   with pytest.raises(ValueError, match="batch_size must be a positive integer; got 2.5"):
     list(_common.iterate_rows(10, 2.5))
+
+
+def test_sparse_count_batches_of_another_token_layout_are_refused():
+  rng = np.random.default_rng(12)
+  a = es.TokenFeatures(rng.integers(0, 7, (20, 2)), 7)
+  b = es.TokenFeatures(rng.integers(0, 14, (20, 1)), 14)  # the same width, 14
+  y = rng.integers(0, 3, 20)
+  with pytest.raises(ValueError, match=r"disagree on \(context tokens, vocabulary\)"):
+    es.SparseCountModel.from_batches([(a, y), (b, y)], n_classes=3)
+  assert es.SparseCountModel.from_batches([(a, y), (a, y)], n_classes=3).n_samples == 40
