@@ -12,7 +12,6 @@ C = 1. The targets on MNIST and a bag of words are in benchmarks/bench_real.py.
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 pytest.importorskip("sklearn")

@@ -35,7 +35,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 try:
   import flax

@@ -27,7 +27,7 @@ Example::
 from __future__ import annotations
 
 import contextlib
-from typing import Callable, Iterable
+from typing import Callable
 
 import numpy as np
 
