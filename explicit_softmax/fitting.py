@@ -112,9 +112,11 @@ def better_start(model: model_lib.SoftmaxModel, design, targets: _targets.Target
   """
   zero = model_lib.SoftmaxModel(np.zeros_like(model.weights), np.zeros_like(model.bias),
                                 info={"method": "zero"})
+
   def objective(m):
-    loss = model_lib.objective(design, targets, w, m.weights, m.bias, need_grad=False)[0]
-    return loss + 0.5 * l2 * float((m.weights.astype(np.float64) ** 2).sum())
+    theta = np.vstack([m.weights, m.bias]).astype(np.float64)
+    return refinement.penalised_objective(design, targets, w, theta, l2, need_grad=False)[0]
+
   return model if objective(model) <= objective(zero) else zero
 
 
@@ -127,11 +129,8 @@ def _polished(model: model_lib.SoftmaxModel, design, targets, w_raw: np.ndarray,
   if not taken:
     return model
   record = dict(model.info["refine"])
-  _, g_w, g_b = model_lib.objective(design, targets, w, theta[:-1], theta[-1])
-  zero = model_lib.objective(design, targets, w, np.zeros_like(theta[:-1]),
-                             np.zeros(theta.shape[1]))
-  norm = np.linalg.norm(np.vstack([g_w + l2 * theta[:-1], g_b]))
-  zero_norm = np.linalg.norm(np.vstack([zero[1], zero[2]]))
+  norm = np.linalg.norm(refinement.penalised_objective(design, targets, w, theta, l2)[1])
+  zero_norm = refinement.zero_grad_norm(design, targets, w, theta.shape[1])
   record["relative_grad_norm"] = float(norm / zero_norm) if zero_norm > 0 else 0.0
   record["newton_polish_steps"] = taken
   if record["relative_grad_norm"] <= record["tol"]:
@@ -297,7 +296,7 @@ def fit_optimum(X, y, n_classes: int | None = None, *, l2="auto", start="auto",
   tol = _targets.check_number("tol", tol)
   with refinement.blas_threads_for(refinement.work_of(design, m)):
     model = _start(start, design, targets, w_raw, m)
-    if refinement._uses_host("lbfgs", design, m, False):  # pylint: disable=protected-access
+    if refinement.uses_host("lbfgs", design, m, False):
       design = _design.as_float64(design)  # once for all the path's fits
     return _fit_optimum(design, targets, w_raw, model, l2=l2, tol=tol, cv=cv, seed=seed)
 

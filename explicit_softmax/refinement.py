@@ -212,22 +212,34 @@ REASONS = {
 }
 
 
-def _uses_host(method: str, design, n_classes: int, minibatch: bool) -> bool:
+def uses_host(method: str, design, n_classes: int, minibatch: bool) -> bool:
   if method != "lbfgs" or minibatch:
     return False
   return work_of(design, n_classes) <= HOST_MAX_WORK
 
 
+def penalised_objective(design, targets, w, theta: np.ndarray, l2: float, *,
+                        need_grad: bool = True):
+  """``J = L + (l2/2) ||W||^2`` and its gradient (N+1, M) at ``theta = [W; b]`` (float64).
+
+  ``w`` are the sample weights (``L`` is their weighted mean, (1)); ``l2`` does
+  not penalise the bias. Without ``need_grad`` the gradient is None.
+  """
+  loss, g_w, g_b = model_lib.objective(design, targets, w, theta[:-1], theta[-1],
+                                       need_grad=need_grad)
+  value = loss + 0.5 * l2 * float((theta[:-1] ** 2).sum())
+  return value, (np.vstack([g_w + l2 * theta[:-1], g_b]) if need_grad else None)
+
+
 def _grad_norm(design, targets, w, theta, l2, precond) -> float:
   """``||grad J(theta)||`` (float64) in the optimised variables, ``theta = [W; b]``."""
-  _, g_w, g_b = model_lib.objective(design, targets, w, theta[:-1], theta[-1])
-  grad = np.vstack([g_w + l2 * theta[:-1], g_b])
+  grad = penalised_objective(design, targets, w, theta, l2)[1]
   if precond is not None:
     grad = precond.apply_transpose(grad)
   return float(np.linalg.norm(grad))
 
 
-def _zero_grad_norm(design, targets, w, n_classes: int, precond) -> float:
+def zero_grad_norm(design, targets, w, n_classes: int, precond=None) -> float:
   """``||grad J(0)||``, the uniform model's gradient norm: the reference of ``tol``."""
   return _grad_norm(design, targets, w, np.zeros((design.shape[1] + 1, n_classes)), 0.0,
                     precond)
@@ -321,10 +333,7 @@ def _host_lbfgs(theta0, design, targets, w, l2, steps, tol, zero_norm, precond, 
   last = {}
 
   def fun(v):
-    theta = unpack(v.reshape(shape))
-    loss, g_w, g_b = model_lib.objective(design, targets, w, theta[:-1], theta[-1])
-    loss += 0.5 * l2 * float((theta[:-1] ** 2).sum())
-    grad = np.vstack([g_w + l2 * theta[:-1], g_b])
+    loss, grad = penalised_objective(design, targets, w, unpack(v.reshape(shape)), l2)
     last.update(v=v.copy(), loss=loss, norm=float(np.linalg.norm(grad)))
     if precond is not None:
       grad = precond.apply_transpose(grad)  # the chain rule through [W; b] = P V
@@ -389,9 +398,7 @@ def newton_polish(theta: np.ndarray, design, targets, w: np.ndarray, l2: float, 
   x1 = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
 
   def value_grad(th):
-    loss, g_w, g_b = model_lib.objective(design, targets, w, th[:-1], th[-1])
-    return (loss + 0.5 * l2 * float((th[:-1] ** 2).sum()),
-            np.vstack([g_w + l2 * th[:-1], g_b]))
+    return penalised_objective(design, targets, w, th, l2)
 
   value, grad = value_grad(theta)
   taken = 0
@@ -526,12 +533,12 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
   precond = _reparametrisation(precondition, design, seed, model.n_classes, l2)
   if precond is not None:
     theta0 = precond.inverse(theta0)
-  on_host = _uses_host(method, design, model.n_classes, minibatch)
+  on_host = uses_host(method, design, model.n_classes, minibatch)
   if on_host:
     design = _design.as_float64(design)
   # Minibatch runs have no convergence test, so they need no reference norm.
   # The host path measures gradients in (W, b), as the certificate does.
-  zero_norm = np.inf if minibatch else _zero_grad_norm(
+  zero_norm = np.inf if minibatch else zero_grad_norm(
       design, targets, w, model.n_classes, None if on_host else precond)
   losses, norms, seconds = [], [], []
   clock = _Clock(entry)
@@ -696,10 +703,6 @@ class _Linear:
 
   chol: np.ndarray
 
-  @property
-  def p(self) -> np.ndarray:
-    return scipy.linalg.solve_triangular(self.chol, np.eye(len(self.chol)), lower=True).T
-
   def apply(self, v):
     return scipy.linalg.solve_triangular(self.chol, v, lower=True, trans="T")
 
@@ -710,7 +713,7 @@ class _Linear:
     return self.chol.T @ theta
 
   def matrix(self):
-    return self.p
+    return self.apply(np.eye(len(self.chol)))
 
 
 def _reparametrisation(precondition, design, seed: int, n_classes: int, l2: float):
