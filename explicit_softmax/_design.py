@@ -27,7 +27,7 @@ from typing import Iterator
 import numpy as np
 import scipy.sparse as sp
 
-from explicit_softmax import _targets
+from explicit_softmax import _validation
 
 # Rows per chunk for dense products. Statistics are accumulated in float64, so
 # they do not depend on how the data is split; float32 BLAS summation was
@@ -58,26 +58,7 @@ class TokenFeatures:
   vocab_size: int
 
   def __post_init__(self):
-    ids = np.asarray(self.ids)
-    if ids.ndim == 1:
-      ids = ids[:, None]
-    if ids.ndim != 2:
-      raise ValueError(
-          f"TokenFeatures ids must have shape (n_samples, n_context); got {ids.shape}.")
-    if not np.issubdtype(ids.dtype, np.integer):
-      raise ValueError(f"TokenFeatures ids must be integers; got dtype {ids.dtype}.")
-    if ids.shape[1] == 0:
-      raise ValueError(
-          f"TokenFeatures needs at least one context token per sample; got ids of shape "
-          f"{ids.shape}.")
-    vocab_size = _targets.check_integer("vocab_size", self.vocab_size)
-    if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
-      raise ValueError(
-          f"token ids must lie in [0, vocab_size={self.vocab_size}); found values in "
-          f"[{ids.min()}, {ids.max()}]. Pass the vocabulary size of the corpus.")
-    # int64 ids: uint64 ones would turn k V + id into floats (and index errors).
-    ids = np.array(ids, np.int64)
-    ids.flags.writeable = False
+    ids, vocab_size = _validation.check_token_ids(self.ids, self.vocab_size)
     object.__setattr__(self, "ids", ids)
     object.__setattr__(self, "vocab_size", vocab_size)
 
@@ -108,18 +89,6 @@ def _chunk_min(chunk: np.ndarray) -> float:
   if chunk.dtype.kind in "ub" or not chunk.size:
     return 0.0 if chunk.size else np.inf
   return float(chunk.min())
-
-
-def _check_finite(row_sums: np.ndarray, offset: int) -> None:
-  # A row sum is non-finite whenever an entry is: NaN, +inf and -inf propagate
-  # into it (+inf - inf is NaN). Only a row whose finite entries overflow
-  # float64 when added (beyond 1e308) is refused without holding a non-finite
-  # value. This avoids a separate pass over X.
-  if not np.isfinite(row_sums).all():
-    row = offset + int(np.flatnonzero(~np.isfinite(row_sums))[0])
-    raise ValueError(
-        f"X contains NaN or inf (first in row {row}). Remove or impute these "
-        "values first.")
 
 
 def _transposed_rows(g: sp.csr_matrix, rows: slice) -> sp.csc_array:
@@ -161,7 +130,7 @@ class DenseDesign:
     for start in range(0, self.x.shape[0], CHUNK_ROWS):
       rows = slice(start, min(start + CHUNK_ROWS, self.x.shape[0]))
       chunk = self.x[rows]
-      _check_finite(chunk.sum(axis=1, dtype=np.float64), start)
+      _validation.check_finite_rows(chunk.sum(axis=1, dtype=np.float64), start)
       # uint8 images are cast per chunk, so the caller never pays for a full
       # float copy of X.
       yield rows, chunk
@@ -223,10 +192,11 @@ class DenseDesign:
         # einsum: a plain SIMD loop, faster here than sum()'s pairwise one, and
         # unlike chunk @ 1 free of BLAS (whose own threads would compete).
         np.einsum("ij->i", chunk, out=mass[rows])
-        _check_finite(mass[rows], start)
+        _validation.check_finite_rows(mass[rows], start)
         gtx += product(rows, chunk)
         if gram is not None:
-          gram += chunk.T @ (chunk * w[rows, None])
+          with np.errstate(over="ignore"):  # refused, with the fix, by SoftmaxStats
+            gram += chunk.T @ (chunk * w[rows, None])
       return gtx, gram, x_min
 
     workers = _n_workers(len(starts)) if threaded else 1
@@ -459,47 +429,12 @@ def as_design(x, *, n_features: int | None = None, layout=None):
     design = x  # validated already (the library passes designs between its steps)
   elif isinstance(x, TokenFeatures):
     design = TokenDesign(x)
+    if layout is not None:
+      _validation.check_token_layout([x.ids.shape[1], x.vocab_size], layout)
   elif sp.issparse(x):
-    if x.ndim != 2:
-      raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {x.shape}.")
-    x = x.tocsr()
-    if x.dtype.kind not in "biuf":
-      raise ValueError(f"X must hold real numbers; got dtype {x.dtype}.")
-    if x.nnz and not np.isfinite(x.data).all():
-      raise ValueError("X contains NaN or inf. Remove or impute these values.")
-    design = SparseDesign(x)
+    design = SparseDesign(_validation.check_sparse_array(x))
   else:
-    if hasattr(x, "__jax_array__") or type(x).__module__.startswith("jax"):
-      x = np.asarray(x)  # one device-to-host copy; products run on BLAS
-    try:
-      x = np.asarray(x)
-    except ValueError as err:  # ragged nested lists
-      raise ValueError(
-          f"X must be a rectangular (n_samples, n_features) array; numpy could not make "
-          f"one ({err}).") from None
-    if x.dtype.name in ("bfloat16", "float8_e4m3fn", "float8_e5m2"):
-      x = x.astype(np.float32)  # ml_dtypes' low-precision floats (JAX's bfloat16)
-    if x.dtype == object or x.dtype.kind not in "biuf":
-      raise ValueError(
-          f"X must be a numeric array, scipy.sparse matrix or TokenFeatures; got "
-          f"dtype {x.dtype}.")
-    if x.ndim != 2:
-      raise ValueError(
-          f"X must be 2-D (n_samples, n_features); got shape {x.shape}. For one "
-          "sample use X[None, :]; for images flatten with X.reshape(len(X), -1).")
-    design = DenseDesign(x)
-  t, n = design.shape
-  if t == 0:
-    raise ValueError("X has no samples (0 rows); pass at least one sample.")
-  if n_features is not None and n != n_features:
-    raise ValueError(
-        f"X has {n} features but the model was fitted on {n_features}; pass data "
-        "with the same columns (and the same vocabulary/context size for tokens).")
-  if layout is not None and isinstance(design, TokenDesign):
-    given = [design.tokens.ids.shape[1], design.tokens.vocab_size]
-    if given != list(layout):
-      raise ValueError(
-          f"these TokenFeatures have {given[0]} context tokens over a vocabulary of "
-          f"{given[1]}, but the model was fitted on {layout[0]} over {layout[1]}; build "
-          "the features the same way.")
+    design = DenseDesign(_validation.check_dense_array(x))
+  _validation.check_n_samples(design.shape[0])
+  _validation.check_n_features(design.shape[1], n_features)
   return design

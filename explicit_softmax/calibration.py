@@ -15,7 +15,7 @@ import scipy.linalg
 import scipy.special
 
 from explicit_softmax import _design
-from explicit_softmax import _targets
+from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 
 
@@ -51,13 +51,14 @@ def calibrate(model: model_lib.SoftmaxModel, X, y, *, sample_weight=None, l2: fl
   Returns:
     A :class:`SoftmaxModel` with weights ``tau W`` and bias ``tau b + beta``.
   """
-  l2 = _targets.check_number("l2", l2)
-  steps = _targets.check_integer("steps", steps, minimum=0)
+  _validation.check_instance("model", model, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
+  l2 = _validation.check_number("l2", l2)
+  steps = _validation.check_integer("steps", steps, minimum=0)
   design = _design.as_design(X, n_features=model.n_features,
                              layout=model.info.get("token_layout"))
   t = design.shape[0]
-  targets = _targets.check_targets(y, t, model.n_classes)
-  w = _targets.check_sample_weight(sample_weight, t)
+  targets = _validation.check_targets(y, t, model.n_classes)
+  w = _validation.check_sample_weight(sample_weight, t)
   w = w / w.sum()
   absent = np.flatnonzero(targets.class_mass(w) <= 0)
   if l2 == 0 and absent.size:

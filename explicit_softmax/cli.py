@@ -35,6 +35,8 @@ import zipfile
 import numpy as np
 import scipy.sparse as sp
 
+from explicit_softmax import _validation
+
 PROG = "explicit-softmax"
 SVMLIGHT_SUFFIXES = (".svm", ".svmlight", ".libsvm")
 CSV_SUFFIXES = (".csv", ".tsv")
@@ -320,8 +322,7 @@ def encode_labels(y, n_classes: int | None = None):
     the list of class labels (index ``i`` is class ``classes[i]``).
   """
   y = np.asarray(y)
-  if y.size == 0:
-    raise ValueError("the data has no samples; pass at least one labelled sample.")
+  _validation.check_n_samples(len(y))
   if y.ndim == 2 and y.shape[1] == 1:
     y = y[:, 0]
   if y.ndim == 2:
@@ -410,14 +411,13 @@ def _cmd_fit(args) -> int:
         f"{args.data[0]!r} has no labels; give them as a second .npy path, with --labels, "
         "or as a column of the table.")
   targets, classes = encode_labels(y, args.n_classes)
-  n_classes = args.n_classes
-  if n_classes is None:
-    n_classes = targets.shape[1] if targets.ndim == 2 else int(targets.max()) + 1
+  # M once for all batches, checked as es.fit checks it (labels that are ids up
+  # to 10**8 are refused here, before any (N, M) array exists).
+  n_classes = _validation.check_targets(targets, len(targets), args.n_classes).n_classes
   start = time.perf_counter()
   if not sp.issparse(x):
     x = np.asarray(x)
-  if x.ndim != 2:
-    raise ValueError(f"X must be 2-D (samples, features); got shape {x.shape}.")
+  _validation.check_shape_2d(x.shape)
   if args.method == "auto":
     if args.calibrate or args.refine:
       raise ValueError(
@@ -553,13 +553,9 @@ def _cmd_bench(args) -> int:
 def _cmd_demo(args) -> int:
   import explicit_softmax as es
   from explicit_softmax import data
-  v, n_tokens = args.vocab_size, args.tokens
-  if v < 2:
-    raise ValueError(f"--vocab-size must be at least 2; got {v}.")
-  if n_tokens < 100:
-    raise ValueError(f"--tokens must be at least 100; got {n_tokens}.")
-  if not args.seconds > 0:
-    raise ValueError(f"--seconds must be positive; got {args.seconds}.")
+  v = _validation.check_integer("--vocab-size", args.vocab_size, minimum=2)
+  n_tokens = _validation.check_integer("--tokens", args.tokens, minimum=100)
+  _validation.check_number("--seconds", args.seconds, exclusive=True)
   support = min(args.support, v)
   source = data.MarkovSource(v, order=1, zipf_exponent=1.1, support=support, seed=args.seed)
   n_test = max(n_tokens // 5, 100)

@@ -46,6 +46,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from explicit_softmax import _design
+from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 
 # -- IDX files -----------------------------------------------------------------
@@ -332,10 +333,8 @@ def load_mnist(split: str = "train", *, path=None, dtype="uint8", dataset: str =
     ValueError: for invalid arguments, a corrupted file, a checksum mismatch
       (naming the file) or images and labels that do not match.
   """
-  if split not in SPLITS:
-    raise ValueError(f"split must be one of {SPLITS}; got {split!r}.")
-  if dataset not in DATASETS:
-    raise ValueError(f"dataset must be one of {DATASETS}; got {dataset!r}.")
+  _validation.check_choice("split", split, SPLITS)
+  _validation.check_choice("dataset", dataset, DATASETS)
   try:
     out_dtype = np.dtype(dtype)
   except TypeError:
@@ -391,31 +390,25 @@ def _aligned_empty(shape: tuple, dtype, alignment: int = 64) -> np.ndarray:
 
 def _check_source(source, default_support: int) -> None:
   """Validates and normalises the fields both token sources share, in place."""
-  v = int(source.vocab_size)
-  if v < 1 or v != source.vocab_size:
-    raise ValueError(f"vocab_size must be a positive integer; got {source.vocab_size}.")
-  if int(source.order) < 1 or int(source.order) != source.order:
-    raise ValueError(f"order must be an integer >= 1; got {source.order}.")
-  support = default_support if source.support is None else source.support
-  if int(support) != support or not 1 <= support <= v:
+  v = _validation.check_integer("vocab_size", source.vocab_size)
+  order = _validation.check_integer("order", source.order)
+  support = _validation.check_integer(
+      "support", default_support if source.support is None else source.support)
+  if support > v:
     raise ValueError(
         f"support must be an integer in [1, vocab_size={v}] (the number of distinct "
         f"successors of a context); got {source.support}.")
-  if int(source.seed) != source.seed or source.seed < 0:
-    raise ValueError(f"seed must be a nonnegative integer; got {source.seed}.")
-  for name, value in (("vocab_size", v), ("order", int(source.order)),
-                      ("support", int(support)), ("seed", int(source.seed))):
+  seed = _validation.check_integer("seed", source.seed, minimum=0)
+  for name, value in (("vocab_size", v), ("order", order), ("support", support),
+                      ("seed", seed)):
     object.__setattr__(source, name, value)
 
 
 def _check_draw(n_tokens, seed, default_seed: int) -> tuple[int, int]:
   """``(n_tokens, seed)`` of a ``sample`` call, validated; None means ``default_seed``."""
-  if int(n_tokens) != n_tokens or n_tokens < 0:
-    raise ValueError(f"n_tokens must be a nonnegative integer; got {n_tokens}.")
-  seed = default_seed if seed is None else seed
-  if int(seed) != seed or seed < 0:
-    raise ValueError(f"seed must be a nonnegative integer or None; got {seed}.")
-  return int(n_tokens), int(seed)
+  n_tokens = _validation.check_integer("n_tokens", n_tokens, minimum=0)
+  seed = _validation.check_integer("seed", default_seed if seed is None else seed, minimum=0)
+  return n_tokens, seed
 
 
 _MASK64 = (1 << 64) - 1
@@ -458,10 +451,10 @@ class MarkovSource:
   seed: int = 0
 
   def __post_init__(self):
-    if not (math.isfinite(self.zipf_exponent) and self.zipf_exponent >= 0):
-      raise ValueError(f"zipf_exponent must be finite and >= 0; got {self.zipf_exponent}.")
-    _check_source(self, default_support=int(self.vocab_size))
-    object.__setattr__(self, "zipf_exponent", float(self.zipf_exponent))
+    zipf_exponent = _validation.check_number("zipf_exponent", self.zipf_exponent)
+    _check_source(self, default_support=_validation.check_integer("vocab_size",
+                                                                  self.vocab_size))
+    object.__setattr__(self, "zipf_exponent", zipf_exponent)
 
   # -- the profile -------------------------------------------------------------
   def rank_probabilities(self) -> np.ndarray:
@@ -616,13 +609,13 @@ class LogLinearSource:
   seed: int = 0
 
   def __post_init__(self):
-    _check_source(self, default_support=min(16, int(self.vocab_size)))
-    for name, value, ok in (("strength", self.strength, self.strength > 0),
-                            ("decay", self.decay, 0 < self.decay <= 1),
-                            ("zipf_exponent", self.zipf_exponent, self.zipf_exponent > 0)):
-      if not (math.isfinite(value) and ok):
-        raise ValueError(f"{name} must be finite and in its range (see the docstring); "
-                         f"got {value}.")
+    _check_source(self, default_support=min(16, _validation.check_integer(
+        "vocab_size", self.vocab_size)))
+    for name in ("strength", "decay", "zipf_exponent"):
+      object.__setattr__(self, name, _validation.check_number(
+          name, getattr(self, name), exclusive=True))
+    if self.decay > 1:
+      raise ValueError(f"decay must lie in (0, 1]; got {self.decay!r}.")
 
   @functools.cached_property
   def log_potentials(self) -> np.ndarray:
@@ -747,8 +740,7 @@ def load_text(path, level: str = "char", vocab: Sequence[str] | None = None,
     ValueError: for an unknown level, a duplicated vocabulary entry, undecodable
       bytes, a corpus without tokens, or unknown tokens without ``"<unk>"``.
   """
-  if level not in LEVELS:
-    raise ValueError(f"level must be one of {LEVELS}; got {level!r}.")
+  _validation.check_choice("level", level, LEVELS)
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"text corpus {str(path)!r} does not exist.")

@@ -22,7 +22,7 @@ import math
 import numpy as np
 
 from explicit_softmax import _design
-from explicit_softmax import _targets
+from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 
 # Floats per block of an intermediate (rows x classes x draws) product.
@@ -112,8 +112,8 @@ def optimality_certificate(model: model_lib.SoftmaxModel, X, y, sample_weight=No
   Raises:
     ValueError: for ``l2 < 0`` or invalid data.
   """
-  if not (math.isfinite(l2) and l2 >= 0):
-    raise ValueError(f"l2 must be finite and >= 0; got {l2}.")
+  _validation.check_instance("model", model, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
+  l2 = _validation.check_number("l2", l2)
   g_w, g_b = model.gradient(X, y, sample_weight)
   loss = model.log_loss(X, y, sample_weight)
   w64, b64 = model.weights.astype(np.float64), model.bias.astype(np.float64)
@@ -220,8 +220,7 @@ def gradient_set_width(X, residuals, *, n_draws: int = 64, seed: int = 0,
   t, n = design.shape
   if r.ndim != 2 or r.shape[0] != t:
     raise ValueError(f"residuals must have shape ({t}, n_classes) to match X; got {r.shape}.")
-  if not np.isfinite(r).all():
-    raise ValueError("residuals contain NaN or inf.")
+  _validation.check_finite("residuals", r)
   return _width(design, lambda rows: r[rows], r.shape[1], n_draws, seed, include_bias)
 
 
@@ -256,10 +255,11 @@ def loss_gradient_width(model: model_lib.SoftmaxModel, X, y, *, n_draws: int = 6
   Returns:
     A :class:`GaussianWidth`.
   """
+  _validation.check_instance("model", model, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
   design = _design.as_design(X, n_features=model.n_features,
                              layout=model.info.get("token_layout"))
   t = design.shape[0]
-  targets = _targets.check_targets(y, t, model.n_classes)
+  targets = _validation.check_targets(y, t, model.n_classes)
 
   def residuals(rows):
     logits = design.take(rows).logits(model.weights).astype(np.float64) + model.bias
@@ -273,9 +273,8 @@ def loss_gradient_width(model: model_lib.SoftmaxModel, X, y, *, n_draws: int = 6
 def _width(design, residual_rows, m: int, n_draws: int, seed: int,
            include_bias: bool) -> GaussianWidth:
   """Running maxima of ``((X G) o R).sum(1) [+ R g_b]`` over row chunks, per draw."""
-  if int(n_draws) != n_draws or n_draws < 1:
-    raise ValueError(f"n_draws must be a positive integer; got {n_draws}.")
-  n_draws = int(n_draws)
+  n_draws = _validation.check_integer("n_draws", n_draws)
+  seed = _validation.check_integer("seed", seed, minimum=0)
   t, n = design.shape
   draws_per_block = max(1, min(n_draws, _BLOCK_ELEMENTS // max(n * m, 1)))
   rows_per_chunk = max(1, _BLOCK_ELEMENTS // (m * draws_per_block))
@@ -328,7 +327,7 @@ def _kl_and_agreement(model_a, model_b, X, sample_weight) -> tuple[float, float]
   _check_pair(model_a, model_b)
   design = _design.as_design(X, n_features=model_a.n_features)
   t = design.shape[0]
-  w = _targets.check_sample_weight(sample_weight, t)
+  w = _validation.check_sample_weight(sample_weight, t)
   rows_per_chunk = max(256, _BLOCK_ELEMENTS // model_a.n_classes)
   kl_sum = same = 0.0
   for lo in range(0, t, rows_per_chunk):
@@ -355,6 +354,8 @@ def mean_kl(model_a: model_lib.SoftmaxModel, model_b: model_lib.SoftmaxModel, X,
   Returns:
     The weighted mean KL divergence in nats.
   """
+  _validation.check_instance("model_a", model_a, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
+  _validation.check_instance("model_b", model_b, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
   return _kl_and_agreement(model_a, model_b, X, sample_weight)[0]
 
 
@@ -374,6 +375,8 @@ def weight_cosine(model_a: model_lib.SoftmaxModel, model_b: model_lib.SoftmaxMod
     A cosine in ``[-1, 1]``, or NaN if a model's centred parameters are all zero
     (a uniform model has no direction).
   """
+  _validation.check_instance("model_a", model_a, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
+  _validation.check_instance("model_b", model_b, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
   _check_pair(model_a, model_b)
 
   def centred(model):
@@ -401,6 +404,8 @@ def agreement(model_a: model_lib.SoftmaxModel, model_b: model_lib.SoftmaxModel, 
   Returns:
     An :class:`Agreement`.
   """
+  _validation.check_instance("model_a", model_a, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
+  _validation.check_instance("model_b", model_b, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
   kl, top1 = _kl_and_agreement(model_a, model_b, X, sample_weight)
   return Agreement(kl, top1, weight_cosine(model_a, model_b))
 

@@ -25,6 +25,7 @@ import numpy as np
 
 from explicit_softmax import _design
 from explicit_softmax import _targets
+from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 from explicit_softmax import refinement
 from explicit_softmax import solvers
@@ -162,20 +163,10 @@ def _subset(targets: _targets.Targets, size: int, seed: int) -> np.ndarray:
 def _folds(targets: _targets.Targets, cv, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
   """(train, validation) row indices: ``cv``'s, or stratified by label and seeded."""
   t = len(targets)
-  if cv is not None and not isinstance(cv, (int, np.integer)):
-    folds = [(np.asarray(a, np.int64), np.asarray(b, np.int64)) for a, b in cv]
-    for train, val in folds:
-      if not (len(train) and len(val)) or min(train.min(), val.min()) < 0 or \
-          max(train.max(), val.max()) >= t:
-        raise ValueError(
-            f"cv must be an integer >= 2 or (train, validation) pairs of row indices in "
-            f"[0, {t}), both non-empty; got a pair of sizes ({len(train)}, {len(val)}).")
-    if not folds:
-      raise ValueError("cv gave no (train, validation) pairs.")
-    return folds
-  k = CV_FOLDS if t <= SMALL_SAMPLES else 1
-  if cv is not None:
-    k = _targets.check_integer("cv", cv, minimum=2)
+  cv = _validation.check_cv(cv, t)
+  if isinstance(cv, list):
+    return cv
+  k = (CV_FOLDS if t <= SMALL_SAMPLES else 1) if cv is None else cv
   rng = np.random.default_rng(seed)
   fold_of = np.empty(t, np.int64)
   if targets.labels is not None:
@@ -282,18 +273,15 @@ def fit_optimum(X, y, n_classes: int | None = None, *, l2="auto", start="auto",
   """
   design = _design.as_design(X)
   t = design.shape[0]
-  targets = _targets.check_targets(y, t, n_classes)
-  w_raw = _targets.check_sample_weight(sample_weight, t)
+  targets = _validation.check_targets(y, t, n_classes)
+  w_raw = _validation.check_sample_weight(sample_weight, t)
   m = targets.n_classes
-  statistics.check_dense_size(design.shape[1], m)
-  if not (isinstance(start, model_lib.SoftmaxModel) or start in STARTS):
-    raise ValueError(f"start must be one of {STARTS} or a SoftmaxModel; got {start!r}.")
-  seed = _targets.check_integer("seed", seed, minimum=0)
-  if isinstance(l2, str) and l2 != "auto":
-    raise ValueError(f"l2 must be 'auto' or a finite number >= 0; got {l2!r}.")
-  if not isinstance(l2, str):
-    l2 = _targets.check_number("l2", l2)
-  tol = _targets.check_number("tol", tol)
+  _validation.check_dense_size(design.shape[1], m)
+  if not isinstance(start, model_lib.SoftmaxModel):
+    _validation.check_choice("start", start, STARTS, otherwise="a SoftmaxModel")
+  seed = _validation.check_integer("seed", seed, minimum=0)
+  l2 = _validation.check_l2(l2)
+  tol = _validation.check_number("tol", tol)
   with refinement.blas_threads_for(refinement.work_of(design, m)):
     model = _start(start, design, targets, w_raw, m)
     if refinement.uses_host("lbfgs", design, m, False):
@@ -356,8 +344,7 @@ def fit(X, y, n_classes: int | None = None, method: str = "auto", *,
   Returns:
     A :class:`SoftmaxModel`.
   """
-  if method not in METHODS:
-    raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
+  _validation.check_choice("method", method, METHODS)
   if method == "auto":
     design = _design.as_design(X)
     if isinstance(design, _design.TokenDesign) or is_one_hot(design):

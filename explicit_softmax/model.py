@@ -30,6 +30,7 @@ import scipy.special
 
 from explicit_softmax import _design
 from explicit_softmax import _targets
+from explicit_softmax import _validation
 
 _FORMAT = "explicit-softmax"
 _FORMAT_VERSION = 1
@@ -127,37 +128,50 @@ def objective(design, targets: _targets.Targets, w: np.ndarray, weights: np.ndar
   return loss / total, None, None
 
 
-def _parameter(name: str, value) -> np.ndarray:
-  """A read-only float32 copy of a parameter array; a ValueError unless real and finite."""
-  array = np.asarray(value)
-  if array.dtype.kind not in "biuf":
-    raise ValueError(
-        f"{name} must hold real numbers; got dtype {array.dtype} (complex parameters "
-        "would lose their imaginary part).")
-  with np.errstate(over="ignore"):
-    array = np.array(array, np.float32)  # always a copy
-  if not np.isfinite(array).all():
-    raise ValueError(
-        f"model parameters contain NaN or inf ({name}), or values beyond float32's range "
-        "(3.4e38).")
-  array.flags.writeable = False
-  return array
+def _read_only(*_, **__):
+  raise TypeError(
+      "model metadata is read-only (models are immutable); make a new model with "
+      "model.replace(info={**model.info, key: value}).")
 
 
-def _json_safe(value, where: str):
-  """``value`` in plain JSON types (numpy scalars and arrays converted); a
+class FrozenDict(dict):
+  """A dict that refuses changes: ``SoftmaxModel.info`` and the dicts inside it.
+
+  A dict subclass, so ``json.dumps``, ``==`` with plain dicts and ``dict(info)``
+  (a mutable copy) all work as for a dict.
+  """
+
+  __setitem__ = __delitem__ = __ior__ = _read_only
+  clear = pop = popitem = setdefault = update = _read_only
+
+  def __reduce__(self):  # copy, deepcopy and pickle rebuild it from a plain dict
+    return (type(self), (dict(self),))
+
+
+class FrozenList(list):
+  """A list that refuses changes (the lists inside ``SoftmaxModel.info``)."""
+
+  __setitem__ = __delitem__ = __iadd__ = __imul__ = _read_only
+  append = clear = extend = insert = pop = remove = reverse = sort = _read_only
+
+  def __reduce__(self):
+    return (type(self), (list(self),))
+
+
+def freeze_info(value, where: str):
+  """``value`` as frozen plain JSON types (numpy scalars and arrays converted); a
   ValueError naming ``where`` for anything JSON cannot hold."""
   if isinstance(value, dict):
     out = {}
     for key, item in value.items():
       if not isinstance(key, str):
         raise ValueError(f"{where} keys must be strings; got {key!r}.")
-      out[key] = _json_safe(item, f"{where}[{key!r}]")
-    return out
+      out[key] = freeze_info(item, f"{where}[{key!r}]")
+    return FrozenDict(out)
   if isinstance(value, (list, tuple)):
-    return [_json_safe(item, f"{where}[{i}]") for i, item in enumerate(value)]
+    return FrozenList(freeze_info(item, f"{where}[{i}]") for i, item in enumerate(value))
   if isinstance(value, np.ndarray):
-    return _json_safe(value.tolist(), where)
+    return freeze_info(value.tolist(), where)
   if isinstance(value, (np.bool_, bool)):
     return bool(value)
   if isinstance(value, (np.integer, int)):
@@ -181,7 +195,8 @@ class SoftmaxModel:
   Attributes:
     weights: ``W``, (N, M) float32.
     bias: ``b``, (M,) float32.
-    info: JSON-serialisable metadata (how the model was obtained).
+    info: JSON-serialisable metadata (how the model was obtained), read-only
+      (a :class:`FrozenDict`; ``dict(model.info)`` is a mutable copy).
     history: per-step :class:`History` if the model came out of ``refine``.
   """
 
@@ -191,7 +206,7 @@ class SoftmaxModel:
   history: History | None = None
 
   def __post_init__(self):
-    w, b = (_parameter(name, value) for name, value in
+    w, b = (_validation.check_parameter(name, value) for name, value in
             (("weights", self.weights), ("bias", self.bias)))
     if w.ndim != 2 or b.shape != (w.shape[1],):
       raise ValueError(
@@ -201,9 +216,9 @@ class SoftmaxModel:
                        f"{type(self.info).__name__}.")
     object.__setattr__(self, "weights", w)
     object.__setattr__(self, "bias", b)
-    # A copy in plain JSON types: the model never shares (or saves) the caller's
-    # objects, and numpy scalars that refine/calibrate record stay saveable.
-    object.__setattr__(self, "info", _json_safe(self.info, "info"))
+    # A read-only copy in plain JSON types: the model never shares (or saves) the
+    # caller's objects, and numpy scalars that refine/calibrate record stay saveable.
+    object.__setattr__(self, "info", freeze_info(self.info, "info"))
 
   @property
   def n_features(self) -> int:
@@ -253,8 +268,8 @@ class SoftmaxModel:
     design = _design.as_design(X, n_features=self.n_features,
                                layout=self.info.get("token_layout"))
     t = design.shape[0]
-    targets = _targets.check_targets(y, t, self.n_classes)
-    w = _targets.check_sample_weight(sample_weight, t)
+    targets = _validation.check_targets(y, t, self.n_classes)
+    w = _validation.check_sample_weight(sample_weight, t)
     return objective(design, targets, w, self.weights, self.bias, need_grad=need_grad)
 
   def log_loss(self, X, y, sample_weight=None) -> float:
@@ -310,15 +325,25 @@ def load(path) -> SoftmaxModel:
     raise ValueError(f"load needs a file path (str or os.PathLike); got {type(path).__name__}.")
   if not os.path.exists(path):
     raise ValueError(f"model file {path!r} does not exist.")
+  if not zipfile.is_zipfile(path):
+    raise ValueError(
+        f"{path!r} is not a model file: model.save writes an .npz (zip) archive, and this "
+        "file is not one.")
   try:
     with np.load(path, allow_pickle=False) as data:
-      meta = json.loads(str(data["meta"]))
-      weights, bias = data["weights"], data["bias"]
+      missing = sorted({"meta", "weights", "bias"} - set(data.files))
+      if not missing:
+        meta = json.loads(str(data["meta"]))
+        weights, bias = data["weights"], data["bias"]
   except (zipfile.BadZipFile, KeyError, OSError, EOFError, json.JSONDecodeError,
           ValueError, TypeError, AttributeError, IndexError) as err:
     raise ValueError(
         f"{path!r} is not a readable explicit-softmax model file ({type(err).__name__}: "
         f"{err}). Save models with model.save(path).") from None
+  if missing:
+    raise ValueError(
+        f"{path!r} is an .npz archive but not an explicit-softmax model (it has no "
+        f"{missing} entries). Save models with model.save(path).")
   if not isinstance(meta, dict) or meta.get("format") != _FORMAT:
     raise ValueError(f"{path!r} is an .npz file but not an explicit-softmax model.")
   version = meta.get("version")

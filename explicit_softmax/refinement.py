@@ -25,6 +25,7 @@ import scipy.special
 
 from explicit_softmax import _design
 from explicit_softmax import _targets
+from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 
 METHODS = ("lbfgs", "adam", "sgd")
@@ -37,20 +38,6 @@ def _device_targets(targets: _targets.Targets):
   return jnp.asarray(targets.probs, jnp.float32)
 
 
-def _checked_rate(rate, step: int | None) -> float:
-  """``rate`` as a float; a ValueError unless finite and >= 0 (``step``: the
-  schedule step that gave it, None for a constant)."""
-  try:
-    rate = float(rate)
-  except (TypeError, ValueError):
-    raise ValueError(f"learning_rate must be a number or a schedule step -> number; "
-                     f"got {rate!r}.") from None
-  if not (np.isfinite(rate) and rate >= 0):
-    where = "" if step is None else f" (the schedule's value at step {step})"
-    raise ValueError(f"learning_rate must be finite and >= 0; got {rate}{where}.")
-  return rate
-
-
 def _rate_schedule(learning_rate) -> Callable[[int], float]:
   """``step -> step size``, checked: a constant once, here; a schedule at each step.
 
@@ -58,8 +45,8 @@ def _rate_schedule(learning_rate) -> Callable[[int], float]:
   parameter, both silently; they are refused where the rate is first seen.
   """
   if callable(learning_rate):
-    return lambda step: _checked_rate(learning_rate(step), step)
-  rate = _checked_rate(learning_rate, None)
+    return lambda step: _validation.check_learning_rate(learning_rate(step), step)
+  rate = _validation.check_learning_rate(learning_rate, None)
   return lambda step: rate
 
 
@@ -505,25 +492,25 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
     D. C. Liu and J. Nocedal, "On the limited memory BFGS method for large
     scale optimization", Mathematical Programming 45 (1989).
   """
-  if method not in METHODS:
-    raise ValueError(f"unknown refine method {method!r}; choose one of {METHODS}.")
-  steps = _targets.check_integer("steps", steps, minimum=0)
-  l2 = _targets.check_number("l2", l2)
-  tol = _targets.check_number("tol", tol)
+  _validation.check_instance("model", model, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
+  _validation.check_choice("method", method, METHODS)
+  steps = _validation.check_integer("steps", steps, minimum=0)
+  l2 = _validation.check_number("l2", l2)
+  tol = _validation.check_number("tol", tol)
   if method == "lbfgs" and batch_size is not None:
     raise ValueError("L-BFGS is a full-batch method; leave batch_size=None.")
   if batch_size is not None:
-    batch_size = _targets.check_integer("batch_size", batch_size)
-  every = _targets.check_integer("callback_every", callback_every)
-  seed = _targets.check_integer("seed", seed, minimum=0)
+    batch_size = _validation.check_integer("batch_size", batch_size)
+  every = _validation.check_integer("callback_every", callback_every)
+  seed = _validation.check_integer("seed", seed, minimum=0)
   if learning_rate is not None and method == "lbfgs":
     raise ValueError("L-BFGS takes its step sizes from a line search; leave learning_rate=None.")
   entry = time.perf_counter()  # setup (validation, transfers, preconditioner) is timed too
   design = _design.as_design(X, n_features=model.n_features,
                              layout=model.info.get("token_layout"))
   t = design.shape[0]
-  targets = _targets.check_targets(y, t, model.n_classes)
-  w = _targets.check_sample_weight(sample_weight, t)
+  targets = _validation.check_targets(y, t, model.n_classes)
+  w = _validation.check_sample_weight(sample_weight, t)
   w = w / w.sum()  # the objective is a weighted mean
   minibatch = batch_size is not None and batch_size < t
   lr = DEFAULT_LEARNING_RATE.get(method) if learning_rate is None else learning_rate

@@ -46,7 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from explicit_softmax import _targets
+from explicit_softmax import _validation
 from explicit_softmax import statistics
 
 # Rows per chunk (one step of each device's scan). The rounding error depends on
@@ -133,27 +133,20 @@ def sharded_statistics(X, y, *, n_classes: int | None = None, sample_weight=None
     raise ValueError(
         f"sharded_statistics needs X as a jax.Array; got {type(X).__name__}. Use "
         "SoftmaxStats.from_data for host arrays.")
-  if X.ndim != 2:
-    raise ValueError(
-        f"X must be 2-D (n_samples, n_features); got shape {X.shape}. For images "
-        "flatten with X.reshape(len(X), -1).")
-  if np.dtype(X.dtype).kind not in "biuf":
-    raise ValueError(f"X must hold real numbers; got dtype {X.dtype}.")
+  _validation.check_shape_2d(X.shape)
+  _validation.check_real_dtype(X.dtype)
   t, n = X.shape
-  if t == 0:
-    raise ValueError("X has no samples (0 rows); pass at least one sample.")
+  _validation.check_n_samples(t)
   mesh, row_axes = _row_layout(X)
   rows = NamedSharding(mesh, PartitionSpec(row_axes or None, None))
   if not isinstance(X.sharding, NamedSharding) or tuple(X.sharding.spec)[1:2] not in ((), (None,)):
     X = jax.device_put(X, rows)  # whole rows per device (a one-device array stays put)
-  statistics._check_gram_size(n, gram)
+  _validation.check_gram_size(n, gram)
 
   y, soft, n_classes = _place_targets(y, t, n_classes, mesh, row_axes)
-  statistics.check_dense_size(n, n_classes)
+  _validation.check_dense_size(n, n_classes)
   scale, w = _place_weights(sample_weight, t, mesh, row_axes)
-  chunk = int(chunk_rows or CHUNK_ROWS)
-  if chunk < 1:
-    raise ValueError(f"chunk_rows must be a positive integer; got {chunk_rows}.")
+  chunk = CHUNK_ROWS if chunk_rows is None else _validation.check_integer("chunk_rows", chunk_rows)
   n_shards = math.prod(mesh.shape[a] for a in row_axes)
   chunk = min(chunk, t // n_shards)
   kernel = _build_kernel(mesh, row_axes, t // n_shards, n_classes, soft, w is not None,
@@ -203,21 +196,14 @@ def _place_targets(y, t: int, n_classes, mesh, row_axes):
   """Checks ``y``'s shape and dtype, places it, and infers M; values are checked on device."""
   if not isinstance(y, jax.Array):
     y = np.asarray(y)
-  n_classes = _targets.check_layout(y, t, n_classes)
-  if np.dtype(y.dtype).kind not in "biuf":
-    raise ValueError(f"y must hold integer labels or real soft labels; got dtype {y.dtype}.")
+  n_classes = _validation.check_layout(y, t, n_classes)
   soft = y.ndim == 2
   if soft:
-    if n_classes is not None and y.shape[1] != n_classes:
-      raise ValueError(f"soft labels have {y.shape[1]} columns but n_classes={n_classes}.")
     return _place(y, mesh, row_axes), True, int(y.shape[1])
   y = _place(y, mesh, row_axes)
   if n_classes is None:
     top = float(jax.jit(jnp.max)(y))
-    if not math.isfinite(top):
-      raise ValueError(
-          "y is 1-D but not integral: pass integer class labels 0..M-1, or soft "
-          "labels as a (n_samples, n_classes) array.")
+    _validation.check_integral_labels(math.isfinite(top))
     n_classes = max(int(top) + 1, 1)
   return y, False, int(n_classes)
 
@@ -227,49 +213,27 @@ def _place_weights(sample_weight, t: int, mesh, row_axes):
   if sample_weight is None:
     return 1.0, None
   if np.ndim(sample_weight) == 0:
-    scale = float(sample_weight)
-    if not math.isfinite(scale) or scale < 0:
-      raise ValueError("sample_weight must be finite and nonnegative.")
-    if scale == 0:
-      raise ValueError("sample_weight sums to zero; at least one sample needs positive weight.")
+    scale = float(_validation.check_sample_weight(sample_weight, 1)[0])
     return scale, None
-  if tuple(sample_weight.shape) != (t,):
-    raise ValueError(
-        f"sample_weight must have shape ({t},) to match X; got {tuple(sample_weight.shape)}.")
+  if not isinstance(sample_weight, jax.Array):
+    sample_weight = np.asarray(sample_weight)
+  _validation.check_weight_shape(sample_weight.shape, t)
   return 1.0, _place(sample_weight, mesh, row_axes)
 
 
 def _raise_for_invalid(checks: dict, t: int, m: int, soft: bool, weighted: bool) -> None:
   """The single-device path's ValueErrors, from the reductions of the device pass."""
-  if checks["x_nonfinite_row"] < t:
-    raise ValueError(
-        f"X contains NaN or inf (first in row {checks['x_nonfinite_row']}). Remove or "
-        "impute these values first.")
+  first = lambda row: None if row >= t else int(row)  # noqa: E731 (sentinel t: none)
+  _validation.check_finite_summary(first(checks["x_nonfinite_row"]))
   if not soft:
-    if not checks["y_integral"]:
-      raise ValueError(
-          "y is 1-D but not integral: pass integer class labels 0..M-1, or soft "
-          "labels as a (n_samples, n_classes) array.")
-    lo, hi = int(checks["y_min"]), int(checks["y_max"])
-    if lo < 0 or hi >= m:
-      raise ValueError(
-          f"labels must lie in [0, n_classes={m}); found values in [{lo}, {hi}]. "
-          "Re-encode the labels (e.g. np.unique(y, return_inverse=True)) or raise n_classes.")
+    _validation.check_integral_labels(bool(checks["y_integral"]))
+    _validation.check_label_range(int(checks["y_min"]), int(checks["y_max"]), m)
   else:
-    if not checks["y_finite"]:
-      raise ValueError("soft labels contain NaN or inf.")
-    if checks["y_min"] < 0:
-      raise ValueError("soft labels must be nonnegative probabilities.")
-    if checks["y_bad_sum_row"] < t:
-      raise ValueError(
-          f"soft-label rows must sum to 1; row {checks['y_bad_sum_row']} is off by more "
-          f"than {_targets._ROW_SUM_ATOL}. Normalise with y / y.sum(axis=1, keepdims=True).")
+    _validation.check_soft_label_summary(bool(checks["y_finite"]), float(checks["y_min"]),
+                                         first(checks["y_bad_sum_row"]))
   if weighted:
-    if not checks["w_finite"] or checks["w_min"] < 0:
-      raise ValueError("sample_weight must be finite and nonnegative.")
-    if not checks["w_sum"] > 0:
-      raise ValueError(
-          "sample_weight sums to zero; at least one sample needs positive weight.")
+    _validation.check_weight_summary(bool(checks["w_finite"]) and checks["w_min"] >= 0,
+                                     float(checks["w_sum"]))
 
 
 # -- the per-device pass -------------------------------------------------------------
@@ -358,7 +322,7 @@ def _build_kernel(mesh, row_axes: tuple, local_rows: int, m: int, soft: bool,
       ok = jnp.isfinite(target)
       checks["y_finite"] = ok.all().astype(jnp.int32)
       checks["y_min"] = jnp.where(ok, target, 0).min()
-      checks["y_bad_sum_row"] = first(jnp.abs(target.sum(axis=1) - 1) > _targets._ROW_SUM_ATOL)
+      checks["y_bad_sum_row"] = first(jnp.abs(target.sum(axis=1) - 1) > _validation.ROW_SUM_ATOL)
     else:
       ok = jnp.isfinite(y) & (y == jnp.round(y))
       checks["y_integral"] = ok.all().astype(jnp.int32)

@@ -39,7 +39,7 @@ from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted
 
-from explicit_softmax import _targets
+from explicit_softmax import _validation
 from explicit_softmax import calibration
 from explicit_softmax import fitting
 from explicit_softmax import refinement
@@ -168,7 +168,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=True)
     check_classification_targets(y)
     classes, codes = np.unique(y, return_inverse=True)
-    sw = _targets.check_sample_weight(sample_weight, X.shape[0])
+    sw = _validation.check_sample_weight(sample_weight, X.shape[0])
     m = len(classes)
     if self.method == "auto":
       model = fitting.fit(X, codes, n_classes=m, l2=self.l2, tol=self.tol, sample_weight=sw,
@@ -250,7 +250,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     check_classification_targets(y)
     known = classes if first else self.classes_
     codes = _encode(y, known)
-    sw = _targets.check_sample_weight(sample_weight, X.shape[0])
+    sw = _validation.check_sample_weight(sample_weight, X.shape[0])
     gram = self.method == "newton" if first else self.stats_.gram is not None
     batch = statistics.SoftmaxStats.from_data(X, codes, n_classes=len(known), sample_weight=sw,
                                               gram=gram)
@@ -267,21 +267,17 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     self.intercept_ = model.bias
 
   def _check_params(self) -> None:
-    if self.method not in fitting.METHODS:
-      raise ValueError(f"method={self.method!r} is unknown; choose one of {fitting.METHODS}.")
-    names = ("smoothing", "ridge", "tol") + (() if isinstance(self.l2, str) else ("l2",))
-    for name in names:
-      _targets.check_number(name, getattr(self, name))
-    if isinstance(self.l2, str) and self.l2 != "auto":
-      raise ValueError(f"l2 must be 'auto' or a finite number >= 0; got {self.l2!r}.")
-    if self.refine is not None and self.refine not in refinement.METHODS:
-      raise ValueError(
-          f"refine={self.refine!r} is unknown; use None or one of {refinement.METHODS}.")
+    _validation.check_choice("method", self.method, fitting.METHODS)
+    for name in ("smoothing", "ridge", "tol"):
+      _validation.check_number(name, getattr(self, name))
+    _validation.check_l2(self.l2)
+    if self.refine is not None:
+      _validation.check_choice("refine", self.refine, refinement.METHODS)
     if self.method == "auto" and (self.calibrate or self.refine is not None):
       raise ValueError(
           "calibrate and refine apply to the closed forms; method='auto' already returns "
           "the refined optimum. Use method='cooccurrence' or 'newton' with them.")
-    _targets.check_integer("refine_steps", self.refine_steps, minimum=0)
+    _validation.check_integer("refine_steps", self.refine_steps, minimum=0)
 
   # -- prediction --------------------------------------------------------------
   def _logits(self, X) -> np.ndarray:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.linalg
 
-from explicit_softmax import _targets
+from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 from explicit_softmax import statistics
 
@@ -69,14 +69,8 @@ def cooccurrence_weights(stats: statistics.SoftmaxStats,
     ValueError: for negative smoothing, or ``s = 0`` with unobserved pairs.
   """
   _check_stats(stats)
-  smoothing = _targets.check_number("smoothing", smoothing)
-  if stats.min_feature < 0:
-    raise ValueError(
-        f"Negative values in data: method='cooccurrence' needs nonnegative features "
-        f"(counts, intensities, "
-        f"activations after ReLU/softmax), but X has negative entries (smallest "
-        f"{stats.min_feature:.4g}). Use method='newton' or the default method='auto', "
-        "which take any real features, or shift the features to be nonnegative.")
+  smoothing = _validation.check_number("smoothing", smoothing)
+  _validation.check_nonnegative_features(stats.min_feature)
   f_mat = stats.cooccurrence
   f = stats.feature_mass
   seen = f > 0
@@ -131,7 +125,7 @@ def newton_weights(stats: statistics.SoftmaxStats,
     raise ValueError(
         "method='newton' needs the Gram matrix: build the statistics with "
         "SoftmaxStats.from_data(X, y, gram=True).")
-  ridge = _targets.check_number("ridge", ridge)
+  ridge = _validation.check_number("ridge", ridge)
   n, m, t_w = stats.n_features, stats.n_classes, stats.total_weight
   f = stats.feature_mass
   # X1^T diag(w) X1, bordered by the constant feature of the bias.
@@ -178,8 +172,7 @@ def solve(stats: statistics.SoftmaxStats, method: str = "cooccurrence", *,
     A :class:`SoftmaxModel`.
   """
   _check_stats(stats)
+  _validation.check_choice("method", method, METHODS)
   if method == "cooccurrence":
     return cooccurrence_weights(stats, smoothing)
-  if method == "newton":
-    return newton_weights(stats, ridge)
-  raise ValueError(f"unknown method {method!r}; choose one of {METHODS}.")
+  return newton_weights(stats, ridge)

@@ -38,7 +38,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from explicit_softmax import _design
-from explicit_softmax import _targets
+from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 from explicit_softmax import solvers
 
@@ -80,28 +80,29 @@ class SparseCountModel:
     counts = sp.csr_matrix(counts, dtype=np.float64, copy=True)
     counts.sum_duplicates()  # also sorts the column indices of every row
     counts.eliminate_zeros()
-    v = _targets.check_integer("vocab_size", self.vocab_size)
+    v = _validation.check_integer("vocab_size", self.vocab_size)
     if counts.shape[0] % v or counts.shape[0] == 0:
       raise ValueError(
           f"counts have {counts.shape[0]} rows, not a positive multiple of vocab_size={v} "
           "(one block of V rows per context position).")
-    if counts.nnz and (not np.isfinite(counts.data).all() or counts.data.min() < 0):
-      raise ValueError("counts must be finite and nonnegative.")
-    if not (np.isfinite(self.smoothing) and self.smoothing > 0):
-      raise ValueError(
-          f"smoothing must be > 0 for the sparse model; got {self.smoothing}. With s = 0 "
-          "every unobserved pair has weight -inf; use the dense es.fit for s = 0.")
-    if not self.total_weight > 0:
-      raise ValueError(f"total_weight must be positive; got {self.total_weight}.")
+    if counts.nnz and (_validation.check_finite("counts", counts.data).min() < 0):
+      raise ValueError("counts must be nonnegative (they are weighted co-occurrence counts).")
+    # s > 0: with s = 0 every unobserved pair would have weight -inf (the dense
+    # es.fit(..., method="cooccurrence", smoothing=0) handles that case).
+    smoothing = _validation.check_number("smoothing", self.smoothing, exclusive=True)
+    total_weight = _validation.check_number("total_weight", self.total_weight, exclusive=True)
+    n_samples = _validation.check_integer("n_samples", self.n_samples, minimum=0)
     object.__setattr__(self, "counts", counts)
     object.__setattr__(self, "vocab_size", v)
-    object.__setattr__(self, "total_weight", float(self.total_weight))
-    object.__setattr__(self, "n_samples", int(self.n_samples))
-    object.__setattr__(self, "smoothing", float(self.smoothing))
+    object.__setattr__(self, "total_weight", total_weight)
+    object.__setattr__(self, "n_samples", n_samples)
+    object.__setattr__(self, "smoothing", smoothing)
     info = {"method": "cooccurrence", "representation": "sparse",
             "smoothing": float(self.smoothing), "mean_feature_mass": self.mean_feature_mass,
             "n_samples": int(self.n_samples)}
-    object.__setattr__(self, "info", {**info, **self.info})
+    object.__setattr__(self, "info", model_lib.freeze_info({**info, **self.info}, "info"))
+    for part in (counts.data, counts.indices, counts.indptr):
+      part.flags.writeable = False  # the model is immutable, its counts too
 
   # -- construction ------------------------------------------------------------
   @classmethod
@@ -253,7 +254,7 @@ class SparseCountModel:
   def log_loss(self, X, y, sample_weight=None) -> float:
     """Mean cross-entropy in nats, as :meth:`SoftmaxModel.log_loss`, computed sparsely."""
     tokens = self._check_tokens(X)
-    w = _targets.check_sample_weight(sample_weight, len(tokens))
+    w = _validation.check_sample_weight(sample_weight, len(tokens))
     return float(-(w @ self.log_prob(tokens, y)) / w.sum())
 
   def predict_log_proba(self, X) -> np.ndarray:
@@ -328,8 +329,8 @@ class SparseCountModel:
           f"sample feeds generated tokens back as context, so targets must be the "
           f"vocabulary; this model has n_classes={self.n_classes} and vocab_size="
           f"{self.vocab_size}. Fit with n_classes=vocab_size.")
-    if int(n) != n or n < 0:
-      raise ValueError(f"n must be a nonnegative integer; got {n}.")
+    n = _validation.check_integer("n", n, minimum=0)
+    seed = _validation.check_integer("seed", seed, minimum=0)
     k, v, m = self.n_context, self.vocab_size, self.n_classes
     history = [int(t) for t in np.asarray(context).reshape(-1)]
     if len(history) < k or any(not 0 <= t < v for t in history):
@@ -381,13 +382,9 @@ class SparseCountModel:
   # -- helpers ---------------------------------------------------------------------
   def _check_tokens(self, X) -> _design.TokenFeatures:
     tokens = _as_tokens(X, self.vocab_size)
-    if tokens.vocab_size != self.vocab_size or tokens.ids.shape[1] != self.n_context:
-      raise ValueError(
-          f"X has {tokens.ids.shape[1]} context tokens over a vocabulary of "
-          f"{tokens.vocab_size}, but the model was fitted on {self.n_context} over "
-          f"{self.vocab_size}; pass features built the same way.")
-    if len(tokens) == 0:
-      raise ValueError("X has no samples (0 rows); pass at least one sample.")
+    _validation.check_token_layout([tokens.ids.shape[1], tokens.vocab_size],
+                                   [self.n_context, self.vocab_size])
+    _validation.check_n_samples(len(tokens))
     return tokens
 
   def _lookup(self, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
@@ -429,7 +426,7 @@ def _as_tokens(X, vocab_size: int | None = None) -> _design.TokenFeatures:
 
 
 def _labels(y, n_samples: int, n_classes: int | None) -> np.ndarray:
-  targets = _targets.check_targets(y, n_samples, n_classes)
+  targets = _validation.check_targets(y, n_samples, n_classes)
   if targets.labels is None:
     raise ValueError(
         "SparseCountModel counts integer targets (the next token); got soft labels. "
@@ -440,11 +437,10 @@ def _labels(y, n_samples: int, n_classes: int | None) -> np.ndarray:
 def _count(tokens: _design.TokenFeatures, y, n_classes, sample_weight):
   """``(F, T_w, T)``: the (K V, M) CSR counts of one batch, by coo -> csr."""
   t = len(tokens)
-  if t == 0:
-    raise ValueError("X has no samples (0 rows); pass at least one sample.")
+  _validation.check_n_samples(t)
   labels = _labels(y, t, n_classes)
   m = int(n_classes) if n_classes is not None else int(labels.max()) + 1
-  w = _targets.check_sample_weight(sample_weight, t)
+  w = _validation.check_sample_weight(sample_weight, t)
   k = tokens.ids.shape[1]
   rows = tokens.feature_indices().ravel()
   cols = np.repeat(labels, k)

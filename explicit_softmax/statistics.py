@@ -26,10 +26,8 @@ from typing import Iterable
 import numpy as np
 
 from explicit_softmax import _design
-from explicit_softmax import _targets
+from explicit_softmax import _validation
 
-# Gram matrices above this size are refused: (N+1)^2 float64 must fit comfortably.
-MAX_GRAM_BYTES = 4 * 2**30
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,6 +52,21 @@ class SoftmaxStats:
   gram: np.ndarray | None = None
   min_feature: float = np.inf
 
+  def __post_init__(self):
+    for name in ("cooccurrence", "class_mass", "gram"):
+      value = getattr(self, name)
+      if value is not None:
+        # Read-only float64 views: the statistics are immutable (``+`` and
+        # ``update`` make new ones) without copying an (N, N) Gram matrix.
+        view = np.asarray(value, np.float64).view()
+        view.flags.writeable = False
+        object.__setattr__(self, name, view)
+    # Sums past float64's range (weights near 1e307, features near 1e154 in the
+    # Gram matrix) would reach the solvers as inf and come back as NaN weights.
+    _validation.check_sums_finite(self.total_weight, self.cooccurrence)
+    if self.gram is not None:
+      _validation.check_gram_finite(self.gram)
+
   # -- derived quantities ----------------------------------------------------
   @property
   def n_features(self) -> int:
@@ -77,10 +90,10 @@ class SoftmaxStats:
   @classmethod
   def empty(cls, n_features: int, n_classes: int, *, gram: bool = False) -> "SoftmaxStats":
     """Statistics of no data, the start of a stream of ``update`` calls."""
-    n_features = _targets.check_integer("n_features", n_features)
-    n_classes = _targets.check_integer("n_classes", n_classes)
-    check_dense_size(n_features, n_classes)
-    _check_gram_size(n_features, gram)
+    n_features = _validation.check_integer("n_features", n_features)
+    n_classes = _validation.check_integer("n_classes", n_classes)
+    _validation.check_dense_size(n_features, n_classes)
+    _validation.check_gram_size(n_features, gram)
     return cls(np.zeros((n_features, n_classes)), np.zeros(n_classes), 0.0, 0.0, 0,
                np.zeros((n_features, n_features)) if gram else None)
 
@@ -112,22 +125,24 @@ class SoftmaxStats:
                                          sample_weight=sample_weight, gram=gram)
     design = _design.as_design(X)
     t, n = design.shape
-    targets = _targets.check_targets(y, t, n_classes)
-    check_dense_size(n, targets.n_classes)
-    w = _targets.check_sample_weight(sample_weight, t)
-    _check_gram_size(n, gram)
+    targets = _validation.check_targets(y, t, n_classes)
+    _validation.check_dense_size(n, targets.n_classes)
+    w = _validation.check_sample_weight(sample_weight, t)
+    _validation.check_gram_size(n, gram)
     cooccurrence, mass, gram_matrix, min_feature = design.one_pass(
         targets.weighted(w), w if gram else None)
-    return cls(
-        cooccurrence=cooccurrence,
-        class_mass=targets.class_mass(w),
-        total_weight=float(w.sum()),
-        # Not w @ mass**2: a BLAS dot leaves OpenBLAS threads spinning (~0.1 s),
-        # which would compete with the threads of the next statistics pass.
-        mass_sq=float((w * mass * mass).sum()),
-        n_samples=t,
-        gram=gram_matrix,
-        min_feature=min_feature)
+    # __post_init__ refuses overflowed sums the solvers use (no solver reads mass_sq).
+    with np.errstate(over="ignore"):
+      return cls(
+          cooccurrence=cooccurrence,
+          class_mass=targets.class_mass(w),
+          total_weight=float(w.sum()),
+          # Not w @ mass**2: a BLAS dot leaves OpenBLAS threads spinning (~0.1 s),
+          # which would compete with the threads of the next statistics pass.
+          mass_sq=float((w * mass * mass).sum()),
+          n_samples=t,
+          gram=gram_matrix,
+          min_feature=min_feature)
 
   @classmethod
   def from_batches(cls, batches: Iterable, *, n_classes: int, gram: bool = False,
@@ -190,28 +205,3 @@ class SoftmaxStats:
         self.n_samples + other.n_samples,
         None if self.gram is None else self.gram + other.gram,
         min(self.min_feature, other.min_feature))
-
-
-def check_dense_size(n_features: int, n_classes: int) -> None:
-  """Refuses (N, M) float64 arrays beyond ``MAX_GRAM_BYTES`` before allocating them.
-
-  A label such as 2 * 10**8 makes ``M = max(y) + 1``, and an (N, M) array of
-  that many columns would exhaust memory: such labels are not class codes.
-  """
-  need = 8 * n_features * n_classes
-  if need > MAX_GRAM_BYTES:
-    raise ValueError(
-        f"{n_classes:,} classes x {n_features:,} features need an (N, M) float64 array of "
-        f"{need / 2**30:,.1f} GiB, more than the {MAX_GRAM_BYTES / 2**30:.0f} GiB limit. If "
-        "the labels are not the codes 0..M-1 (e.g. they go up to a large id), encode them "
-        "first with np.unique(y, return_inverse=True), or use "
-        "explicit_softmax.sklearn.ExplicitSoftmaxClassifier, which encodes any labels.")
-
-
-def _check_gram_size(n_features: int, gram: bool) -> None:
-  need = 8 * (n_features + 1) ** 2
-  if gram and need > MAX_GRAM_BYTES:
-    raise ValueError(
-        f"the Newton solution needs the ({n_features + 1})^2 Gram matrix, "
-        f"{need / 2**30:.1f} GiB in float64, more than the {MAX_GRAM_BYTES / 2**30:.0f} GiB "
-        "limit. Use method='cooccurrence' (memory O(N M)) or reduce the features.")

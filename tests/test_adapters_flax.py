@@ -195,7 +195,7 @@ def test_explicit_init_returns_the_weights(data):
   assert init(None, (N_IN, N_CLASSES), jnp.bfloat16).dtype == jnp.bfloat16
   with pytest.raises(ValueError, match=r"shape \(3, 12\).*\(12, 3\)"):
     init(None, (N_CLASSES, N_IN))
-  with pytest.raises(ValueError, match="part must be one of"):
+  with pytest.raises(ValueError, match="part=.embedding. is unknown; choose one of"):
     es_flax.explicit_init(explicit, "embedding")
 
 

@@ -134,7 +134,7 @@ def test_small_problems_compile_nothing():
 
 def test_bad_arguments_name_the_fix():
   x, y = _real_data(8, t=60)
-  with pytest.raises(ValueError, match="unknown method 'magic'"):
+  with pytest.raises(ValueError, match="method='magic' is unknown"):
     es.fit(x, y, method="magic")
   with pytest.raises(ValueError, match="l2 must be 'auto' or a finite number"):
     es.fit(x, y, l2="big")
@@ -146,5 +146,5 @@ def test_bad_arguments_name_the_fix():
     es.fit(x, y, cv=1)
   with pytest.raises(ValueError, match="cv must be an integer >= 2 or"):
     es.fit(x, y, cv=[(np.arange(10), np.array([], int))])
-  with pytest.raises(ValueError, match="start must be one of"):
+  with pytest.raises(ValueError, match="start=.ones. is unknown; choose one of.*or a SoftmaxModel"):
     es.fit_optimum(x, y, start="ones")

@@ -84,7 +84,7 @@ def test_save_load_round_trips_exactly(tmp_path):
 def test_loading_corrupted_or_foreign_files_raises(tmp_path):
   bad = tmp_path / "bad.npz"
   bad.write_bytes(b"not a zip file at all")
-  with pytest.raises(ValueError, match="not a readable explicit-softmax model"):
+  with pytest.raises(ValueError, match="is not a model file: model.save writes an .npz"):
     es.load(bad)
   foreign = tmp_path / "foreign.npz"
   np.savez(foreign, a=np.ones(3))

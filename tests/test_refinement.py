@@ -189,7 +189,7 @@ def test_calibrate_needs_every_class_or_l2():
 def test_refine_rejects_bad_arguments():
   x, y = dense_data(np.random.default_rng(5), 50, 4, 2)
   model = es.fit(x, y, method="cooccurrence")
-  with pytest.raises(ValueError, match="unknown refine method"):
+  with pytest.raises(ValueError, match="method='newton' is unknown; choose one of"):
     es.refine(model, x, y, method="newton")
   with pytest.raises(ValueError, match="full-batch"):
     es.refine(model, x, y, method="lbfgs", batch_size=8)

@@ -64,7 +64,7 @@ def _write(path, weights, bias, meta):
     ("info_list", "'info' must be a JSON object"),
     ("string_version", "format version must be an integer"),
     ("complex", "must hold real numbers; got dtype complex"),
-    ("npy", "not a readable explicit-softmax model file"),
+    ("npy", "is not a model file: model.save writes an .npz"),
     ("none", "load needs a file path"),
 ])
 def test_load_checks_every_field(tmp_path, case, match):

@@ -134,7 +134,7 @@ def test_newton_refuses_a_gram_matrix_too_large_for_memory():
 
 def test_unknown_method_and_bad_hyperparameters():
   x, y = dense_data(np.random.default_rng(0), 30, 3, 2)
-  with pytest.raises(ValueError, match="unknown method"):
+  with pytest.raises(ValueError, match="is unknown; choose one of"):
     es.fit(x, y, method="magic")
   with pytest.raises(ValueError, match="smoothing"):
     es.fit(x, y, smoothing=-1, method="cooccurrence")

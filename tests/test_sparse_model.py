@@ -134,7 +134,7 @@ def test_invalid_inputs_raise_value_errors():
     SparseCountModel.fit(x.to_csr(), y)
   with pytest.raises(ValueError, match="soft labels"):
     SparseCountModel.fit(x, np.full((len(y), 10), 0.1))
-  with pytest.raises(ValueError, match="smoothing must be > 0"):
+  with pytest.raises(ValueError, match="smoothing must be a finite number > 0"):
     SparseCountModel.fit(x, y, smoothing=0.0)
   with pytest.raises(ValueError, match=r"labels must lie in \[0, n_classes=3\)"):
     SparseCountModel.fit(x, y, n_classes=3)

@@ -179,7 +179,7 @@ def test_a_failed_run_stops_the_later_runs(monkeypatch):
       second_run.append(offset)
     time_lib.sleep(0.05)
 
-  monkeypatch.setattr(_design, "_check_finite", check)
+  monkeypatch.setattr(_design._validation, "check_finite_rows", check)
   with pytest.raises(ValueError, match="bad first chunk"):
     es.SoftmaxStats.from_data(x, np.zeros(len(x), int), n_classes=2)
   assert len(second_run) < 4  # it had 4 chunks; it stopped after at most 2
@@ -188,6 +188,6 @@ def test_a_failed_run_stops_the_later_runs(monkeypatch):
     if offset == 4 * _design.CHUNK_ROWS:
       raise KeyboardInterrupt
 
-  monkeypatch.setattr(_design, "_check_finite", interrupt)
+  monkeypatch.setattr(_design._validation, "check_finite_rows", interrupt)
   with pytest.raises(KeyboardInterrupt):
     es.SoftmaxStats.from_data(x, np.zeros(len(x), int), n_classes=2)

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Sequence
 
 import numpy as np
 
-from explicit_softmax import _targets
+from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 from explicit_softmax import solvers
 from explicit_softmax import statistics
@@ -54,15 +54,6 @@ def as_float_array(x) -> np.ndarray:
   return x
 
 
-def finite_parameter(name: str, value) -> np.ndarray:
-  """``value`` as a numpy array; a ValueError if it holds NaN or inf, which a layer
-  would otherwise take silently and pass on to every prediction."""
-  value = np.asarray(value)
-  if not np.isfinite(value).all():
-    raise ValueError(f"{name} contain NaN or inf; refusing to write them into the layer.")
-  return value
-
-
 def checked_bias(bias, out_features: int, layer_has_bias: bool, flag: str):
   """The bias to write into a dense layer, checked before anything is written.
 
@@ -78,7 +69,7 @@ def checked_bias(bias, out_features: int, layer_has_bias: bool, flag: str):
   """
   if bias is None:
     return None
-  bias = finite_parameter("the bias", bias)
+  bias = _validation.check_finite("the bias", bias)
   if not layer_has_bias:
     if np.any(bias != 0):
       raise ValueError(
@@ -121,7 +112,7 @@ def check_features(features: np.ndarray, n_features: int, batch: int,
 
 def iterate_rows(n_rows: int, batch_size: int) -> Iterable[slice]:
   """Consecutive row slices of at most ``batch_size`` rows."""
-  batch_size = _targets.check_integer("batch_size", batch_size)
+  batch_size = _validation.check_integer("batch_size", batch_size)
   for start in range(0, n_rows, batch_size):
     yield slice(start, min(start + batch_size, n_rows))
 
@@ -134,9 +125,11 @@ def data_batches(x, y, batch_size: int) -> Iterable:
           "y is missing: pass labels (init_head(model, x, y)), or an iterable of (x, y) "
           "batches (such as a DataLoader) as x with y=None.")
     return x
+  if isinstance(x, (list, np.ndarray)):  # tensors keep their own type checks
+    x = np.asarray(x)
+    _validation.check_real_dtype(x.dtype)
   n = len(x)
-  if len(y) != n:
-    raise ValueError(f"x has {n} rows but y has {len(y)}; they must have the same length.")
+  _validation.check_same_length(n, len(y))
   return ((x[rows], y[rows]) for rows in iterate_rows(n, batch_size))
 
 
@@ -196,15 +189,13 @@ def fit_explicit(batches: Iterable, *, n_features: int, n_classes: int,
   Returns:
     The fitted :class:`SoftmaxModel` (``weights`` (N, M), ``bias`` (M,)).
   """
-  if method not in solvers.METHODS:
-    raise ValueError(f"unknown method {method!r}; choose one of {solvers.METHODS}.")
+  _validation.check_choice("method", method, solvers.METHODS)
   stats = accumulate_statistics(batches, n_features=n_features, n_classes=n_classes,
                                 gram=(method == "newton"), what=what)
-  if method == "cooccurrence" and stats.min_feature < 0:
-    raise ValueError(
-        f"{what} have negative entries (min {stats.min_feature:.4g}); "
-        f"method='cooccurrence' needs nonnegative features. {hint} Or use "
-        "method='newton', which takes any real features.")
+  if method == "cooccurrence":
+    _validation.check_nonnegative_features(
+        stats.min_feature, what, f"{hint} Or use method='newton', which takes any real "
+        "features.".lstrip())
   return solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
 
 
@@ -415,10 +406,7 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
   if not widths:
     raise ValueError("the model has no dense layer to initialise.")
   n_classes = widths[-1][1]
-  if labels.min() < 0 or labels.max() >= n_classes:
-    raise ValueError(
-        f"labels must lie in [0, {n_classes}) (the width of the last layer); found "
-        f"[{labels.min()}, {labels.max()}].")
+  _validation.check_label_range(int(labels.min()), int(labels.max()), n_classes)
   hidden_method = method if hidden_method is None else hidden_method
   t = len(labels)
   rng = np.random.default_rng(seed)

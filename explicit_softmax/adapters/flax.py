@@ -48,6 +48,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 from explicit_softmax import solvers
 from explicit_softmax.adapters import _common
@@ -194,7 +195,7 @@ def write_linear(layer: nnx.Linear, weights, bias=None) -> None:
       layer without one.
   """
   layer = _check_linear(layer, "the layer")
-  weights = _common.finite_parameter("the weights", weights)
+  weights = _validation.check_finite("the weights", weights)
   kernel_shape = tuple(layer.kernel[...].shape)
   if weights.shape != kernel_shape:
     raise ValueError(
@@ -408,8 +409,7 @@ def explicit_init(source, part: str = "kernel", *, method: str | None = None,
   else:
     model = _common.as_explicit_model(source, method=method, smoothing=smoothing, ridge=ridge)
     arrays = {"kernel": model.weights, "bias": model.bias}
-  if part not in arrays:
-    raise ValueError(f"part must be one of {tuple(arrays)}; got {part!r}.")
+  _validation.check_choice("part", part, tuple(arrays))
   value = np.asarray(arrays[part])
 
   def init(key, shape: Sequence[int], dtype: Any = jnp.float32):

@@ -40,6 +40,7 @@ except ImportError as err:
 from torch import nn
 from torch.nn import functional as F
 
+from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 from explicit_softmax import solvers
 from explicit_softmax.adapters import _common
@@ -194,7 +195,7 @@ def write_linear(layer: nn.Linear, weights, bias=None) -> None:
       layer without one.
   """
   layer = _check_linear(layer, "the layer")
-  weights = _common.finite_parameter("the weights", weights)
+  weights = _validation.check_finite("the weights", weights)
   if weights.shape != (layer.in_features, layer.out_features):
     raise ValueError(
         f"weights of shape {weights.shape} (in, out) do not fit nn.Linear"
