@@ -239,6 +239,11 @@ def check_sparse_array(x) -> sp.csr_matrix:
   check_shape_2d(x.shape)
   x = x.tocsr()
   check_real_dtype(x.dtype)
+  if not x.has_canonical_format:
+    # Duplicate entries add up ((a + 1, -1) is the entry a): sum them on a copy,
+    # so that signs and the caller's matrix are both right.
+    x = x.copy()
+    x.sum_duplicates()
   if x.nnz and not np.isfinite(x.data).all():
     raise ValueError("X contains NaN or inf. Remove or impute these values.")
   return x
@@ -287,8 +292,8 @@ def check_nonnegative_features(min_feature: float, what: str = "X",
   if min_feature < 0:
     raise ValueError(
         f"Negative values in data: method='cooccurrence' needs nonnegative features "
-        f"(counts, intensities, activations after ReLU/softmax), but {what} have negative "
-        f"entries (smallest {min_feature:.4g}). {advice}")
+        f"(counts, intensities, activations after ReLU/softmax), but there are negative "
+        f"entries in {what} (smallest {min_feature:.4g}). {advice}")
 
 
 def check_n_features(n_features: int, expected: int | None) -> None:

@@ -561,7 +561,8 @@ def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: in
   if minibatch:
     relative = None  # a batch's gradient says nothing about the full objective
   else:
-    norm = norms[-1] if norms else _grad_norm(design, targets, w, theta, l2, precond)
+    norm = norms[-1] if norms else _grad_norm(design, targets, w, theta, l2,
+                                              None if on_host else precond)
     relative = norm / zero_norm if zero_norm > 0 else (0.0 if norm == 0 else np.inf)
   info = dict(model.info)
   info["refine"] = {"method": method, "l2": float(l2), "batch_size": batch_size,

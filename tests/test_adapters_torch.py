@@ -205,7 +205,7 @@ def test_layerwise_rejects_bad_models_and_labels(data):
   with pytest.raises(ValueError, match="integer class labels"):
     es_torch.init_layerwise(_mlp(), x, soft)
   model = nn.Sequential(nn.Linear(N_IN, N_HIDDEN), nn.ReLU(), nn.Linear(N_HIDDEN, N_CLASSES))
-  with pytest.raises(ValueError, match="inputs of dense layer 0 have negative entries.*pixels"):
+  with pytest.raises(ValueError, match="negative entries in the inputs of dense layer 0.*pixels"):
     es_torch.init_layerwise(model, x - 0.5, y, method="cooccurrence")
 
 

@@ -350,3 +350,52 @@ def test_every_numeric_check_lives_in_the_validation_module():
       for phrase in phrases if phrase in path.read_text()]
   assert offenders == []
   assert _validation.check_integer("k", np.int64(3)) == 3
+
+
+# -- the remaining one-line reproductions of the issue ------------------------------------
+
+def test_a_label_of_ten_to_the_fifteen_is_refused_by_name():
+  huge = Y.copy()
+  huge[0] = 10**15
+  with pytest.raises(ValueError, match="the labels go up to 1,000,000,000,000,000"):
+    es.fit(X, huge)
+
+
+def test_refine_refuses_nan_in_a_jax_array_before_any_step():
+  import jax.numpy as jnp
+  bad = X.copy()
+  bad[7, 2] = np.nan
+  with pytest.raises(ValueError, match=r"NaN or inf \(first in row 7\)"):
+    es.refine(MODEL, jnp.asarray(bad), Y)
+
+
+@pytest.mark.parametrize("scale", [1.0, 1e20])
+@pytest.mark.parametrize("precondition", [False, "standardize"])
+def test_the_convergence_record_is_consistent_on_badly_scaled_features(scale, precondition):
+  """X * 1e20 with weights fitted at scale 1 saturates every logit: refine may
+  stop early, but its record says so (converged iff the relative gradient norm
+  it reports is <= tol)."""
+  record = es.refine(MODEL, X * scale, Y, precondition=precondition).info["refine"]
+  assert record["converged"] == (record["relative_grad_norm"] <= record["tol"])
+  if scale == 1.0 and precondition:
+    assert record["converged"]
+
+
+def test_duplicate_sparse_entries_add_up_and_the_callers_matrix_is_kept():
+  # Row 0 holds (2, -1) in column 1: the entry 1, nonnegative.
+  x = sp.csr_matrix((np.array([2.0, -1.0, 1.0]), np.array([1, 1, 0]), np.array([0, 2, 3])),
+                    shape=(2, 3))
+  before = (x.data.copy(), x.indices.copy())
+  model = es.fit(x, np.array([0, 1]), method="cooccurrence")
+  assert model.n_features == 3
+  np.testing.assert_array_equal(x.data, before[0])
+  np.testing.assert_array_equal(x.indices, before[1])
+  np.testing.assert_allclose(model.predict_proba(x), model.predict_proba(x.toarray()), atol=1e-6)
+
+
+@pytest.mark.parametrize("d", [2.5, "2", 0, True])
+def test_svd_factors_take_an_integer_width(d):
+  from explicit_softmax.adapters import _common
+  lm = es.fit(es.TokenFeatures(IDS[:, :1], 5), IDS[:, 1], n_classes=5)
+  with pytest.raises(ValueError, match="^d must be a positive integer; got"):
+    _common.svd_factors(lm, d)

@@ -122,6 +122,20 @@ def test_no_entry_point_modifies_the_callers_arrays(kind):
   es.calibrate(model, data, y, sample_weight=w)
   model.predict_proba(data)
   es.diagnostics.optimality_certificate(model, data, y, sample_weight=w)
+  es.diagnostics.loss_gradient_width(model, data, y, n_draws=2)
+  for method in ("newton", "cooccurrence"):
+    features = abs(data) if method == "cooccurrence" else data
+    es.fit(features, y, method=method, sample_weight=w)
+  es.SoftmaxStats.from_data(data, y, sample_weight=w, gram=True)
+  if kind == "jax":
+    es.sharding.sharded_statistics(data, y, sample_weight=w)
+  if kind != "jax":  # scikit-learn converts JAX arrays itself
+    from explicit_softmax.sklearn import ExplicitSoftmaxClassifier
+    ExplicitSoftmaxClassifier(method="newton").fit(data, y, sample_weight=w).predict(data)
+  if kind == "dense":
+    torch = pytest.importorskip("torch")
+    from explicit_softmax.adapters import torch as adapters
+    adapters.init_head(torch.nn.Sequential(torch.nn.Linear(4, 3)), data, y)
   dense = np.asarray(data.toarray() if kind == "sparse" else data)
   np.testing.assert_array_equal(dense, copies[0])
   np.testing.assert_array_equal(y, copies[1])

@@ -151,7 +151,7 @@ def test_eight_devices_soft_labels_feature_split_and_newton():
 
 def test_eight_devices_raise_the_single_device_errors(eight_devices):
   assert "NaN or inf (first in row 4321)" in eight_devices["err_nan"]
-  assert "negative entries (smallest -1)" in eight_devices["err_negative"]
+  assert "negative entries in X (smallest -1)" in eight_devices["err_negative"]
   assert eight_devices["min_feature"] == [-1.0, -1.0]
   assert eight_devices["zero_rows"] < 1e-6  # rows of zeros are ordinary samples
   assert "labels must lie in [0, n_classes=3)" in eight_devices["err_label_range"]

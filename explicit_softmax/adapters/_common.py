@@ -543,11 +543,11 @@ def svd_factors(source, d: int, *, n_context: int = 1, center_columns: bool = Tr
   explicit = as_explicit_model(source, method=method, smoothing=smoothing, ridge=ridge)
   c, b = centred_weights(explicit, n_context=n_context, center_columns=center_columns)
   max_rank = min(c.shape)
-  if not 1 <= int(d) <= max_rank:
+  d = _validation.check_integer("d", d)
+  if d > max_rank:
     raise ValueError(
         f"d={d} is not in [1, {max_rank}]: a ({c.shape[0]} x {c.shape[1]}) matrix has at "
         f"most rank {max_rank}. Use an embedding width d <= {max_rank}.")
-  d = int(d)
   if max(c.shape) <= _DENSE_SVD_MAX or d >= max_rank - 1:
     u, s, vt = np.linalg.svd(c, full_matrices=False)
     all_s = s
