@@ -269,10 +269,12 @@ def check_finite_rows(row_sums: np.ndarray, offset: int) -> None:
     check_finite_summary(offset + int(np.flatnonzero(~np.isfinite(row_sums))[0]))
 
 
-def check_same_length(n_samples: int, n_labels: int) -> None:
+def check_same_length(n_samples: int, n_labels: int, where: str = "") -> None:
   if n_samples != n_labels:
+    where = f" in {where}" if where else ""
     raise ValueError(
-        f"X has {n_samples} samples but y has {n_labels}; they must have the same length.")
+        f"X has {n_samples} samples but y has {n_labels}{where}; they must have the same "
+        "length.")
 
 
 _REAL_FEATURE_METHODS = (
@@ -339,6 +341,35 @@ def check_token_layout(given, layout) -> None:
         f"these TokenFeatures have {given[0]} context tokens over a vocabulary of "
         f"{given[1]}, but the model was fitted on {layout[0]} over {layout[1]}; build "
         "the features the same way.")
+
+
+def check_layer_inputs(features: np.ndarray, n_features: int, batch: int,
+                   what: str = "the features reaching the head") -> None:
+  """Checks one batch of features that is about to reach a dense layer (the adapters).
+
+  Args:
+    features: (rows, N) array of real features.
+    n_features: N, the head's input width.
+    batch: index of the batch (for the message).
+    what: what the features are, for the message.
+
+  Raises:
+    ValueError: wrong shape or non-finite entries.
+  """
+  if features.ndim != 2:
+    raise ValueError(
+        f"{what} must be 2-D (batch, {n_features}); got shape "
+        f"{features.shape} in batch {batch}. Flatten them (x.reshape(len(x), -1)) in the "
+        "feature function, before the head.")
+  if features.shape[1] != n_features:
+    raise ValueError(
+        f"the layer takes {n_features} input features but {what} have "
+        f"{features.shape[1]} (batch {batch}); the feature function must produce "
+        "exactly what the layer consumes.")
+  if not np.isfinite(features).all():
+    raise ValueError(
+        f"{what} contain NaN or inf (batch {batch}); check the layers before it and "
+        "the input data.")
 
 
 # -- y -----------------------------------------------------------------------------

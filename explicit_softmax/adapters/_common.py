@@ -81,35 +81,6 @@ def checked_bias(bias, out_features: int, layer_has_bias: bool, flag: str):
   return bias
 
 
-def check_features(features: np.ndarray, n_features: int, batch: int,
-                   what: str = "the features reaching the head") -> None:
-  """Checks one batch of features that is about to reach a softmax head.
-
-  Args:
-    features: (rows, N) array of real features.
-    n_features: N, the head's input width.
-    batch: index of the batch (for the message).
-    what: what the features are, for the message.
-
-  Raises:
-    ValueError: wrong shape or non-finite entries.
-  """
-  if features.ndim != 2:
-    raise ValueError(
-        f"{what} must be 2-D (batch, {n_features}); got shape "
-        f"{features.shape} in batch {batch}. Flatten them (x.reshape(len(x), -1)) in the "
-        "feature function, before the head.")
-  if features.shape[1] != n_features:
-    raise ValueError(
-        f"the layer takes {n_features} input features but {what} have "
-        f"{features.shape[1]} (batch {batch}); the feature function must produce "
-        "exactly what the layer consumes.")
-  if not np.isfinite(features).all():
-    raise ValueError(
-        f"{what} contain NaN or inf (batch {batch}); check the layers before it and "
-        "the input data.")
-
-
 def iterate_rows(n_rows: int, batch_size: int) -> Iterable[slice]:
   """Consecutive row slices of at most ``batch_size`` rows."""
   batch_size = _validation.check_integer("batch_size", batch_size)
@@ -154,16 +125,13 @@ def accumulate_statistics(batches: Iterable, *, n_features: int, n_classes: int,
     The statistics of all batches.
 
   Raises:
-    ValueError: for bad features (see :func:`check_features`) or no batches.
+    ValueError: for bad features (see :func:`explicit_softmax._validation.check_layer_inputs`) or no batches.
   """
   stats = statistics.SoftmaxStats.empty(n_features, n_classes, gram=gram)
   for i, (features, y) in enumerate(batches):
     features, y = as_float_array(features), np.asarray(y)
-    check_features(features, n_features, i, what)
-    if len(y) != len(features):
-      raise ValueError(
-          f"batch {i} has {len(features)} feature rows but {len(y)} labels; they must "
-          "have the same length.")
+    _validation.check_layer_inputs(features, n_features, i, what)
+    _validation.check_same_length(len(features), len(y), where=f"batch {i}")
     stats = stats.update(features, y)
   if stats.n_samples == 0:
     raise ValueError("no data: the batches were empty. Pass at least one (x, y) batch.")
@@ -419,7 +387,7 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
       targets = lambda feats, rows: labels[rows]
     else:
       sample = as_float_array(features_of(layer, sample_rows))
-      check_features(sample, n_in, 0, what)
+      _validation.check_layer_inputs(sample, n_in, 0, what)
       clusters = class_clusters(sample, labels[sample_rows], n_out, n_classes,
                                 seed=seed + layer)
       targets = lambda feats, rows, clusters=clusters: clusters.assign(feats, labels[rows])
