@@ -17,9 +17,11 @@ import scipy.special
 from explicit_softmax import _design
 from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
+from explicit_softmax._typing import Features, Labels, SampleWeight
 
 
-def calibrate(model: model_lib.SoftmaxModel, X, y, *, sample_weight=None, l2: float = 0.0,
+def calibrate(model: model_lib.SoftmaxModel, X: Features, y: Labels, *,
+              sample_weight: SampleWeight = None, l2: float = 0.0,
               steps: int = 30) -> model_lib.SoftmaxModel:
   """Fits a global temperature and class biases to the cross-entropy on ``(X, y)``.
 

@@ -488,10 +488,9 @@ def _cmd_predict(args) -> int:
   names = classes if classes is not None else list(range(model.n_classes))
   proba = model.predict_proba(x) if args.proba else None
   pred = model.predict(x)
-  if args.out:
-    fh = open(args.out, "w", newline="", encoding="utf-8")
-  else:
-    fh = contextlib.nullcontext(sys.stdout)
+  fh: contextlib.AbstractContextManager = (
+      open(args.out, "w", newline="", encoding="utf-8") if args.out
+      else contextlib.nullcontext(sys.stdout))
   with fh as stream:
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow(["prediction"] + ([f"p_{c}" for c in names] if args.proba else []))

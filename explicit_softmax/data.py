@@ -43,16 +43,18 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+from numpy.typing import DTypeLike
 import scipy.sparse as sp
 
 from explicit_softmax import _design
 from explicit_softmax import _validation
+from explicit_softmax._typing import ArrayLike, PathLike
 from explicit_softmax import model as model_lib
 
 # -- IDX files -----------------------------------------------------------------
 
 # IDX type codes (third magic byte) and their big-endian numpy dtypes.
-_IDX_DTYPES = {
+_IDX_DTYPES: dict[int, np.dtype] = {
     0x08: np.dtype(">u1"),
     0x09: np.dtype(">i1"),
     0x0B: np.dtype(">i2"),
@@ -131,7 +133,7 @@ def _parse_idx(data: bytes, name: str) -> np.ndarray:
   return values.astype(dtype.newbyteorder("="), copy=True).reshape(dims)
 
 
-def read_idx(path) -> np.ndarray:
+def read_idx(path: PathLike) -> np.ndarray:
   """Reads an IDX file (the MNIST format), raw or gzip-compressed.
 
   Compression is detected from the content (the gzip magic bytes), not the file
@@ -151,7 +153,7 @@ def read_idx(path) -> np.ndarray:
   return _parse_idx(_read_bytes(path), str(path))
 
 
-def write_idx(path, array, *, compress: bool | None = None) -> None:
+def write_idx(path: PathLike, array: ArrayLike, *, compress: bool | None = None) -> None:
   """Writes ``array`` as an IDX file (the inverse of :func:`read_idx`).
 
   Args:
@@ -305,7 +307,8 @@ def _locate(split: str, path, dataset: str) -> pathlib.Path:
   return cache_dir(dataset)
 
 
-def load_mnist(split: str = "train", *, path=None, dtype="uint8", dataset: str = "mnist",
+def load_mnist(split: str = "train", *, path: PathLike | None = None,
+               dtype: DTypeLike = "uint8", dataset: str = "mnist",
                verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
   """Loads MNIST or Fashion-MNIST from IDX files (raw or ``.gz``).
 
@@ -716,7 +719,7 @@ UNK = "<unk>"
 LEVELS = ("char", "word")
 
 
-def load_text(path, level: str = "char", vocab: Sequence[str] | None = None,
+def load_text(path: PathLike, level: str = "char", vocab: Sequence[str] | None = None,
               *, encoding: str = "utf-8") -> tuple[np.ndarray, list[str]]:
   """Reads a text corpus as token ids.
 
@@ -798,7 +801,7 @@ def _check_tokens(tokens, n_context: int, vocab_size: int) -> np.ndarray:
   return tokens
 
 
-def context_tokens(tokens, n_context: int,
+def context_tokens(tokens: ArrayLike, n_context: int,
                    vocab_size: int) -> tuple[_design.TokenFeatures, np.ndarray]:
   """The previous ``n_context`` tokens of each position, as token features.
 
@@ -826,7 +829,7 @@ def context_tokens(tokens, n_context: int,
   return _design.TokenFeatures(ids, int(vocab_size)), targets
 
 
-def context_features(tokens, n_context: int,
+def context_features(tokens: ArrayLike, n_context: int,
                      vocab_size: int) -> tuple[sp.csr_matrix, np.ndarray]:
   """:func:`context_tokens` as a ``scipy.sparse`` CSR matrix (T-K, K V) of ones.
 
@@ -842,7 +845,7 @@ def context_features(tokens, n_context: int,
   return features.to_csr(), targets
 
 
-def train_test_split_tokens(tokens, test_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+def train_test_split_tokens(tokens: ArrayLike, test_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
   """Splits a token sequence into a leading training part and a trailing test part.
 
   The split is contiguous (a sequence is never shuffled), so no test position

@@ -24,6 +24,7 @@ import numpy as np
 from explicit_softmax import _design
 from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
+from explicit_softmax._typing import ArrayLike, Features, Labels, SampleWeight
 
 # Floats per block of an intermediate (rows x classes x draws) product.
 _BLOCK_ELEMENTS = 2**22
@@ -67,7 +68,8 @@ class Certificate:
     return self.objective - self.suboptimality_bound
 
 
-def optimality_certificate(model: model_lib.SoftmaxModel, X, y, sample_weight=None, *,
+def optimality_certificate(model: model_lib.SoftmaxModel, X: Features, y: Labels,
+                           sample_weight: SampleWeight = None, *,
                            l2: float = 0.0, penalize_bias: bool = False) -> Certificate:
   """The relative gradient norm of the objective (3), and bounds it implies.
 
@@ -187,7 +189,7 @@ def gaussian_draws(seed: int, n_draws: int, n_features: int,
           rng_b.standard_normal((n_draws, n_classes)))
 
 
-def gradient_set_width(X, residuals, *, n_draws: int = 64, seed: int = 0,
+def gradient_set_width(X: Features, residuals: ArrayLike, *, n_draws: int = 64, seed: int = 0,
                        include_bias: bool = False) -> GaussianWidth:
   """The Gaussian width of ``{x_t r_t^T}`` (and ``r_t`` for the bias), by Monte Carlo.
 
@@ -224,7 +226,7 @@ def gradient_set_width(X, residuals, *, n_draws: int = 64, seed: int = 0,
   return _width(design, lambda rows: r[rows], r.shape[1], n_draws, seed, include_bias)
 
 
-def loss_gradient_width(model: model_lib.SoftmaxModel, X, y, *, n_draws: int = 64,
+def loss_gradient_width(model: model_lib.SoftmaxModel, X: Features, y: Labels, *, n_draws: int = 64,
                         seed: int = 0, include_bias: bool = False) -> GaussianWidth:
   """The Gaussian width of the per-sample cross-entropy gradients at ``model``.
 
@@ -341,8 +343,8 @@ def _kl_and_agreement(model_a, model_b, X, sample_weight) -> tuple[float, float]
   return kl_sum / w.sum(), same / w.sum()
 
 
-def mean_kl(model_a: model_lib.SoftmaxModel, model_b: model_lib.SoftmaxModel, X,
-            sample_weight=None) -> float:
+def mean_kl(model_a: model_lib.SoftmaxModel, model_b: model_lib.SoftmaxModel, X: Features,
+            sample_weight: SampleWeight = None) -> float:
   """``sum_t w_t KL(p_a(.|x_t) || p_b(.|x_t)) / sum_t w_t`` in nats (>= 0, 0 iff equal).
 
   Args:
@@ -391,8 +393,8 @@ def weight_cosine(model_a: model_lib.SoftmaxModel, model_b: model_lib.SoftmaxMod
   return float(np.clip(a @ b / norm, -1.0, 1.0))
 
 
-def agreement(model_a: model_lib.SoftmaxModel, model_b: model_lib.SoftmaxModel, X,
-              sample_weight=None) -> Agreement:
+def agreement(model_a: model_lib.SoftmaxModel, model_b: model_lib.SoftmaxModel, X: Features,
+              sample_weight: SampleWeight = None) -> Agreement:
   """Mean KL divergence, top-1 agreement and shift-free weight cosine of two models.
 
   Args:

@@ -31,6 +31,7 @@ import scipy.special
 from explicit_softmax import _design
 from explicit_softmax import _targets
 from explicit_softmax import _validation
+from explicit_softmax._typing import Features, Labels, PathLike, SampleWeight
 
 _FORMAT = "explicit-softmax"
 _FORMAT_VERSION = 1
@@ -233,7 +234,7 @@ class SoftmaxModel:
     return dataclasses.replace(self, **changes)
 
   # -- prediction --------------------------------------------------------------
-  def decision_function(self, X) -> np.ndarray:
+  def decision_function(self, X: Features) -> np.ndarray:
     """Logits ``X W + b``, (T, M): float64 for float64 ``X``, else float32.
 
     Raises:
@@ -272,22 +273,23 @@ class SoftmaxModel:
     w = _validation.check_sample_weight(sample_weight, t)
     return objective(design, targets, w, self.weights, self.bias, need_grad=need_grad)
 
-  def log_loss(self, X, y, sample_weight=None) -> float:
+  def log_loss(self, X: Features, y: Labels, sample_weight: SampleWeight = None) -> float:
     """Mean cross-entropy (1) in nats."""
     return self._loss_and_grad(X, y, sample_weight, need_grad=False)[0]
 
-  def gradient(self, X, y, sample_weight=None) -> tuple[np.ndarray, np.ndarray]:
+  def gradient(self, X: Features, y: Labels,
+               sample_weight: SampleWeight = None) -> tuple[np.ndarray, np.ndarray]:
     """The gradient (2) of the mean cross-entropy: ``(dL/dW, dL/db)`` in float64."""
     _, g_w, g_b = self._loss_and_grad(X, y, sample_weight, need_grad=True)
     return g_w, g_b
 
-  def grad_norm(self, X, y, sample_weight=None) -> float:
+  def grad_norm(self, X: Features, y: Labels, sample_weight: SampleWeight = None) -> float:
     """Euclidean norm of the full gradient (2) in ``(W, b)``; zero at the optimum."""
     g_w, g_b = self.gradient(X, y, sample_weight)
     return float(np.sqrt((g_w**2).sum() + (g_b**2).sum()))
 
   # -- persistence -------------------------------------------------------------
-  def save(self, path) -> None:
+  def save(self, path: PathLike) -> None:
     """Writes ``weights``, ``bias`` and JSON metadata to an ``.npz`` file (no pickle).
 
     The file is written to a temporary file in the same folder and renamed
@@ -309,7 +311,7 @@ class SoftmaxModel:
       raise
 
 
-def load(path) -> SoftmaxModel:
+def load(path: PathLike) -> SoftmaxModel:
   """Reads a model written by :meth:`SoftmaxModel.save`.
 
   Args:

@@ -27,6 +27,7 @@ from explicit_softmax import _design
 from explicit_softmax import _targets
 from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
+from explicit_softmax._typing import Features, Labels, SampleWeight
 
 METHODS = ("lbfgs", "adam", "sgd")
 DEFAULT_LEARNING_RATE = {"adam": 1e-2, "sgd": 0.5}
@@ -391,14 +392,14 @@ def newton_polish(theta: np.ndarray, design, targets, w: np.ndarray, l2: float, 
   taken = 0
   for _ in range(steps):
     p = scipy.special.softmax(x1 @ theta, axis=1)
-    hess = np.empty((n1, m, n1, m))
+    blocks = np.empty((n1, m, n1, m))
     for j in range(m):
       for k in range(j, m):
         c = w * ((j == k) * p[:, j] - p[:, j] * p[:, k])
         block = (x1 * c[:, None]).T @ x1
-        hess[:, j, :, k] = block
-        hess[:, k, :, j] = block
-    hess = hess.reshape(n1 * m, n1 * m)
+        blocks[:, j, :, k] = block
+        blocks[:, k, :, j] = block
+    hess = blocks.reshape(n1 * m, n1 * m)
     hess[np.diag_indices(n1 * m)] += np.concatenate([np.full((n1 - 1) * m, l2), np.zeros(m)])
     hess[np.diag_indices(n1 * m)] += 1e-12 * np.trace(hess) / (n1 * m)
     try:
@@ -413,11 +414,14 @@ def newton_polish(theta: np.ndarray, design, targets, w: np.ndarray, l2: float, 
   return theta, taken
 
 
-def refine(model: model_lib.SoftmaxModel, X, y, method: str = "lbfgs", steps: int = 100, *,
+def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels, method: str = "lbfgs",
+           steps: int = 100, *,
            tol: float = DEFAULT_TOL, l2: float = 0.0, batch_size: int | None = None,
-           learning_rate: float | Callable[[int], float] | None = None, sample_weight=None,
+           learning_rate: float | Callable[[int], float] | None = None,
+           sample_weight: SampleWeight = None,
            callback: Callable | None = None, callback_every: int = 1,
-           precondition=False, seed: int = 0) -> model_lib.SoftmaxModel:
+           precondition: bool | str | Standardizer | np.ndarray = False,
+           seed: int = 0) -> model_lib.SoftmaxModel:
   """Refines ``model`` by iterative optimisation of the training objective.
 
   The objective is the weighted mean cross-entropy (1) plus ``(l2/2) ||W||^2``.

@@ -48,6 +48,7 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from explicit_softmax import _validation
 from explicit_softmax import statistics
+from explicit_softmax._typing import Features, Labels, SampleWeight
 
 # Rows per chunk (one step of each device's scan). The rounding error depends on
 # the 64-row blocks inside a chunk (``_BLOCK_ROWS``), not on this size.
@@ -59,7 +60,7 @@ CHUNK_ROWS = 2048
 _EXACT = jax.lax.Precision.HIGHEST
 
 
-def is_sharded(X) -> bool:
+def is_sharded(X: Features) -> bool:
   """True if ``X`` is a ``jax.Array`` whose sharding spans more than one device.
 
   Args:
@@ -71,7 +72,7 @@ def is_sharded(X) -> bool:
   return len(_devices(X)) > 1
 
 
-def computes_on_device(X) -> bool:
+def computes_on_device(X: Features) -> bool:
   """True if the statistics of ``X`` are computed by the jitted device pass.
 
   That is the case for a ``jax.Array`` split over several devices, or held by one
@@ -100,7 +101,8 @@ def _devices(X) -> set:
     return set()
 
 
-def sharded_statistics(X, y, *, n_classes: int | None = None, sample_weight=None,
+def sharded_statistics(X: Features, y: Labels, *, n_classes: int | None = None,
+                       sample_weight: SampleWeight = None,
                        gram: bool = False,
                        chunk_rows: int | None = None) -> statistics.SoftmaxStats:
   """Statistics (1) of data sharded over devices, reduced with ``psum``.
@@ -373,8 +375,8 @@ def _build_kernel(mesh, row_axes: tuple, local_rows: int, m: int, soft: bool,
     return sums, checks
 
   rows = PartitionSpec(row_axes or None)
-  in_specs = (PartitionSpec(row_axes or None, None),
-              PartitionSpec(row_axes or None, None) if soft else rows)
+  in_specs: tuple[PartitionSpec, ...] = (PartitionSpec(row_axes or None, None),
+                                         PartitionSpec(row_axes or None, None) if soft else rows)
   if weighted:
     in_specs += (rows,)
   return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=in_specs,

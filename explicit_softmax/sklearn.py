@@ -45,6 +45,7 @@ from explicit_softmax import fitting
 from explicit_softmax import refinement
 from explicit_softmax import solvers
 from explicit_softmax import statistics
+from explicit_softmax._typing import ArrayLike, Features, Labels, SampleWeight, Splits
 
 try:
   from sklearn.utils.validation import validate_data as _validate_data
@@ -116,8 +117,9 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
   """
 
   def __init__(self, method: str = "auto", smoothing: float = solvers.DEFAULT_SMOOTHING,
-               ridge: float = solvers.DEFAULT_RIDGE, l2="auto",
-               tol: float = refinement.DEFAULT_TOL, cv=None, calibrate: bool = False,
+               ridge: float = solvers.DEFAULT_RIDGE, l2: float | str = "auto",
+               tol: float = refinement.DEFAULT_TOL,
+               cv: Splits = None, calibrate: bool = False,
                refine: str | None = None, refine_steps: int = 50):
     self.method = method
     self.smoothing = smoothing
@@ -149,7 +151,8 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
             "poor_score": self._poor_score()}
 
   # -- fitting -----------------------------------------------------------------
-  def fit(self, X, y, sample_weight=None) -> "ExplicitSoftmaxClassifier":
+  def fit(self, X: Features, y: Labels,
+          sample_weight: SampleWeight = None) -> "ExplicitSoftmaxClassifier":
     """Fits the model (see the class docstring).
 
     Args:
@@ -208,7 +211,8 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     return True
 
   @available_if(_check_partial_fit)
-  def partial_fit(self, X, y, classes=None, sample_weight=None) -> "ExplicitSoftmaxClassifier":
+  def partial_fit(self, X: Features, y: Labels, classes: ArrayLike | None = None,
+                  sample_weight: SampleWeight = None) -> "ExplicitSoftmaxClassifier":
     """Adds a batch to the statistics and re-solves: exact incremental fitting.
 
     Available for ``method="cooccurrence"`` or ``"newton"`` without
@@ -248,7 +252,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
             "first).")
     X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=first)
     check_classification_targets(y)
-    known = classes if first else self.classes_
+    known = np.asarray(classes) if first else self.classes_
     codes = _encode(y, known)
     sw = _validation.check_sample_weight(sample_weight, X.shape[0])
     gram = self.method == "newton" if first else self.stats_.gram is not None
@@ -287,7 +291,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     weights = self.model_.weights.astype(np.float64)
     return np.asarray(safe_sparse_dot(X, weights, dense_output=True)) + self.model_.bias
 
-  def decision_function(self, X) -> np.ndarray:
+  def decision_function(self, X: Features) -> np.ndarray:
     """Logits ``x W + b``.
 
     Args:

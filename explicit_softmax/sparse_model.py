@@ -41,6 +41,7 @@ from explicit_softmax import _design
 from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 from explicit_softmax import solvers
+from explicit_softmax._typing import ArrayLike, Features, Labels, SampleWeight
 
 # ``predict_log_proba`` and ``to_dense`` refuse outputs larger than this many floats.
 MAX_DENSE_ELEMENTS = 2**26
@@ -106,9 +107,9 @@ class SparseCountModel:
 
   # -- construction ------------------------------------------------------------
   @classmethod
-  def fit(cls, X, y, *, n_classes: int | None = None,
+  def fit(cls, X: Features, y: Labels, *, n_classes: int | None = None,
           smoothing: float = solvers.DEFAULT_SMOOTHING,
-          sample_weight=None) -> "SparseCountModel":
+          sample_weight: SampleWeight = None) -> "SparseCountModel":
     """Counts the co-occurrences of token contexts and targets in one pass.
 
     Args:
@@ -229,7 +230,7 @@ class SparseCountModel:
     return c
 
   # -- evaluation ----------------------------------------------------------------
-  def log_prob(self, X, y) -> np.ndarray:
+  def log_prob(self, X: Features, y: Labels) -> np.ndarray:
     """``log p(y_t | x_t)`` of each sample by (3), without any dense row, (T,) float64.
 
     Args:
@@ -251,7 +252,7 @@ class SparseCountModel:
       out[sl] = _csr_lookup(s_mat, labels[sl]) - lse
     return out
 
-  def log_loss(self, X, y, sample_weight=None) -> float:
+  def log_loss(self, X: Features, y: Labels, sample_weight: SampleWeight = None) -> float:
     """Mean cross-entropy in nats, as :meth:`SoftmaxModel.log_loss`, computed sparsely."""
     tokens = self._check_tokens(X)
     w = _validation.check_sample_weight(sample_weight, len(tokens))
@@ -302,7 +303,7 @@ class SparseCountModel:
     return _csr_row_argmax(self._excess)
 
   # -- generation ----------------------------------------------------------------
-  def sample(self, context, n: int, seed: int = 0) -> np.ndarray:
+  def sample(self, context: ArrayLike, n: int, seed: int = 0) -> np.ndarray:
     """Generates ``n`` tokens, each drawn from ``p(. | previous K tokens)``.
 
     Each step draws from (3) exactly without a dense row: with probability

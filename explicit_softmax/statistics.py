@@ -27,6 +27,7 @@ import numpy as np
 
 from explicit_softmax import _design
 from explicit_softmax import _validation
+from explicit_softmax._typing import Features, Labels, SampleWeight
 
 
 
@@ -98,7 +99,8 @@ class SoftmaxStats:
                np.zeros((n_features, n_features)) if gram else None)
 
   @classmethod
-  def from_data(cls, X, y, *, n_classes: int | None = None, sample_weight=None,
+  def from_data(cls, X: Features, y: Labels, *, n_classes: int | None = None,
+                sample_weight: SampleWeight = None,
                 gram: bool = False) -> "SoftmaxStats":
     """Computes the statistics in one pass over ``X``.
 
@@ -178,7 +180,7 @@ class SoftmaxStats:
       raise ValueError("from_batches got no batches; the iterable was empty.")
     return total
 
-  def update(self, X, y, sample_weight=None) -> "SoftmaxStats":
+  def update(self, X: Features, y: Labels, sample_weight: SampleWeight = None) -> "SoftmaxStats":
     """Returns the statistics of the data seen so far plus ``(X, y)``."""
     return self + SoftmaxStats.from_data(
         X, y, n_classes=self.n_classes, sample_weight=sample_weight,

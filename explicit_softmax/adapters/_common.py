@@ -390,7 +390,8 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
       _validation.check_layer_inputs(sample, n_in, 0, what)
       clusters = class_clusters(sample, labels[sample_rows], n_out, n_classes,
                                 seed=seed + layer)
-      targets = lambda feats, rows, clusters=clusters: clusters.assign(feats, labels[rows])
+      def targets(feats, rows, clusters=clusters):
+        return clusters.assign(feats, labels[rows])
 
     def batches(layer=layer, targets=targets):
       for rows in iterate_rows(t, batch_size):

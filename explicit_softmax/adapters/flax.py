@@ -306,7 +306,7 @@ def init_layerwise(model: nnx.Sequential, x, y, *, method: str = _common.DEFAULT
     raise ValueError("the nnx.Sequential model has no layers.")
   _check_linear(layers[-1], "the last layer of the nnx.Sequential")
   dense = [i for i, layer in enumerate(layers) if isinstance(layer, nnx.Linear)]
-  widths = [tuple(layers[i].kernel[...].shape) for i in dense]
+  widths = [tuple(np.shape(getattr(layers[i], "kernel")[...])) for i in dense]
 
   def features_of(layer, rows):
     h = x[rows]
@@ -540,7 +540,7 @@ def init_linen_head(params: Mapping, path, x, y=None, *, features_fn: Callable |
   if "bias" in entry:
     new_entry["bias"] = _like(entry["bias"], explicit.bias)
   if isinstance(entry, flax.core.FrozenDict):
-    new_entry = flax.core.FrozenDict(new_entry)
+    return _replace(params, full, flax.core.FrozenDict(new_entry))
   return _replace(params, full, new_entry)
 
 

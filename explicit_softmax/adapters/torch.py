@@ -305,7 +305,8 @@ def init_layerwise(model: nn.Sequential, x, y, *, method: str = _common.DEFAULT_
     raise ValueError("the nn.Sequential model is empty.")
   _check_linear(model[-1], "the last module of the nn.Sequential")
   dense = [i for i, module in enumerate(model) if isinstance(module, nn.Linear)]
-  widths = [(model[i].in_features, model[i].out_features) for i in dense]
+  linears = [layer for layer in model if isinstance(layer, nn.Linear)]
+  widths = [(layer.in_features, layer.out_features) for layer in linears]
 
   def features_of(layer, rows):
     return _to_numpy(model[:dense[layer]](_to_input(_take(x, rows), model)))

@@ -1,0 +1,51 @@
+"""MkDocs hook: the benchmark pages, generated from the committed JSON at build time.
+
+``benchmarks/report.py`` turns ``benchmarks/results/*.json`` into Markdown (the
+README's results section). This hook puts the same text into the pages that ask
+for it (a ``<!-- generated:NAME -->`` marker) and the plots next to them, so no
+figure in the documentation is typed by hand.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import pathlib
+
+from mkdocs.structure.files import File
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def _report():
+  spec = importlib.util.spec_from_file_location("_es_report", ROOT / "benchmarks" / "report.py")
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module
+
+
+def _generated(name: str) -> str:
+  report = _report()
+  if name == "results":
+    text = report.build()
+  elif name == "real":
+    real = report._load("real.json")
+    text = report.real_section(real) if real else "(no committed real-data results)"
+  else:
+    raise ValueError(f"unknown generated section {name!r}")
+  # The README links plots as benchmarks/results/NAME.png; the site serves them at results/.
+  return text.replace("benchmarks/results/", "results/")
+
+
+def on_files(files, config):
+  for png in sorted(RESULTS.glob("*.png")):
+    files.append(File.generated(config, f"results/{png.name}", abs_src_path=str(png)))
+  return files
+
+
+def on_page_markdown(markdown, page, config, files):
+  for name in ("results", "real"):
+    marker = f"<!-- generated:{name} -->"
+    if marker in markdown:
+      markdown = markdown.replace(marker, _generated(name))
+  return markdown
