@@ -31,7 +31,9 @@ def machine_facts() -> dict:
   return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
           "platform": platform.platform(), "versions": versions,
           "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-          "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE")}
+          "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
+          # 1, 5 and 15 minute load: other jobs may share the cores.
+          "loadavg": list(os.getloadavg())}
 
 
 def median_seconds(fn, repeats: int = 7, warmup: int = 1) -> tuple[float, list[float]]:

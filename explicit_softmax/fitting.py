@@ -24,6 +24,7 @@ from __future__ import annotations
 import numpy as np
 
 from explicit_softmax import _design
+from explicit_softmax import _partition
 from explicit_softmax import _targets
 from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
@@ -276,17 +277,21 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
     The refined :class:`SoftmaxModel`; ``info["refine"]`` certifies it and
     ``info["l2_path"]`` records how ``l2`` was chosen.
   """
+  if not isinstance(start, model_lib.SoftmaxModel):
+    _validation.check_choice("start", start, STARTS, otherwise="a SoftmaxModel")
+  seed = _validation.check_integer("seed", seed, minimum=0)
+  l2 = _validation.check_l2(l2)
+  tol = _validation.check_number("tol", tol)
+  parts = refinement.partitioned(X, y, sample_weight, n_classes)
+  if parts is not None:
+    return _fit_optimum_partitioned(parts, X, y, sample_weight, l2=l2, start=start, tol=tol,
+                                    cv=cv, seed=seed)
   design = _design.as_design(X)
   t = design.shape[0]
   targets = _validation.check_targets(y, t, n_classes)
   w_raw = _validation.check_sample_weight(sample_weight, t)
   m = targets.n_classes
   _validation.check_dense_size(design.shape[1], m)
-  if not isinstance(start, model_lib.SoftmaxModel):
-    _validation.check_choice("start", start, STARTS, otherwise="a SoftmaxModel")
-  seed = _validation.check_integer("seed", seed, minimum=0)
-  l2 = _validation.check_l2(l2)
-  tol = _validation.check_number("tol", tol)
   with refinement.blas_threads_for(refinement.work_of(design, m)):
     model = _start(start, design, targets, w_raw, m)
     if refinement.uses_host("lbfgs", design, m, False):
@@ -323,6 +328,73 @@ def _fit_optimum(design, targets, w_raw, model, *, l2, tol, cv, seed):
   return out.replace(info=info)
 
 
+def _partition_one_hot(part, n_classes: int) -> bool:
+  """:func:`is_one_hot` of one partition."""
+  return is_one_hot(_partition.checked(part, n_classes)[0])
+
+
+def _partition_size(part, n_classes: int) -> tuple[float, float]:
+  """``(rows, total weight)`` of one partition."""
+  w = _partition.checked(part, n_classes)[2]
+  return float(len(w)), float(w.sum())
+
+
+def _fit_optimum_partitioned(design, X, y, sample_weight, *, l2, start, tol, cv, seed):
+  """:func:`fit_optimum` on data held in partitions (dask, several JAX processes).
+
+  The final fit is :func:`refinement.refine` over all partitions (one pass per
+  evaluation), stopped at ``tol``; there is no Newton polish (it needs the
+  rows in one place), so the model agrees with the in-memory one as far as
+  ``tol`` implies. ``l2="auto"`` chooses ``C`` as the in-memory path does above
+  ``PATH_MAX_SAMPLES`` rows: along the warm-started path on a random sample of
+  about that many rows (held in memory), here drawn row by row in every
+  partition (seeded) rather than stratified by label; ``C`` carries over to
+  all rows as ``l2 = 1 / (C T_w)``.
+  """
+  parts = design.parts
+  m = parts.n_classes
+  _validation.check_dense_size(parts.n_features, m)
+  if isinstance(start, model_lib.SoftmaxModel):
+    model = start
+  elif start in ("auto", "zero"):  # auto: zero, as measured in memory (see _start)
+    model = model_lib.SoftmaxModel(np.zeros((parts.n_features, m)), np.zeros(m),
+                                   info={"method": "zero"})
+  else:
+    stats = statistics.SoftmaxStats.from_data(X, y, n_classes=m, sample_weight=sample_weight,
+                                              gram=start == "newton")
+    model = solvers.solve(stats, start)
+  path = None
+  if isinstance(l2, str):
+    rows, total = parts.map_reduce(_partition_size, (m,), refinement._add)
+    _validation.check_sample_weight(np.array([total]), 1)  # a positive total weight
+    if not hasattr(parts, "sample"):
+      raise ValueError(
+          "l2='auto' needs a sample of rows in one process, which data spread over several "
+          "JAX processes does not offer; pass l2 as a number (l2 = 1 / (C * total weight), "
+          f"e.g. l2={1.0 / total:.3g} for scikit-learn's C = 1 here).")
+    x_s, y_s, w_s = parts.sample(min(1.0, PATH_MAX_SAMPLES / rows), seed)
+    design_s = _design.as_design(x_s)
+    targets_s = _validation.check_targets(y_s, design_s.shape[0], m)
+    w_s = _validation.check_sample_weight(w_s, design_s.shape[0])
+    if cv is None and (m < 2 or len(targets_s) < 30):
+      c, path = 1.0, {"C_grid": [1.0], "heldout_loss": [None], "folds": 0, "C": 1.0,
+                      "note": "too few samples for held-out data: C = 1"}
+    else:
+      if refinement.uses_host("lbfgs", design_s, m, False):
+        design_s = _design.as_float64(design_s)
+      c, path, model = choose_l2(design_s, targets_s, w_s, model, cv=cv, seed=seed)
+    path["sample_rows"] = len(targets_s)
+    l2 = 1.0 / (c * total)
+  model = better_start(model, design, None, None, float(l2))
+  out = refinement.refine(model, X, y, steps=MAX_STEPS, tol=tol, l2=float(l2),
+                          sample_weight=sample_weight, precondition=PRECONDITION)
+  bias = out.bias.astype(np.float64)  # the canonical, centred bias (see _fit_optimum)
+  info = dict(out.info, method="auto", start=model.info.get("method", "model"))
+  if path is not None:
+    info["l2_path"] = path
+  return out.replace(bias=bias - bias.mean(), info=info)
+
+
 def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "auto", *,
         smoothing: float = solvers.DEFAULT_SMOOTHING, ridge: float = solvers.DEFAULT_RIDGE,
         l2: float | str = "auto", tol: float = refinement.DEFAULT_TOL,
@@ -347,10 +419,26 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
     sample_weight: optional (T,) nonnegative weights.
     cv: held-out data for ``l2="auto"`` (see :func:`choose_l2`).
 
+  Data that no single process holds: a dask array or DataFrame (``y`` its
+  label column's name), or a ``jax.Array`` spanning several JAX processes.
+  The closed forms need one pass of statistics, reduced where the rows live;
+  ``"auto"`` decides one-hot in one pass and otherwise refines over all
+  partitions (see :func:`_fit_optimum_partitioned`; ``l2="auto"`` needs a
+  row sample in memory, so several JAX processes need a number).
+
   Returns:
     A :class:`SoftmaxModel`.
   """
   _validation.check_choice("method", method, METHODS)
+  if method == "auto":
+    parts = refinement.partitioned(X, y, sample_weight, n_classes)
+    if parts is not None:  # dask or several JAX processes: one pass decides
+      n_classes = parts.parts.n_classes
+      # min: "all partitions one-hot" (as 0/1, which also crosses processes).
+      if parts.parts.map_reduce(_partition_one_hot, (n_classes,), min):
+        method = "cooccurrence"
+      else:
+        return fit_optimum(X, y, n_classes, l2=l2, tol=tol, sample_weight=sample_weight, cv=cv)
   if method == "auto":
     design = _design.as_design(X)
     if isinstance(design, _design.TokenDesign) or is_one_hot(design):

@@ -23,7 +23,9 @@ import scipy.optimize
 import scipy.sparse
 import scipy.special
 
+from explicit_softmax import _dask
 from explicit_softmax import _design
+from explicit_softmax import _partition
 from explicit_softmax import _targets
 from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
@@ -180,6 +182,8 @@ def blas_threads_for(work: int):
 def work_of(design, n_classes: int) -> int:
   """Multiply-adds of one product ``X W``: stored entries of ``X`` times classes."""
   t, n = design.shape
+  if isinstance(design, PartitionedDesign):
+    return (t or 0) * n * n_classes  # dense bound; its rows are elsewhere anyway
   if isinstance(design, _design.TokenDesign):
     stored = design.tokens.ids.size
   else:
@@ -203,7 +207,113 @@ REASONS = {
 def uses_host(method: str, design, n_classes: int, minibatch: bool) -> bool:
   if method != "lbfgs" or minibatch:
     return False
+  if isinstance(design, PartitionedDesign):
+    return True  # float64 scipy L-BFGS, one distributed pass per evaluation
   return work_of(design, n_classes) <= HOST_MAX_WORK
+
+
+def _add(a, b):
+  """Element-wise sum of two tuples of per-partition sums."""
+  return tuple(u + v for u, v in zip(a, b))
+
+
+def _partition_objective(part: _partition.Partition, n_classes: int, weights: np.ndarray,
+                         bias: np.ndarray, need_grad: bool):
+  """Sums of one partition: ``(sum_t w_t l_t, X^T diag(w)(P - Y), 1^T diag(w)(P - Y), sum w)``.
+
+  The in-memory objective (1)-(2) in float64 gives weighted means; times the
+  partition's weight they are sums, which add over partitions.
+  """
+  design, targets, w = _partition.checked(part, n_classes)
+  total = float(w.sum())
+  if total == 0:  # all weights zero: nothing to add (its rows were checked above)
+    if isinstance(design, _design.DenseDesign):
+      design.check_finite()
+    return 0.0, 0.0, 0.0, 0.0
+  loss, g_w, g_b = model_lib.objective(design, targets, w, weights, bias, need_grad=need_grad)
+  if not need_grad:
+    return loss * total, 0.0, 0.0, total
+  return loss * total, g_w * total, g_b * total, total
+
+
+def _partition_moments(part: _partition.Partition, n_classes: int, second: bool):
+  """``(sum_t x_t, sum_t x_t^2, rows)``, or with ``second`` ``(X1^T X1, rows)``, X1 = [X, 1]."""
+  design = _partition.checked(part, n_classes)[0]
+  t = design.shape[0]
+  if second:
+    x = design.x.toarray() if hasattr(design.x, "toarray") else np.asarray(design.x)
+    if isinstance(design, _design.DenseDesign):
+      design.check_finite()
+    x1 = np.hstack([x.astype(np.float64), np.ones((t, 1))])
+    return x1.T @ x1, float(t)
+  mean, mean_sq = design.column_moments()  # checks every row of dense X
+  return mean * t, mean_sq * t, float(t)
+
+
+class PartitionedDesign:
+  """``X`` (with its labels and weights) in partitions that this process does not hold.
+
+  A dask collection (:class:`explicit_softmax._dask.DaskParts`) or the rows of a
+  multi-process ``jax.Array`` (:class:`explicit_softmax.sharding.ProcessLocalParts`).
+  The loss (1) and its gradient (2) are sums over samples: each evaluation is one
+  pass in which every partition adds its own float64 terms, and only the (N+1, M)
+  gradient travels. ``passes`` counts those passes.
+
+  Args:
+    parts: an object with ``n_samples``, ``n_features``, ``n_classes`` and
+      ``map_reduce(fn, args, combine)``.
+  """
+
+  def __init__(self, parts):
+    self.parts = parts
+    self.passes = 0
+
+  @property
+  def shape(self):
+    return (self.parts.n_samples, self.parts.n_features)
+
+  def _reduce(self, fn, *args, combine=_add):
+    self.passes += 1
+    out = self.parts.map_reduce(fn, (self.parts.n_classes,) + args, combine)
+    if out is None:
+      raise ValueError("X has no samples (every partition is empty); pass at least one sample.")
+    return out
+
+  def objective(self, weights, bias, need_grad: bool = True):
+    """``(L, dL/dW, dL/db)`` as :func:`model.objective`, summed over the partitions."""
+    loss, g_w, g_b, total = self._reduce(
+        _partition_objective, np.asarray(weights, np.float64), np.asarray(bias, np.float64),
+        need_grad)
+    # Weights are checked per partition; their total only here (the in-memory
+    # check raises its message for a total that is not positive).
+    _validation.check_sample_weight(np.array([total]), 1)
+    if not need_grad:
+      return loss / total, None, None
+    return loss / total, g_w / total, g_b / total
+
+  def column_moments(self) -> tuple[np.ndarray, np.ndarray]:
+    """Column means of ``X`` and of ``X**2`` over all rows (one pass)."""
+    total, total_sq, t = self._reduce(_partition_moments, False)
+    return total / t, total_sq / t
+
+  def input_second_moment(self) -> np.ndarray:
+    """``X1^T X1 / T`` with ``X1 = [X, 1]``, over all rows (one pass)."""
+    gram, t = self._reduce(_partition_moments, True)
+    return gram / t
+
+
+def partitioned(X, y, sample_weight=None, n_classes: int | None = None):
+  """``X`` as a :class:`PartitionedDesign` if no single process holds it, else None.
+
+  That is a dask collection, or a ``jax.Array`` whose rows span several
+  processes (multi-controller JAX).
+  """
+  if _dask.is_dask(X):
+    return PartitionedDesign(_dask.DaskParts(X, y, sample_weight, n_classes))
+  from explicit_softmax import sharding  # lazy: jax's multi-process helpers
+  if sharding.spans_processes(X):
+    return PartitionedDesign(sharding.ProcessLocalParts(X, y, sample_weight, n_classes))
+  return None
 
 
 def penalised_objective(design, targets, w, theta: np.ndarray, l2: float, *,
@@ -213,8 +323,11 @@ def penalised_objective(design, targets, w, theta: np.ndarray, l2: float, *,
   ``w`` are the sample weights (``L`` is their weighted mean, (1)); ``l2`` does
   not penalise the bias. Without ``need_grad`` the gradient is None.
   """
-  loss, g_w, g_b = model_lib.objective(design, targets, w, theta[:-1], theta[-1],
-                                       need_grad=need_grad)
+  if isinstance(design, PartitionedDesign):  # sums over partitions held elsewhere
+    loss, g_w, g_b = design.objective(theta[:-1], theta[-1], need_grad=need_grad)
+  else:
+    loss, g_w, g_b = model_lib.objective(design, targets, w, theta[:-1], theta[-1],
+                                         need_grad=need_grad)
   value = loss + 0.5 * l2 * float((theta[:-1] ** 2).sum())
   return value, (np.vstack([g_w + l2 * theta[:-1], g_b]) if need_grad else None)
 
@@ -314,15 +427,17 @@ def _host_lbfgs(theta0, design, targets, w, l2, steps, tol, zero_norm, precond, 
       each iteration (``theta_fn()`` gives ``[W; b]``); True stops the run.
 
   Returns:
-    ``(theta, reason)`` with ``theta = [W; b]``.
+    ``(theta, reason, evaluations)`` with ``theta = [W; b]`` and the number of
+    loss-and-gradient evaluations (passes over the data).
   """
   shape = theta0.shape
   unpack = (lambda v: v) if precond is None else precond.apply
-  last = {}
+  last = {"evaluations": 0}
 
   def fun(v):
     loss, grad = penalised_objective(design, targets, w, unpack(v.reshape(shape)), l2)
-    last.update(v=v.copy(), loss=loss, norm=float(np.linalg.norm(grad)))
+    last.update(v=v.copy(), loss=loss, norm=float(np.linalg.norm(grad)),
+                evaluations=last["evaluations"] + 1)
     if precond is not None:
       grad = precond.apply_transpose(grad)  # the chain rule through [W; b] = P V
     return loss, grad.ravel()
@@ -345,7 +460,8 @@ def _host_lbfgs(theta0, design, targets, w, l2, steps, tol, zero_norm, precond, 
   v0 = theta0.ravel()
   fun(v0)
   if last["norm"] <= tol * zero_norm or steps == 0:
-    return unpack(theta0), ("tol" if last["norm"] <= tol * zero_norm else "steps")
+    return (unpack(theta0), ("tol" if last["norm"] <= tol * zero_norm else "steps"),
+            last["evaluations"])
   # ftol = gtol = 0: only the relative gradient norm above (or maxiter, or a
   # line search that cannot progress in float64) ends the run.
   result = scipy.optimize.minimize(
@@ -355,8 +471,8 @@ def _host_lbfgs(theta0, design, targets, w, l2, steps, tol, zero_norm, precond, 
   reason = state["reason"]
   if reason == "steps" and state["step"] < steps:
     reason = "stalled"
-  return unpack(result.x.reshape(shape) if reason != "callback" else last["v"].reshape(shape)
-                ), reason
+  return (unpack(result.x.reshape(shape) if reason != "callback" else last["v"].reshape(shape)),
+          reason, last["evaluations"])
 
 
 def newton_polish(theta: np.ndarray, design, targets, w: np.ndarray, l2: float, *,
@@ -439,8 +555,13 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels, method: str = 
 
   Args:
     model: the starting point (an explicit solution, zeros, anything).
-    X: (T, N) real features (dense, sparse or :class:`TokenFeatures`).
-    y: (T,) labels or (T, M) soft labels.
+    X: (T, N) real features (dense, sparse or :class:`TokenFeatures`). Data
+      that no single process holds (a dask array or DataFrame, or a
+      ``jax.Array`` whose rows span several JAX processes) is refined by the
+      same float64 L-BFGS, each evaluation one pass in which every partition
+      adds its loss and gradient where it lives (``method="lbfgs"`` only).
+    y: (T,) labels or (T, M) soft labels (for a dask DataFrame the name of
+      its label column).
     method: ``"lbfgs"`` (full batch; the training loss never increases),
       ``"adam"`` or ``"sgd"``.
     steps: the maximum number of optimiser steps.
@@ -484,7 +605,10 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels, method: str = 
   Returns:
     The refined :class:`SoftmaxModel`, with its per-step :class:`History` and
     ``info["refine"]``: ``converged``, ``reason``, ``steps``,
-    ``relative_grad_norm``, ``tol``, ``precision`` and the arguments.
+    ``relative_grad_norm``, ``tol``, ``precision``, ``evaluations`` (the
+    loss-and-gradient evaluations of host L-BFGS, None on the jitted path)
+    and the arguments; on partitioned data also ``passes`` (every pass over
+    the partitions, the reference norm and preconditioner included).
 
   Raises:
     ValueError: for invalid arguments or data (naming the problem), a negative
@@ -510,12 +634,24 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels, method: str = 
   if learning_rate is not None and method == "lbfgs":
     raise ValueError("L-BFGS takes its step sizes from a line search; leave learning_rate=None.")
   entry = time.perf_counter()  # setup (validation, transfers, preconditioner) is timed too
-  design = _design.as_design(X, n_features=model.n_features,
-                             layout=model.info.get("token_layout"))
-  t = design.shape[0]
-  targets = _validation.check_targets(y, t, model.n_classes)
-  w = _validation.check_sample_weight(sample_weight, t)
-  w = w / w.sum()  # the objective is a weighted mean
+  design = partitioned(X, y, sample_weight, model.n_classes)
+  if design is not None:  # dask or multi-process data: checked in the first pass
+    if method != "lbfgs":
+      raise ValueError(
+          f"refine on data held in partitions (dask, several JAX processes) runs full-batch "
+          f"L-BFGS, one distributed pass per evaluation; got method={method!r}. Use "
+          "method='lbfgs'.")
+    if design.shape[1] != model.n_features:
+      _design.as_design(np.zeros((1, design.shape[1])), n_features=model.n_features)
+    targets = w = None  # held with the partitions
+    t = design.shape[0]
+  else:
+    design = _design.as_design(X, n_features=model.n_features,
+                               layout=model.info.get("token_layout"))
+    t = design.shape[0]
+    targets = _validation.check_targets(y, t, model.n_classes)
+    w = _validation.check_sample_weight(sample_weight, t)
+    w = w / w.sum()  # the objective is a weighted mean
   minibatch = batch_size is not None and batch_size < t
   lr = DEFAULT_LEARNING_RATE.get(method) if learning_rate is None else learning_rate
   rate_at = None if method == "lbfgs" else _rate_schedule(lr)
@@ -525,7 +661,7 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels, method: str = 
   if precond is not None:
     theta0 = precond.inverse(theta0)
   on_host = uses_host(method, design, model.n_classes, minibatch)
-  if on_host:
+  if on_host and not isinstance(design, PartitionedDesign):
     design = _design.as_float64(design)
   # Minibatch runs have no convergence test, so they need no reference norm.
   # The host path measures gradients in (W, b), as the certificate does.
@@ -553,9 +689,10 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels, method: str = 
 
   if on_host:
     with blas_threads_for(work_of(design, model.n_classes)):
-      theta, reason = _host_lbfgs(theta0, design, targets, w, float(l2), steps, tol, zero_norm,
-                                  precond, report)
+      theta, reason, evaluations = _host_lbfgs(theta0, design, targets, w, float(l2), steps,
+                                               tol, zero_norm, precond, report)
   else:
+    evaluations = None  # optax's line search evaluates inside the jitted step
     if isinstance(design, _design.DenseDesign):
       design.check_finite()  # every row, also those no minibatch has drawn yet
     theta, reason = _device_loop(
@@ -574,7 +711,11 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels, method: str = 
                     "precondition": _describe(precondition), "converged": reason == "tol",
                     "reason": REASONS[reason], "steps": len(losses),
                     "relative_grad_norm": None if relative is None else float(relative),
-                    "tol": tol, "precision": "float64" if on_host else "float32"}
+                    "tol": tol, "precision": "float64" if on_host else "float32",
+                    "evaluations": evaluations}
+  if isinstance(design, PartitionedDesign):
+    # Every pass over the partitions: evaluations, the reference norm, moments.
+    info["refine"]["passes"] = design.passes
   history = model_lib.History(np.asarray(losses), np.asarray(norms), np.asarray(seconds))
   return _refined(model, theta, len(losses) - 1, info=info, history=history)
 
@@ -767,10 +908,14 @@ def gram_preconditioner(design, *, seed: int = 0, rows: int = PRECONDITIONER_ROW
     raise ValueError(
         f"precondition=True needs an ({n + 1})^2 Cholesky factor; above "
         f"{_MAX_PRECONDITIONER_FEATURES} features use precondition='standardize'.")
-  idx = np.sort(np.random.default_rng(seed).choice(t, min(rows, t), replace=False))
-  part = design.take(idx)
-  sample = part.x.toarray() if hasattr(part.x, "toarray") else np.asarray(part.x, np.float32)
-  sample = np.hstack([sample.astype(np.float32), np.ones((len(idx), 1), np.float32)])
-  gram = (sample.T @ sample).astype(np.float64) / len(idx)
+  if isinstance(design, PartitionedDesign):
+    # Rows held elsewhere: a subsample would cost a pass anyway, so all rows.
+    gram = design.input_second_moment()
+  else:
+    idx = np.sort(np.random.default_rng(seed).choice(t, min(rows, t), replace=False))
+    part = design.take(idx)
+    sample = part.x.toarray() if hasattr(part.x, "toarray") else np.asarray(part.x, np.float32)
+    sample = np.hstack([sample.astype(np.float32), np.ones((len(idx), 1), np.float32)])
+    gram = (sample.T @ sample).astype(np.float64) / len(idx)
   gram += ridge * np.trace(gram) / (n + 1) * np.eye(n + 1)
   return np.linalg.cholesky(gram)

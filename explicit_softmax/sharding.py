@@ -46,6 +46,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from explicit_softmax import _partition
 from explicit_softmax import _validation
 from explicit_softmax import statistics
 from explicit_softmax._typing import Features, Labels, SampleWeight
@@ -99,6 +100,21 @@ def _devices(X) -> set:
     return set(X.sharding.device_set)
   except Exception:  # tracers and exotic arrays carry no concrete sharding
     return set()
+
+
+def spans_processes(X) -> bool:
+  """True if ``X`` is a ``jax.Array`` whose rows live on several processes (hosts).
+
+  No process can read such an array whole (``np.asarray`` fails): the
+  statistics reduce it with :func:`sharded_statistics`, and refinement
+  evaluates each process's rows where they are (:class:`ProcessLocalParts`).
+  """
+  if not isinstance(X, jax.Array):
+    return False
+  try:
+    return not X.is_fully_addressable
+  except Exception:  # tracers carry no concrete sharding
+    return False
 
 
 def sharded_statistics(X: Features, y: Labels, *, n_classes: int | None = None,
@@ -381,3 +397,128 @@ def _build_kernel(mesh, row_axes: tuple, local_rows: int, m: int, soft: bool,
     in_specs += (rows,)
   return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=in_specs,
                                out_specs=PartitionSpec()))
+
+
+# -- host partitions of a multi-process array -------------------------------------------
+
+# Bytes of an error message shared between processes (longer ones are cut).
+_MESSAGE_BYTES = 4096
+
+
+def _allgather(a: np.ndarray) -> np.ndarray:
+  """(processes, ...) array of every process's ``a``, in process order, bit for bit."""
+  from jax.experimental import multihost_utils
+  return np.asarray(multihost_utils.process_allgather(a))
+
+
+class ProcessLocalParts:
+  """The rows of a multi-process ``jax.Array`` that this process holds, as host partitions.
+
+  Multi-controller JAX runs one Python process per host; each holds some rows
+  (its addressable shards). Every sum over samples is evaluated per process on
+  its own rows, in float64 on the host, and the per-process results are
+  all-gathered bit for bit (float64 as pairs of uint32 words: JAX computes in
+  32 bits unless x64 is on, and a float32 ``psum`` would round the gradient)
+  and added in process order. Every process thus gets the very same float64
+  sums, and a host optimiser (scipy's L-BFGS in :func:`explicit_softmax.refine`)
+  takes the same steps on every process. Every process must make the same calls.
+
+  Args:
+    X: (T, N) ``jax.Array`` with a ``NamedSharding`` whose rows are split (a
+      split feature axis is re-laid out to whole rows first).
+    y: (T,) labels or (T, M) soft labels: a global ``jax.Array`` (any sharding)
+      or a host array identical on every process.
+    sample_weight: None, or (T,) weights as for ``y``.
+    n_classes: M; inferred from the labels if None (one all-gather).
+
+  Attributes:
+    n_samples, n_features, n_classes: T, N and M.
+    parts: this process's :class:`explicit_softmax._partition.Partition` list.
+  """
+
+  def __init__(self, X: Features, y: Labels, sample_weight: SampleWeight = None,
+               n_classes: int | None = None):
+    if X.ndim != 2:
+      raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}.")
+    mesh, row_axes = _row_layout(X)
+    rows = NamedSharding(mesh, PartitionSpec(row_axes or None, None))
+    if not isinstance(X.sharding, NamedSharding) or tuple(X.sharding.spec)[1:2] not in ((), (None,)):
+      X = jax.device_put(X, rows)  # whole rows per device (a collective)
+    t, n = X.shape
+    self.n_samples, self.n_features = int(t), int(n)
+    if not isinstance(y, jax.Array):
+      y = np.asarray(y)
+    n_classes = _validation.check_layout(y, t, n_classes)
+
+    def local(a):
+      """``start row -> this process's rows of a`` (None: no array)."""
+      if a is None:
+        return {}
+      if isinstance(a, jax.Array):
+        a = _place(a, mesh, row_axes)  # like X's rows (a no-op if already)
+        return {s.index[0].start or 0: np.asarray(s.data) for s in a.addressable_shards
+                if s.replica_id == 0}
+      a = np.asarray(a)
+      if a.ndim == 0:
+        a = np.full(t, a)
+      if a.shape[:1] != (t,):
+        raise ValueError(f"sample_weight must have shape ({t},) to match X; got {a.shape}.")
+      return a
+
+    ys, ws = local(y), local(sample_weight)
+    self.parts = []
+    shards = sorted((s for s in X.addressable_shards if s.replica_id == 0),
+                    key=lambda s: s.index[0].start or 0)
+    for shard in shards:
+      start = shard.index[0].start or 0
+      x = np.asarray(shard.data)
+      pick = lambda a: a.get(start) if isinstance(a, dict) else a[start:start + len(x)]
+      # Row shards of a NamedSharding are equal in size: the shard's number.
+      self.parts.append(_partition.Partition(
+          start // max(len(x), 1), start, x, pick(ys),
+          None if sample_weight is None else pick(ws)))
+    if n_classes is None:
+      n_classes = int(self.map_reduce(_partition.classes_of, (), max, n_classes=None))
+    self.n_classes = int(n_classes)
+
+  def map_reduce(self, fn, args=(), combine=None, *, n_classes="default"):
+    """``combine`` over every process's partitions of ``fn(partition, *args)``.
+
+    ``fn`` returns a float, an array or a tuple of them; the combined result is
+    the same on every process (float64, added in process order).
+
+    Raises:
+      ValueError: on every process, the first failing process's error (naming
+        its partition and row), so that no process waits for the others.
+    """
+    m = self.n_classes if n_classes == "default" else n_classes
+    local, error = None, ""
+    try:
+      for part in self.parts:
+        out = _partition.run(fn, part, args, m)
+        local = out if local is None else combine(local, out)
+      if local is None:
+        error = f"process {jax.process_index()} holds no rows; give every process some."
+    except ValueError as err:
+      error = f"process {jax.process_index()}: {err}"
+    text = np.zeros(_MESSAGE_BYTES, np.uint8)
+    raw = error.encode()[:_MESSAGE_BYTES]
+    text[:len(raw)] = np.frombuffer(raw, np.uint8)
+    for row in _allgather(text):  # every process learns of any error, then raises it
+      message = bytes(row).rstrip(b"\0").decode(errors="replace")
+      if message:
+        raise ValueError(message)
+    leaves = local if isinstance(local, tuple) else (local,)
+    flat = np.concatenate([np.asarray(v, np.float64).ravel() for v in leaves])
+    gathered = _allgather(flat.view(np.uint32)).view(np.float64)
+    total = None
+    for row in gathered:  # process order: the same additions on every process
+      values, at = [], 0
+      for v in leaves:
+        size = np.size(v)
+        piece = row[at:at + size]
+        values.append(piece.reshape(np.shape(v)) if np.ndim(v) else float(piece[0]))
+        at += size
+      value = tuple(values) if isinstance(local, tuple) else values[0]
+      total = value if total is None else combine(total, value)
+    return total

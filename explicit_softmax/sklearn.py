@@ -39,6 +39,7 @@ from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted
 
+from explicit_softmax import _dask
 from explicit_softmax import _validation
 from explicit_softmax import calibration
 from explicit_softmax import fitting
@@ -156,8 +157,10 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     """Fits the model (see the class docstring).
 
     Args:
-      X: (T, N) real features, array-like or ``scipy.sparse``.
-      y: (T,) class labels of any type.
+      X: (T, N) real features, array-like or ``scipy.sparse``; or a dask
+        array or DataFrame (computed on its workers, see ``docs/scaling.md``).
+      y: (T,) class labels of any type (for a dask DataFrame, the name of its
+        label column).
       sample_weight: optional (T,) nonnegative weights.
 
     Returns:
@@ -168,6 +171,8 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
         ones with ``method="cooccurrence"``), or all-zero weights.
     """
     self._check_params()
+    if _dask.is_dask(X):
+      return self._fit_dask(X, y, sample_weight)
     X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=True)
     check_classification_targets(y)
     classes, codes = np.unique(y, return_inverse=True)
@@ -187,6 +192,50 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
       self.stats_ = stats
     elif hasattr(self, "stats_"):
       del self.stats_
+    self._set_model(model)
+    return self
+
+  def _fit_dask(self, X, y, sample_weight) -> "ExplicitSoftmaxClassifier":
+    """:meth:`fit` on a dask array or DataFrame (``y``: labels, or its label column's name).
+
+    Labels of any type are encoded per partition; the statistics, the optimum
+    and ``refine`` run over the partitions (see ``docs/scaling.md``).
+    """
+    if self.calibrate:
+      raise ValueError(
+          "calibrate=True is not available for dask data (calibration reads the logits of "
+          "all rows at once); use calibrate=False, or refine='lbfgs', which runs over the "
+          "partitions.")
+    if self.refine not in (None, "lbfgs"):
+      raise ValueError(
+          f"refine={self.refine!r} is not available for dask data: only full-batch 'lbfgs' "
+          "runs over the partitions.")
+    classes, X, codes = _dask.encode_labels(X, y)
+    m = len(classes)
+    if self.method == "auto":
+      model = fitting.fit(X, codes, n_classes=m, l2=self.l2, tol=self.tol,
+                          sample_weight=sample_weight, cv=self.cv)
+      stats = None
+    else:
+      stats = statistics.SoftmaxStats.from_data(X, codes, n_classes=m,
+                                                sample_weight=sample_weight,
+                                                gram=self.method == "newton")
+      model = solvers.solve(stats, self.method, smoothing=self.smoothing, ridge=self.ridge)
+      if self.refine is not None:
+        l2 = 1.0 / stats.total_weight if isinstance(self.l2, str) else self.l2
+        model = refinement.refine(model, X, codes, steps=self.refine_steps, l2=l2, tol=self.tol,
+                                  sample_weight=sample_weight)
+    self.classes_ = classes
+    if stats is not None:
+      self.stats_ = stats
+    elif hasattr(self, "stats_"):
+      del self.stats_
+    self.n_features_in_ = model.n_features
+    if isinstance(y, str):  # a DataFrame: its feature columns, in order
+      self.feature_names_in_ = np.asarray(
+          [c for c in X.columns if c not in (y, sample_weight)], dtype=object)
+    elif hasattr(self, "feature_names_in_"):
+      del self.feature_names_in_
     self._set_model(model)
     return self
 
@@ -287,6 +336,9 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
   def _logits(self, X) -> np.ndarray:
     """(T, M) float64 logits ``X W + b``."""
     check_is_fitted(self)
+    if _dask.is_dask(X):  # lazy (T, M) logits, one block per partition
+      return _dask.logits(X, self.model_.weights, self.model_.bias,
+                          getattr(self, "feature_names_in_", None))
     X = _validate_data(self, X, accept_sparse="csr", dtype=_DTYPES, reset=False)
     weights = self.model_.weights.astype(np.float64)
     return np.asarray(safe_sparse_dot(X, weights, dense_output=True)) + self.model_.bias
@@ -309,16 +361,25 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     return z
 
   def predict_proba(self, X) -> np.ndarray:
-    """``p(y|x) = softmax(x W + b)``, (T, M), columns ordered as ``classes_``."""
-    return scipy.special.softmax(self._logits(X), axis=1)
+    """``p(y|x) = softmax(x W + b)``, (T, M), columns ordered as ``classes_``
+    (a lazy dask array for dask ``X``)."""
+    z = self._logits(X)
+    if _dask.is_dask(z):
+      return _dask.softmax_blocks(z)
+    return scipy.special.softmax(z, axis=1)
 
   def predict_log_proba(self, X) -> np.ndarray:
     """``log p(y|x)``, (T, M), columns ordered as ``classes_``."""
-    return scipy.special.log_softmax(self._logits(X), axis=1)
+    z = self._logits(X)
+    if _dask.is_dask(z):
+      return _dask.softmax_blocks(z, log=True)
+    return scipy.special.log_softmax(z, axis=1)
 
   def predict(self, X) -> np.ndarray:
     """The most probable label of each sample, (T,) taken from ``classes_``."""
     z = self._logits(X)
+    if _dask.is_dask(z):
+      return _dask.take_classes(z, self.classes_)
     return self.classes_[np.argmax(z, axis=1)]
 
 

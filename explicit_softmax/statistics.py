@@ -25,7 +25,9 @@ from typing import Iterable
 
 import numpy as np
 
+from explicit_softmax import _dask
 from explicit_softmax import _design
+from explicit_softmax import _partition
 from explicit_softmax import _validation
 from explicit_softmax._typing import Features, Labels, SampleWeight
 
@@ -107,10 +109,15 @@ class SoftmaxStats:
     Args:
       X: (T, N) real features: dense numpy/JAX array (uint8 accepted),
         ``scipy.sparse`` matrix, or :class:`TokenFeatures`. Rows of zeros are
-        valid samples (they inform only the class mass, hence the bias).
-      y: (T,) integer labels in ``[0, M)`` or (T, M) soft labels.
+        valid samples (they inform only the class mass, hence the bias). A
+        dask array (dense or sparse chunks) or dask DataFrame is reduced on
+        its workers, partition by partition, and only the sums travel (see
+        ``docs/scaling.md``).
+      y: (T,) integer labels in ``[0, M)`` or (T, M) soft labels; for a dask
+        DataFrame the name of its label column.
       n_classes: M; inferred from ``y`` if None.
-      sample_weight: optional (T,) nonnegative weights.
+      sample_weight: optional (T,) nonnegative weights (for a dask DataFrame
+        also a column name).
       gram: also collect the Gram matrix ``X^T diag(w) X`` (needed by
         ``method="newton"``; costs O(T N^2) time and O(N^2) memory).
 
@@ -121,6 +128,17 @@ class SoftmaxStats:
       ValueError: for invalid ``X``, ``y`` or weights, or a Gram matrix too
         large for memory.
     """
+    if _dask.is_dask(X):  # partitions reduced on the workers, summed in a tree
+      parts = _dask.DaskParts(X, y, sample_weight, n_classes)
+      _validation.check_dense_size(parts.n_features, parts.n_classes)
+      _validation.check_gram_size(parts.n_features, gram)
+      total = parts.map_reduce(_partition_statistics, (parts.n_classes, gram))
+      if total is None:
+        raise ValueError("X has no samples (every partition is empty); pass at least one sample.")
+      # The weights are checked per partition; their total only here (the
+      # in-memory check raises its message for a total that is not positive).
+      _validation.check_sample_weight(np.array([total.total_weight]), 1)
+      return total
     from explicit_softmax import sharding  # lazy: sharding imports this module
     if sharding.computes_on_device(X):  # a jax.Array on accelerators: reduce it there
       return sharding.sharded_statistics(X, y, n_classes=n_classes,
@@ -207,3 +225,17 @@ class SoftmaxStats:
         self.n_samples + other.n_samples,
         None if self.gram is None else self.gram + other.gram,
         min(self.min_feature, other.min_feature))
+
+
+def _partition_statistics(part: _partition.Partition, n_classes: int,
+                          gram: bool) -> SoftmaxStats:
+  """The statistics of one partition (of a dask collection), with the in-memory checks."""
+  design, targets, w = _partition.checked(part, n_classes)
+  y = targets.labels if targets.labels is not None else targets.probs
+  if w.any():
+    return SoftmaxStats.from_data(design, y, n_classes=n_classes, sample_weight=w, gram=gram)
+  # All weights zero: the partition adds its rows and smallest feature, no mass.
+  seen = SoftmaxStats.from_data(design, y, n_classes=n_classes)
+  empty = SoftmaxStats.empty(design.shape[1], n_classes, gram=gram)
+  return dataclasses.replace(empty, n_samples=seen.n_samples, min_feature=seen.min_feature)
+
