@@ -436,7 +436,7 @@ class ProcessLocalParts:
     parts: this process's :class:`explicit_softmax._partition.Partition` list.
   """
 
-  def __init__(self, X: Features, y: Labels, sample_weight: SampleWeight = None,
+  def __init__(self, X: jax.Array, y: Labels, sample_weight: SampleWeight = None,
                n_classes: int | None = None):
     if X.ndim != 2:
       raise ValueError(f"X must be 2-D (n_samples, n_features); got shape {X.shape}.")
