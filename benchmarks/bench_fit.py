@@ -85,10 +85,9 @@ def main(argv=None):
   # JAX's default device: the CPU here (where CPU-resident arrays take the host
   # pass instead), a GPU where one is present. Timed up to the host statistics.
   import jax
-  from explicit_softmax import sharding
   device = jax.devices()[0]
   x_dev = jax.device_put(x, device)
-  device_pass = lambda: sharding.sharded_statistics(x_dev, y, n_classes=m)  # noqa: E731
+  device_pass = lambda: es.SoftmaxStats.from_sharded(x_dev, y, n_classes=m)  # noqa: E731
   device_pass()  # compile
   device_s = float(np.median([timed(device_pass, PAUSE) for _ in range(repeats)]))
   matmul, fit = med["matmul"], med["fit"]

@@ -3,7 +3,7 @@
 For each device count D in 1, 2, 4, 8, a fresh subprocess starts JAX with
 ``XLA_FLAGS=--xla_force_host_platform_device_count=D``, places a (T, N) float32
 array sharded over the sample axis (``NamedSharding(mesh, P("data", None))``)
-and times ``explicit_softmax.sharding.sharded_statistics`` (what ``es.fit``
+and times ``explicit_softmax.SoftmaxStats.from_sharded`` (what ``es.fit``
 runs for such an array): samples per second, median of repeats after one
 warm-up call (compilation excluded). For reference it also times, in the same
 process, a bare ``shard_map`` of ``psum(X^T onehot(y))`` (no validation, no
@@ -40,7 +40,6 @@ def child(devices: int, t: int, n: int, m: int, repeats: int) -> dict:
   from jax.sharding import NamedSharding, PartitionSpec as P
 
   import explicit_softmax as es
-  from explicit_softmax import sharding
 
   assert jax.device_count() == devices, (jax.device_count(), devices)
   rng = np.random.default_rng(0)
@@ -61,9 +60,9 @@ def child(devices: int, t: int, n: int, m: int, repeats: int) -> dict:
   put_seconds = time.perf_counter() - start
 
   start = time.perf_counter()
-  sharding.sharded_statistics(xs, ys, n_classes=m)
+  es.SoftmaxStats.from_sharded(xs, ys, n_classes=m)
   first_call = time.perf_counter() - start
-  sharded, runs = median_seconds(lambda: sharding.sharded_statistics(xs, ys, n_classes=m),
+  sharded, runs = median_seconds(lambda: es.SoftmaxStats.from_sharded(xs, ys, n_classes=m),
                                  repeats, warmup=0)
 
   bare_fn = jax.jit(jax.shard_map(
@@ -72,7 +71,7 @@ def child(devices: int, t: int, n: int, m: int, repeats: int) -> dict:
   bare, bare_runs = median_seconds(lambda: jax.block_until_ready(bare_fn(xs, ys)), repeats)
 
   reference = es.SoftmaxStats.from_data(x[: t // 8], y[: t // 8], n_classes=m)
-  part = sharding.sharded_statistics(
+  part = es.SoftmaxStats.from_sharded(
       jax.device_put(x[: t // 8], NamedSharding(mesh, P("data", None))), y[: t // 8],
       n_classes=m)
   rel = float(np.max(np.abs(part.cooccurrence - reference.cooccurrence)
@@ -93,7 +92,7 @@ def _plot(runs, path, shape):
   import matplotlib.pyplot as plt
   d = [r["devices"] for r in runs]
   fig, ax = plt.subplots(figsize=(6.0, 4.0))
-  ax.plot(d, [r["samples_per_second"] for r in runs], "o-", label="sharded_statistics")
+  ax.plot(d, [r["samples_per_second"] for r in runs], "o-", label="SoftmaxStats.from_sharded")
   ax.plot(d, [r["bare_psum_matmul_samples_per_second"] for r in runs], "s--",
           label="bare psum(X^T onehot(y))")
   host = [r["host_path_samples_per_second"] for r in runs if r["host_path_samples_per_second"]]
@@ -155,7 +154,7 @@ def main(argv=None):
   _plot(runs, png, shape)
   result = {
       "shape": shape,
-      "what": "samples/s of sharded_statistics on X sharded over the sample axis, median of "
+      "what": "samples/s of SoftmaxStats.from_sharded on X sharded over the sample axis, median of "
               "repeats after a warm-up (compilation excluded); each device count in a fresh "
               "process with XLA_FLAGS=--xla_force_host_platform_device_count=D",
       "noise": "the machine is shared with other jobs; medians and bests of the repeats are "

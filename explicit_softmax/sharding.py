@@ -7,7 +7,7 @@ and one all-reduce:
     F = X^T diag(w) Y = sum_d X_d^T diag(w_d) Y_d,                     (1)
 
 and likewise for ``c = Y^T w``, ``T_w``, ``sum_t w_t m_t^2`` and the Gram
-matrix. :func:`sharded_statistics` runs that pass with ``jax.shard_map``: each
+matrix. :func:`sharded_sums` runs that pass with ``jax.shard_map``: each
 device reads its rows in chunks of ``CHUNK_ROWS``, forms the chunk products in
 float32 (JAX computes in float32 unless x64 mode is on) as sums of 64-row
 blocks, accumulates the chunks with compensated (Kahan) summation, and
@@ -48,7 +48,6 @@ from jax.sharding import NamedSharding, PartitionSpec
 
 from explicit_softmax import _partition
 from explicit_softmax import _validation
-from explicit_softmax import statistics
 from explicit_softmax._typing import Features, Labels, SampleWeight
 
 # Rows per chunk (one step of each device's scan). The rounding error depends on
@@ -86,7 +85,7 @@ def computes_on_device(X: Features) -> bool:
     X: any input accepted by :meth:`SoftmaxStats.from_data`.
 
   Returns:
-    Whether :meth:`SoftmaxStats.from_data` dispatches to :func:`sharded_statistics`.
+    Whether :meth:`SoftmaxStats.from_data` dispatches to :func:`sharded_sums`.
   """
   devices = _devices(X)
   return len(devices) > 1 or any(d.platform != "cpu" for d in devices)
@@ -106,7 +105,7 @@ def spans_processes(X) -> bool:
   """True if ``X`` is a ``jax.Array`` whose rows live on several processes (hosts).
 
   No process can read such an array whole (``np.asarray`` fails): the
-  statistics reduce it with :func:`sharded_statistics`, and refinement
+  statistics reduce it with :func:`sharded_sums`, and refinement
   evaluates each process's rows where they are (:class:`ProcessLocalParts`).
   """
   if not isinstance(X, jax.Array):
@@ -117,11 +116,14 @@ def spans_processes(X) -> bool:
     return False
 
 
-def sharded_statistics(X: Features, y: Labels, *, n_classes: int | None = None,
-                       sample_weight: SampleWeight = None,
-                       gram: bool = False,
-                       chunk_rows: int | None = None) -> statistics.SoftmaxStats:
-  """Statistics (1) of data sharded over devices, reduced with ``psum``.
+def sharded_sums(X: Features, y: Labels, *, n_classes: int | None = None,
+                 sample_weight: SampleWeight = None, gram: bool = False,
+                 chunk_rows: int | None = None) -> dict:
+  """The sums of (1) over data sharded over devices, reduced with ``psum``.
+
+  :meth:`explicit_softmax.SoftmaxStats.from_data` calls this for arrays on
+  accelerators or sharded over devices, and
+  :meth:`explicit_softmax.SoftmaxStats.from_sharded` on any ``jax.Array``.
 
   Args:
     X: (T, N) real ``jax.Array``: on one device, or with a
@@ -140,7 +142,9 @@ def sharded_statistics(X: Features, y: Labels, *, n_classes: int | None = None,
       rounding error per chunk).
 
   Returns:
-    A :class:`SoftmaxStats` in float64 on the host, equal on every process.
+    The fields of :class:`explicit_softmax.SoftmaxStats` (``cooccurrence``,
+    ``class_mass``, ``total_weight``, ``mass_sq``, ``n_samples``, ``gram``,
+    ``min_feature``), float64 on the host, equal on every process.
 
   Raises:
     ValueError: for a sharding other than ``NamedSharding``; wrong shapes or
@@ -149,7 +153,7 @@ def sharded_statistics(X: Features, y: Labels, *, n_classes: int | None = None,
   """
   if not isinstance(X, jax.Array):
     raise ValueError(
-        f"sharded_statistics needs X as a jax.Array; got {type(X).__name__}. Use "
+        f"sharded_sums needs X as a jax.Array; got {type(X).__name__}. Use "
         "SoftmaxStats.from_data for host arrays.")
   _validation.check_shape_2d(X.shape)
   _validation.check_real_dtype(X.dtype)
@@ -176,14 +180,13 @@ def sharded_statistics(X: Features, y: Labels, *, n_classes: int | None = None,
   sums = {k: np.asarray(hi, np.float64) + np.asarray(lo, np.float64)
           for k, (hi, lo) in jax.device_get(sums).items()}
   total_weight = float(t) if w is None else float(sums["total_weight"])
-  return statistics.SoftmaxStats(
-      cooccurrence=sums["cooccurrence"] * scale,
-      class_mass=sums["class_mass"] * scale,
-      total_weight=total_weight * scale,
-      mass_sq=float(sums["mass_sq"]) * scale,
-      n_samples=t,
-      gram=sums["gram"] * scale if gram else None,
-      min_feature=float(checks["x_min"]))
+  return {"cooccurrence": sums["cooccurrence"] * scale,
+          "class_mass": sums["class_mass"] * scale,
+          "total_weight": total_weight * scale,
+          "mass_sq": float(sums["mass_sq"]) * scale,
+          "n_samples": t,
+          "gram": sums["gram"] * scale if gram else None,
+          "min_feature": float(checks["x_min"])}
 
 
 # -- layout and host-side checks ---------------------------------------------------

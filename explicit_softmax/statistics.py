@@ -29,6 +29,7 @@ from explicit_softmax import _dask
 from explicit_softmax import _design
 from explicit_softmax import _partition
 from explicit_softmax import _validation
+from explicit_softmax import sharding
 from explicit_softmax._typing import Features, Labels, SampleWeight
 
 
@@ -139,10 +140,9 @@ class SoftmaxStats:
       # in-memory check raises its message for a total that is not positive).
       _validation.check_sample_weight(np.array([total.total_weight]), 1)
       return total
-    from explicit_softmax import sharding  # lazy: sharding imports this module
     if sharding.computes_on_device(X):  # a jax.Array on accelerators: reduce it there
-      return sharding.sharded_statistics(X, y, n_classes=n_classes,
-                                         sample_weight=sample_weight, gram=gram)
+      return cls.from_sharded(X, y, n_classes=n_classes, sample_weight=sample_weight,
+                              gram=gram)
     design = _design.as_design(X)
     t, n = design.shape
     targets = _validation.check_targets(y, t, n_classes)
@@ -163,6 +163,24 @@ class SoftmaxStats:
           n_samples=t,
           gram=gram_matrix,
           min_feature=min_feature)
+
+  @classmethod
+  def from_sharded(cls, X: Features, y: Labels, *, n_classes: int | None = None,
+                   sample_weight: SampleWeight = None, gram: bool = False,
+                   chunk_rows: int | None = None) -> "SoftmaxStats":
+    """The statistics of a ``jax.Array``, computed where its rows live.
+
+    A jitted pass on every device (or process) holding rows, reduced with
+    ``psum`` (:func:`explicit_softmax.sharding.sharded_sums`); ``from_data``
+    takes this path by itself for arrays on accelerators or sharded over
+    devices. Arguments as for :meth:`from_data`, plus ``chunk_rows``, the
+    rows per chunk of each device's pass.
+
+    Returns:
+      A :class:`SoftmaxStats` in float64 on the host, equal on every process.
+    """
+    return cls(**sharding.sharded_sums(X, y, n_classes=n_classes, sample_weight=sample_weight,
+                                       gram=gram, chunk_rows=chunk_rows))
 
   @classmethod
   def from_batches(cls, batches: Iterable, *, n_classes: int, gram: bool = False,

@@ -36,7 +36,7 @@ NOT_COUNTS = [np.nan, np.inf, -1, "1", None, True, [1], 2.5, 0]
 
 def _sharded(**kwargs):
   import jax.numpy as jnp
-  return es.sharding.sharded_statistics(jnp.asarray(X), Y, **kwargs)
+  return es.SoftmaxStats.from_sharded(jnp.asarray(X), Y, **kwargs)
 
 
 # -- numeric parameters: every entry point, every kind of wrong value -------------------
@@ -135,7 +135,7 @@ def test_functions_of_a_model_refuse_anything_else(call):
 def test_sharded_statistics_refuse_like_the_host_pass(y, kwargs, match):
   import jax.numpy as jnp
   for call in (lambda: _sharded(**kwargs) if y is Y else
-               es.sharding.sharded_statistics(jnp.asarray(X), y, **kwargs),
+               es.SoftmaxStats.from_sharded(jnp.asarray(X), y, **kwargs),
                lambda: es.SoftmaxStats.from_data(X, y, **kwargs)):
     with pytest.raises(ValueError, match=match):
       call()
@@ -150,7 +150,7 @@ def test_sharded_statistics_refuse_ids_as_labels_before_allocating():
 
 def _sharded_labels(y):
   import jax.numpy as jnp
-  return es.sharding.sharded_statistics(jnp.asarray(X), y)
+  return es.SoftmaxStats.from_sharded(jnp.asarray(X), y)
 
 
 # -- SparseCountModel -------------------------------------------------------------------

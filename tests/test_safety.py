@@ -128,7 +128,7 @@ def test_no_entry_point_modifies_the_callers_arrays(kind):
     es.fit(features, y, method=method, sample_weight=w)
   es.SoftmaxStats.from_data(data, y, sample_weight=w, gram=True)
   if kind == "jax":
-    es.sharding.sharded_statistics(data, y, sample_weight=w)
+    es.SoftmaxStats.from_sharded(data, y, sample_weight=w)
   if kind != "jax":  # scikit-learn converts JAX arrays itself
     from explicit_softmax.sklearn import ExplicitSoftmaxClassifier
     ExplicitSoftmaxClassifier(method="newton").fit(data, y, sample_weight=w).predict(data)

@@ -185,11 +185,11 @@ def test_device_pass_accepts_a_single_device_array():
   """A plain single-device jax.Array (as on a GPU) is reduced by the jitted pass."""
   rng = np.random.default_rng(3)
   x, y = dense_data(rng, 3000, 5, 3)
-  a = sharding.sharded_statistics(jax.device_put(x, jax.devices()[0]), y)
+  a = es.SoftmaxStats.from_sharded(jax.device_put(x, jax.devices()[0]), y)
   b = es.SoftmaxStats.from_data(x, y)
   np.testing.assert_allclose(a.cooccurrence, b.cooccurrence, rtol=1e-6)
   assert a.mass_sq == pytest.approx(b.mass_sq, rel=1e-6)
-  negative = sharding.sharded_statistics(jax.device_put(-x, jax.devices()[0]), y)
+  negative = es.SoftmaxStats.from_sharded(jax.device_put(-x, jax.devices()[0]), y)
   assert negative.min_feature == pytest.approx(-x.max())
   with pytest.raises(ValueError, match="negative entries.*method='newton'"):
     es.solve(negative, "cooccurrence")
@@ -200,7 +200,7 @@ def test_sharded_path_on_one_device_matches_the_host_path(gram):
   rng = np.random.default_rng(1)
   x, y = dense_data(rng, 5000, 6, 3)  # 2 full chunks and a remainder
   w = rng.random(5000)
-  a = sharding.sharded_statistics(_one_device(x), y, sample_weight=w, gram=gram)
+  a = es.SoftmaxStats.from_sharded(_one_device(x), y, sample_weight=w, gram=gram)
   b = es.SoftmaxStats.from_data(x, y, sample_weight=w, gram=gram)
   np.testing.assert_allclose(a.cooccurrence, b.cooccurrence, rtol=1e-6)
   np.testing.assert_allclose(a.class_mass, b.class_mass, rtol=1e-6)
@@ -216,7 +216,7 @@ def test_counts_stay_exact_beyond_float32_integers():
   """Compensated float32 sums keep one-hot counts exact past 2^24 per cell."""
   t = 2**24 + 2**20
   x = np.ones((t, 1), np.uint8)
-  stats = sharding.sharded_statistics(_one_device(x), np.zeros(t, np.int32), n_classes=2,
+  stats = es.SoftmaxStats.from_sharded(_one_device(x), np.zeros(t, np.int32), n_classes=2,
                                       chunk_rows=2**16)
   np.testing.assert_array_equal(stats.cooccurrence, [[t, 0]])
   assert stats.class_mass[0] == t and stats.mass_sq == t
@@ -225,7 +225,7 @@ def test_counts_stay_exact_beyond_float32_integers():
 def test_scalar_weight_scales_every_sum():
   rng = np.random.default_rng(2)
   x, y = dense_data(rng, 300, 4, 3)
-  a = sharding.sharded_statistics(_one_device(x), y, sample_weight=2.5)
+  a = es.SoftmaxStats.from_sharded(_one_device(x), y, sample_weight=2.5)
   b = es.SoftmaxStats.from_data(x, y, sample_weight=2.5)
   np.testing.assert_allclose(a.cooccurrence, b.cooccurrence, rtol=1e-6)
   assert a.total_weight == pytest.approx(b.total_weight)
@@ -261,4 +261,4 @@ def test_invalid_inputs_raise_value_errors(case, match):
   arg = x[:, 0] if case == "not_2d" else x
   arg = arg if case == "host" else _one_device(arg)
   with pytest.raises(ValueError, match=match):
-    sharding.sharded_statistics(arg, y, **kwargs)
+    es.SoftmaxStats.from_sharded(arg, y, **kwargs)
