@@ -220,7 +220,7 @@ def init_head(model: nnx.Module, x, y=None, *, head: str | nnx.Linear | None = "
               features_fn: Callable | None = None, method: str = _common.DEFAULT_METHOD,
               smoothing: float = solvers.DEFAULT_SMOOTHING,
               ridge: float = solvers.DEFAULT_RIDGE,
-              batch_size: int = 1024) -> model_lib.SoftmaxModel:
+              batch_size: int = 1024, calibrate: bool = False) -> model_lib.SoftmaxModel:
   """Fits explicit weights for the dense head of an NNX model and writes them in place.
 
   The features entering the head are computed batch by batch with the model's
@@ -242,6 +242,9 @@ def init_head(model: nnx.Module, x, y=None, *, head: str | nnx.Linear | None = "
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
     batch_size: rows per forward batch when ``x, y`` are arrays.
+    calibrate: then fit a temperature and class biases on the same features
+      (see :func:`explicit_softmax.adapters._common.fit_explicit`); advisable for
+      the Newton form with many classes.
 
   Returns:
     The fitted :class:`SoftmaxModel` (the model itself is updated in place).
@@ -260,7 +263,7 @@ def init_head(model: nnx.Module, x, y=None, *, head: str | nnx.Linear | None = "
     explicit = _common.fit_explicit(
         ((get_features(xb), np.asarray(yb)) for xb, yb in batches),
         n_features=n, n_classes=m, method=method, smoothing=smoothing, ridge=ridge,
-        hint=HINT)
+        hint=HINT, calibrate=calibrate)
   write_explicit(linear, explicit)
   return explicit
 
@@ -322,6 +325,86 @@ def init_layerwise(model: nnx.Sequential, x, y, *, method: str = _common.DEFAULT
         hidden_method=hidden_method, smoothing=smoothing, ridge=ridge,
         batch_size=batch_size, rms=rms, n_cluster_samples=n_cluster_samples, seed=seed,
         hint=HINT)
+
+
+def _replace_layer(model, old: nnx.Module, new: nnx.Module) -> None:
+  """Puts ``new`` where ``old`` is held in ``model`` (attributes and Sequential layers)."""
+  found = False
+  for _, module in nnx.iter_modules(model):
+    layers = getattr(module, "layers", None) if isinstance(module, nnx.Sequential) else None
+    if layers is not None:
+      for i, layer in enumerate(list(layers)):
+        if layer is old:
+          layers[i] = new
+          found = True
+    for name, value in list(vars(module).items()):
+      if value is old:
+        setattr(module, name, new)
+        found = True
+  if not found:
+    raise ValueError(
+        f"the head {type(old).__name__} is not held by {type(model).__name__}; pass "
+        "head=<an nnx.Linear inside the model> or its attribute name.")
+
+
+def new_head(model: nnx.Module, x, y=None, *, n_classes: int,
+             head: str | nnx.Linear | None = "head", features_fn: Callable | None = None,
+             method: str = _common.DEFAULT_METHOD,
+             smoothing: float = solvers.DEFAULT_SMOOTHING,
+             ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
+             calibrate: bool = False) -> nnx.Linear:
+  """Replaces the dense head of a (pretrained) NNX model by an explicit head for new classes.
+
+  The transfer setting: the features entering the old head are read with the
+  model's own forward pass (eval mode, restored afterwards), a new
+  ``nnx.Linear(in_features, n_classes)`` with the old kernel's dtype receives
+  the explicit solution, and it takes the old head's place (attribute or
+  ``nnx.Sequential`` layer). No other variable of the model is written.
+
+  Args:
+    model: the pretrained model (see :func:`init_head` for how the head is found).
+    x: (T, ...) inputs, or with ``y=None`` an iterable of ``(x, y)`` batches.
+    y: (T,) labels in ``[0, n_classes)`` or (T, n_classes) soft labels.
+    n_classes: the new head's output width.
+    head: the old head's attribute name, or the ``nnx.Linear`` itself.
+    features_fn: optional function from inputs to the head's inputs.
+    method, smoothing, ridge, batch_size, calibrate: as :func:`init_head`.
+
+  Returns:
+    The new ``nnx.Linear`` head (already placed in ``model``).
+
+  References:
+    Kumar, Raghunathan, Jones, Ma and Liang (2022), "Fine-Tuning can Distort
+    Pretrained Features and Underperform Out-of-Distribution", ICLR.
+  """
+  n_classes = _common.check_new_classes(n_classes)
+  old, seq_features = _resolve_head(model, head)
+  if old is model:
+    raise ValueError(
+        "the model is a bare nnx.Linear, which has no place to put a new head; fit one with "
+        "init_head(nnx.Linear(in_features, n_classes, rngs=...), features, y) instead.")
+  n = old.kernel[...].shape[0]
+  if features_fn is None:
+    features_fn = seq_features
+  get_features = _head_features(model, old, features_fn)
+  with _inference_mode(model):
+    explicit = _common.fit_explicit(
+        ((get_features(xb), np.asarray(yb)) for xb, yb in _common.data_batches(x, y, batch_size)),
+        n_features=n, n_classes=n_classes, method=method, smoothing=smoothing, ridge=ridge,
+        hint=HINT, calibrate=calibrate)
+  kernel = old.kernel[...]
+  # The kernel and bias are written below; the initializers only fix shapes and dtypes.
+  layer = nnx.Linear(n, n_classes, use_bias=True, param_dtype=kernel.dtype, dtype=old.dtype,
+                     precision=old.precision, rngs=nnx.Rngs(0))
+  write_explicit(layer, explicit)
+  if isinstance(kernel, jax.Array) and len(kernel.devices()) == 1:
+    # The new head lives on the old head's device (a sharded head's layout need not fit
+    # the new width, so that case keeps JAX's default placement).
+    device = next(iter(kernel.devices()))
+    layer.kernel[...] = jax.device_put(layer.kernel[...], device)
+    layer.bias[...] = jax.device_put(layer.bias[...], device)
+  _replace_layer(model, old, layer)
+  return layer
 
 
 class ResidualHead(nnx.Module):
