@@ -16,12 +16,24 @@ Conventions for finding the head (:func:`init_head`):
 * an explicit ``features_fn`` plus ``head``;
 * an ``nn.Linear`` alone: the data are the features.
 
+A head applied at every position of a sequence (a transformer's output layer)
+sees features (B, T, N); labels (B, T) (the next token at each position) make
+each position one sample.
+
 Example::
 
     from explicit_softmax.adapters import torch as es_torch
     model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
     es_torch.init_head(model, x_train, y_train)       # explicit output layer
     es_torch.init_layerwise(model, x_train, y_train)  # or every layer
+
+    cnn = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(8 * 14 * 14, 10))
+    es_torch.init_head(cnn, images, labels, calibrate=True)  # real-valued conv features
+    es_torch.new_head(pretrained, x_new, y_new, n_classes=5)  # transfer: a new head
+
+See ``docs/deep_models.md`` for a transformer (embedding, head, value/output
+projections).
 """
 
 from __future__ import annotations
