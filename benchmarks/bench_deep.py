@@ -752,6 +752,14 @@ def summarise(entry: dict) -> dict:
         "loss_std": (loss.std(0, ddof=1) if len(loss) > 1 else 0 * loss[0]).tolist(),
         "acc_mean": acc.mean(0).tolist(), "seconds_mean": secs.mean(0).tolist(),
     }
+    # Steps and seconds (init included) to the default arm's final loss of the same seed.
+    hits = [first_reach(r, d["points"][-1]["loss"])
+            for r, d in zip(runs, entry["runs"]["default"])]
+    ok = [h for h in hits if h[0] is not None]
+    arms[arm]["to_default_final"] = {
+        "reached": f"{len(ok)}/{len(hits)}",
+        "steps": summary([h[0] for h in ok]) if ok else None,
+        "seconds": summary([h[1] for h in ok]) if ok else None}
     if "test" in runs[0]:
       arms[arm]["test_acc"] = summary([r["test"]["acc"] for r in runs])
       arms[arm]["test_loss"] = summary([r["test"]["loss"] for r in runs])
@@ -786,6 +794,7 @@ def plot(result: dict, path: pathlib.Path) -> None:
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
   import numpy as np
+  from matplotlib.ticker import FormatStrFormatter
   panels = [(task, fw) for task in TASKS for fw in result.get(task, {})]
   if not panels:
     return
@@ -808,6 +817,8 @@ def plot(result: dict, path: pathlib.Path) -> None:
       ax.set(yscale="log", xlabel=xlabel, ylabel="validation loss (nats, log)",
              title=f"{titles[task]} ({fw})")
       ax.grid(alpha=0.3, which="both")
+      ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 0.3, 0.4, ... not 3 x 10^-1
+      ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     axes[row, 1].set_xscale("symlog", linthresh=1.0)
     axes[row, 0].legend(fontsize=7)
   fig.tight_layout()

@@ -340,15 +340,20 @@ def deep_section(d) -> str:
          + f", {cfg['seeds']} seeds, {d['total_seconds'] / 60:.1f} min): validation loss "
          "(nats) and accuracy after the budget, mean ± std; each initialiser's seconds are "
          "counted.\n"]
-  out.append("| task | framework | arm | init s | loss at step 0 | final loss | final accuracy |")
-  out.append("| --- | --- | --- | ---: | ---: | ---: | ---: |")
+  out.append("| task | framework | arm | init s | loss at step 0 | final loss | final accuracy | "
+             "to default's final loss: steps, seconds (seeds) |")
+  out.append("| --- | --- | --- | ---: | ---: | ---: | ---: | --- |")
   for task in DEEP_TASKS:
     for fw, entry in d.get(task, {}).items():
       for arm, a in entry["summary"]["arms"].items():
+        reach = a.get("to_default_final", {})
+        cell = ("never" if not reach.get("steps") else
+                f"{reach['steps']['mean']:.0f}, {reach['seconds']['mean']:.1f} s "
+                f"({reach['reached']})")
         out.append(f"| {task} ({entry['budget']} steps) | {fw} | {arm} | "
                    f"{a['init_seconds']['mean']:.2f} | {a['start_loss']['mean']:.3f} | "
                    f"{a['final_loss']['mean']:.4f} ± {a['final_loss']['std']:.4f} | "
-                   f"{100 * a['final_acc']['mean']:.2f}% |")
+                   f"{100 * a['final_acc']['mean']:.2f}% | {cell} |")
   out.append("")
   out.append("Steps and seconds (initialisation included) an explicit arm needs to reach a "
              "peer's final validation loss, divided by the peer's own (the target asks <= 0.5 "
