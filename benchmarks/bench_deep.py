@@ -714,8 +714,9 @@ def compare(runs: dict) -> dict:
         per_seed.append({
             "target": target, "explicit_steps": es_, "explicit_seconds": et,
             "peer_steps": ps, "peer_seconds": pt,
-            "steps_ratio": None if es_ is None else es_ / ps,
-            "seconds_ratio": None if et is None else et / pt,
+            # A peer at its own final loss already at step 0 (and 0 s) leaves no ratio.
+            "steps_ratio": None if es_ is None or not ps else es_ / ps,
+            "seconds_ratio": None if et is None or not pt else et / pt,
             "final_difference": er["points"][-1]["loss"] - target})
       reached = [s for s in per_seed if s["steps_ratio"] is not None]
       steps_ratio = summary([s["steps_ratio"] for s in reached]) if reached else None
