@@ -821,6 +821,7 @@ def plot(result: dict, path: pathlib.Path) -> None:
       ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))  # 0.3, 0.4, ... not 3 x 10^-1
       ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
     axes[row, 1].set_xscale("symlog", linthresh=1.0)
+    axes[row, 1].set_xlim(left=0)
     axes[row, 0].legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
