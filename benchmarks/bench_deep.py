@@ -701,6 +701,11 @@ def first_reach(run: dict, target: float):
   return None, None
 
 
+def step_cost(run: dict) -> float:
+  """Mean training seconds per step of a run (evaluation excluded)."""
+  return run["points"][-1]["seconds"] / max(run["points"][-1]["step"], 1)
+
+
 def compare(runs: dict) -> dict:
   """Each explicit arm against each peer: steps/seconds ratios to the peer's final loss."""
   out = {}
@@ -717,15 +722,23 @@ def compare(runs: dict) -> dict:
             # A peer at its own final loss already at step 0 (and 0 s) leaves no ratio.
             "steps_ratio": None if es_ is None or not ps else es_ / ps,
             "seconds_ratio": None if et is None or not pt else et / pt,
+            # Load-independent seconds: both arms' steps priced at the peer's mean step time
+            # (arms run one after another on shared cores, so measured step times drift).
+            "seconds_ratio_equal_step_cost": (
+                None if es_ is None or not ps else
+                (er["init_seconds"] + es_ * step_cost(pr))
+                / (pr["init_seconds"] + ps * step_cost(pr))),
             "final_difference": er["points"][-1]["loss"] - target})
       reached = [s for s in per_seed if s["steps_ratio"] is not None]
       steps_ratio = summary([s["steps_ratio"] for s in reached]) if reached else None
       seconds_ratio = summary([s["seconds_ratio"] for s in reached]) if reached else None
+      equal_cost = summary([s["seconds_ratio_equal_step_cost"] for s in reached]) if reached \
+          else None
       diff = summary([s["final_difference"] for s in per_seed])
       out[f"{e}_vs_{p}"] = {
           "per_seed": per_seed, "reached": f"{len(reached)}/{len(per_seed)}",
           "steps_ratio": steps_ratio, "seconds_ratio": seconds_ratio,
-          "final_difference": diff,
+          "seconds_ratio_equal_step_cost": equal_cost, "final_difference": diff,
           "half_steps": bool(len(reached) == len(per_seed)
                              and max(s["steps_ratio"] for s in reached) <= 0.5),
           "half_seconds": bool(len(reached) == len(per_seed)

@@ -265,3 +265,13 @@ def test_deep_section_says_met_only_when_every_seed_halves_steps_and_seconds():
   assert "**not met**" in slow and "(not <= 0.5 in every seed)" in slow
   worse = report.deep_section(_deep_result([0.3, 0.4], [0.4, 0.5], [-0.01, 0.02]))
   assert "**not met**" in worse and "(worse in some seed)" in worse
+
+
+def test_deep_verdict_lists_where_the_target_held_and_where_not():
+  met = _deep_result([0.3, 0.4], [0.4, 0.5], [-0.01, 0.0])
+  assert "was met on MNIST CNN from scratch (torch); **not met** on no task" in \
+      report.deep_verdict(met)
+  missed = _deep_result([0.3, 0.6], [0.4, 0.5], [-0.01, 0.0])
+  assert "was met on no task; **not met** on MNIST CNN from scratch (torch)" in \
+      report.deep_verdict(missed)
+  assert report.deep_verdict(None) == ""
