@@ -74,6 +74,7 @@ import time
 REPO = pathlib.Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 sys.path.insert(0, str(REPO / "benchmarks"))
+from bench_init import limit_threads, summary  # noqa: E402  (one copy of each)
 
 TASKS = ("cnn", "transfer", "lm")
 CNN_ARMS = ("default", "lsuv", "probe", "explicit")
@@ -118,26 +119,6 @@ def parse_args(argv=None) -> argparse.Namespace:
   args.budgets = ({"cnn": 100, "transfer": 60, "lm": 150} if args.quick
                   else {"cnn": None, "transfer": 300, "lm": 2000})  # cnn None: one epoch
   return args
-
-
-def limit_threads(threads: int | None) -> None:
-  """Must run before numpy, jax and torch are imported."""
-  if not threads:
-    return
-  for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(threads)
-  if threads == 1:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_cpu_multi_thread_eigen=false"
-                               " intra_op_parallelism_threads=1").strip()
-
-
-def summary(values) -> dict:
-  """Mean, standard deviation (ddof=1; 0 for one value) and the values."""
-  import numpy as np
-  v = np.asarray(values, np.float64)
-  return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if len(v) > 1 else 0.0,
-          "values": [float(x) for x in v]}
 
 
 def eval_steps(budget: int) -> list[int]:

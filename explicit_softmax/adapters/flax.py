@@ -254,18 +254,23 @@ def init_head(model: nnx.Module, x, y=None, *, head: str | nnx.Linear | None = "
       ``method="cooccurrence"`` (with advice), mismatched shapes.
   """
   linear, seq_features = _resolve_head(model, head)
-  n, m = linear.kernel[...].shape
-  if features_fn is None:
-    features_fn = seq_features
-  get_features = _head_features(model, linear, features_fn)
-  batches = _common.data_batches(x, y, batch_size)
-  with _inference_mode(model):
-    explicit = _common.fit_explicit(
-        ((get_features(xb), np.asarray(yb)) for xb, yb in batches),
-        n_features=n, n_classes=m, method=method, smoothing=smoothing, ridge=ridge,
-        hint=HINT, calibrate=calibrate)
+  explicit = _fit_on_head_inputs(
+      model, linear, features_fn or seq_features, x, y, linear.kernel[...].shape[1],
+      method=method, smoothing=smoothing, ridge=ridge, batch_size=batch_size,
+      calibrate=calibrate)
   write_explicit(linear, explicit)
   return explicit
+
+
+def _fit_on_head_inputs(model, linear: nnx.Linear, features_fn, x, y, n_classes: int, *,
+                        method, smoothing, ridge, batch_size, calibrate):
+  """The explicit model of the features entering ``linear`` (in eval mode)."""
+  get_features = _head_features(model, linear, features_fn)
+  with _inference_mode(model):
+    return _common.fit_explicit(
+        ((get_features(xb), np.asarray(yb)) for xb, yb in _common.data_batches(x, y, batch_size)),
+        n_features=linear.kernel[...].shape[0], n_classes=n_classes, method=method,
+        smoothing=smoothing, ridge=ridge, hint=HINT, calibrate=calibrate)
 
 
 def init_layerwise(model: nnx.Sequential, x, y, *, method: str = _common.DEFAULT_METHOD,
@@ -384,14 +389,9 @@ def new_head(model: nnx.Module, x, y=None, *, n_classes: int,
         "the model is a bare nnx.Linear, which has no place to put a new head; fit one with "
         "init_head(nnx.Linear(in_features, n_classes, rngs=...), features, y) instead.")
   n = old.kernel[...].shape[0]
-  if features_fn is None:
-    features_fn = seq_features
-  get_features = _head_features(model, old, features_fn)
-  with _inference_mode(model):
-    explicit = _common.fit_explicit(
-        ((get_features(xb), np.asarray(yb)) for xb, yb in _common.data_batches(x, y, batch_size)),
-        n_features=n, n_classes=n_classes, method=method, smoothing=smoothing, ridge=ridge,
-        hint=HINT, calibrate=calibrate)
+  explicit = _fit_on_head_inputs(
+      model, old, features_fn or seq_features, x, y, n_classes, method=method,
+      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate)
   kernel = old.kernel[...]
   # The kernel and bias are written below; the initializers only fix shapes and dtypes.
   layer = nnx.Linear(n, n_classes, use_bias=True, param_dtype=kernel.dtype, dtype=old.dtype,

@@ -270,16 +270,22 @@ def init_head(model: nn.Module, x, y=None, *, head: str | nn.Linear | None = Non
       ``method="cooccurrence"`` (with advice), mismatched shapes.
   """
   linear, seq_features = _resolve_head(model, head)
-  if features_fn is None:
-    features_fn = seq_features
-  get_features = _head_features(model, linear, features_fn)
-  with _inference_mode(model):
-    explicit = _common.fit_explicit(
-        ((get_features(xb), _labels(yb)) for xb, yb in _common.data_batches(x, y, batch_size)),
-        n_features=linear.in_features, n_classes=linear.out_features, method=method,
-        smoothing=smoothing, ridge=ridge, hint=HINT, calibrate=calibrate)
+  explicit = _fit_on_head_inputs(
+      model, linear, features_fn or seq_features, x, y, linear.out_features, method=method,
+      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate)
   write_explicit(linear, explicit)
   return explicit
+
+
+def _fit_on_head_inputs(model, linear: nn.Linear, features_fn, x, y, n_classes: int, *,
+                        method, smoothing, ridge, batch_size, calibrate):
+  """The explicit model of the features entering ``linear`` (eval mode, no autograd)."""
+  get_features = _head_features(model, linear, features_fn)
+  with _inference_mode(model):
+    return _common.fit_explicit(
+        ((get_features(xb), _labels(yb)) for xb, yb in _common.data_batches(x, y, batch_size)),
+        n_features=linear.in_features, n_classes=n_classes, method=method,
+        smoothing=smoothing, ridge=ridge, hint=HINT, calibrate=calibrate)
 
 
 def init_layerwise(model: nn.Sequential, x, y, *, method: str = _common.DEFAULT_METHOD,
@@ -391,14 +397,9 @@ def new_head(model: nn.Module, x, y=None, *, n_classes: int,
     raise ValueError(
         "the model is a bare nn.Linear, which has no place to put a new head; fit one with "
         "init_head(nn.Linear(in_features, n_classes), features, y) instead.")
-  if features_fn is None:
-    features_fn = seq_features
-  get_features = _head_features(model, old, features_fn)
-  with _inference_mode(model):
-    explicit = _common.fit_explicit(
-        ((get_features(xb), _labels(yb)) for xb, yb in _common.data_batches(x, y, batch_size)),
-        n_features=old.in_features, n_classes=n_classes, method=method,
-        smoothing=smoothing, ridge=ridge, hint=HINT, calibrate=calibrate)
+  explicit = _fit_on_head_inputs(
+      model, old, features_fn or seq_features, x, y, n_classes, method=method,
+      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate)
   layer = nn.Linear(old.in_features, n_classes, bias=True, dtype=old.weight.dtype,
                     device=old.weight.device)
   layer.train(old.training)
