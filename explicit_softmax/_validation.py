@@ -76,6 +76,13 @@ def check_number(name: str, value, *, minimum: float = 0.0, exclusive: bool = Fa
   return out
 
 
+def check_bool(name: str, value) -> bool:
+  """``value`` as a bool; a ValueError naming ``name`` unless True or False."""
+  if not isinstance(value, (bool, np.bool_)):
+    raise ValueError(f"{name} must be True or False; got {value!r}.")
+  return bool(value)
+
+
 def check_choice(name: str, value, choices, *, otherwise: str = ""):
   """``value`` if it is one of ``choices``; else a ValueError listing them (and
   ``otherwise``, what else the parameter takes)."""

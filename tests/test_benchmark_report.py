@@ -231,3 +231,47 @@ def test_real_section_appends_the_starts_study_only_when_recorded():
   text = report.real_section(with_starts)
   assert "Which explicit start pays" in text
   assert "iris (l2 = 0.0001): lowest total time from *newton*" in text
+
+
+def _deep_result(steps_ratios, seconds_ratios, final_differences):
+  """A hand-made bench_deep result: one task, the explicit arm against default."""
+  import bench_deep
+  runs = {"default": [], "explicit": []}
+  for sr, tr, diff in zip(steps_ratios, seconds_ratios, final_differences):
+    # Default reaches its final loss 1.0 at step 100 (10 s); explicit reaches it at
+    # 100 * sr steps and 10 * tr seconds (1 s of it initialisation) and ends at 1 + diff.
+    default = {"init_seconds": 0.0, "points": [
+        {"step": 0, "seconds": 0.0, "loss": 2.0, "acc": 0.1},
+        {"step": 100, "seconds": 10.0, "loss": 1.0, "acc": 0.9}]}
+    explicit = {"init_seconds": 1.0, "points": [
+        {"step": 0, "seconds": 0.0, "loss": 1.5, "acc": 0.5},
+        {"step": 100 * sr, "seconds": 10.0 * tr - 1.0, "loss": 1.0, "acc": 0.9},
+        {"step": 100, "seconds": 10.0, "loss": 1.0 + diff, "acc": 0.9}]}
+    runs["default"].append(default)
+    runs["explicit"].append(explicit)
+  result = {"config": {"seeds": len(steps_ratios), "threads": 1}, "total_seconds": 60.0,
+            "machine": {"cores": 2, "date": "today", "loadavg_start": [2.0, 2.0, 2.0]},
+            "cnn": {"torch": {"budget": 100, "runs": runs}}}
+  result["cnn"]["torch"]["summary"] = bench_deep.summarise(result["cnn"]["torch"])
+  result["targets"] = bench_deep.target_verdicts(result)
+  return result
+
+
+def test_deep_section_says_met_only_when_every_seed_halves_steps_and_seconds():
+  met = report.deep_section(_deep_result([0.3, 0.4], [0.4, 0.5], [-0.01, 0.0]))
+  assert "*explicit*: **met**" in met
+  assert "steps ratio 0.35 ± 0.07" in met and "seconds ratio 0.45 ± 0.07" in met
+  slow = report.deep_section(_deep_result([0.3, 0.6], [0.4, 0.5], [-0.01, 0.0]))
+  assert "**not met**" in slow and "(not <= 0.5 in every seed)" in slow
+  worse = report.deep_section(_deep_result([0.3, 0.4], [0.4, 0.5], [-0.01, 0.02]))
+  assert "**not met**" in worse and "(worse in some seed)" in worse
+
+
+def test_deep_verdict_lists_where_the_target_held_and_where_not():
+  met = _deep_result([0.3, 0.4], [0.4, 0.5], [-0.01, 0.0])
+  assert "was met on MNIST CNN from scratch (torch); **not met** on no task" in \
+      report.deep_verdict(met)
+  missed = _deep_result([0.3, 0.6], [0.4, 0.5], [-0.01, 0.0])
+  assert "was met on no task; **not met** on MNIST CNN from scratch (torch)" in \
+      report.deep_verdict(missed)
+  assert report.deep_verdict(None) == ""

@@ -16,7 +16,18 @@ Both offer the same operations:
 * ``ResidualHead``: logits ``x W_explicit + x dW + b`` with a zero-initialised
   trainable correction ``dW``;
 * ``init_embedding``: write the SVD factors of a token model
-  (:func:`svd_factors`) into an embedding table and an output layer.
+  (:func:`svd_factors`) into an embedding table and an output layer;
+* ``new_head``: replace the head of a pretrained network by an explicit head
+  for new classes, touching no other parameter (transfer);
+* ``init_head`` also takes sequence models: a head applied at every position
+  (features (B, T, N), labels (B, T)) is fitted on all positions; with
+  ``calibrate=True`` a temperature and class biases follow the closed form.
+
+PyTorch only, for transformers: ``layer_inputs`` (what any submodule receives in
+the model's forward) and ``init_value_output`` (attention value/output
+projections fitted so each attended position carries a given vector, e.g. its
+token's vote for the next token from :func:`context_bag_weights`). See
+``docs/deep_models.md``.
 
 The framework-free math is importable from here.
 """
@@ -24,21 +35,29 @@ The framework-free math is importable from here.
 from explicit_softmax.adapters._common import (
     ClassClusters,
     EmbeddingFactors,
+    balanced_factors,
     centred_weights,
     class_clusters,
+    context_bag_weights,
     fit_explicit,
     hidden_weights,
     layerwise_init,
+    ridge_map,
     svd_factors,
+    value_output_weights,
 )
 
 __all__ = [
     "ClassClusters",
     "EmbeddingFactors",
+    "balanced_factors",
     "centred_weights",
     "class_clusters",
+    "context_bag_weights",
     "fit_explicit",
     "hidden_weights",
     "layerwise_init",
+    "ridge_map",
     "svd_factors",
+    "value_output_weights",
 ]

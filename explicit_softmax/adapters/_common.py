@@ -17,14 +17,16 @@ only in how they read features out of a model and write weights into it:
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence, Union
 
 import numpy as np
 
 from explicit_softmax import _validation
+from explicit_softmax import calibration
 from explicit_softmax import model as model_lib
 from explicit_softmax import solvers
 from explicit_softmax import statistics
+from explicit_softmax._typing import ArrayLike
 
 # Solver used when fitting a layer from features. The one-step Newton solution
 # (a ridge regression of the centred targets) suits dense activations: on the
@@ -46,6 +48,13 @@ _DENSE_SVD_MAX = 4096
 
 
 # -- features -----------------------------------------------------------------
+# Model inputs: an array or tensor (with labels y), or an iterable of (x, y)
+# batches such as a DataLoader (with y=None).
+Inputs = Union[ArrayLike, Iterable]
+# What explicit weights come from: a fitted model, or statistics to solve.
+Source = Union[model_lib.SoftmaxModel, statistics.SoftmaxStats]
+
+
 def as_float_array(x) -> np.ndarray:
   """``x`` as a numpy array, low-precision floats (bfloat16, float16) as float32."""
   x = np.asarray(x)
@@ -54,7 +63,8 @@ def as_float_array(x) -> np.ndarray:
   return x
 
 
-def checked_bias(bias, out_features: int, layer_has_bias: bool, flag: str):
+def checked_bias(bias, out_features: int, layer_has_bias: bool,
+                 flag: str) -> np.ndarray | None:
   """The bias to write into a dense layer, checked before anything is written.
 
   Args:
@@ -79,6 +89,31 @@ def checked_bias(bias, out_features: int, layer_has_bias: bool, flag: str):
   if bias.shape != (out_features,):
     raise ValueError(f"bias of shape {bias.shape} does not fit ({out_features},).")
   return bias
+
+
+def flatten_positions(features: np.ndarray, labels: np.ndarray, n_features: int, batch: int,
+                      what: str = "the features reaching the head"
+                      ) -> tuple[np.ndarray, np.ndarray]:
+  """Sequence features (batch, time, ..., N) and labels (batch, time, ...) as rows.
+
+  A sequence model (a transformer) applies its head to every position, so each
+  position is one sample: features (B, T, N) with labels (B, T) become (B T, N)
+  and (B T,). Two-dimensional features pass unchanged.
+
+  Raises:
+    ValueError: labels whose shape is not the features' leading shape.
+  """
+  if features.ndim <= 2:
+    return features, labels
+  if features.shape[-1] != n_features or labels.shape[:features.ndim - 1] != features.shape[:-1]:
+    raise ValueError(
+        f"{what} have shape {features.shape} (batch {batch}) but the labels have shape "
+        f"{labels.shape}; a head applied at every position needs features (..., "
+        f"{n_features}) and labels of the features' leading shape {features.shape[:-1]} "
+        "(e.g. the next token at each position).")
+  rows = int(np.prod(features.shape[:-1]))
+  return (features.reshape(rows, n_features),
+          labels.reshape((rows,) + labels.shape[features.ndim - 1:]))
 
 
 def iterate_rows(n_rows: int, batch_size: int) -> Iterable[slice]:
@@ -129,7 +164,7 @@ def accumulate_statistics(batches: Iterable, *, n_features: int, n_classes: int,
   """
   stats = statistics.SoftmaxStats.empty(n_features, n_classes, gram=gram)
   for i, (features, y) in enumerate(batches):
-    features, y = as_float_array(features), np.asarray(y)
+    features, y = flatten_positions(as_float_array(features), np.asarray(y), n_features, i, what)
     _validation.check_layer_inputs(features, n_features, i, what)
     _validation.check_same_length(len(features), len(y), where=f"batch {i}")
     stats = stats.update(features, y)
@@ -141,7 +176,8 @@ def accumulate_statistics(batches: Iterable, *, n_features: int, n_classes: int,
 def fit_explicit(batches: Iterable, *, n_features: int, n_classes: int,
                  method: str = DEFAULT_METHOD, smoothing: float = solvers.DEFAULT_SMOOTHING,
                  ridge: float = solvers.DEFAULT_RIDGE, hint: str = "",
-                 what: str = "the features reaching the head") -> model_lib.SoftmaxModel:
+                 what: str = "the features reaching the head",
+                 calibrate: bool = False) -> model_lib.SoftmaxModel:
   """Explicit weights for a head fed by ``batches`` of ``(features, y)``.
 
   Args:
@@ -153,18 +189,38 @@ def fit_explicit(batches: Iterable, *, n_features: int, n_classes: int,
     ridge: relative ridge of the Newton solution.
     hint: advice appended to the error for negative features (cooccurrence).
     what: what the features are, for messages.
+    calibrate: then fit a temperature and class biases to the cross-entropy on
+      the same rows (``explicit_softmax.calibrate`` with ``l2 = 1/T``, which
+      keeps classes absent from the rows finite). The one-step Newton solution
+      is a ridge regression whose scale grows with the number of classes: on the
+      128 LayerNorm features of a character transformer (65 classes) it starts
+      at a held-out CE of ~7.5 nats, above the uniform 4.17; calibrated, ~2.8
+      (benchmarks/bench_deep.py). The rows are kept in memory for this.
 
   Returns:
     The fitted :class:`SoftmaxModel` (``weights`` (N, M), ``bias`` (M,)).
   """
   _validation.check_choice("method", method, solvers.METHODS)
+  calibrate = _validation.check_bool("calibrate", calibrate)
+  kept = []
+  if calibrate:
+    batches = list(batches)
+    for i, (features, y) in enumerate(batches):
+      kept.append(flatten_positions(as_float_array(features), np.asarray(y), n_features, i,
+                                    what))
+    batches = kept
   stats = accumulate_statistics(batches, n_features=n_features, n_classes=n_classes,
                                 gram=(method == "newton"), what=what)
   if method == "cooccurrence":
     _validation.check_nonnegative_features(
         stats.min_feature, what, f"{hint} Or use method='newton', which takes any real "
         "features.".lstrip())
-  return solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
+  explicit = solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
+  if calibrate:
+    x = np.concatenate([f for f, _ in kept])
+    y = np.concatenate([t for _, t in kept])
+    explicit = calibration.calibrate(explicit, x, y, l2=1.0 / len(x))
+  return explicit
 
 
 def as_explicit_model(source, *, method: str | None = None,
@@ -482,7 +538,7 @@ def centred_weights(explicit: model_lib.SoftmaxModel, *, n_context: int = 1,
   return c, b
 
 
-def svd_factors(source, d: int, *, n_context: int = 1, center_columns: bool = True,
+def svd_factors(source: Source, d: int, *, n_context: int = 1, center_columns: bool = True,
                 method: str = "cooccurrence", smoothing: float = solvers.DEFAULT_SMOOTHING,
                 ridge: float = solvers.DEFAULT_RIDGE) -> EmbeddingFactors:
   """Embedding and output head from a truncated SVD of the explicit weights.
@@ -533,3 +589,168 @@ def svd_factors(source, d: int, *, n_context: int = 1, center_columns: bool = Tr
       bias=b.astype(np.float32),
       singular_values=np.asarray(all_s, np.float64),
       n_context=int(n_context))
+
+
+# -- inside a transformer: value/output projections from context co-occurrences --
+# Evenly spaced positions of the token stream used for the context statistics:
+# enough for a (V, V) count table of a character vocabulary, bounded in memory
+# (positions x window token indices).
+DEFAULT_CONTEXT_POSITIONS = 100_000
+
+
+def context_bag_weights(tokens, vocab_size: int, window: int, *,
+                        smoothing: float = solvers.DEFAULT_SMOOTHING,
+                        max_positions: int = DEFAULT_CONTEXT_POSITIONS
+                        ) -> tuple[np.ndarray, np.ndarray]:
+  """The count solution for the next token given the bag of the last ``window`` tokens.
+
+  Each sampled position ``t`` has the feature vector ``f_t = (1/w) sum_{s=t-w+1}^{t}
+  onehot(token_s)`` (the mean of the one-hots an attention head that attends
+  evenly over the last ``w`` positions sees) and the label ``token_{t+1}``. The
+  co-occurrence solution of these statistics (``explicit_softmax.solve(stats,
+  "cooccurrence")``) gives weights ``W`` (V, V) whose logits are ``f_t W + b``:
+  a sum over the context tokens of each token's vote for the next one.
+
+  The weights are returned centred: each row's mean over the outputs is removed
+  (never changes a softmax), and the mean row is moved into the bias, which is
+  exact because every ``f_t`` sums to one.
+
+  Args:
+    tokens: (T,) integer token ids in ``[0, vocab_size)``.
+    vocab_size: V.
+    window: w, the number of previous tokens (including the current one) pooled.
+    smoothing: additive smoothing of the co-occurrence solution.
+    max_positions: at most this many evenly spaced positions are counted.
+
+  Returns:
+    ``(C, b)``: (V, V) centred weights and (V,) bias, in the solver's dtype
+    (float32: row and column means are zero to float32 round-off).
+
+  Raises:
+    ValueError: tokens that are not integers in ``[0, V)``, a non-positive or
+      too long window.
+  """
+  vocab_size = _validation.check_integer("vocab_size", vocab_size)
+  window = _validation.check_integer("window", window)
+  max_positions = _validation.check_integer("max_positions", max_positions)
+  tokens = np.asarray(tokens)
+  if tokens.ndim != 1 or tokens.dtype.kind not in "iu":
+    raise ValueError(
+        f"tokens must be a 1-D array of integer token ids; got shape {tokens.shape}, dtype "
+        f"{tokens.dtype}. Pass the token stream, e.g. data.load_text(path)[0].")
+  if len(tokens) <= window:
+    raise ValueError(
+        f"window={window} needs more than {window} tokens; got {len(tokens)}. Pass a longer "
+        "token stream or a smaller window.")
+  if tokens.min() < 0 or tokens.max() >= vocab_size:
+    raise ValueError(
+        f"token ids must lie in [0, vocab_size={vocab_size}); found [{tokens.min()}, "
+        f"{tokens.max()}]. Pass vocab_size = the vocabulary's size.")
+  # Positions t in [w - 1, T - 2] have a full window and a next token.
+  positions = np.unique(np.linspace(window - 1, len(tokens) - 2,
+                                    min(max_positions, len(tokens) - window)).astype(np.int64))
+  rows = np.repeat(np.arange(len(positions)), window)
+  context = tokens[(positions[:, None] - np.arange(window)[None, :]).ravel()]
+  counts = np.bincount(rows * vocab_size + context,
+                       minlength=len(positions) * vocab_size).reshape(len(positions), vocab_size)
+  features = counts.astype(np.float64) / window
+  stats = statistics.SoftmaxStats.from_data(features, tokens[positions + 1],
+                                            n_classes=vocab_size)
+  explicit = solvers.solve(stats, "cooccurrence", smoothing=smoothing)
+  w = explicit.weights - explicit.weights.mean(axis=1, keepdims=True)
+  mean_row = w.mean(axis=0)
+  b = explicit.bias - explicit.bias.mean() + mean_row
+  return w - mean_row, b
+
+
+def ridge_map(inputs: np.ndarray, targets: np.ndarray,
+              ridge: float = solvers.DEFAULT_RIDGE) -> np.ndarray:
+  """The ridge least-squares map ``A`` minimising ``||X A - Y||^2 + lam ||A||^2``.
+
+  ``A = (X^T X + lam I)^-1 X^T Y`` with ``lam = ridge * trace(X^T X) / N``: the
+  ridge is relative to the mean feature energy, as in the Newton solution, so it
+  does not depend on the features' scale.
+
+  Args:
+    inputs: X, (n, N) real features.
+    targets: Y, (n, D) real targets.
+    ridge: relative ridge, >= 0.
+
+  Returns:
+    (N, D) float64 map.
+  """
+  ridge = _validation.check_number("ridge", ridge)
+  x = np.asarray(inputs, np.float64)
+  y = np.asarray(targets, np.float64)
+  if x.ndim != 2 or y.ndim != 2 or len(x) != len(y) or len(x) == 0:
+    raise ValueError(
+        f"ridge_map needs inputs (n, N) and targets (n, D) with the same n >= 1; got "
+        f"{x.shape} and {y.shape}.")
+  if not (np.isfinite(x).all() and np.isfinite(y).all()):
+    raise ValueError("the inputs or targets of ridge_map contain NaN or inf; check the layers "
+                     "that produce them.")
+  gram = x.T @ x
+  lam = ridge * np.trace(gram) / x.shape[1]
+  # A tiny floor keeps the solve defined for ridge=0 with rank-deficient inputs.
+  gram[np.diag_indices_from(gram)] += max(lam, 1e-12 * max(np.trace(gram), 1.0))
+  return np.linalg.solve(gram, x.T @ y)
+
+
+def balanced_factors(w: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
+  """Two factors ``A`` (N, r), ``B`` (r, D) with ``A B`` the best rank-r approximation of ``w``.
+
+  With ``w = U S V^T``: ``A = U_r S_r^(1/2)`` and ``B = S_r^(1/2) V_r^T``, the
+  singular values split evenly so both layers start on the same scale
+  (Eckart-Young for the approximation, as in :func:`svd_factors`).
+
+  Args:
+    w: (N, D) real matrix.
+    rank: r, at most ``min(N, D)``.
+
+  Returns:
+    ``(A, B)`` as float32.
+  """
+  w = np.asarray(w, np.float64)
+  max_rank = min(w.shape)
+  rank = _validation.check_integer("rank", rank)
+  if rank > max_rank:
+    raise ValueError(f"rank={rank} exceeds min{w.shape} = {max_rank}; pass rank <= {max_rank}.")
+  u, s, vt = np.linalg.svd(w, full_matrices=False)
+  root = np.sqrt(s[:rank])
+  return (u[:, :rank] * root).astype(np.float32), (root[:, None] * vt[:rank]).astype(np.float32)
+
+
+def value_output_weights(inputs: np.ndarray, targets: np.ndarray, inner: int, *,
+                         ridge: float = solvers.DEFAULT_RIDGE
+                         ) -> tuple[np.ndarray, np.ndarray]:
+  """Value and output projections whose product maps each input to its target.
+
+  An attention layer adds ``sum_j a_tj (x_j W_V) W_O`` to position ``t``: with
+  the product ``W_V W_O`` mapping each attended input ``x_j`` to a target
+  vector ``y_j``, the layer adds the attention-weighted mean of the targets.
+  ``W_V W_O`` is the ridge map from inputs to targets (:func:`ridge_map`), split
+  into balanced factors of the value width (:func:`balanced_factors`).
+
+  Args:
+    inputs: (n, N) what the value projection sees (e.g. the LayerNorm outputs).
+    targets: (n, D) the residual update each input should carry.
+    inner: the value projection's output width (all heads together).
+    ridge: relative ridge of the map.
+
+  Returns:
+    ``(W_V, W_O)``: (N, inner) and (inner, D) float32 in the ``x @ W`` layout
+    (padded with zero columns/rows if ``inner`` exceeds the map's rank).
+  """
+  w = ridge_map(inputs, targets, ridge)
+  rank = min(int(inner), *w.shape)
+  a, b = balanced_factors(w, rank)
+  w_v = np.zeros((w.shape[0], int(inner)), np.float32)
+  w_o = np.zeros((int(inner), w.shape[1]), np.float32)
+  w_v[:, :rank], w_o[:rank] = a, b
+  return w_v, w_o
+
+
+def check_new_classes(n_classes) -> int:
+  """The number of classes of a new head: a positive integer, with advice otherwise."""
+  # The new head's output width: the number of new classes, labels 0..n_classes-1.
+  return _validation.check_integer("n_classes", n_classes)

@@ -51,7 +51,9 @@ from flax import nnx
 from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 from explicit_softmax import solvers
+from explicit_softmax._typing import ArrayLike, Labels
 from explicit_softmax.adapters import _common
+from explicit_softmax.adapters._common import Inputs
 
 HINT = (
     "End the feature extractor with a nonnegative activation (nnx.relu, nnx.softplus, "
@@ -182,7 +184,7 @@ def _assign(variable: nnx.Variable, value) -> None:
   variable[...] = new
 
 
-def write_linear(layer: nnx.Linear, weights, bias=None) -> None:
+def write_linear(layer: nnx.Linear, weights: ArrayLike, bias: ArrayLike | None = None) -> None:
   """Writes (in, out) ``weights`` and (out,) ``bias`` into an ``nnx.Linear`` in place.
 
   Args:
@@ -217,11 +219,12 @@ def write_explicit(layer: nnx.Linear, explicit: model_lib.SoftmaxModel) -> None:
 
 
 # -- public API -----------------------------------------------------------------
-def init_head(model: nnx.Module, x, y=None, *, head: str | nnx.Linear | None = "head",
+def init_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *,
+              head: str | nnx.Linear | None = "head",
               features_fn: Callable | None = None, method: str = _common.DEFAULT_METHOD,
               smoothing: float = solvers.DEFAULT_SMOOTHING,
               ridge: float = solvers.DEFAULT_RIDGE,
-              batch_size: int = 1024) -> model_lib.SoftmaxModel:
+              batch_size: int = 1024, calibrate: bool = False) -> model_lib.SoftmaxModel:
   """Fits explicit weights for the dense head of an NNX model and writes them in place.
 
   The features entering the head are computed batch by batch with the model's
@@ -243,6 +246,9 @@ def init_head(model: nnx.Module, x, y=None, *, head: str | nnx.Linear | None = "
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
     batch_size: rows per forward batch when ``x, y`` are arrays.
+    calibrate: then fit a temperature and class biases on the same features
+      (see :func:`explicit_softmax.adapters._common.fit_explicit`); advisable for
+      the Newton form with many classes.
 
   Returns:
     The fitted :class:`SoftmaxModel` (the model itself is updated in place).
@@ -252,21 +258,26 @@ def init_head(model: nnx.Module, x, y=None, *, head: str | nnx.Linear | None = "
       ``method="cooccurrence"`` (with advice), mismatched shapes.
   """
   linear, seq_features = _resolve_head(model, head)
-  n, m = linear.kernel[...].shape
-  if features_fn is None:
-    features_fn = seq_features
-  get_features = _head_features(model, linear, features_fn)
-  batches = _common.data_batches(x, y, batch_size)
-  with _inference_mode(model):
-    explicit = _common.fit_explicit(
-        ((get_features(xb), np.asarray(yb)) for xb, yb in batches),
-        n_features=n, n_classes=m, method=method, smoothing=smoothing, ridge=ridge,
-        hint=HINT)
+  explicit = _fit_on_head_inputs(
+      model, linear, features_fn or seq_features, x, y, linear.kernel[...].shape[1],
+      method=method, smoothing=smoothing, ridge=ridge, batch_size=batch_size,
+      calibrate=calibrate)
   write_explicit(linear, explicit)
   return explicit
 
 
-def init_layerwise(model: nnx.Sequential, x, y, *, method: str = _common.DEFAULT_METHOD,
+def _fit_on_head_inputs(model, linear: nnx.Linear, features_fn, x, y, n_classes: int, *,
+                        method, smoothing, ridge, batch_size, calibrate):
+  """The explicit model of the features entering ``linear`` (in eval mode)."""
+  get_features = _head_features(model, linear, features_fn)
+  with _inference_mode(model):
+    return _common.fit_explicit(
+        ((get_features(xb), np.asarray(yb)) for xb, yb in _common.data_batches(x, y, batch_size)),
+        n_features=linear.kernel[...].shape[0], n_classes=n_classes, method=method,
+        smoothing=smoothing, ridge=ridge, hint=HINT, calibrate=calibrate)
+
+
+def init_layerwise(model: nnx.Sequential, x: Inputs, y: Labels, *, method: str = _common.DEFAULT_METHOD,
                    hidden_method: str | None = None,
                    smoothing: float = solvers.DEFAULT_SMOOTHING,
                    ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
@@ -325,6 +336,85 @@ def init_layerwise(model: nnx.Sequential, x, y, *, method: str = _common.DEFAULT
         hint=HINT)
 
 
+def _replace_layer(model, old: nnx.Module, new: nnx.Module) -> None:
+  """Puts ``new`` where ``old`` is held in ``model`` (attributes and Sequential layers)."""
+  found = False
+  for _, module in nnx.iter_modules(model):
+    layers = getattr(module, "layers", None) if isinstance(module, nnx.Sequential) else None
+    if layers is not None:
+      for i, layer in enumerate(list(layers)):
+        if layer is old:
+          layers[i] = new
+          found = True
+    for name, value in list(vars(module).items()):
+      if value is old:
+        setattr(module, name, new)
+        found = True
+  if not found:
+    raise ValueError(
+        f"the head {type(old).__name__} is not held by {type(model).__name__}; pass "
+        "head=<an nnx.Linear inside the model> or its attribute name.")
+
+
+def new_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *, n_classes: int,
+             head: str | nnx.Linear | None = "head", features_fn: Callable | None = None,
+             method: str = _common.DEFAULT_METHOD,
+             smoothing: float = solvers.DEFAULT_SMOOTHING,
+             ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
+             calibrate: bool = False) -> nnx.Linear:
+  """Replaces the dense head of a (pretrained) NNX model by an explicit head for new classes.
+
+  The transfer setting: the features entering the old head are read with the
+  model's own forward pass (eval mode, restored afterwards), a new
+  ``nnx.Linear(in_features, n_classes)`` with the old kernel's dtype receives
+  the explicit solution, and it takes the old head's place (attribute or
+  ``nnx.Sequential`` layer). No other variable of the model is written.
+
+  Args:
+    model: the pretrained model (see :func:`init_head` for how the head is found).
+    x: (T, ...) inputs, or with ``y=None`` an iterable of ``(x, y)`` batches.
+    y: (T,) labels in ``[0, n_classes)`` or (T, n_classes) soft labels.
+    n_classes: the new head's output width.
+    head: the old head's attribute name, or the ``nnx.Linear`` itself.
+    features_fn: optional function from inputs to the head's inputs.
+    method: as :func:`init_head`.
+    smoothing: as :func:`init_head`.
+    ridge: as :func:`init_head`.
+    batch_size: as :func:`init_head`.
+    calibrate: as :func:`init_head`.
+
+  Returns:
+    The new ``nnx.Linear`` head (already placed in ``model``).
+
+  References:
+    Kumar, Raghunathan, Jones, Ma and Liang (2022), "Fine-Tuning can Distort
+    Pretrained Features and Underperform Out-of-Distribution", ICLR.
+  """
+  n_classes = _common.check_new_classes(n_classes)
+  old, seq_features = _resolve_head(model, head)
+  if old is model:
+    raise ValueError(
+        "the model is a bare nnx.Linear, which has no place to put a new head; fit one with "
+        "init_head(nnx.Linear(in_features, n_classes, rngs=...), features, y) instead.")
+  n = old.kernel[...].shape[0]
+  explicit = _fit_on_head_inputs(
+      model, old, features_fn or seq_features, x, y, n_classes, method=method,
+      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate)
+  kernel = old.kernel[...]
+  # The kernel and bias are written below; the initializers only fix shapes and dtypes.
+  layer = nnx.Linear(n, n_classes, use_bias=True, param_dtype=kernel.dtype, dtype=old.dtype,
+                     precision=old.precision, rngs=nnx.Rngs(0))
+  write_explicit(layer, explicit)
+  if isinstance(kernel, jax.Array) and len(kernel.devices()) == 1:
+    # The new head lives on the old head's device (a sharded head's layout need not fit
+    # the new width, so that case keeps JAX's default placement).
+    device = next(iter(kernel.devices()))
+    layer.kernel[...] = jax.device_put(layer.kernel[...], device)
+    layer.bias[...] = jax.device_put(layer.bias[...], device)
+  _replace_layer(model, old, layer)
+  return layer
+
+
 class ResidualHead(nnx.Module):
   """A dense head ``logits = x W_explicit + x dW + b`` around explicit weights.
 
@@ -347,7 +437,7 @@ class ResidualHead(nnx.Module):
     bias: (M,) trainable bias.
   """
 
-  def __init__(self, explicit, *, trainable_explicit: bool = False,
+  def __init__(self, explicit: _common.Source, *, trainable_explicit: bool = False,
                param_dtype: Any = jnp.float32, dtype: Any = None,
                method: str | None = None,
                smoothing: float = solvers.DEFAULT_SMOOTHING,
@@ -359,8 +449,10 @@ class ResidualHead(nnx.Module):
       trainable_explicit: whether ``W_explicit`` is an ``nnx.Param``.
       param_dtype: dtype of the stored parameters.
       dtype: dtype of the computation (default: promoted from inputs and params).
-      method, smoothing, ridge: solver settings when ``explicit`` is statistics
-        (``method=None``: Newton if they hold the Gram matrix, else co-occurrence).
+      method: the solver when ``explicit`` is statistics (None: Newton if they
+        hold the Gram matrix, else co-occurrence).
+      smoothing: the co-occurrence smoothing, when ``explicit`` is statistics.
+      ridge: the Newton ridge, when ``explicit`` is statistics.
     """
     model = _common.as_explicit_model(explicit, method=method, smoothing=smoothing,
                                       ridge=ridge)
@@ -379,7 +471,7 @@ class ResidualHead(nnx.Module):
     return x @ kernel + bias
 
 
-def explicit_init(source, part: str = "kernel", *, method: str | None = None,
+def explicit_init(source: _common.Source | _common.EmbeddingFactors, part: str = "kernel", *, method: str | None = None,
                   smoothing: float = solvers.DEFAULT_SMOOTHING,
                   ridge: float = solvers.DEFAULT_RIDGE) -> Callable:
   """A Flax initializer ``init(key, shape, dtype)`` that returns explicit weights.
@@ -395,8 +487,10 @@ def explicit_init(source, part: str = "kernel", *, method: str | None = None,
       ``method``) or :class:`EmbeddingFactors`.
     part: ``"kernel"`` ((N, M) weights; for factors the (d, V) head) or
       ``"bias"``; for factors also ``"embedding"`` ((K V, d)).
-    method, smoothing, ridge: solver settings when ``source`` is statistics
-      (``method=None``: Newton if they hold the Gram matrix, else co-occurrence).
+    method: the solver when ``source`` is statistics (None: Newton if they hold
+      the Gram matrix, else co-occurrence).
+    smoothing: the co-occurrence smoothing, when ``source`` is statistics.
+    ridge: the Newton ridge, when ``source`` is statistics.
 
   Returns:
     ``init(key, shape, dtype=jnp.float32) -> jax.Array``; the key is ignored.
@@ -490,7 +584,8 @@ def _like(old, value):
   return np.asarray(value, np.asarray(old).dtype)
 
 
-def init_linen_head(params: Mapping, path, x, y=None, *, features_fn: Callable | None = None,
+def init_linen_head(params: Mapping, path: str | Sequence[str], x: Inputs,
+                    y: Labels | None = None, *, features_fn: Callable | None = None,
                     method: str = _common.DEFAULT_METHOD,
                     smoothing: float = solvers.DEFAULT_SMOOTHING,
                     ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024) -> Mapping:
@@ -544,7 +639,8 @@ def init_linen_head(params: Mapping, path, x, y=None, *, features_fn: Callable |
   return _replace(params, full, new_entry)
 
 
-def linen_head_inputs(module, variables: Mapping, x, path, **apply_kwargs):
+def linen_head_inputs(module: Any, variables: Mapping, x: Inputs, path: str | Sequence[str],
+                      **apply_kwargs: Any) -> np.ndarray:
   """The inputs that a Linen module's forward pass feeds to the submodule at ``path``.
 
   The forward pass is intercepted when it calls that submodule and stopped

@@ -16,18 +16,30 @@ Conventions for finding the head (:func:`init_head`):
 * an explicit ``features_fn`` plus ``head``;
 * an ``nn.Linear`` alone: the data are the features.
 
+A head applied at every position of a sequence (a transformer's output layer)
+sees features (B, T, N); labels (B, T) (the next token at each position) make
+each position one sample.
+
 Example::
 
     from explicit_softmax.adapters import torch as es_torch
     model = nn.Sequential(nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 10))
     es_torch.init_head(model, x_train, y_train)       # explicit output layer
     es_torch.init_layerwise(model, x_train, y_train)  # or every layer
+
+    cnn = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                        nn.Flatten(), nn.Linear(8 * 14 * 14, 10))
+    es_torch.init_head(cnn, images, labels, calibrate=True)  # real-valued conv features
+    es_torch.new_head(pretrained, x_new, y_new, n_classes=5)  # transfer: a new head
+
+See ``docs/deep_models.md`` for a transformer (embedding, head, value/output
+projections).
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -43,7 +55,9 @@ from torch.nn import functional as F
 from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 from explicit_softmax import solvers
+from explicit_softmax._typing import ArrayLike, Labels
 from explicit_softmax.adapters import _common
+from explicit_softmax.adapters._common import Inputs
 
 HINT = (
     "End the feature extractor with a nonnegative activation (nn.ReLU, nn.Softplus, "
@@ -153,8 +167,9 @@ def _shape_checked(fn: Callable, xb, model: nn.Module):
         f"{tuple(np.shape(xb))}: {err}. Pass inputs of the shape the model takes.") from None
 
 
-def _head_features(model: nn.Module, head: nn.Linear, features_fn) -> Callable:
-  """A function from a batch of inputs to the (numpy) features entering ``head``."""
+def _head_features(model: nn.Module, head: nn.Module, features_fn) -> Callable:
+  """A function from a batch of inputs to the (numpy) features entering ``head``
+  (any submodule: its first positional input in the model's own forward)."""
   if features_fn is not None:
     return lambda xb: _to_numpy(_shape_checked(features_fn, xb, model))
 
@@ -170,8 +185,9 @@ def _head_features(model: nn.Module, head: nn.Linear, features_fn) -> Callable:
     finally:
       handle.remove()
     raise ValueError(
-        f"the forward pass of {type(model).__name__} never called its head; pass "
-        "features_fn=<a function from inputs to the head's inputs>.")
+        f"the forward pass of {type(model).__name__} never called its "
+        f"{type(head).__name__} {'head' if isinstance(head, nn.Linear) else 'layer'}; pass "
+        "features_fn=<a function from inputs to the head's inputs>, or a layer of this model.")
   return captured
 
 
@@ -182,7 +198,7 @@ def _copy(param: torch.Tensor, value: np.ndarray) -> None:
     param.copy_(torch.from_numpy(np.array(value, order="C")))  # a writable copy
 
 
-def write_linear(layer: nn.Linear, weights, bias=None) -> None:
+def write_linear(layer: nn.Linear, weights: ArrayLike, bias: ArrayLike | None = None) -> None:
   """Writes (in, out) ``weights`` and (out,) ``bias`` into an ``nn.Linear`` in place.
 
   Args:
@@ -217,11 +233,12 @@ def write_explicit(layer: nn.Linear, explicit: model_lib.SoftmaxModel) -> None:
 
 
 # -- public API -----------------------------------------------------------------
-def init_head(model: nn.Module, x, y=None, *, head: str | nn.Linear | None = None,
+def init_head(model: nn.Module, x: Inputs, y: Labels | None = None, *,
+              head: str | nn.Linear | None = None,
               features_fn: Callable | None = None, method: str = _common.DEFAULT_METHOD,
               smoothing: float = solvers.DEFAULT_SMOOTHING,
               ridge: float = solvers.DEFAULT_RIDGE,
-              batch_size: int = 1024) -> model_lib.SoftmaxModel:
+              batch_size: int = 1024, calibrate: bool = False) -> model_lib.SoftmaxModel:
   """Fits explicit weights for the dense head of a PyTorch model and writes them in place.
 
   The features entering the head are computed batch by batch with the model's
@@ -245,6 +262,9 @@ def init_head(model: nn.Module, x, y=None, *, head: str | nn.Linear | None = Non
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
     batch_size: rows per forward batch when ``x, y`` are arrays.
+    calibrate: then fit a temperature and class biases on the same features
+      (see :func:`explicit_softmax.adapters._common.fit_explicit`); advisable for
+      the Newton form with many classes.
 
   Returns:
     The fitted :class:`SoftmaxModel` (the model itself is updated in place).
@@ -254,19 +274,25 @@ def init_head(model: nn.Module, x, y=None, *, head: str | nn.Linear | None = Non
       ``method="cooccurrence"`` (with advice), mismatched shapes.
   """
   linear, seq_features = _resolve_head(model, head)
-  if features_fn is None:
-    features_fn = seq_features
-  get_features = _head_features(model, linear, features_fn)
-  with _inference_mode(model):
-    explicit = _common.fit_explicit(
-        ((get_features(xb), _labels(yb)) for xb, yb in _common.data_batches(x, y, batch_size)),
-        n_features=linear.in_features, n_classes=linear.out_features, method=method,
-        smoothing=smoothing, ridge=ridge, hint=HINT)
+  explicit = _fit_on_head_inputs(
+      model, linear, features_fn or seq_features, x, y, linear.out_features, method=method,
+      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate)
   write_explicit(linear, explicit)
   return explicit
 
 
-def init_layerwise(model: nn.Sequential, x, y, *, method: str = _common.DEFAULT_METHOD,
+def _fit_on_head_inputs(model, linear: nn.Linear, features_fn, x, y, n_classes: int, *,
+                        method, smoothing, ridge, batch_size, calibrate):
+  """The explicit model of the features entering ``linear`` (eval mode, no autograd)."""
+  get_features = _head_features(model, linear, features_fn)
+  with _inference_mode(model):
+    return _common.fit_explicit(
+        ((get_features(xb), _labels(yb)) for xb, yb in _common.data_batches(x, y, batch_size)),
+        n_features=linear.in_features, n_classes=n_classes, method=method,
+        smoothing=smoothing, ridge=ridge, hint=HINT, calibrate=calibrate)
+
+
+def init_layerwise(model: nn.Sequential, x: Inputs, y: Labels, *, method: str = _common.DEFAULT_METHOD,
                    hidden_method: str | None = None,
                    smoothing: float = solvers.DEFAULT_SMOOTHING,
                    ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
@@ -322,6 +348,162 @@ def init_layerwise(model: nn.Sequential, x, y, *, method: str = _common.DEFAULT_
         hint=HINT)
 
 
+def _replace_module(model: nn.Module, old: nn.Module, new: nn.Module) -> None:
+  """Puts ``new`` where ``old`` is registered in ``model`` (every place it occurs)."""
+  found = False
+  for parent in model.modules():
+    for name, child in list(parent.named_children()):
+      if child is old:
+        setattr(parent, name, new)  # Sequential and ModuleList accept their index names too
+        found = True
+  if not found:
+    raise ValueError(
+        f"the head {type(old).__name__} is not a submodule of {type(model).__name__}; pass "
+        "head=<an nn.Linear inside the model> or its attribute name.")
+
+
+def new_head(model: nn.Module, x: Inputs, y: Labels | None = None, *, n_classes: int,
+             head: str | nn.Linear | None = None, features_fn: Callable | None = None,
+             method: str = _common.DEFAULT_METHOD,
+             smoothing: float = solvers.DEFAULT_SMOOTHING,
+             ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
+             calibrate: bool = False) -> nn.Linear:
+  """Replaces the dense head of a (pretrained) model by an explicit head for new classes.
+
+  The transfer setting: a network trained on some classes gets a new output
+  layer for other classes (labels ``0 .. n_classes-1``). The features entering
+  the old head are read with the model's own forward pass (eval mode, no
+  autograd; the modes are restored), a new ``nn.Linear(in_features,
+  n_classes)`` of the old head's dtype and device receives the explicit
+  solution, and it takes the old head's place. No other parameter or buffer of
+  the model is written: fine-tuning starts from the pretrained features and an
+  explicit head, as in linear-probe-then-fine-tune (Kumar et al. 2022), with the
+  probe in closed form.
+
+  Args:
+    model: the pretrained model (see :func:`init_head` for how the head is found).
+    x: (T, ...) inputs, or with ``y=None`` an iterable of ``(x, y)`` batches.
+    y: (T,) labels in ``[0, n_classes)`` or (T, n_classes) soft labels.
+    n_classes: the new head's output width.
+    head: the old head or its attribute name (default: as :func:`init_head`).
+    features_fn: optional function from inputs to the head's inputs.
+    method: as :func:`init_head`.
+    smoothing: as :func:`init_head`.
+    ridge: as :func:`init_head`.
+    batch_size: as :func:`init_head`.
+    calibrate: as :func:`init_head`.
+
+  Returns:
+    The new ``nn.Linear`` head (already placed in ``model``).
+
+  References:
+    Kumar, Raghunathan, Jones, Ma and Liang (2022), "Fine-Tuning can Distort
+    Pretrained Features and Underperform Out-of-Distribution", ICLR.
+  """
+  n_classes = _common.check_new_classes(n_classes)
+  old, seq_features = _resolve_head(model, head)
+  if old is model:
+    raise ValueError(
+        "the model is a bare nn.Linear, which has no place to put a new head; fit one with "
+        "init_head(nn.Linear(in_features, n_classes), features, y) instead.")
+  explicit = _fit_on_head_inputs(
+      model, old, features_fn or seq_features, x, y, n_classes, method=method,
+      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate)
+  layer = nn.Linear(old.in_features, n_classes, bias=True, dtype=old.weight.dtype,
+                    device=old.weight.device)
+  layer.train(old.training)
+  write_explicit(layer, explicit)
+  _replace_module(model, old, layer)
+  return layer
+
+
+def layer_inputs(model: nn.Module, layer: nn.Module, x: np.ndarray | torch.Tensor, *,
+                 batch_size: int = 1024) -> np.ndarray:
+  """The inputs that ``model``'s forward feeds to ``layer``, as one numpy array.
+
+  The forward runs batch by batch in eval mode without autograd (modes
+  restored) and is stopped at ``layer``, so nothing after it runs.
+
+  Args:
+    model: the model.
+    layer: a submodule of it (e.g. a block's value projection).
+    x: (T, ...) inputs of the model.
+    batch_size: rows per forward batch.
+
+  Returns:
+    (T, ..., N) array: ``layer``'s first positional input for every row.
+  """
+  if not isinstance(layer, nn.Module):
+    raise ValueError(f"layer must be a submodule of the model; got {type(layer).__name__}.")
+  get = _head_features(model, layer, None)
+  with _inference_mode(model):
+    parts = [get(_take(x, rows)) for rows in _common.iterate_rows(len(x), batch_size)]
+  if not parts:
+    raise ValueError("x is empty; pass at least one row.")
+  return np.concatenate(parts)
+
+
+def init_value_output(model: nn.Module, x: np.ndarray | torch.Tensor,
+                      pairs: Sequence[tuple[nn.Linear, nn.Linear]], targets: ArrayLike, *,
+                      ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256
+                      ) -> list[tuple[np.ndarray, np.ndarray]]:
+  """Fits the value and output projections of attention layers to carry given targets.
+
+  For each ``(value, output)`` pair in order (earlier blocks first), the inputs
+  the value projection really sees on ``x`` are read with the model's forward
+  (after the pairs before it were written), and ``value`` / ``output`` receive
+  the balanced factors of the ridge map from those inputs to ``targets``
+  (:func:`explicit_softmax.adapters._common.value_output_weights`); their biases
+  are set to zero. An attention layer then adds to each position the
+  attention-weighted mean of the targets of the positions it attends to. With
+  ``targets`` derived from context co-occurrences
+  (:func:`explicit_softmax.adapters._common.context_bag_weights`), that is the
+  count solution's vote of the context tokens for the next one.
+
+  Args:
+    model: the model; ``x`` goes through its own forward.
+    x: (B, T) token ids (or any inputs of the model).
+    pairs: ``[(value, output), ...]`` of ``nn.Linear`` layers: ``value`` (N ->
+      inner), ``output`` (inner -> D).
+    targets: (B, T, D) array, the residual update each position should carry.
+    ridge: relative ridge of the map.
+    batch_size: rows of ``x`` per forward batch.
+
+  Returns:
+    The written ``(W_V, W_O)`` of each pair, in the ``x @ W`` layout.
+  """
+  pairs = list(pairs)
+  if not pairs:
+    raise ValueError("pairs is empty; pass [(value, output), ...] nn.Linear pairs.")
+  targets = _common.as_float_array(targets)
+  written = []
+  for i, pair in enumerate(pairs):
+    if not (isinstance(pair, (tuple, list)) and len(pair) == 2):
+      raise ValueError(f"pairs[{i}] must be a (value, output) pair of nn.Linear layers; got "
+                       f"{type(pair).__name__}.")
+    value = _check_linear(pair[0], f"pairs[{i}][0] (the value projection)")
+    output = _check_linear(pair[1], f"pairs[{i}][1] (the output projection)")
+    if value.out_features != output.in_features or targets.shape[-1] != output.out_features:
+      raise ValueError(
+          f"pairs[{i}]: the value projection maps {value.in_features} -> {value.out_features}, "
+          f"the output projection {output.in_features} -> {output.out_features}, and the "
+          f"targets have width {targets.shape[-1]}; they must chain (value out = output in, "
+          "output out = target width).")
+    inputs = layer_inputs(model, value, x, batch_size=batch_size)
+    feats, tgt = _common.flatten_positions(inputs, targets, value.in_features, 0,
+                                           "the value projection's inputs")
+    _validation.check_layer_inputs(feats, value.in_features, 0, "the value projection's inputs")
+    if len(tgt) != len(feats) or tgt.ndim != 2:
+      raise ValueError(
+          f"targets of shape {targets.shape} do not match the value projection's inputs "
+          f"{inputs.shape}; pass one target row per position, (B, T, D).")
+    w_v, w_o = _common.value_output_weights(feats, tgt, value.out_features, ridge=ridge)
+    write_linear(value, w_v, None if value.bias is None else np.zeros(value.out_features))
+    write_linear(output, w_o, None if output.bias is None else np.zeros(output.out_features))
+    written.append((w_v, w_o))
+  return written
+
+
 class ResidualHead(nn.Module):
   """A dense head ``logits = x W_explicit + x dW + b`` around explicit weights.
 
@@ -344,7 +526,7 @@ class ResidualHead(nn.Module):
     bias: (M,) trainable bias.
   """
 
-  def __init__(self, explicit, *, trainable_explicit: bool = False,
+  def __init__(self, explicit: _common.Source, *, trainable_explicit: bool = False,
                dtype: torch.dtype | None = None, device=None,
                method: str | None = None,
                smoothing: float = solvers.DEFAULT_SMOOTHING,
@@ -356,8 +538,10 @@ class ResidualHead(nn.Module):
       trainable_explicit: whether ``W_explicit`` is an ``nn.Parameter``.
       dtype: parameter dtype (default: ``torch.get_default_dtype()``).
       device: parameter device.
-      method, smoothing, ridge: solver settings when ``explicit`` is statistics
-        (``method=None``: Newton if they hold the Gram matrix, else co-occurrence).
+      method: the solver when ``explicit`` is statistics (None: Newton if they
+        hold the Gram matrix, else co-occurrence).
+      smoothing: the co-occurrence smoothing, when ``explicit`` is statistics.
+      ridge: the Newton ridge, when ``explicit`` is statistics.
     """
     super().__init__()
     model = _common.as_explicit_model(explicit, method=method, smoothing=smoothing,
