@@ -42,8 +42,6 @@ SVMLIGHT_SUFFIXES = (".svm", ".svmlight", ".libsvm")
 CSV_SUFFIXES = (".csv", ".tsv")
 # Rows per batch when collecting statistics (one progress-bar tick each).
 BATCH_ROWS = 65_536
-BENCHMARKS = {"fit": "bench_fit.py", "mnist": "bench_mnist.py", "lm": "bench_lm.py",
-              "init": "bench_init.py"}
 
 EPILOG = """\
 examples:
@@ -55,7 +53,7 @@ examples:
   explicit-softmax fit table.csv --label-column -1 --out model.npz     # no header
   explicit-softmax predict model.npz test.csv --proba --out preds.csv
   explicit-softmax evaluate model.npz test.npz
-  explicit-softmax bench fit --quick                     # needs a source checkout
+  explicit-softmax bench fit --quick --out results      # results as JSON + PNG
 
 Data formats: .npz (X, y), .npy (X; labels as a second .npy or --labels),
 svmlight/libsvm (.svm, .svmlight, .libsvm) and CSV/TSV with a label column.
@@ -518,34 +516,32 @@ def _cmd_evaluate(args) -> int:
   return 0
 
 
-def benchmarks_dir() -> pathlib.Path:
-  """``benchmarks/`` of a source checkout (next to the package directory)."""
-  return pathlib.Path(__file__).resolve().parent.parent / "benchmarks"
-
-
 def _cmd_bench(args) -> int:
-  names = list(BENCHMARKS) if args.which == "all" else [args.which]
-  directory = benchmarks_dir()
-  scripts = [directory / BENCHMARKS[n] for n in names]
-  missing = [s for s in scripts if not s.is_file()]
-  if missing:
-    where = (f"{str(directory)!r} does not exist" if not directory.is_dir()
-             else f"{str(missing[0])!r} is missing")
-    raise ValueError(
-        f"{where}: `{PROG} bench` needs a source checkout of explicit-softmax with its "
-        "benchmarks/ directory (it is not installed with the package).")
-  for name, script in zip(names, scripts):
-    cmd = [sys.executable, str(script)]
-    if args.quick:
-      cmd.append("--quick")
+  from explicit_softmax import bench
+  from explicit_softmax.bench import _harness
+  if args.update_committed:
     if args.out:
-      out = pathlib.Path(args.out)
-      cmd += ["--out", str(out / "init.json" if name == "init" else out)]
-    print(f"== bench {name}: {' '.join(cmd)}", flush=True)
-    status = subprocess.run(cmd, cwd=directory.parent, check=False).returncode
-    if status:
-      print(f"{PROG}: error: bench {name} failed with exit status {status}.", file=sys.stderr)
-      return status
+      raise ValueError("give either --out or --update-committed, not both.")
+    if not _harness.COMMITTED.is_dir():
+      raise ValueError(
+          f"--update-committed rewrites the results committed with the source, "
+          f"{str(_harness.COMMITTED)!r}, which exists only in a source checkout; use --out DIR.")
+    out = _harness.COMMITTED
+  else:
+    out = pathlib.Path(args.out or time.strftime("explicit-softmax-bench-%Y%m%d-%H%M%S"))
+  out = out.resolve()
+  out.mkdir(parents=True, exist_ok=True)
+  cmd = [sys.executable, "-m", f"explicit_softmax.bench.{bench.MODULES[args.which]}"]
+  cmd += (["--quick"] if args.quick else []) + list(args.extra)
+  print(f"== bench {args.which}: {' '.join(cmd[1:])} -> {out}", flush=True)
+  # A process of its own: the benchmarks set thread counts before importing JAX.
+  status = subprocess.run(cmd, env={**os.environ, _harness.OUT_ENV: str(out)},
+                          check=False).returncode
+  if status:
+    print(f"{PROG}: error: bench {args.which} failed with exit status {status}.",
+          file=sys.stderr)
+    return status
+  print(f"results in {out}")
   return 0
 
 
@@ -683,16 +679,21 @@ def build_parser() -> argparse.ArgumentParser:
   _add_data_args(evaluate)
   evaluate.set_defaults(func=_cmd_evaluate)
 
+  from explicit_softmax.bench import MODULES
   bench = sub.add_parser(
-      "bench", help="run the benchmark scripts (source checkout only)",
+      "bench", help="run a benchmark (JSON + PNG results)",
       formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Run benchmarks/bench_*.py of a source checkout with this Python.",
-      epilog="examples:\n  explicit-softmax bench fit --quick\n"
-      "  explicit-softmax bench all --out /tmp/results\n")
-  bench.add_argument("which", choices=(*BENCHMARKS, "all"), help="which benchmark")
+      description="Run one benchmark of explicit_softmax.bench with this Python; arguments "
+      "after -- go to the benchmark itself.",
+      epilog="examples:\n  explicit-softmax bench fit --quick --out results\n"
+      "  explicit-softmax bench real -- --datasets iris,wine\n"
+      "  explicit-softmax bench mnist --update-committed     # in a source checkout\n")
+  bench.add_argument("which", choices=tuple(MODULES), help="which benchmark")
   bench.add_argument("--quick", action="store_true", help="reduced sizes")
-  bench.add_argument("--out", metavar="DIR", help="results directory "
-                     "(default: benchmarks/results)")
+  bench.add_argument("--out", metavar="DIR", help="results folder (default: a new folder "
+                     "explicit-softmax-bench-DATE-TIME in the current directory)")
+  bench.add_argument("--update-committed", action="store_true",
+                     help="rewrite the results committed with a source checkout")
   bench.set_defaults(func=_cmd_bench)
 
   demo = sub.add_parser(
@@ -729,7 +730,11 @@ def _one_line(err: BaseException) -> str:
 def main(argv=None) -> int:
   """Runs the command line; returns the exit status (0 on success)."""
   parser = build_parser()
-  args = parser.parse_args(argv)
+  argv = [str(a) for a in (sys.argv[1:] if argv is None else argv)]
+  # ``bench NAME ... -- ARGS``: everything after ``--`` goes to the benchmark.
+  extra = argv[argv.index("--") + 1:] if "--" in argv else []
+  args = parser.parse_args(argv[:len(argv) - len(extra) - bool(extra or "--" in argv)])
+  args.extra = extra
   if args.command is None:
     parser.print_help(sys.stderr)
     return 2

@@ -1,6 +1,6 @@
 """The benchmark report's logic: verdicts and derived figures follow the measurements.
 
-``benchmarks/report.py`` writes the README's results from the JSON files; these
+``explicit_softmax.bench.report`` writes the README's results from the JSON files; these
 tests feed it small hand-made results, so that a verdict (target met or not) and
 the derived numbers cannot drift from what was measured. The LM benchmark's
 curves must mark a diverged run as such (the report counts them).
@@ -8,19 +8,13 @@ curves must mark a diverged run as such (the report counts them).
 
 from __future__ import annotations
 
-import pathlib
-import sys
-
 import numpy as np
 import pytest
 
 import explicit_softmax as es
-
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[1] / "benchmarks"
-sys.path.insert(0, str(BENCHMARKS))
-import bench_lm  # noqa: E402
-import bench_mnist  # noqa: E402
-import report  # noqa: E402
+from explicit_softmax.bench import lm as bench_lm
+from explicit_softmax.bench import mnist as bench_mnist
+from explicit_softmax.bench import report
 
 
 def test_rows_for_interpolates_in_log_rows():
@@ -235,7 +229,7 @@ def test_real_section_appends_the_starts_study_only_when_recorded():
 
 def _deep_result(steps_ratios, seconds_ratios, final_differences):
   """A hand-made bench_deep result: one task, the explicit arm against default."""
-  import bench_deep
+  from explicit_softmax.bench import deep as bench_deep
   runs = {"default": [], "explicit": []}
   for sr, tr, diff in zip(steps_ratios, seconds_ratios, final_differences):
     # Default reaches its final loss 1.0 at step 100 (10 s); explicit reaches it at

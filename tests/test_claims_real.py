@@ -7,7 +7,7 @@ above ``LogisticRegression()``'s and accuracy within one point. Measured (and
 asserted as measured): accuracy holds on all four; log loss is far below on
 iris and wine, but 3% (breast_cancer) and up to 9% (digits) above, where the
 C chosen on held-out folds (0.32; 1 or 3.2, a close call) is not the lucky
-C = 1. The targets on MNIST and a bag of words are in benchmarks/bench_real.py.
+C = 1. The targets on MNIST and a bag of words are in explicit_softmax/bench/real.py.
 """
 
 from __future__ import annotations

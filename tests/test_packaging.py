@@ -64,3 +64,13 @@ def test_the_installed_wheel_runs_the_demo(installed):
                         capture_output=True, text=True, timeout=600)
   assert demo.returncode == 0, demo.stdout + demo.stderr
   assert "explicit co-occurrence (1 call)" in demo.stdout and "held-out CE" in demo.stdout
+
+
+def test_the_installed_wheel_runs_a_benchmark_into_its_out_folder(installed):
+  out = installed["work"] / "results"
+  run = subprocess.run([str(installed["venv"] / "bin" / "explicit-softmax"), "bench", "fit",
+                        "--quick", "--out", str(out)], cwd=installed["work"],
+                       capture_output=True, text=True, timeout=600)
+  assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+  assert (out / "fit.json").exists()
+  assert sorted(p.name for p in installed["work"].iterdir()) == ["results"]  # nothing else

@@ -1,6 +1,6 @@
 """MkDocs hook: the benchmark pages, generated from the committed JSON at build time.
 
-``benchmarks/report.py`` turns ``benchmarks/results/*.json`` into Markdown (the
+``explicit_softmax.bench.report`` turns ``benchmarks/results/*.json`` into Markdown (the
 README's results section). This hook puts the same text into the pages that ask
 for it (a ``<!-- generated:NAME -->`` marker) and the plots next to them, so no
 figure in the documentation is typed by hand.
@@ -8,24 +8,14 @@ figure in the documentation is typed by hand.
 
 from __future__ import annotations
 
-import importlib.util
-import pathlib
-
 from mkdocs.structure.files import File
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-RESULTS = ROOT / "benchmarks" / "results"
+from explicit_softmax.bench import report
 
-
-def _report():
-  spec = importlib.util.spec_from_file_location("_es_report", ROOT / "benchmarks" / "report.py")
-  module = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(module)
-  return module
+RESULTS = report.RESULTS
 
 
 def _generated(name: str) -> str:
-  report = _report()
   if name == "results":
     text = report.build()
   elif name == "real":

@@ -33,15 +33,13 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import sys
 import tempfile
 import time
 
 import numpy as np
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
-import _common  # noqa: E402
-import bench_real  # noqa: E402
+from explicit_softmax.bench import _harness as _common
+from explicit_softmax.bench import real as bench_real
 
 TOL = 1e-4
 STEPS = 500
@@ -296,4 +294,4 @@ def main(argv=None) -> None:
 
 
 if __name__ == "__main__":
-  main()
+  _common.run(main)

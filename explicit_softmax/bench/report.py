@@ -1,9 +1,10 @@
 """Writes the README's results section from the benchmark JSON files.
 
-Every figure in the README between the ``results`` markers comes from
-``benchmarks/results/*.json`` through this script, never typed by hand.
+Every figure in the README between the ``results`` markers, and on the
+documentation's benchmark pages, comes from the committed
+``benchmarks/results/*.json`` through this module, never typed by hand.
 
-Usage: python benchmarks/report.py [--readme README.md]
+Usage: ``python -m explicit_softmax.bench.report [--readme README.md] [--results DIR]``
 """
 
 from __future__ import annotations
@@ -12,10 +13,18 @@ import argparse
 import json
 import pathlib
 import re
+from explicit_softmax.bench import _harness  # noqa: E402
 
-HERE = pathlib.Path(__file__).resolve().parent
-RESULTS = HERE / "results"
+RESULTS = _harness.COMMITTED
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
+
+
+def _use_results(folder: pathlib.Path) -> None:
+  """Reads results from ``folder`` from now on (``--results``)."""
+  global RESULTS
+  if not folder.is_dir():
+    raise FileNotFoundError(f"results folder {str(folder)!r} does not exist.")
+  RESULTS = folder
 
 
 def _load(name):
@@ -856,8 +865,11 @@ def build() -> str:
 
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--readme", default=str(HERE.parent / "README.md"))
+  parser.add_argument("--readme", default=str(_harness.REPO / "README.md"))
+  parser.add_argument("--results", default=str(RESULTS),
+                      help="folder of the JSON results (default: the committed ones)")
   args = parser.parse_args(argv)
+  _use_results(pathlib.Path(args.results))
   readme = pathlib.Path(args.readme)
   text = readme.read_text()
   section = f"{BEGIN}\n{build()}\n{END}"
@@ -871,4 +883,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  _harness.run(main)

@@ -71,10 +71,9 @@ import pathlib
 import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
-sys.path.insert(0, str(REPO / "benchmarks"))
-from bench_init import limit_threads, summary  # noqa: E402  (one copy of each)
+from explicit_softmax.bench._harness import REPO, RESULTS  # noqa: E402
+from explicit_softmax.bench.init import limit_threads, summary  # noqa: E402  (one copy of each)
+from explicit_softmax.bench import _harness  # noqa: E402
 
 TASKS = ("cnn", "transfer", "lm")
 CNN_ARMS = ("default", "lsuv", "probe", "explicit")
@@ -917,4 +916,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  _harness.run(main)

@@ -50,8 +50,8 @@ import platform
 import sys
 import time
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
-RESULTS = REPO / "benchmarks" / "results"
+from explicit_softmax.bench._harness import REPO, RESULTS  # noqa: E402
+from explicit_softmax.bench import _harness  # noqa: E402
 ARMS = ("default", "explicit_head", "layerwise", "residual")
 LM_ARMS = ("svd", "random")
 LR, BATCH = 1e-3, 128
@@ -651,4 +651,4 @@ def main(argv=None) -> dict:
 
 
 if __name__ == "__main__":
-  main()
+  _harness.run(main)

@@ -22,15 +22,14 @@ Usage: python benchmarks/bench_fit.py [--repeats 15] [--out DIR]
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 
 import numpy as np
 
 import explicit_softmax as es
 
-sys.path.insert(0, __import__("os").path.dirname(__file__))
-from _common import median_seconds, write_json  # noqa: E402
+from explicit_softmax.bench._harness import median_seconds, write_json  # noqa: E402
+from explicit_softmax.bench import _harness  # noqa: E402
 
 # Seconds of idle before each timed call in the ``idle`` protocol.
 PAUSE = 0.25
@@ -127,4 +126,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  _harness.run(main)

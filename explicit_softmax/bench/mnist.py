@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
 import warnings
 
@@ -20,8 +19,7 @@ import numpy as np
 
 import explicit_softmax as es
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import _common  # noqa: E402
+from explicit_softmax.bench import _harness as _common
 
 TARGET_CE = 0.285
 M = 10
@@ -486,4 +484,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  _common.run(main)

@@ -26,8 +26,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-from _common import RESULTS, write_json  # noqa: E402
+from explicit_softmax.bench._harness import RESULTS, write_json  # noqa: E402
+from explicit_softmax.bench import _harness  # noqa: E402
 
 SMOOTHINGS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
 MEMORY_BUDGET = 2 * 2**30
@@ -173,7 +173,7 @@ def main(argv=None):
   supports = [min(int(s), args.vocab) for s in args.supports.split(",")]
   runs = []
   for support in supports:
-    cmd = [sys.executable, __file__, "--child", "--vocab", str(args.vocab),
+    cmd = [sys.executable, "-m", "explicit_softmax.bench.large_vocab", "--child", "--vocab", str(args.vocab),
            "--support", str(support), "--train-tokens", str(args.train_tokens),
            "--test-tokens", str(args.test_tokens), "--seed", str(args.seed)]
     proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -206,4 +206,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  _harness.run(main)

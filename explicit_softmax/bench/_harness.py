@@ -1,4 +1,13 @@
-"""Helpers shared by the benchmark scripts: machine facts, timing, JSON output."""
+"""The benchmarks' shared harness: where results go, machine facts, timing, JSON, errors.
+
+Every benchmark is a module of :mod:`explicit_softmax.bench`, run as
+``explicit-softmax bench NAME`` (or ``python -m explicit_softmax.bench.NAME``).
+Results go to ``--out DIR`` of the command line, which sets
+``EXPLICIT_SOFTMAX_BENCH_OUT`` for the benchmark process; without it, to a new
+folder ``explicit-softmax-bench-<date>-<time>`` in the current directory. The
+results committed with the source (``benchmarks/results`` of a checkout) are
+rewritten only by ``explicit-softmax bench NAME --update-committed``.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +15,29 @@ import json
 import os
 import pathlib
 import platform
+import sys
 import time
 from importlib import metadata
 
 import numpy as np
 
-RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+# The source checkout, if this is one (benchmarks/ next to the package).
+REPO = pathlib.Path(__file__).resolve().parents[2]
+COMMITTED = REPO / "benchmarks" / "results"
+OUT_ENV = "EXPLICIT_SOFTMAX_BENCH_OUT"
+# Where this run writes: the folder the command line chose, else a new one here.
+RESULTS = pathlib.Path(os.environ.get(OUT_ENV)
+                       or time.strftime("explicit-softmax-bench-%Y%m%d-%H%M%S")).resolve()
+
+
+def run(main) -> None:
+  """Runs a benchmark's ``main()``; a missing data file or a bad argument is one
+  line on stderr and exit status 1, not a traceback."""
+  try:
+    main()
+  except (FileNotFoundError, ValueError) as err:
+    print(f"explicit-softmax bench: error: {err}", file=sys.stderr)
+    raise SystemExit(1) from None
 
 
 def machine_facts() -> dict:

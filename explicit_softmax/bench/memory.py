@@ -36,8 +36,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-from _common import RESULTS, write_json  # noqa: E402
+from explicit_softmax.bench._harness import RESULTS, write_json  # noqa: E402
+from explicit_softmax.bench import _harness  # noqa: E402
 
 MODES = ("one-batch", "fresh-memmap", "sliced-memmap", "in-memory")
 
@@ -187,7 +187,7 @@ def main(argv=None):
   try:
     _write_data(directory, rows, n, m, args.batches, args.seed)
     for mode in MODES:
-      cmd = [sys.executable, __file__, "--child", mode, "--dir", directory,
+      cmd = [sys.executable, "-m", "explicit_softmax.bench.memory", "--child", mode, "--dir", directory,
              "--batch-rows", str(rows), "--features", str(n), "--classes", str(m),
              "--batches", str(args.batches)]
       proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -226,4 +226,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  _harness.run(main)

@@ -102,9 +102,9 @@ import scipy.special
 
 import explicit_softmax as es
 
-sys.path.insert(0, os.path.dirname(__file__))
-from _common import (RESULTS, best_per_budget, median_seconds, time_to_target,  # noqa: E402
-                     warm_up_jit, write_json)
+from explicit_softmax.bench import _harness
+from explicit_softmax.bench._harness import (REPO, RESULTS, best_per_budget, median_seconds,
+                                             time_to_target, warm_up_jit, write_json)
 
 try:
   from tqdm.auto import tqdm
@@ -780,7 +780,7 @@ def _default_text() -> str | None:
   env = os.environ.get("EXPLICIT_SOFTMAX_DATA")
   if env:
     return os.path.join(env, "tinyshakespeare.txt")
-  fallback = pathlib.Path(__file__).resolve().parents[2] / "shared" / "data" / "tinyshakespeare.txt"
+  fallback = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
   return str(fallback) if fallback.is_file() else None
 
 
@@ -889,4 +889,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  _harness.run(main)

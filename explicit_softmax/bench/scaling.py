@@ -31,8 +31,8 @@ import time
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(__file__))
-from _common import RESULTS, median_seconds, write_json  # noqa: E402
+from explicit_softmax.bench._harness import RESULTS, median_seconds, write_json  # noqa: E402
+from explicit_softmax.bench import _harness  # noqa: E402
 
 
 def child(devices: int, t: int, n: int, m: int, repeats: int) -> dict:
@@ -134,7 +134,7 @@ def main(argv=None):
       raise SystemExit(f"--samples must be a multiple of 8 x devices; got {args.samples}.")
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={d}",
                JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, __file__, "--child", str(d), "--samples", str(args.samples),
+    cmd = [sys.executable, "-m", "explicit_softmax.bench.scaling", "--child", str(d), "--samples", str(args.samples),
            "--features", str(args.features), "--classes", str(args.classes),
            "--repeats", str(args.repeats)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -174,4 +174,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  _harness.run(main)

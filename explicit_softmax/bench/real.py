@@ -91,11 +91,11 @@ import warnings
 
 import numpy as np
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import report  # noqa: E402
-from _common import write_json  # noqa: E402
+from explicit_softmax.bench import report  # noqa: E402
+from explicit_softmax.bench._harness import write_json  # noqa: E402
 
-REPO = pathlib.Path(__file__).resolve().parents[1]
+from explicit_softmax.bench._harness import REPO  # noqa: E402
+from explicit_softmax.bench import _harness  # noqa: E402
 SHARED = REPO.parent / "shared" / "data"
 DATASETS = ("iris", "wine", "breast_cancer", "digits", "mnist", "shakespeare")
 QUICK = ("iris", "wine", "digits")
@@ -504,7 +504,7 @@ def run_starts(data: tuple, clf, *, nonnegative: bool, newton_max_features: int,
 # -- the parent: one process per data set, then the outputs ---------------------------------
 
 def _child(name: str, args) -> dict:
-  cmd = [sys.executable, os.path.abspath(__file__), "--one", name,
+  cmd = [sys.executable, "-m", "explicit_softmax.bench.real", "--one", name,
          "--warm-repeats", str(args.warm_repeats), "--warm-cap", str(args.warm_cap),
          "--newton-max-features", str(args.newton_max_features),
          "--starts-newton-max-features", str(args.starts_newton_max_features),
@@ -709,4 +709,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-  main()
+  _harness.run(main)
