@@ -26,7 +26,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import scipy.special
-import scipy.stats
 
 from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
@@ -362,7 +361,7 @@ class LogLinearSource:
     h = self.conditional_entropies(self.sample(n_tokens + burn_in + self.order, seed=seed))
     h = h[burn_in:]
     batches = h[:len(h) // 50 * 50].reshape(50, -1).mean(axis=1)
-    return float(h.mean()), float(scipy.stats.sem(batches))
+    return float(h.mean()), float(batches.std(ddof=1) / np.sqrt(len(batches)))
 
 
 @jax.jit
