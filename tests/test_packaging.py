@@ -51,6 +51,9 @@ def test_build_makes_an_sdist_and_a_wheel_with_the_type_marker(installed):
   with zipfile.ZipFile(installed["wheel"]) as wheel:
     files = wheel.namelist()
   assert "explicit_softmax/py.typed" in files
+  # Subpackages travel too (packages.find includes "explicit_softmax*").
+  assert {"explicit_softmax/data/__init__.py", "explicit_softmax/data/idx.py",
+          "explicit_softmax/data/sources.py", "explicit_softmax/data/text.py"} <= set(files)
   assert not any(f.startswith(("tests/", "benchmarks/", "docs/")) for f in files)
 
 
