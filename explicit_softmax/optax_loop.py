@@ -214,6 +214,7 @@ class _Minibatches(_FullBatch):
     self.t, self.batch_size, self.steps, self.host = t, batch_size, steps, host
     self.per_epoch = t // batch_size
     self.rng = np.random.default_rng(seed)
+    self.order = self.perm = self.rates = None  # the current epoch's, drawn at its first step
 
   def advance(self, k: int, limit: int):
     pos = k % self.per_epoch

@@ -171,94 +171,79 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels,
            callback: Callable | None = None, callback_every: int = 1,
            precondition: bool | str | preconditioning.Standardizer | np.ndarray = False,
            seed: int = 0) -> model_lib.SoftmaxModel:
-  """Refines ``model`` by iterative optimisation of the training objective.
+  """Refines ``model`` by minimising ``J`` (4), mean cross-entropy plus ``(l2/2) ||W||^2``.
 
-  The objective is the weighted mean cross-entropy (1) plus ``(l2/2) ||W||^2``.
-  Full-batch runs stop when the gradient norm, relative to that of the uniform
-  model, falls to ``tol`` (the model is then certified, see
+  Full-batch runs stop once the relative gradient norm (5) falls to ``tol``
+  (the model is then certified, see
   :func:`explicit_softmax.diagnostics.optimality_certificate`), or after
-  ``steps`` steps; ``model.info["refine"]`` records whether the run converged,
-  after how many steps and why it stopped (as scipy's ``OptimizeResult``).
-
-  Precision. L-BFGS on problems up to ``HOST_MAX_WORK`` multiply-adds per
-  evaluation runs on the host in float64 (scipy's L-BFGS-B): no compilation,
-  and tight tolerances are reachable. Larger problems and adam/sgd run jitted
-  float32 optax steps, where a line search may stall near ``1e-4`` relative
-  gradient norm; the record then says so.
+  ``steps`` steps. L-BFGS up to ``HOST_MAX_WORK`` multiply-adds per evaluation
+  runs on the host in float64 (scipy, no compilation, tight tolerances);
+  everything else runs jitted float32 optax steps, where a line search may
+  stall near ``1e-4``, and the record then says so.
 
   Args:
     model: the starting point (an explicit solution, zeros, anything).
-    X: (T, N) real features (dense, sparse or :class:`TokenFeatures`). Data
-      that no single process holds (a dask array or DataFrame, or a
-      ``jax.Array`` whose rows span several JAX processes) is refined by the
-      same float64 L-BFGS, each evaluation one pass in which every partition
-      adds its loss and gradient where it lives (``method="lbfgs"`` only).
+    X: (T, N) real features (dense, sparse or :class:`TokenFeatures`). Data no
+      single process holds (a dask array or DataFrame, a ``jax.Array`` whose
+      rows span several JAX processes) takes the float64 L-BFGS, each
+      evaluation one pass summing every partition's loss and gradient where it
+      lives (``method="lbfgs"`` only).
     y: (T,) labels or (T, M) soft labels (for a dask DataFrame the name of
       its label column).
     method: ``"lbfgs"`` (full batch; the training loss never increases),
       ``"adam"`` or ``"sgd"`` (shortcuts for ``optax.adam`` and ``optax.sgd``
-      at ``learning_rate``), or any ``optax.GradientTransformation``, such as
+      at ``learning_rate``), or any ``optax.GradientTransformation`` such as
       ``optax.adamw(1e-3)`` or ``optax.chain(optax.clip(1.0), optax.sgd(0.1))``,
-      run by the same jitted float32 loop (full batch or minibatch; its
-      ``update`` also receives ``value``, ``grad`` and ``value_fn``, so
-      ``optax.lbfgs()`` works too). The record's ``method`` is then
-      ``"optax.GradientTransformation"``.
+      run by the same jitted loop (its ``update`` also receives ``value``,
+      ``grad`` and ``value_fn``, so ``optax.lbfgs()`` works too).
     steps: the maximum number of optimiser steps.
     tol: stop (converged) once ``||grad|| <= tol * ||grad at W = 0, b = 0||``
       (full batch only; minibatch runs take all ``steps``). ``0`` runs all steps.
-    l2: L2 penalty ``(l2/2) ||W||^2`` added to the mean cross-entropy. Without
-      it (``l2 = 0``) the optimum of linearly separable data lies at infinity
-      and held-out loss can grow as training loss falls; ``l2 = 1 / T`` is
-      scikit-learn's ``LogisticRegression(C=1)``.
-    batch_size: minibatch size for adam, sgd or a transformation (None: full batch). Batches are
-      drawn without replacement, one permutation per epoch, seeded by ``seed``;
-      a sparse matrix is sliced on the host and densified one batch at a time.
+    l2: the penalty. Without it the optimum of linearly separable data lies at
+      infinity; ``l2 = 1 / T`` is scikit-learn's ``LogisticRegression(C=1)``.
+    batch_size: rows per step for adam, sgd or a transformation (None: full
+      batch), drawn without replacement, one permutation per epoch, seeded by
+      ``seed``; a sparse matrix is densified on the host one batch at a time.
     learning_rate: step size for adam/sgd (defaults: adam 1e-2, sgd 0.5), or a
-      schedule ``step -> step size`` such as an ``optax`` schedule (evaluated
-      on the host each step; no recompilation). None with ``"lbfgs"`` and with
-      a transformation, which carries its own.
+      schedule ``step -> step size`` (evaluated on the host each step; no
+      recompilation). None for ``"lbfgs"`` and for a transformation, which
+      carries its own.
     sample_weight: optional (T,) nonnegative weights.
     callback: ``callback(step, model, record) -> bool | None`` after every
       ``callback_every``-th step and after the last; ``record`` holds that
-      step's ``loss``, ``grad_norm`` and ``seconds``. Returning True stops
-      early. Time spent in the callback is excluded from ``seconds``.
-    callback_every: steps between callbacks. Minibatch adam/sgd on a dense or
-      token input runs the steps between callbacks (within an epoch) in one
-      jitted loop, so a larger value is faster; the per-step ``seconds`` of
-      such a run are its segments' times spread evenly over their steps.
-      Frequent callbacks slow a run beyond their own (unclocked) time: each
-      segment is a separate call, and a callback's work (say, a held-out
-      evaluation) can slow the steps after it. ``seconds`` includes both, so
-      callbacks far apart give timings closest to an unobserved run.
-    precondition: optimise in other coordinates ``V`` with ``[W; b] = P V``
-      (the optimum is the same; only the path and its speed change).
-      ``True``: whitened by the input Gram matrix, the Kronecker factor
-      ``X1^T X1 / T`` of the Hessian that the Newton closed form inverts (see
-      :func:`gram_preconditioner`; a factor it returned may be passed
-      instead, to share it between calls). ``"standardize"`` (or a
-      :class:`Standardizer`): on centred features of unit variance (damped
-      by ``M l2``, see :meth:`Standardizer.from_design`), O(N M) per step at
-      any width, sparse inputs included.
+      step's ``loss``, ``grad_norm`` and ``seconds`` (callback time excluded).
+      Returning True stops early.
+    callback_every: steps between callbacks. Minibatch steps on a dense or
+      token input between callbacks (within an epoch) run in one jitted loop,
+      their ``seconds`` spread evenly: callbacks far apart run fastest and
+      time closest to an unobserved run.
+    precondition: optimise ``V`` with ``[W; b] = P V`` (same optimum, another
+      path). ``True``: whitened by the input Gram matrix (see
+      :func:`explicit_softmax.preconditioning.gram_preconditioner`, whose
+      factor may be passed instead). ``"standardize"`` (or a
+      :class:`~explicit_softmax.preconditioning.Standardizer`): centred
+      features of unit variance, O(N M) per step, sparse inputs included.
     seed: nonnegative integer seed of the minibatch order and of the
       preconditioner's rows.
 
   Returns:
     The refined :class:`SoftmaxModel`, with its per-step :class:`History` and
     ``info["refine"]``: ``converged``, ``reason``, ``steps``,
-    ``relative_grad_norm``, ``tol``, ``precision``, ``evaluations`` (the
-    loss-and-gradient evaluations of host L-BFGS, None on the jitted path)
-    and the arguments; on partitioned data also ``passes`` (every pass over
-    the partitions, the reference norm and preconditioner included).
+    ``relative_grad_norm``, ``tol``, ``precision``, ``evaluations`` (of host
+    L-BFGS; None when jitted), the arguments (``method`` is
+    ``"optax.GradientTransformation"`` for one) and, on partitioned data,
+    ``passes``.
 
   Raises:
     ValueError: for invalid arguments or data (naming the problem), a negative
       or non-finite learning rate (a schedule's is checked at each step), and
-      a run that diverged (its loss or parameters became NaN or inf; the
-      message names the step): never a model that predicts NaN.
+      a run that diverged (the message names the step): never a NaN model.
 
   References:
     D. C. Liu and J. Nocedal, "On the limited memory BFGS method for large
     scale optimization", Mathematical Programming 45 (1989).
+    D. P. Kingma and J. Ba, "Adam: A Method for Stochastic Optimization",
+    ICLR 2015.
   """
   _validation.check_instance("model", model, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
   tx, rate_at, rate = _optimiser(method, learning_rate, batch_size)
