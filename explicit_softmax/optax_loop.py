@@ -214,7 +214,10 @@ class _Minibatches(_FullBatch):
     self.t, self.batch_size, self.steps, self.host = t, batch_size, steps, host
     self.per_epoch = t // batch_size
     self.rng = np.random.default_rng(seed)
-    self.order = self.perm = self.rates = None  # the current epoch's, drawn at its first step
+    # The current epoch's row order (and on the device its rows and rates), drawn at its first step.
+    self.order: np.ndarray | None = None
+    self.perm: jax.Array | None = None
+    self.rates: jax.Array | None = None
 
   def advance(self, k: int, limit: int):
     pos = k % self.per_epoch
