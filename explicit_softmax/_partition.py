@@ -4,7 +4,7 @@ Data that no single process holds (a dask collection, the rows of a multi-proces
 ``jax.Array``) is a sequence of partitions along the sample axis. Every quantity the
 library needs is a sum over samples, so it is computed per partition where the rows
 live and the small results are added: statistics (``statistics._partition_statistics``)
-and the loss and gradient (``refinement._partition_objective``).
+and the loss and gradient (``_partitioned._partition_objective``).
 
 This module holds what both engines share: the :class:`Partition` record, the checks
 of one partition (the in-memory checks, called unchanged) and the wrapping of their

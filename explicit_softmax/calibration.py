@@ -52,6 +52,10 @@ def calibrate(model: model_lib.SoftmaxModel, X: Features, y: Labels, *,
 
   Returns:
     A :class:`SoftmaxModel` with weights ``tau W`` and bias ``tau b + beta``.
+
+  References:
+    C. Guo, G. Pleiss, Y. Sun and K. Q. Weinberger, "On Calibration of Modern
+    Neural Networks", ICML 2017.
   """
   _validation.check_instance("model", model, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
   l2 = _validation.check_number("l2", l2)
@@ -62,47 +66,88 @@ def calibrate(model: model_lib.SoftmaxModel, X: Features, y: Labels, *,
   targets = _validation.check_targets(y, t, model.n_classes)
   w = _validation.check_sample_weight(sample_weight, t)
   w = w / w.sum()
-  absent = np.flatnonzero(targets.class_mass(w) <= 0)
+  _check_every_class(targets.class_mass(w), l2)
+  z = (design.logits(model.weights) + model.bias).astype(np.float64)
+  u = _newton(z, targets.dense(np.float64), w, l2, steps)
+  tau, beta = u[0], u[1:]
+  info = dict(model.info)
+  info["calibration"] = {"temperature": float(tau), "l2": float(l2)}
+  return model.replace(weights=tau * model.weights, bias=tau * model.bias + beta, info=info,
+                       history=None)
+
+
+def _check_every_class(class_mass: np.ndarray, l2: float) -> None:
+  """A ValueError naming the classes without target mass, unless ``l2 > 0``.
+
+  Such a class's maximum-likelihood bias is minus infinity: the loss falls for
+  ever as it drops.
+  """
+  absent = np.flatnonzero(class_mass <= 0)
   if l2 == 0 and absent.size:
     shown = ", ".join(map(str, absent[:10])) + (", ..." if absent.size > 10 else "")
     raise ValueError(
-        f"{absent.size} of {model.n_classes} classes ({shown}) have no samples in the "
+        f"{absent.size} of {len(class_mass)} classes ({shown}) have no samples in the "
         "calibration data, so their calibrated bias would be minus infinity. Calibrate "
         "on rows that contain every class, or pass l2 > 0 (e.g. l2=1/len(y)) to shrink "
         "the bias corrections towards zero.")
-  z = (design.logits(model.weights) + model.bias).astype(np.float64)
-  y_mat = targets.dense(np.float64)
-  m = model.n_classes
 
-  def loss_and_probs(u):
-    log_p = scipy.special.log_softmax(u[0] * z + u[1:], axis=1)
-    penalty = 0.5 * l2 * (u[1:] @ u[1:])
-    return penalty - (w * (y_mat * log_p).sum(axis=1)).sum(), np.exp(log_p)
 
-  u = np.zeros(m + 1)
+def _loss_and_probs(u: np.ndarray, z: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float):
+  """The penalised cross-entropy of the logits ``tau z_t + beta``, ``u = (tau, beta)``,
+  and their probabilities (T, M)."""
+  log_p = scipy.special.log_softmax(u[0] * z + u[1:], axis=1)
+  penalty = 0.5 * l2 * (u[1:] @ u[1:])
+  return penalty - (w * (y * log_p).sum(axis=1)).sum(), np.exp(log_p)
+
+
+def _newton_step(u: np.ndarray, p: np.ndarray, z: np.ndarray, y: np.ndarray, w: np.ndarray,
+                 l2: float) -> np.ndarray | None:
+  """The Newton step ``-H^{-1} g`` in ``u = (tau, beta)`` (None: a numerically zero ``H``).
+
+  With ``d logits_t / d u = [z_t, I]`` the gradient is ``sum_t w_t [z_t, I]^T
+  (p_t - y_t)`` and the Hessian ``sum_t w_t [z_t, I]^T (diag p_t - p_t p_t^T)
+  [z_t, I]``, plus ``l2`` on ``beta``.
+  """
+  m = z.shape[1]
+  r = w[:, None] * (p - y)                     # dL/dlogits
+  grad = np.concatenate([[(r * z).sum()], r.sum(axis=0) + l2 * u[1:]])
+  wp = w[:, None] * p
+  pz = (p * z).sum(axis=1, keepdims=True)      # E_p[z_t]
+  h_bb = np.diag(wp.sum(axis=0) + l2) - p.T @ wp
+  h_tb = (wp * (z - pz)).sum(axis=0)
+  h_tt = (wp * (z - pz) ** 2).sum()
+  hess = np.block([[np.array([[h_tt]]), h_tb[None]], [h_tb[:, None], h_bb]])
+  # Without l2 the Hessian is singular along a common shift of beta (and along
+  # tau too if z_t does not vary). The gradient has no component there, so a
+  # tiny relative ridge gives the minimum-norm step and lets a Cholesky solve
+  # (M^3/3) replace an SVD, which dominated the cost at M in the thousands.
+  hess[np.diag_indices(m + 1)] += 1e-10 * np.trace(hess) / (m + 1)
+  try:
+    return scipy.linalg.cho_solve(scipy.linalg.cho_factor(hess), -grad)
+  except np.linalg.LinAlgError:  # a numerically zero Hessian: nothing left to fit
+    return None
+
+
+def _newton(z: np.ndarray, y: np.ndarray, w: np.ndarray, l2: float, steps: int) -> np.ndarray:
+  """``u = (tau, beta)`` by damped Newton steps from ``(1, 0)``, halving to descend.
+
+  Stops after ``steps`` steps, when a step gains less than 1e-10 nats, or when
+  no step of at least 1e-6 of Newton's lowers the loss.
+
+  References:
+    S. Boyd and L. Vandenberghe, "Convex Optimization", Cambridge University
+    Press (2004), section 9.5 (Newton's method with backtracking).
+  """
+  u = np.zeros(z.shape[1] + 1)
   u[0] = 1.0
-  loss, p = loss_and_probs(u)
+  loss, p = _loss_and_probs(u, z, y, w, l2)
   for _ in range(steps):
-    r = w[:, None] * (p - y_mat)                 # dL/dlogits
-    grad = np.concatenate([[(r * z).sum()], r.sum(axis=0) + l2 * u[1:]])
-    wp = w[:, None] * p
-    pz = (p * z).sum(axis=1, keepdims=True)      # E_p[z_t]
-    h_bb = np.diag(wp.sum(axis=0) + l2) - p.T @ wp
-    h_tb = (wp * (z - pz)).sum(axis=0)
-    h_tt = (wp * (z - pz) ** 2).sum()
-    hess = np.block([[np.array([[h_tt]]), h_tb[None]], [h_tb[:, None], h_bb]])
-    # Without l2 the Hessian is singular along a common shift of beta (and along
-    # tau too if z_t does not vary). The gradient has no component there, so a
-    # tiny relative ridge gives the minimum-norm step and lets a Cholesky solve
-    # (M^3/3) replace an SVD, which dominated the cost at M in the thousands.
-    hess[np.diag_indices(m + 1)] += 1e-10 * np.trace(hess) / (m + 1)
-    try:
-      step = scipy.linalg.cho_solve(scipy.linalg.cho_factor(hess), -grad)
-    except np.linalg.LinAlgError:  # a numerically zero Hessian: nothing left to fit
+    step = _newton_step(u, p, z, y, w, l2)
+    if step is None:
       break
     scale = 1.0
     while scale > 1e-6:
-      new_loss, new_p = loss_and_probs(u + scale * step)
+      new_loss, new_p = _loss_and_probs(u + scale * step, z, y, w, l2)
       if new_loss <= loss:
         break
       scale /= 2
@@ -112,8 +157,4 @@ def calibrate(model: model_lib.SoftmaxModel, X: Features, y: Labels, *,
     u, loss, p = u + scale * step, new_loss, new_p
     if converged:
       break
-  tau, beta = u[0], u[1:]
-  info = dict(model.info)
-  info["calibration"] = {"temperature": float(tau), "l2": float(l2)}
-  return model.replace(weights=tau * model.weights, bias=tau * model.bias + beta, info=info,
-                       history=None)
+  return u

@@ -25,9 +25,12 @@ import numpy as np
 
 from explicit_softmax import _design
 from explicit_softmax import _partition
+from explicit_softmax import _partitioned
 from explicit_softmax import _targets
 from explicit_softmax import _validation
+from explicit_softmax import convergence
 from explicit_softmax import model as model_lib
+from explicit_softmax import objective
 from explicit_softmax import refinement
 from explicit_softmax import solvers
 from explicit_softmax import statistics
@@ -62,7 +65,7 @@ MAX_STEPS = 1000
 # missed tol within 1,000 (scikit-learn's breast_cancer and digits).
 PRECONDITION = "standardize"
 # Problems with at most this many parameters (N+1) M end with exact Newton
-# steps (refinement.newton_polish): the optimum to float64 precision, so that
+# steps (objective.newton_polish): the optimum to float64 precision, so that
 # equal data in another form (weights for repeated rows, sparse for dense, a
 # shuffle) gives the same model, not two points within tol of it.
 POLISH_MAX_PARAMETERS = 1024
@@ -116,28 +119,28 @@ def better_start(model: model_lib.SoftmaxModel, design, targets: _targets.Target
   zero = model_lib.SoftmaxModel(np.zeros_like(model.weights), np.zeros_like(model.bias),
                                 info={"method": "zero"})
 
-  def objective(m):
+  def value(m):
     theta = np.vstack([m.weights, m.bias]).astype(np.float64)
-    return refinement.penalised_objective(design, targets, w, theta, l2, need_grad=False)[0]
+    return objective.penalised_objective(design, targets, w, theta, l2, need_grad=False)[0]
 
-  return model if objective(model) <= objective(zero) else zero
+  return model if value(model) <= value(zero) else zero
 
 
 def _polished(model: model_lib.SoftmaxModel, design, targets, w_raw: np.ndarray,
               l2: float) -> model_lib.SoftmaxModel:
-  """``model`` after :func:`refinement.newton_polish`, its record updated."""
+  """``model`` after :func:`objective.newton_polish`, its record updated."""
   w = w_raw / w_raw.sum()
   theta = np.vstack([model.weights, model.bias]).astype(np.float64)
-  theta, taken = refinement.newton_polish(theta, design, targets, w, l2)
+  theta, taken = objective.newton_polish(theta, design, targets, w, l2)
   if not taken:
     return model
   record = dict(model.info["refine"])
-  norm = np.linalg.norm(refinement.penalised_objective(design, targets, w, theta, l2)[1])
-  zero_norm = refinement.zero_grad_norm(design, targets, w, theta.shape[1])
+  norm = np.linalg.norm(objective.penalised_objective(design, targets, w, theta, l2)[1])
+  zero_norm = objective.zero_grad_norm(design, targets, w, theta.shape[1])
   record["relative_grad_norm"] = float(norm / zero_norm) if zero_norm > 0 else 0.0
   record["newton_polish_steps"] = taken
   if record["relative_grad_norm"] <= record["tol"]:
-    record["converged"], record["reason"] = True, refinement.REASONS["tol"]
+    record["converged"], record["reason"] = True, convergence.REASONS["tol"]
   # One rounding to float32, of the centred bias (see fit_optimum).
   return model.replace(weights=theta[:-1], bias=theta[-1] - theta[-1].mean(),
                        info={**model.info, "refine": record})
@@ -253,7 +256,7 @@ def choose_l2(design, targets: _targets.Targets, w_raw: np.ndarray, start: model
 
 def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
                 l2: float | str = "auto", start: str | model_lib.SoftmaxModel = "auto",
-                tol: float = refinement.DEFAULT_TOL, sample_weight: SampleWeight = None,
+                tol: float = objective.DEFAULT_TOL, sample_weight: SampleWeight = None,
                 cv: Splits = None,
                 seed: int = 0) -> model_lib.SoftmaxModel:
   """The L2-regularised multinomial optimum (4), from zero or a given start.
@@ -282,7 +285,7 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
   seed = _validation.check_integer("seed", seed, minimum=0)
   l2 = _validation.check_l2(l2)
   tol = _validation.check_number("tol", tol)
-  parts = refinement.partitioned(X, y, sample_weight, n_classes)
+  parts = _partitioned.partitioned(X, y, sample_weight, n_classes)
   if parts is not None:
     return _fit_optimum_partitioned(parts, X, y, sample_weight, l2=l2, start=start, tol=tol,
                                     cv=cv, seed=seed)
@@ -365,7 +368,7 @@ def _fit_optimum_partitioned(design, X, y, sample_weight, *, l2, start, tol, cv,
     model = solvers.solve(stats, start)
   path = None
   if isinstance(l2, str):
-    rows, total = parts.map_reduce(_partition_size, (m,), refinement._add)
+    rows, total = parts.map_reduce(_partition_size, (m,), _partitioned.add)
     _validation.check_sample_weight(np.array([total]), 1)  # a positive total weight
     if not hasattr(parts, "sample"):
       raise ValueError(
@@ -397,7 +400,7 @@ def _fit_optimum_partitioned(design, X, y, sample_weight, *, l2, start, tol, cv,
 
 def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "auto", *,
         smoothing: float = solvers.DEFAULT_SMOOTHING, ridge: float = solvers.DEFAULT_RIDGE,
-        l2: float | str = "auto", tol: float = refinement.DEFAULT_TOL,
+        l2: float | str = "auto", tol: float = objective.DEFAULT_TOL,
         sample_weight: SampleWeight = None,
         cv: Splits = None) -> model_lib.SoftmaxModel:
   """Fits a softmax model in one call.
@@ -431,7 +434,7 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
   """
   _validation.check_choice("method", method, METHODS)
   if method == "auto":
-    parts = refinement.partitioned(X, y, sample_weight, n_classes)
+    parts = _partitioned.partitioned(X, y, sample_weight, n_classes)
     if parts is not None:  # dask or several JAX processes: one pass decides
       n_classes = parts.parts.n_classes
       # min: "all partitions one-hot" (as 0/1, which also crosses processes).

@@ -43,6 +43,7 @@ from explicit_softmax import _dask
 from explicit_softmax import _validation
 from explicit_softmax import calibration
 from explicit_softmax import fitting
+from explicit_softmax import objective
 from explicit_softmax import refinement
 from explicit_softmax import solvers
 from explicit_softmax import statistics
@@ -119,7 +120,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
 
   def __init__(self, method: str = "auto", smoothing: float = solvers.DEFAULT_SMOOTHING,
                ridge: float = solvers.DEFAULT_RIDGE, l2: float | str = "auto",
-               tol: float = refinement.DEFAULT_TOL,
+               tol: float = objective.DEFAULT_TOL,
                cv: Splits = None, calibrate: bool = False,
                refine: str | None = None, refine_steps: int = 50):
     self.method = method

@@ -242,21 +242,21 @@ def test_refine_says_why_it_stopped():
 def test_float32_device_lbfgs_records_how_it_stopped(monkeypatch):
   """Above ``HOST_MAX_WORK`` L-BFGS runs jitted in float32: still monotone, and
   its record says whether it converged or stalled (never a silent stop)."""
-  from explicit_softmax import refinement
+  from explicit_softmax import convergence, refinement
   monkeypatch.setattr(refinement, "HOST_MAX_WORK", 0)
   x, y = dense_data(np.random.default_rng(9), 300, 6, 3)
   run = es.refine(es.fit(x, y, method="cooccurrence"), x, y, steps=300, l2=1e-2, tol=1e-3)
   record = run.info["refine"]
   assert record["precision"] == "float32"
   assert np.all(np.diff(run.history.loss) <= 0)
-  assert record["reason"] in (refinement.REASONS["tol"], refinement.REASONS["stalled"])
+  assert record["reason"] in (convergence.REASONS["tol"], convergence.REASONS["stalled"])
   assert record["converged"] == (record["relative_grad_norm"] <= 1e-3)
 
 
 def test_gram_preconditioner_is_a_damped_cholesky_factor():
-  from explicit_softmax import _design, refinement
+  from explicit_softmax import _design, preconditioning
   x, _ = dense_data(np.random.default_rng(7), 200, 5, 2)
-  chol = refinement.gram_preconditioner(_design.as_design(x), rows=10_000, ridge=0.5)
+  chol = preconditioning.gram_preconditioner(_design.as_design(x), rows=10_000, ridge=0.5)
   x1 = np.hstack([x, np.ones((200, 1))])
   gram = x1.T @ x1 / 200
   expected = gram + 0.5 * np.trace(gram) / 6 * np.eye(6)
@@ -313,3 +313,78 @@ def test_learning_rate_schedule_is_called_per_step():
   decayed = es.refine(start, x, y, method="adam", steps=20,
                       learning_rate=lambda k: 0.05 * (1 - k / 20))
   assert decayed.log_loss(x, y) < start.log_loss(x, y)
+
+
+def test_an_optax_transformation_reaches_the_optimum_of_the_named_methods():
+  """``method`` takes any optax GradientTransformation, run by the loop of "adam".
+
+  ``optax.adam(r)`` is what ``method="adam", learning_rate=r`` runs: the same
+  steps up to float32 rounding. Every converged run is near the float64 optimum
+  ``theta*`` of host L-BFGS by convexity: ``0 <= J(theta) - J* <= <grad J(theta),
+  theta - theta*> <= ||grad J(theta)|| ||theta - theta*||``, gradients in float64.
+  """
+  import json
+
+  import optax
+  from explicit_softmax import _design, _validation, objective
+  x, y = dense_data(np.random.default_rng(11), 300, 6, 3)
+  l2, tol = 1e-2, 1e-4
+  zero = es.SoftmaxModel(np.zeros((6, 3)), np.zeros(3))
+  named = es.refine(zero, x, y, method="adam", learning_rate=0.05, steps=3000, l2=l2, tol=tol)
+  runs = [es.refine(zero, x, y, method=tx, steps=3000, l2=l2, tol=tol) for tx in (
+      optax.adam(0.05), optax.chain(optax.clip_by_global_norm(1.0), optax.adam(0.05)),
+      optax.lbfgs())]  # optax.lbfgs takes value, grad and value_fn: the loop passes them
+  np.testing.assert_allclose(runs[0].history.loss, named.history.loss, rtol=1e-5)
+  optimum = es.refine(zero, x, y, steps=1000, l2=l2, tol=1e-10)
+  design = _design.as_design(x)
+  targets = _validation.check_targets(y, 300, 3)
+  w = np.full(300, 1 / 300)
+
+  def objective_and_grad(model):
+    theta = np.vstack([model.weights, model.bias]).astype(np.float64)
+    return (*objective.penalised_objective(design, targets, w, theta, l2), theta)
+
+  best, _, theta_star = objective_and_grad(optimum)
+  for run in [named] + runs:
+    record = run.info["refine"]
+    assert record["converged"] and record["relative_grad_norm"] <= tol, record
+    assert record["precision"] == "float32" and record["evaluations"] is None
+    value, grad, theta = objective_and_grad(run)
+    # 1e-9: the optimum's own distance from J*, its gradient norm 1e-10 relative.
+    assert -1e-9 <= value - best <= np.linalg.norm(grad) * np.linalg.norm(theta - theta_star) + 1e-9
+  for run in runs:
+    record = run.info["refine"]
+    assert record["method"] == "optax.GradientTransformation"
+    assert record["learning_rate"] is None
+    json.dumps(record)  # JSON-safe, as the other records
+
+
+@pytest.mark.parametrize("callback_every", [1, 5])
+def test_an_optax_transformation_takes_the_minibatch_steps_of_its_shortcut(callback_every):
+  """Minibatches (jitted segments between callbacks) feed a user's transformation the
+  batches the shortcut gets: ``optax.sgd(r)`` and ``method="sgd"`` take the same steps."""
+  import optax
+  x, y = dense_data(np.random.default_rng(5), 200, 6, 3)
+  zero = es.SoftmaxModel(np.zeros((6, 3)), np.zeros(3))
+  kwargs = dict(steps=30, batch_size=16, seed=3, callback_every=callback_every,
+                callback=lambda k, m, r: None)
+  named = es.refine(zero, x, y, method="sgd", learning_rate=0.05, **kwargs)
+  user = es.refine(zero, x, y, method=optax.sgd(0.05), **kwargs)
+  np.testing.assert_allclose(user.weights, named.weights, rtol=1e-5, atol=1e-7)
+  np.testing.assert_allclose(user.history.loss, named.history.loss, rtol=1e-5)
+  assert user.info["refine"]["reason"] == named.info["refine"]["reason"]
+  assert user.info["refine"]["batch_size"] == 16
+
+
+def test_refine_rejects_what_is_not_an_optimiser():
+  """``method`` is a name or a transformation; a transformation brings its own rate."""
+  import optax
+  x, y = dense_data(np.random.default_rng(5), 50, 4, 2)
+  model = es.fit(x, y, method="cooccurrence")
+  for bad in (object(), optax.adam, 3):
+    with pytest.raises(ValueError, match=r"method=.* is unknown; choose one of \('lbfgs', "
+                                         r"'adam', 'sgd'\) or an optax.GradientTransformation"):
+      es.refine(model, x, y, method=bad)
+  with pytest.raises(ValueError, match=r"learning_rate=0.1 is for method='adam' or 'sgd'.*"
+                                       r"Leave learning_rate=None"):
+    es.refine(model, x, y, method=optax.adam(1e-3), learning_rate=0.1)

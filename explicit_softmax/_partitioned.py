@@ -1,0 +1,119 @@
+"""``X`` held in partitions that this process does not hold, behind the design interface.
+
+A dask collection (:class:`explicit_softmax._dask.DaskParts`) or the rows of a
+multi-process ``jax.Array`` (:class:`explicit_softmax.sharding.ProcessLocalParts`).
+The loss (1) and its gradient (2) of :mod:`explicit_softmax.model` are sums over
+samples: each evaluation is one pass in which every partition adds its own float64
+terms (:mod:`explicit_softmax._partition` runs and checks one partition), and only
+the (N+1, M) gradient travels.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from explicit_softmax import _dask
+from explicit_softmax import _design
+from explicit_softmax import _partition
+from explicit_softmax import _validation
+from explicit_softmax import model as model_lib
+
+
+def add(a: tuple, b: tuple) -> tuple:
+  """Element-wise sum of two tuples of per-partition sums."""
+  return tuple(u + v for u, v in zip(a, b))
+
+
+def _partition_objective(part: _partition.Partition, n_classes: int, weights: np.ndarray,
+                         bias: np.ndarray, need_grad: bool):
+  """Sums of one partition: ``(sum_t w_t l_t, X^T diag(w)(P - Y), 1^T diag(w)(P - Y), sum w)``.
+
+  The in-memory objective (1)-(2) in float64 gives weighted means; times the
+  partition's weight they are sums, which add over partitions.
+  """
+  design, targets, w = _partition.checked(part, n_classes)
+  total = float(w.sum())
+  if total == 0:  # all weights zero: nothing to add (its rows were checked above)
+    if isinstance(design, _design.DenseDesign):
+      design.check_finite()
+    return 0.0, 0.0, 0.0, 0.0
+  loss, g_w, g_b = model_lib.objective(design, targets, w, weights, bias, need_grad=need_grad)
+  if not need_grad:
+    return loss * total, 0.0, 0.0, total
+  return loss * total, g_w * total, g_b * total, total
+
+
+def _partition_moments(part: _partition.Partition, n_classes: int, second: bool):
+  """``(sum_t x_t, sum_t x_t^2, rows)``, or with ``second`` ``(X1^T X1, rows)``, X1 = [X, 1]."""
+  design = _partition.checked(part, n_classes)[0]
+  t = design.shape[0]
+  if second:
+    x = design.x.toarray() if hasattr(design.x, "toarray") else np.asarray(design.x)
+    if isinstance(design, _design.DenseDesign):
+      design.check_finite()
+    x1 = np.hstack([x.astype(np.float64), np.ones((t, 1))])
+    return x1.T @ x1, float(t)
+  mean, mean_sq = design.column_moments()  # checks every row of dense X
+  return mean * t, mean_sq * t, float(t)
+
+
+class PartitionedDesign:
+  """``X`` (with its labels and weights) in partitions that this process does not hold.
+
+  Each method is one pass over the partitions; ``passes`` counts them.
+
+  Args:
+    parts: an object with ``n_samples``, ``n_features``, ``n_classes`` and
+      ``map_reduce(fn, args, combine)``.
+  """
+
+  def __init__(self, parts):
+    self.parts = parts
+    self.passes = 0
+
+  @property
+  def shape(self):
+    return (self.parts.n_samples, self.parts.n_features)
+
+  def _reduce(self, fn, *args, combine=add):
+    self.passes += 1
+    out = self.parts.map_reduce(fn, (self.parts.n_classes,) + args, combine)
+    if out is None:
+      raise ValueError("X has no samples (every partition is empty); pass at least one sample.")
+    return out
+
+  def objective(self, weights, bias, need_grad: bool = True):
+    """``(L, dL/dW, dL/db)`` as :func:`model.objective`, summed over the partitions."""
+    loss, g_w, g_b, total = self._reduce(
+        _partition_objective, np.asarray(weights, np.float64), np.asarray(bias, np.float64),
+        need_grad)
+    # Weights are checked per partition; their total only here (the in-memory
+    # check raises its message for a total that is not positive).
+    _validation.check_sample_weight(np.array([total]), 1)
+    if not need_grad:
+      return loss / total, None, None
+    return loss / total, g_w / total, g_b / total
+
+  def column_moments(self) -> tuple[np.ndarray, np.ndarray]:
+    """Column means of ``X`` and of ``X**2`` over all rows (one pass)."""
+    total, total_sq, t = self._reduce(_partition_moments, False)
+    return total / t, total_sq / t
+
+  def input_second_moment(self) -> np.ndarray:
+    """``X1^T X1 / T`` with ``X1 = [X, 1]``, over all rows (one pass)."""
+    gram, t = self._reduce(_partition_moments, True)
+    return gram / t
+
+
+def partitioned(X, y, sample_weight=None, n_classes: int | None = None):
+  """``X`` as a :class:`PartitionedDesign` if no single process holds it, else None.
+
+  That is a dask collection, or a ``jax.Array`` whose rows span several
+  processes (multi-controller JAX).
+  """
+  if _dask.is_dask(X):
+    return PartitionedDesign(_dask.DaskParts(X, y, sample_weight, n_classes))
+  from explicit_softmax import sharding  # lazy: jax's multi-process helpers
+  if sharding.spans_processes(X):
+    return PartitionedDesign(sharding.ProcessLocalParts(X, y, sample_weight, n_classes))
+  return None
