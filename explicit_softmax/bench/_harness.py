@@ -15,6 +15,7 @@ import json
 import os
 import pathlib
 import platform
+import resource
 import sys
 import time
 from importlib import metadata
@@ -30,9 +31,19 @@ RESULTS = pathlib.Path(os.environ.get(OUT_ENV)
                        or time.strftime("explicit-softmax-bench-%Y%m%d-%H%M%S")).resolve()
 
 
+def use_checkout_data() -> None:
+  """In a source checkout next to ``shared/data`` (the development machines), read
+  data from there unless ``EXPLICIT_SOFTMAX_DATA`` says otherwise; elsewhere the
+  library's own search applies (argument, environment, cache, npm)."""
+  shared = REPO.parent / "shared" / "data"
+  if "EXPLICIT_SOFTMAX_DATA" not in os.environ and shared.is_dir():
+    os.environ["EXPLICIT_SOFTMAX_DATA"] = str(shared)
+
+
 def run(main) -> None:
   """Runs a benchmark's ``main()``; a missing data file or a bad argument is one
   line on stderr and exit status 1, not a traceback."""
+  use_checkout_data()
   try:
     main()
   except (FileNotFoundError, ValueError) as err:
@@ -60,6 +71,75 @@ def machine_facts() -> dict:
           "openblas_coretype": os.environ.get("OPENBLAS_CORETYPE"),
           # 1, 5 and 15 minute load: other jobs may share the cores.
           "loadavg": list(os.getloadavg())}
+
+
+TEXT_NAME = "tinyshakespeare.txt"
+TEXT_URL = ("https://raw.githubusercontent.com/karpathy/char-rnn/master/data/"
+            "tinyshakespeare/input.txt")
+
+
+def tiny_shakespeare(path=None) -> pathlib.Path:
+  """The tiny Shakespeare corpus: ``path``, else ``$EXPLICIT_SOFTMAX_TEXT``, else
+  ``tinyshakespeare.txt`` in ``$EXPLICIT_SOFTMAX_DATA``, in the library's data cache,
+  or in ``shared/data`` next to a source checkout.
+
+  Raises:
+    FileNotFoundError: naming where it looked and how to get the file.
+  """
+  from explicit_softmax.data import cache_dir
+  if path is not None:
+    candidates = [pathlib.Path(path)]
+  else:
+    candidates = [pathlib.Path(p) for p in (os.environ.get("EXPLICIT_SOFTMAX_TEXT"),) if p]
+    if os.environ.get("EXPLICIT_SOFTMAX_DATA"):
+      candidates.append(pathlib.Path(os.environ["EXPLICIT_SOFTMAX_DATA"]) / TEXT_NAME)
+    candidates += [cache_dir("text") / TEXT_NAME, REPO.parent / "shared" / "data" / TEXT_NAME]
+  for candidate in candidates:
+    if candidate.is_file():
+      return candidate
+  raise FileNotFoundError(
+      f"tiny Shakespeare not found (looked in {', '.join(map(str, candidates))}); download "
+      f"{TEXT_URL} to one of them, or pass its path (--text PATH).")
+
+
+def status_bytes(field: str) -> int:
+  """A ``/proc/self/status`` field (``VmRSS``, ``VmHWM``, ``RssAnon``) in bytes; 0 if absent."""
+  try:
+    with open("/proc/self/status") as fh:
+      for line in fh:
+        if line.startswith(field + ":"):
+          return int(line.split()[1]) * 1024
+  except OSError:
+    pass
+  return 0
+
+
+def peak_rss() -> int:
+  """This process's peak resident set size in bytes.
+
+  ``VmHWM`` (Linux) is the high-water mark of this process's own address space.
+  ``ru_maxrss`` is the fallback elsewhere; on Linux it is not used because it
+  survives fork + exec, so a child reports at least its parent's size at spawn.
+  """
+  return status_bytes("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def current_rss() -> int:
+  """This process's resident set size now (``VmRSS``), else its peak."""
+  return status_bytes("VmRSS") or peak_rss()
+
+
+def limit_threads(threads: int | None) -> None:
+  """BLAS, XLA and torch threads limited to ``threads``; must run before numpy,
+  jax and torch are imported (None: all cores)."""
+  if not threads:
+    return
+  for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = str(threads)
+  if threads == 1:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_cpu_multi_thread_eigen=false"
+                               " intra_op_parallelism_threads=1").strip()
 
 
 def median_seconds(fn, repeats: int = 7, warmup: int = 1) -> tuple[float, list[float]]:

@@ -266,9 +266,6 @@ def main(argv=None) -> None:
   parser.add_argument("--datasets", nargs="*", default=["mnist", "shakespeare"])
   parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
   args = parser.parse_args(argv)
-  # The shared data next to the repository, as bench_real does (never a download).
-  if "EXPLICIT_SOFTMAX_DATA" not in os.environ and bench_real.SHARED.is_dir():
-    os.environ["EXPLICIT_SOFTMAX_DATA"] = str(bench_real.SHARED)
   import distributed
   began = time.perf_counter()
   load_before = os.getloadavg()

@@ -71,8 +71,8 @@ import pathlib
 import sys
 import time
 
-from explicit_softmax.bench._harness import REPO, RESULTS  # noqa: E402
-from explicit_softmax.bench.init import limit_threads, summary  # noqa: E402  (one copy of each)
+from explicit_softmax.bench._harness import RESULTS  # noqa: E402
+from explicit_softmax.bench.init import summary  # noqa: E402  (one copy of each)
 from explicit_softmax.bench import _harness  # noqa: E402
 
 TASKS = ("cnn", "transfer", "lm")
@@ -546,10 +546,7 @@ def torch_gpt(vocab: int):
 def lm_data():
   import numpy as np
   from explicit_softmax import data as data_lib
-  path = os.environ.get("EXPLICIT_SOFTMAX_TEXT",
-                        str(REPO.parent / "shared" / "data" / "tinyshakespeare.txt"))
-  if not pathlib.Path(path).exists() and os.environ.get("EXPLICIT_SOFTMAX_DATA"):
-    path = str(pathlib.Path(os.environ["EXPLICIT_SOFTMAX_DATA"]) / "tinyshakespeare.txt")
+  path = str(_harness.tiny_shakespeare())
   tokens, vocab = data_lib.load_text(path, level="char")
   train, val = data_lib.train_test_split_tokens(tokens, 0.1)
   return np.asarray(train, np.int64), np.asarray(val, np.int64), len(vocab), path
@@ -880,10 +877,7 @@ def main(argv=None) -> dict:
     result["total_seconds"] = max(p["total_seconds"] for p in result["parts"])
     finish(result, out)
     return result
-  limit_threads(args.threads)
-  shared = REPO.parent / "shared" / "data"
-  if "EXPLICIT_SOFTMAX_DATA" not in os.environ and shared.is_dir():
-    os.environ["EXPLICIT_SOFTMAX_DATA"] = str(shared)
+  _harness.limit_threads(args.threads)
   import torch
   if args.threads:
     torch.set_num_threads(args.threads)

@@ -50,7 +50,7 @@ import platform
 import sys
 import time
 
-from explicit_softmax.bench._harness import REPO, RESULTS  # noqa: E402
+from explicit_softmax.bench._harness import RESULTS  # noqa: E402
 from explicit_softmax.bench import _harness  # noqa: E402
 ARMS = ("default", "explicit_head", "layerwise", "residual")
 LM_ARMS = ("svd", "random")
@@ -86,18 +86,6 @@ def parse_args(argv=None) -> argparse.Namespace:
   if args.out is None:
     args.out = str(RESULTS / ("init_quick.json" if args.quick else "init.json"))
   return args
-
-
-def limit_threads(threads: int | None) -> None:
-  """Must run before numpy, jax and torch are imported."""
-  if not threads:
-    return
-  for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ[var] = str(threads)
-  if threads == 1:
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
-                               + " --xla_cpu_multi_thread_eigen=false"
-                               " intra_op_parallelism_threads=1").strip()
 
 
 def machine_facts() -> dict:
@@ -302,10 +290,7 @@ def lm_data(name: str, quick: bool):
     extra = {"entropy_rate": float(source.entropy_rate()), "vocab_size": vocab,
              "train_tokens": n_train, "test_tokens": 20_000}
   else:
-    path = os.environ.get("EXPLICIT_SOFTMAX_TEXT",
-                          str(REPO.parent / "shared" / "data" / "tinyshakespeare.txt"))
-    if not pathlib.Path(path).exists() and os.environ.get("EXPLICIT_SOFTMAX_DATA"):
-      path = str(pathlib.Path(os.environ["EXPLICIT_SOFTMAX_DATA"]) / "tinyshakespeare.txt")
+    path = str(_harness.tiny_shakespeare())
     tokens, vocab_list = data_lib.load_text(path, level="char")
     vocab, n_context = len(vocab_list), 3
     train, test = data_lib.train_test_split_tokens(tokens, 0.1)
@@ -615,10 +600,7 @@ def plot(result: dict, path: pathlib.Path) -> None:
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  limit_threads(args.threads)
-  shared = REPO.parent / "shared" / "data"
-  if "EXPLICIT_SOFTMAX_DATA" not in os.environ and shared.is_dir():
-    os.environ["EXPLICIT_SOFTMAX_DATA"] = str(shared)
+  _harness.limit_threads(args.threads)
   from tqdm.auto import tqdm
   if "torch" in args.frameworks:
     import torch

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import time
@@ -33,37 +32,12 @@ SMOOTHINGS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
 MEMORY_BUDGET = 2 * 2**30
 
 
-def _rss_now() -> int:
-  """Current resident set size in bytes (Linux), else the peak so far."""
-  try:
-    with open("/proc/self/status") as fh:
-      for line in fh:
-        if line.startswith("VmRSS:"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
-def _peak_rss() -> int:
-  """Peak RSS of this process: ``VmHWM`` on Linux (``ru_maxrss`` survives fork + exec,
-  so in a child it would include the parent's size at spawn), else ``ru_maxrss``."""
-  try:
-    with open("/proc/self/status") as fh:
-      for line in fh:
-        if line.startswith("VmHWM:"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def child(vocab: int, support: int, train_tokens: int, test_tokens: int, seed: int) -> dict:
   """One configuration, in its own process so that its peak memory is its own."""
   from explicit_softmax.data import MarkovSource, context_tokens
   from explicit_softmax.sparse_model import SparseCountModel
 
-  rss_imports = _rss_now()
+  rss_imports = _harness.current_rss()
   source = MarkovSource(vocab, order=1, zipf_exponent=1.1, support=support, seed=seed)
   start = time.perf_counter()
   train = source.sample(train_tokens, seed=seed + 1)
@@ -101,7 +75,7 @@ def child(vocab: int, support: int, train_tokens: int, test_tokens: int, seed: i
   sample_tokens_per_s = 2000 / (time.perf_counter() - start)
   top1 = float((chosen.predict(x_test) == y_test).mean())
 
-  peak = _peak_rss()
+  peak = _harness.peak_rss()
   return {
       "vocab_size": vocab, "support": support, "train_samples": n_train,
       "test_samples": len(y_test), "valid_samples": len(y_valid),

@@ -103,7 +103,7 @@ import scipy.special
 import explicit_softmax as es
 
 from explicit_softmax.bench import _harness
-from explicit_softmax.bench._harness import (REPO, RESULTS, best_per_budget, median_seconds,
+from explicit_softmax.bench._harness import (RESULTS, best_per_budget, median_seconds,
                                              time_to_target, warm_up_jit, write_json)
 
 try:
@@ -415,8 +415,8 @@ def run_logistic_regression(x_csr, y, x_test_csr, y_test, n_classes: int,
 def run_dataset(spec: Spec, args, cache: dict) -> dict | None:
   made = make_tokens(spec, args, cache)
   if made is None:
-    print(f"[{spec.name}] skipped: text file {args.text!r} not found (pass --text or set "
-          "EXPLICIT_SOFTMAX_DATA).")
+    print(f"[{spec.name}] skipped: tiny Shakespeare not found; download "
+          f"{_harness.TEXT_URL} and pass --text PATH (or set EXPLICIT_SOFTMAX_DATA).")
     return None
   train_tokens, test_tokens, v, entropy_rate = made
   k = spec.n_context
@@ -777,11 +777,10 @@ def plot(result: dict, path) -> None:
 # -- main ------------------------------------------------------------------------
 
 def _default_text() -> str | None:
-  env = os.environ.get("EXPLICIT_SOFTMAX_DATA")
-  if env:
-    return os.path.join(env, "tinyshakespeare.txt")
-  fallback = REPO.parent / "shared" / "data" / "tinyshakespeare.txt"
-  return str(fallback) if fallback.is_file() else None
+  try:
+    return str(_harness.tiny_shakespeare())
+  except FileNotFoundError:
+    return None  # the Shakespeare data sets are skipped, saying why
 
 
 def parse_args(argv=None):

@@ -42,28 +42,6 @@ from explicit_softmax.bench import _harness  # noqa: E402
 MODES = ("one-batch", "fresh-memmap", "sliced-memmap", "in-memory")
 
 
-def _status_bytes(field: str) -> int:
-  """A ``/proc/self/status`` field (``VmRSS``, ``RssAnon``, ...) in bytes, 0 if absent."""
-  try:
-    with open("/proc/self/status") as fh:
-      for line in fh:
-        if line.startswith(field + ":"):
-          return int(line.split()[1]) * 1024
-  except OSError:
-    pass
-  return 0
-
-
-def _peak_rss() -> int:
-  """This process's peak resident set size in bytes.
-
-  ``VmHWM`` (Linux) is the high-water mark of this process's own address space.
-  ``ru_maxrss`` is the fallback elsewhere; on Linux it is not used because it
-  survives fork + exec, so a child reports at least its parent's size at spawn.
-  """
-  return _status_bytes("VmHWM") or resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-
-
 def child(mode: str, directory: str, rows: int, n: int, m: int, batches: int) -> dict:
   import explicit_softmax as es
 
@@ -72,14 +50,14 @@ def child(mode: str, directory: str, rows: int, n: int, m: int, batches: int) ->
   warm = np.random.default_rng(0).random((4096, n), dtype=np.float32)
   es.solve(es.SoftmaxStats.from_data(warm, np.arange(4096) % m, n_classes=m))
   del warm
-  baseline = _status_bytes("VmRSS")
-  baseline_anon = _status_bytes("RssAnon")
+  baseline = _harness.status_bytes("VmRSS")
+  baseline_anon = _harness.status_bytes("RssAnon")
   x_path, y_path = os.path.join(directory, "x.f32"), os.path.join(directory, "y.i32")
   total = rows * batches
   anon_peak = [baseline_anon]
 
   def observe():
-    anon_peak[0] = max(anon_peak[0], _status_bytes("RssAnon"))
+    anon_peak[0] = max(anon_peak[0], _harness.status_bytes("RssAnon"))
 
   def fresh():
     for b in range(batches):
@@ -119,8 +97,8 @@ def child(mode: str, directory: str, rows: int, n: int, m: int, batches: int) ->
   return {"mode": mode, "samples": stats.n_samples, "seconds": seconds,
           "ru_maxrss_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024,
           "samples_per_second": stats.n_samples / seconds,
-          "baseline_rss_bytes": baseline, "peak_rss_bytes": _peak_rss(),
-          "peak_minus_baseline_bytes": _peak_rss() - baseline,
+          "baseline_rss_bytes": baseline, "peak_rss_bytes": _harness.peak_rss(),
+          "peak_minus_baseline_bytes": _harness.peak_rss() - baseline,
           "baseline_anon_bytes": baseline_anon, "peak_anon_sampled_bytes": anon_peak[0],
           "model_shape": list(model.weights.shape)}
 

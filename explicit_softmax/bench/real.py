@@ -82,7 +82,6 @@ from __future__ import annotations
 import argparse
 import collections
 import json
-import os
 import pathlib
 import subprocess
 import sys
@@ -94,9 +93,7 @@ import numpy as np
 from explicit_softmax.bench import report  # noqa: E402
 from explicit_softmax.bench._harness import write_json  # noqa: E402
 
-from explicit_softmax.bench._harness import REPO  # noqa: E402
 from explicit_softmax.bench import _harness  # noqa: E402
-SHARED = REPO.parent / "shared" / "data"
 DATASETS = ("iris", "wine", "breast_cancer", "digits", "mnist", "shakespeare")
 QUICK = ("iris", "wine", "digits")
 SKLEARN_SETS = ("iris", "wine", "breast_cancer", "digits")
@@ -124,11 +121,10 @@ class Skip(Exception):
 # -- data ------------------------------------------------------------------------
 
 def _default_text() -> pathlib.Path:
-  path = SHARED / "tinyshakespeare.txt"
-  env = os.environ.get("EXPLICIT_SOFTMAX_DATA")
-  if not path.is_file() and env:
-    path = pathlib.Path(env) / "tinyshakespeare.txt"
-  return path
+  try:
+    return _harness.tiny_shakespeare()
+  except FileNotFoundError:
+    return pathlib.Path(_harness.TEXT_NAME)  # reported as not found, and skipped
 
 
 def speeches(text: str, n_speakers: int = N_SPEAKERS) -> tuple[list[str], list[str]]:
@@ -671,8 +667,6 @@ def _summary(d: dict) -> str:
 
 def main(argv=None):
   args = parse_args(argv)
-  if "EXPLICIT_SOFTMAX_DATA" not in os.environ and SHARED.is_dir():
-    os.environ["EXPLICIT_SOFTMAX_DATA"] = str(SHARED)
   if args.one:
     print(json.dumps(run_one(args.one, args), default=_plain), flush=True)
     return None
