@@ -28,6 +28,7 @@ import numpy as np
 from explicit_softmax import _dask
 from explicit_softmax import _design
 from explicit_softmax import _partition
+from explicit_softmax import _progress
 from explicit_softmax import _validation
 from explicit_softmax import sharding
 from explicit_softmax._typing import Features, Labels, SampleWeight
@@ -194,18 +195,12 @@ class SoftmaxStats:
       batches: iterable of ``(X, y)`` or ``(X, y, sample_weight)`` tuples.
       n_classes: M (required: a batch may lack some classes).
       gram: also collect the Gram matrix.
-      progress: show a tqdm progress bar (if tqdm is installed).
+      progress: show a progress bar on stderr (tqdm's if installed).
 
     Returns:
       The :class:`SoftmaxStats` of all batches together.
     """
-    it = batches
-    if progress:
-      try:
-        from tqdm.auto import tqdm
-        it = tqdm(batches, desc="statistics", unit="batch")
-      except ImportError:
-        pass
+    it = _progress.progress(batches, desc="statistics", unit="batch") if progress else batches
     total = None
     for batch in it:
       x, y, *rest = batch

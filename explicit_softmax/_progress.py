@@ -1,0 +1,80 @@
+"""Progress bars for long work: tqdm when installed, else a plain one on stderr.
+
+A base install (numpy, scipy, jax, optax) has no tqdm, and long work (statistics
+over many batches, refinement, the command line's fit) still shows how far it
+is. Either bar is hidden when stderr is not a terminal, so logs and pipes stay
+clean.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Iterable, Sized
+
+
+class TextBar:
+  """``desc: n/total unit`` on one line of stderr, redrawn at most ten times a second."""
+
+  def __init__(self, iterable: Iterable | None = None, *, total: float | None = None,
+               desc: str = "", unit: str = "it", stream=None):
+    self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
+    self.stream = sys.stderr if stream is None else stream
+    self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+    self.n: float = 0
+    self._postfix, self._drawn = "", 0.0
+    if self.total is None and isinstance(iterable, Sized):
+      self.total = len(iterable)
+
+  def __iter__(self):
+    for item in self.iterable:
+      yield item
+      self.update()
+    self.close()
+
+  def __enter__(self) -> "TextBar":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  def update(self, n: float = 1) -> None:
+    self.n += n
+    self._draw()
+
+  def set_postfix_str(self, text: str) -> None:
+    self._postfix = text
+    self._draw()
+
+  def _draw(self, final: bool = False) -> None:
+    if not self.enabled or (not final and time.monotonic() - self._drawn < 0.1):
+      return
+    self._drawn = time.monotonic()
+    done = f"{self.n:g}" + (f"/{self.total:g}" if self.total else "")
+    postfix = f", {self._postfix}" if self._postfix else ""
+    self.stream.write(f"\r{self.desc}: {done} {self.unit}{postfix}\033[K")
+    self.stream.flush()
+
+  def close(self) -> None:
+    if self.enabled and self.n:
+      self._draw(final=True)
+      self.stream.write("\r\033[K")  # the bar leaves no trace, as tqdm's leave=False
+      self.stream.flush()
+
+
+def progress(iterable: Iterable | None = None, **kwargs):
+  """A progress bar over ``iterable`` (or, as a context manager, updated by hand).
+
+  Args:
+    iterable: what to iterate over, or None for a bar updated with ``update(n)``.
+    **kwargs: ``total``, ``desc``, ``unit``.
+
+  Returns:
+    A tqdm bar (hidden when stderr is not a terminal) if tqdm is installed, else
+    a :class:`TextBar`.
+  """
+  try:
+    from tqdm.auto import tqdm
+  except ImportError:
+    return TextBar(iterable, **kwargs)
+  return tqdm(iterable, disable=None, leave=False, **kwargs)
