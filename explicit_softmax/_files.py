@@ -275,12 +275,6 @@ def _label_key(value):
   return str(value) if isinstance(value, np.str_) else value
 
 
-def _is_integral(y: np.ndarray) -> bool:
-  """True for integer (or bool) arrays and for finite floats with integral values."""
-  return y.dtype.kind in "iub" or bool(
-      y.dtype.kind == "f" and np.isfinite(y).all() and np.all(y == np.round(y)))
-
-
 def encode_labels(y, n_classes: int | None = None):
   """Class indices for ``y`` and the class names to store, if any.
 
@@ -299,7 +293,7 @@ def encode_labels(y, n_classes: int | None = None):
     return y, None  # soft labels
   if y.ndim != 1:
     raise ValueError(f"labels must be a 1-D array (or (T, M) soft labels); got shape {y.shape}.")
-  if _is_integral(y) and y.size and y.min() >= 0:
+  if _validation.is_integral(y) and y.size and y.min() >= 0:
     return y.astype(np.int64), None
   if n_classes is not None:
     raise ValueError(
@@ -318,7 +312,7 @@ def map_labels(y, classes, n_classes: int):
   if classes is None:
     if y.ndim == 2:
       return y
-    if not _is_integral(y) or y.min() < 0 or y.max() >= n_classes:
+    if not _validation.is_integral(y) or y.min() < 0 or y.max() >= n_classes:
       shown = sorted({str(v) for v in np.unique(y)[:5]})
       raise ValueError(
           f"the model was fitted on the class codes 0..{n_classes - 1}, but these labels "
