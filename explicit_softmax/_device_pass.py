@@ -55,8 +55,8 @@ def _kahan_add(acc, value):
 
 
 # How each validation reduction combines over chunks and devices.
-_CHECKS = {"x_nonfinite_row": "min", "x_min": "min", "y_finite": "min", "y_min": "min", "y_bad_sum_row": "min",
-           "y_integral": "min", "y_max": "max"}
+_CHECKS = {"x_nonfinite_row": "min", "x_min": "min", "y_finite": "min", "y_min": "min",
+           "y_bad_sum_row": "min", "y_integral": "min", "y_max": "max"}
 _MERGE = {"min": jnp.minimum, "max": jnp.maximum, "sum": jnp.add}
 
 

@@ -339,19 +339,30 @@ def build_parser() -> argparse.ArgumentParser:
   return parser
 
 
+def _subcommand(sub, name: str, func, summary: str, description: str,
+                *examples: str) -> argparse.ArgumentParser:
+  """A subcommand ``name`` run by ``func``, with its examples as the epilog."""
+  heading = "examples:" if len(examples) > 1 else "example:"
+  parser = sub.add_parser(
+      name, help=summary, formatter_class=argparse.RawDescriptionHelpFormatter,
+      description=description,
+      epilog="".join([heading + "\n"] + [f"  {PROG} {e}\n" for e in examples]))
+  parser.set_defaults(func=func)
+  return parser
+
+
 def _add_fit(sub) -> None:
   """``fit DATA --out MODEL``: the closed forms, calibration and refinement."""
-  fit = sub.add_parser(
-      "fit", help="fit a model and save it (.npz)",
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Fit a softmax model: by default the certified L2-regularised optimum "
+  fit = _subcommand(
+      sub, "fit", _cmd_fit, "fit a model and save it (.npz)",
+      "Fit a softmax model: by default the certified L2-regularised optimum "
       "(the exact count solution on one-hot data); --method "
       "cooccurrence/newton give the raw closed forms in one pass (optionally "
       "calibrated/refined).",
-      epilog="examples:\n  explicit-softmax fit train.npz --out model.npz\n"
-      "  explicit-softmax fit X.npy y.npy --out model.npz --method newton\n"
-      "  explicit-softmax fit data.csv --label-column 0 --out model.npz --calibrate\n"
-      "  explicit-softmax fit train.svm --out model.npz --refine lbfgs --steps 100\n")
+      "fit train.npz --out model.npz",
+      "fit X.npy y.npy --out model.npz --method newton",
+      "fit data.csv --label-column 0 --out model.npz --calibrate",
+      "fit train.svm --out model.npz --refine lbfgs --steps 100")
   _add_data_args(fit)
   fit.add_argument("--out", required=True, metavar="MODEL.npz", help="where to save the model")
   fit.add_argument("--method", choices=("auto", "cooccurrence", "newton"), default="auto",
@@ -375,66 +386,55 @@ def _add_fit(sub) -> None:
                    help="minibatch size of adam/sgd refinement (default: full batch)")
   fit.add_argument("--n-classes", type=int, default=None,
                    help="number of classes M for integer labels 0..M-1 (default: max + 1)")
-  fit.set_defaults(func=_cmd_fit)
 
 
 def _add_predict(sub) -> None:
   """``predict MODEL DATA``: labels (and probabilities) as CSV."""
-  predict = sub.add_parser(
-      "predict", help="predict labels (and probabilities) as CSV",
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Predict with a saved model; writes CSV to --out or stdout.",
-      epilog="examples:\n  explicit-softmax predict model.npz test.npz\n"
-      "  explicit-softmax predict model.npz test.csv --proba --out preds.csv\n")
+  predict = _subcommand(
+      sub, "predict", _cmd_predict, "predict labels (and probabilities) as CSV",
+      "Predict with a saved model; writes CSV to --out or stdout.",
+      "predict model.npz test.npz", "predict model.npz test.csv --proba --out preds.csv")
   predict.add_argument("model", metavar="MODEL", help="model file written by fit")
   _add_data_args(predict)
   predict.add_argument("--out", metavar="PREDS.csv", help="output CSV (default: stdout)")
   predict.add_argument("--proba", action="store_true", help="also write class probabilities")
-  predict.set_defaults(func=_cmd_predict)
 
 
 def _add_evaluate(sub) -> None:
   """``evaluate MODEL DATA``: cross-entropy, accuracy and gradient norm."""
-  evaluate = sub.add_parser(
-      "evaluate", help="cross-entropy, accuracy and gradient norm on labelled data",
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Evaluate a saved model on labelled data.",
-      epilog="example:\n  explicit-softmax evaluate model.npz test.npz\n")
+  evaluate = _subcommand(
+      sub, "evaluate", _cmd_evaluate, "cross-entropy, accuracy and gradient norm on labelled data",
+      "Evaluate a saved model on labelled data.", "evaluate model.npz test.npz")
   evaluate.add_argument("model", metavar="MODEL", help="model file written by fit")
   _add_data_args(evaluate)
-  evaluate.set_defaults(func=_cmd_evaluate)
 
 
 def _add_bench(sub) -> None:
   """``bench NAME``: one benchmark of :mod:`explicit_softmax.bench`."""
   from explicit_softmax.bench import MODULES
-  bench = sub.add_parser(
-      "bench", help="run a benchmark (JSON + PNG results)",
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Run one benchmark of explicit_softmax.bench with this Python; arguments "
+  bench = _subcommand(
+      sub, "bench", _cmd_bench, "run a benchmark (JSON + PNG results)",
+      "Run one benchmark of explicit_softmax.bench with this Python; arguments "
       "after -- go to the benchmark itself.",
-      epilog="examples:\n  explicit-softmax bench fit --quick --out results\n"
-      "  explicit-softmax bench real -- --datasets iris,wine\n"
-      "  explicit-softmax bench mnist --update-committed     # in a source checkout\n")
+      "bench fit --quick --out results", "bench real -- --datasets iris,wine",
+      "bench mnist --update-committed     # in a source checkout")
   bench.add_argument("which", choices=tuple(MODULES), help="which benchmark")
   bench.add_argument("--quick", action="store_true", help="reduced sizes")
   bench.add_argument("--out", metavar="DIR", help="results folder (default: a new folder "
                      "explicit-softmax-bench-DATE-TIME in the current directory)")
   bench.add_argument("--update-committed", action="store_true",
                      help="rewrite the results committed with a source checkout")
-  bench.set_defaults(func=_cmd_bench)
 
 
 def _add_demo(sub) -> None:
   """``demo``: the explicit fit against Adam on a toy language model."""
-  demo = sub.add_parser(
-      "demo", help="explicit fit vs gradient descent on a toy language model (< 1 min)",
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Samples a corpus from a Markov source with a known entropy rate, fits "
+  demo = _subcommand(
+      sub, "demo", _cmd_demo,
+      "explicit fit vs gradient descent on a toy language model (< 1 min)",
+      "Samples a corpus from a Markov source with a known entropy rate, fits "
       "next-token weights in one explicit call, runs Adam from zero for a few seconds on "
       "the same data, and prints both cross-entropies against the entropy-rate floor.",
-      epilog="examples:\n  explicit-softmax demo\n"
-      "  explicit-softmax demo --vocab-size 500 --tokens 200000 --seed 1\n")
+      "demo", "demo --vocab-size 500 --tokens 200000 --seed 1")
   demo.add_argument("--vocab-size", type=int, default=1000, help="V (default: %(default)s)")
   demo.add_argument("--tokens", type=int, default=300_000,
                     help="training tokens (default: %(default)s)")
@@ -447,7 +447,6 @@ def _add_demo(sub) -> None:
                     help="time budget of gradient descent (default: %(default)s)")
   demo.add_argument("--batch-size", type=int, default=1024, help=argparse.SUPPRESS)
   demo.add_argument("--learning-rate", type=float, default=0.1, help=argparse.SUPPRESS)
-  demo.set_defaults(func=_cmd_demo)
 
 
 def _one_line(err: BaseException) -> str:
