@@ -409,6 +409,12 @@ def check_layout(y, n_samples: int, n_classes) -> int | None:
   return n_classes
 
 
+def is_integral(y: np.ndarray) -> bool:
+  """True for integer or bool arrays, and for float arrays of finite whole numbers."""
+  return y.dtype.kind in "iub" or bool(
+      y.dtype.kind == "f" and np.isfinite(y).all() and np.all(y == np.round(y)))
+
+
 def check_integral_labels(integral: bool) -> None:
   if not integral:
     raise ValueError(
@@ -456,7 +462,7 @@ def check_targets(y, n_samples: int, n_classes: int | None = None) -> Targets:
 
   if y.ndim == 1:
     if y.dtype.kind == "f":
-      check_integral_labels(bool(np.isfinite(y).all() and np.all(y == np.round(y))))
+      check_integral_labels(is_integral(y))
     y = y.astype(np.int64)  # a copy: the caller's array is never shared
     lo, hi = int(y.min()), int(y.max())
     m = hi + 1 if n_classes is None else n_classes

@@ -4,20 +4,10 @@ Run ``explicit-softmax --help`` (or ``python -m explicit_softmax --help``) for
 the commands and examples. Errors in files or arguments are reported as one
 line on stderr with a nonzero exit status, never as a traceback.
 
-Data files (``DATA``), recognised by extension:
-
-* ``.npz``  arrays ``X`` (features) and ``y`` (labels), e.g. ``np.savez(f, X=X, y=y)``;
-  a ``scipy.sparse.save_npz`` file is read as ``X`` (labels from ``--labels``);
-* ``.npy``  ``X`` only: labels from a second ``.npy`` path or ``--labels y.npy``;
-* ``.svm``, ``.svmlight``, ``.libsvm``  svmlight/libsvm text (sparse features);
-* ``.csv``, ``.tsv`` (and other text)  a table with one label column, named by
-  ``--label-column`` (a header name or an index) or by a header cell ``label``
-  (``labels``, ``target``, ``class``, ``y``); never guessed. A UTF-8 byte-order
-  mark is skipped.
-
-Labels that are integers ``0..M-1`` are used as class indices; any other labels
-(strings, ``-1/+1``, ...) are encoded in sorted order and stored in the model
-file, so ``predict`` prints them back.
+Data files (``DATA``): ``.npz`` (``X``, ``y``), ``.npy`` pairs, svmlight/libsvm
+text and CSV/TSV tables with a label column; :mod:`explicit_softmax._files` says
+how each is read and how labels that are not the codes ``0..M-1`` are encoded
+(and stored in the model file, so ``predict`` prints them back).
 """
 
 from __future__ import annotations
@@ -30,16 +20,14 @@ import pathlib
 import subprocess
 import sys
 import time
-import zipfile
 
 import numpy as np
 import scipy.sparse as sp
 
 from explicit_softmax import _validation
+from explicit_softmax._files import encode_labels, map_labels, read_data
 
 PROG = "explicit-softmax"
-SVMLIGHT_SUFFIXES = (".svm", ".svmlight", ".libsvm")
-CSV_SUFFIXES = (".csv", ".tsv")
 # Rows per batch when collecting statistics (one progress-bar tick each).
 BATCH_ROWS = 65_536
 
@@ -83,289 +71,6 @@ class _NoBar:
     del s
 
 
-# -- reading data --------------------------------------------------------------
-
-def _is_number(text: str) -> bool:
-  try:
-    float(text)
-  except ValueError:
-    return False
-  return True
-
-
-# Header names taken as the label column when --label-column is not given.
-LABEL_NAMES = ("label", "labels", "target", "class", "y")
-
-
-def _parse_column(spec: str | None, header: list[str] | None, n_cols: int, path) -> int:
-  """The index of the label column from a name or a (possibly negative) index.
-
-  Without ``spec`` the label column is the one header cell named as in
-  ``LABEL_NAMES``; anything else would be a guess (a table without labels
-  would have its last feature read as labels), so it is an error.
-  """
-  if spec is None:
-    named = [] if header is None else [
-        j for j, h in enumerate(header) if h.strip().lower() in LABEL_NAMES]
-    if len(named) == 1:
-      return named[0]
-    raise ValueError(
-        f"which column of {str(path)!r} holds the labels? Pass --label-column NAME or "
-        "INDEX (0-based, -1 is the last), or name the column 'label' in a header row.")
-  try:
-    index = int(spec)
-  except ValueError:
-    if header is None:
-      raise ValueError(
-          f"--label-column {spec!r} is a name but {str(path)!r} has no header row; "
-          "give the column's index instead (0-based, -1 is the last).") from None
-    names = [h.strip() for h in header]
-    if spec not in names:
-      raise ValueError(
-          f"--label-column {spec!r} is not a column of {str(path)!r}; its columns are "
-          f"{names[:20]}.") from None
-    return names.index(spec)
-  if not -n_cols <= index < n_cols:
-    raise ValueError(
-        f"--label-column {index} is out of range: {str(path)!r} has {n_cols} columns.")
-  return index % n_cols
-
-
-def read_csv(path, label_column: str | None = None, n_features: int | None = None):
-  """Reads a CSV/TSV table: features and (if present) a label column.
-
-  The delimiter is sniffed (``,``, ``;``, tab, ``|``); the first row is a header
-  if it has non-numeric cells where the next row has numbers (or only
-  non-numeric cells).
-
-  Args:
-    path: the file.
-    label_column: the label column's header name or index (default: the
-      header column named as in ``LABEL_NAMES``; none: an error).
-    n_features: the number of features a model expects; a table with exactly
-      that many columns has no label column.
-
-  Returns:
-    ``(X, y)``: (T, N) float64 features and (T,) labels (numbers if every label
-    is numeric, else strings), or None when there is no label column.
-
-  Raises:
-    ValueError: for ragged rows, non-numeric features, or a bad label column.
-  """
-  path = pathlib.Path(path)
-  # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not a header cell.
-  with open(path, newline="", encoding="utf-8-sig") as fh:
-    sample = fh.read(1 << 16)
-    fh.seek(0)
-    try:
-      dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
-    except csv.Error:
-      dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
-    rows = [row for row in csv.reader(fh, dialect) if any(cell.strip() for cell in row)]
-  if not rows:
-    raise ValueError(f"{str(path)!r} is empty; expected a table of features and labels.")
-  first = [_is_number(c) for c in rows[0]]
-  second = [_is_number(c) for c in rows[1]] if len(rows) > 1 else first
-  has_header = not all(first) and (not any(first) or any(
-      not a and b for a, b in zip(first, second)))
-  header = rows[0] if has_header else None
-  body = rows[1:] if has_header else rows
-  if not body:
-    raise ValueError(f"{str(path)!r} has a header but no data rows.")
-  n_cols = len(header) if header else len(body[0])
-  for i, row in enumerate(body):
-    if len(row) != n_cols:
-      raise ValueError(
-          f"row {i + 1 + has_header} of {str(path)!r} has {len(row)} columns, expected "
-          f"{n_cols}; every row needs the same columns.")
-  table = np.array(body, dtype=str)
-  if n_features is not None and n_cols == n_features and label_column is None:
-    label_idx = None
-  else:
-    label_idx = _parse_column(label_column, header, n_cols, path)
-  feature_cols = [j for j in range(n_cols) if j != label_idx]
-  if not feature_cols:
-    raise ValueError(f"{str(path)!r} has a label column but no feature columns.")
-  features = table[:, feature_cols]
-  try:
-    x = np.char.strip(features).astype(np.float64)
-  except ValueError:
-    bad = next((i, j) for i, row in enumerate(features) for j, cell in enumerate(row)
-               if not _is_number(cell))
-    raise ValueError(
-        f"{str(path)!r} row {bad[0] + 1 + has_header}, column {feature_cols[bad[1]]} holds "
-        f"{str(features[bad])!r}, not a number; features must be numeric (is the label in "
-        "another column? use --label-column).") from None
-  if label_idx is None:
-    return x, None
-  labels = np.char.strip(table[:, label_idx])
-  if all(_is_number(v) for v in labels):
-    labels = labels.astype(np.float64)
-  return x, labels
-
-
-def _sniff_svmlight(path) -> bool:
-  """True if the first data line looks like ``label index:value ...``."""
-  with open(path, encoding="utf-8", errors="replace") as fh:
-    for line in fh:
-      line = line.split("#", 1)[0].strip()
-      if line:
-        tokens = line.split()
-        return len(tokens) == 1 or all(":" in t for t in tokens[1:])
-  return False
-
-
-def _load_npy(path):
-  with open(path, "rb") as fh:
-    if fh.read(6) != b"\x93NUMPY":
-      raise ValueError(f"{str(path)!r} is not a .npy array file (save with np.save).")
-    fh.seek(0)
-    return np.load(fh, allow_pickle=False)
-
-
-def read_data(paths, *, labels_path=None, label_column=None, n_features=None):
-  """Reads ``(X, y)`` from the supported files (see the module docstring).
-
-  Args:
-    paths: one data file, or two ``.npy`` files (features, labels).
-    labels_path: a ``.npy`` file of labels for ``.npy``/sparse ``.npz`` data.
-    label_column: CSV label column (name or index, default last).
-    n_features: features a fitted model expects (svmlight width; CSV tables
-      with exactly this many columns have no labels).
-
-  Returns:
-    ``(X, y)``: features (dense array or ``scipy.sparse``) and labels, or None
-    if the data has none.
-
-  Raises:
-    ValueError: for unreadable, missing or inconsistent files.
-  """
-  paths = [pathlib.Path(p) for p in paths]
-  if len(paths) > 2:
-    raise ValueError(f"expected one data file or two .npy files (X, y); got {len(paths)} paths.")
-  for p in paths + ([pathlib.Path(labels_path)] if labels_path else []):
-    if not p.is_file():
-      raise ValueError(f"data file {str(p)!r} does not exist.")
-  path = paths[0]
-  suffix = path.suffix.lower()
-  if len(paths) == 2 and labels_path:
-    raise ValueError("give the labels either as a second path or with --labels, not both.")
-  if len(paths) == 2 and (suffix != ".npy" or paths[1].suffix.lower() != ".npy"):
-    raise ValueError(
-        "two data paths must be .npy files of features and labels (X.npy y.npy); "
-        f"got {str(paths[0])!r} and {str(paths[1])!r}.")
-  try:
-    x, y = _read(path, suffix, label_column, n_features)
-    if len(paths) == 2:
-      labels_path = paths[1]
-    if labels_path is not None:
-      if y is not None:
-        raise ValueError(f"{str(path)!r} already holds labels; drop --labels.")
-      if pathlib.Path(labels_path).suffix.lower() != ".npy":
-        raise ValueError(f"labels file {str(labels_path)!r} must be a .npy array.")
-      y = _load_npy(labels_path)
-  except (EOFError, zipfile.BadZipFile, csv.Error, KeyError) as err:
-    raise ValueError(
-        f"cannot read {str(path)!r} ({type(err).__name__}: {err}); is it really a "
-        f"{suffix or 'CSV'} file?") from None
-  if y is not None and len(y) != x.shape[0]:
-    raise ValueError(
-        f"the features have {x.shape[0]} rows but there are {len(y)} labels; they must "
-        "match.")
-  return x, y
-
-
-def _read(path, suffix, label_column, n_features):
-  if suffix == ".npz":
-    if not zipfile.is_zipfile(path):
-      raise ValueError(
-          f"{str(path)!r} is not an .npz archive (save with np.savez(path, X=X, y=y)).")
-    with np.load(path, allow_pickle=False) as data:
-      keys = set(data.files)
-      if "X" in keys:
-        return data["X"], (data["y"] if "y" in keys else None)
-    if {"data", "indices", "indptr", "shape", "format"} <= keys:
-      return sp.load_npz(path), None
-    raise ValueError(
-        f"{str(path)!r} has arrays {sorted(keys)}; expected 'X' and 'y' (save with "
-        "np.savez(path, X=X, y=y)).")
-  if suffix == ".npy":
-    return _load_npy(path), None
-  if suffix in SVMLIGHT_SUFFIXES or (suffix not in CSV_SUFFIXES and _sniff_svmlight(path)):
-    from sklearn.datasets import load_svmlight_file
-    x, y = load_svmlight_file(str(path), n_features=n_features, dtype=np.float32)
-    return x, y
-  return read_csv(path, label_column, n_features)
-
-
-# -- labels --------------------------------------------------------------------
-
-def _label_key(value):
-  """A JSON-stable key for a label: integral numbers as int, others as given."""
-  if isinstance(value, (np.floating, float)) and float(value).is_integer():
-    return int(value)
-  if isinstance(value, (np.integer, np.floating)):
-    return value.item()
-  return str(value) if isinstance(value, np.str_) else value
-
-
-def encode_labels(y, n_classes: int | None = None):
-  """Class indices for ``y`` and the class names to store, if any.
-
-  Integer labels ``0..M-1`` (also as integral floats) are used as they are;
-  soft labels (T, M) too. Other labels are encoded in sorted order.
-
-  Returns:
-    ``(targets, classes)``: targets for :func:`explicit_softmax.fit` and None or
-    the list of class labels (index ``i`` is class ``classes[i]``).
-  """
-  y = np.asarray(y)
-  _validation.check_n_samples(len(y))
-  if y.ndim == 2 and y.shape[1] == 1:
-    y = y[:, 0]
-  if y.ndim == 2:
-    return y, None  # soft labels
-  if y.ndim != 1:
-    raise ValueError(f"labels must be a 1-D array (or (T, M) soft labels); got shape {y.shape}.")
-  numeric = y.dtype.kind in "iub" or (
-      y.dtype.kind == "f" and np.isfinite(y).all() and np.all(y == np.round(y)))
-  if numeric and y.size and y.min() >= 0:
-    return y.astype(np.int64), None
-  if n_classes is not None:
-    raise ValueError(
-        "--n-classes applies to integer labels 0..M-1; these labels are encoded from "
-        "their distinct values instead. Drop --n-classes.")
-  classes, codes = np.unique(y, return_inverse=True)
-  return codes.astype(np.int64), [_label_key(c) for c in classes]
-
-
-def map_labels(y, classes, n_classes: int):
-  """Class indices of ``y`` given the stored ``classes`` (None: the model was
-  fitted on the codes ``0..n_classes-1``, which ``y`` must then hold)."""
-  y = np.asarray(y)
-  if y.ndim == 2 and y.shape[1] == 1:
-    y = y[:, 0]
-  if classes is None:
-    if y.ndim == 2:
-      return y
-    integral = y.dtype.kind in "iub" or (
-        y.dtype.kind == "f" and np.isfinite(y).all() and np.all(y == np.round(y)))
-    if not integral or y.min() < 0 or y.max() >= n_classes:
-      shown = sorted({str(v) for v in np.unique(y)[:5]})
-      raise ValueError(
-          f"the model was fitted on the class codes 0..{n_classes - 1}, but these labels "
-          f"include {shown}; evaluate with the labels the model was fitted on.")
-    return y.astype(np.int64)
-  index = {c: i for i, c in enumerate(classes)}
-  keys = [_label_key(v) for v in y.tolist()] if y.dtype.kind != "U" else y.tolist()
-  unknown = sorted({str(k) for k in keys if k not in index})
-  if unknown:
-    raise ValueError(
-        f"labels {unknown[:5]} were not seen when the model was fitted; its classes are "
-        f"{classes[:20]}.")
-  return np.array([index[k] for k in keys], np.int64)
-
-
 # -- commands ------------------------------------------------------------------
 
 def _positive_int(text: str) -> int:
@@ -399,7 +104,6 @@ def _batches(x, y):
 
 
 def _cmd_fit(args) -> int:
-  import explicit_softmax as es
   out = pathlib.Path(args.out)
   if not out.parent.is_dir():
     raise ValueError(f"output directory {str(out.parent)!r} does not exist.")
@@ -416,43 +120,13 @@ def _cmd_fit(args) -> int:
   if not sp.issparse(x):
     x = np.asarray(x)
   _validation.check_shape_2d(x.shape)
-  if args.method == "auto":
-    if args.calibrate or args.refine:
-      raise ValueError(
-          "--calibrate and --refine apply to the closed forms; --method auto already "
-          "returns the refined optimum. Pass --method cooccurrence or newton with them.")
-    model = es.fit(x, targets, n_classes=n_classes, l2=args.l2, smoothing=args.smoothing)
-  else:
-    with _progress(total=-(-x.shape[0] // BATCH_ROWS), desc="statistics", unit="batch") as bar:
-      stats = None
-      for xb, yb in _batches(x, targets):
-        part = es.SoftmaxStats.from_data(xb, yb, n_classes=n_classes,
-                                         gram=args.method == "newton")
-        stats = part if stats is None else stats + part
-        bar.update()
-    model = es.solve(stats, args.method, smoothing=args.smoothing, ridge=args.ridge)
-  # After a closed form, "auto" means scikit-learn's C = 1.
-  l2 = 1.0 / x.shape[0] if args.l2 == "auto" else args.l2
-  if args.calibrate:
-    model = es.calibrate(model, x, targets, l2=l2)
-  if args.refine:
-    with _progress(total=args.steps, desc=f"refine ({args.refine})", unit="step") as bar:
-      def callback(step, current, record):
-        del current
-        bar.update(step + 1 - bar.n)
-        bar.set_postfix_str(f"loss {record['loss']:.4f}")
-      # About 100 progress updates: steps between callbacks run in one jitted loop.
-      model = es.refine(model, x, targets, method=args.refine, steps=args.steps, l2=l2,
-                        batch_size=args.batch_size, callback=callback,
-                        callback_every=max(1, args.steps // 100))
+  model = _fit_model(args, x, targets, n_classes)
   seconds = time.perf_counter() - start
   info = dict(model.info)
   if classes is not None:
     info["classes"] = classes
   model = model.replace(info=info, history=None)
-  loss = model.log_loss(x, targets)
-  hard = targets if targets.ndim == 1 else targets.argmax(axis=1)
-  accuracy = float(np.mean(model.predict(x) == hard))
+  loss, accuracy = model.log_loss(x, targets), _accuracy(model, x, targets)
   model.save(out)
   record = model.info.get("refine", {})
   print(f"fitted {args.method}"
@@ -466,6 +140,47 @@ def _cmd_fit(args) -> int:
           f"gradient norm {record['relative_grad_norm']:.2g}, l2 {record['l2']:.3g})")
   print(f"wrote {out}")
   return 0
+
+
+def _fit_model(args, x, targets, n_classes: int):
+  """The model ``fit`` asks for: the optimum, or a closed form then optionally
+  calibrated and refined."""
+  import explicit_softmax as es
+  if args.method == "auto":
+    if args.calibrate or args.refine:
+      raise ValueError(
+          "--calibrate and --refine apply to the closed forms; --method auto already "
+          "returns the refined optimum. Pass --method cooccurrence or newton with them.")
+    return es.fit(x, targets, n_classes=n_classes, l2=args.l2, smoothing=args.smoothing)
+  with _progress(total=-(-x.shape[0] // BATCH_ROWS), desc="statistics", unit="batch") as bar:
+    stats = None
+    for xb, yb in _batches(x, targets):
+      part = es.SoftmaxStats.from_data(xb, yb, n_classes=n_classes,
+                                       gram=args.method == "newton")
+      stats = part if stats is None else stats + part
+      bar.update()
+  model = es.solve(stats, args.method, smoothing=args.smoothing, ridge=args.ridge)
+  # After a closed form, "auto" means scikit-learn's C = 1.
+  l2 = 1.0 / x.shape[0] if args.l2 == "auto" else args.l2
+  if args.calibrate:
+    model = es.calibrate(model, x, targets, l2=l2)
+  if not args.refine:
+    return model
+  with _progress(total=args.steps, desc=f"refine ({args.refine})", unit="step") as bar:
+    def callback(step, current, record):
+      del current
+      bar.update(step + 1 - bar.n)
+      bar.set_postfix_str(f"loss {record['loss']:.4f}")
+    # About 100 progress updates: steps between callbacks run in one jitted loop.
+    return es.refine(model, x, targets, method=args.refine, steps=args.steps, l2=l2,
+                     batch_size=args.batch_size, callback=callback,
+                     callback_every=max(1, args.steps // 100))
+
+
+def _accuracy(model, x, targets) -> float:
+  """The fraction of rows whose predicted class is the (most probable) target."""
+  hard = targets if targets.ndim == 1 else targets.argmax(axis=1)
+  return float(np.mean(model.predict(x) == hard))
 
 
 def _load_model_and_data(args, need_labels: bool):
@@ -505,9 +220,7 @@ def _cmd_predict(args) -> int:
 def _cmd_evaluate(args) -> int:
   model, x, y = _load_model_and_data(args, need_labels=True)
   targets = map_labels(y, model.info.get("classes"), model.n_classes)
-  loss = model.log_loss(x, targets)
-  hard = targets if targets.ndim == 1 else targets.argmax(axis=1)
-  accuracy = float(np.mean(model.predict(x) == hard))
+  loss, accuracy = model.log_loss(x, targets), _accuracy(model, x, targets)
   grad = model.grad_norm(x, targets)
   print(f"samples          {x.shape[0]:,}")
   print(f"cross-entropy    {loss:.6f} nats ({loss / np.log(2):.6f} bits)")
@@ -621,18 +334,35 @@ def build_parser() -> argparse.ArgumentParser:
       "fitted from one pass of additive statistics.")
   parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
   sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+  for add in (_add_fit, _add_predict, _add_evaluate, _add_bench, _add_demo):
+    add(sub)
+  return parser
 
-  fit = sub.add_parser(
-      "fit", help="fit a model and save it (.npz)",
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Fit a softmax model: by default the certified L2-regularised optimum "
+
+def _subcommand(sub, name: str, func, summary: str, description: str,
+                *examples: str) -> argparse.ArgumentParser:
+  """A subcommand ``name`` run by ``func``, with its examples as the epilog."""
+  heading = "examples:" if len(examples) > 1 else "example:"
+  parser = sub.add_parser(
+      name, help=summary, formatter_class=argparse.RawDescriptionHelpFormatter,
+      description=description,
+      epilog="".join([heading + "\n"] + [f"  {PROG} {e}\n" for e in examples]))
+  parser.set_defaults(func=func)
+  return parser
+
+
+def _add_fit(sub) -> None:
+  """``fit DATA --out MODEL``: the closed forms, calibration and refinement."""
+  fit = _subcommand(
+      sub, "fit", _cmd_fit, "fit a model and save it (.npz)",
+      "Fit a softmax model: by default the certified L2-regularised optimum "
       "(the exact count solution on one-hot data); --method "
       "cooccurrence/newton give the raw closed forms in one pass (optionally "
       "calibrated/refined).",
-      epilog="examples:\n  explicit-softmax fit train.npz --out model.npz\n"
-      "  explicit-softmax fit X.npy y.npy --out model.npz --method newton\n"
-      "  explicit-softmax fit data.csv --label-column 0 --out model.npz --calibrate\n"
-      "  explicit-softmax fit train.svm --out model.npz --refine lbfgs --steps 100\n")
+      "fit train.npz --out model.npz",
+      "fit X.npy y.npy --out model.npz --method newton",
+      "fit data.csv --label-column 0 --out model.npz --calibrate",
+      "fit train.svm --out model.npz --refine lbfgs --steps 100")
   _add_data_args(fit)
   fit.add_argument("--out", required=True, metavar="MODEL.npz", help="where to save the model")
   fit.add_argument("--method", choices=("auto", "cooccurrence", "newton"), default="auto",
@@ -656,54 +386,55 @@ def build_parser() -> argparse.ArgumentParser:
                    help="minibatch size of adam/sgd refinement (default: full batch)")
   fit.add_argument("--n-classes", type=int, default=None,
                    help="number of classes M for integer labels 0..M-1 (default: max + 1)")
-  fit.set_defaults(func=_cmd_fit)
 
-  predict = sub.add_parser(
-      "predict", help="predict labels (and probabilities) as CSV",
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Predict with a saved model; writes CSV to --out or stdout.",
-      epilog="examples:\n  explicit-softmax predict model.npz test.npz\n"
-      "  explicit-softmax predict model.npz test.csv --proba --out preds.csv\n")
+
+def _add_predict(sub) -> None:
+  """``predict MODEL DATA``: labels (and probabilities) as CSV."""
+  predict = _subcommand(
+      sub, "predict", _cmd_predict, "predict labels (and probabilities) as CSV",
+      "Predict with a saved model; writes CSV to --out or stdout.",
+      "predict model.npz test.npz", "predict model.npz test.csv --proba --out preds.csv")
   predict.add_argument("model", metavar="MODEL", help="model file written by fit")
   _add_data_args(predict)
   predict.add_argument("--out", metavar="PREDS.csv", help="output CSV (default: stdout)")
   predict.add_argument("--proba", action="store_true", help="also write class probabilities")
-  predict.set_defaults(func=_cmd_predict)
 
-  evaluate = sub.add_parser(
-      "evaluate", help="cross-entropy, accuracy and gradient norm on labelled data",
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Evaluate a saved model on labelled data.",
-      epilog="example:\n  explicit-softmax evaluate model.npz test.npz\n")
+
+def _add_evaluate(sub) -> None:
+  """``evaluate MODEL DATA``: cross-entropy, accuracy and gradient norm."""
+  evaluate = _subcommand(
+      sub, "evaluate", _cmd_evaluate, "cross-entropy, accuracy and gradient norm on labelled data",
+      "Evaluate a saved model on labelled data.", "evaluate model.npz test.npz")
   evaluate.add_argument("model", metavar="MODEL", help="model file written by fit")
   _add_data_args(evaluate)
-  evaluate.set_defaults(func=_cmd_evaluate)
 
+
+def _add_bench(sub) -> None:
+  """``bench NAME``: one benchmark of :mod:`explicit_softmax.bench`."""
   from explicit_softmax.bench import MODULES
-  bench = sub.add_parser(
-      "bench", help="run a benchmark (JSON + PNG results)",
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Run one benchmark of explicit_softmax.bench with this Python; arguments "
+  bench = _subcommand(
+      sub, "bench", _cmd_bench, "run a benchmark (JSON + PNG results)",
+      "Run one benchmark of explicit_softmax.bench with this Python; arguments "
       "after -- go to the benchmark itself.",
-      epilog="examples:\n  explicit-softmax bench fit --quick --out results\n"
-      "  explicit-softmax bench real -- --datasets iris,wine\n"
-      "  explicit-softmax bench mnist --update-committed     # in a source checkout\n")
+      "bench fit --quick --out results", "bench real -- --datasets iris,wine",
+      "bench mnist --update-committed     # in a source checkout")
   bench.add_argument("which", choices=tuple(MODULES), help="which benchmark")
   bench.add_argument("--quick", action="store_true", help="reduced sizes")
   bench.add_argument("--out", metavar="DIR", help="results folder (default: a new folder "
                      "explicit-softmax-bench-DATE-TIME in the current directory)")
   bench.add_argument("--update-committed", action="store_true",
                      help="rewrite the results committed with a source checkout")
-  bench.set_defaults(func=_cmd_bench)
 
-  demo = sub.add_parser(
-      "demo", help="explicit fit vs gradient descent on a toy language model (< 1 min)",
-      formatter_class=argparse.RawDescriptionHelpFormatter,
-      description="Samples a corpus from a Markov source with a known entropy rate, fits "
+
+def _add_demo(sub) -> None:
+  """``demo``: the explicit fit against Adam on a toy language model."""
+  demo = _subcommand(
+      sub, "demo", _cmd_demo,
+      "explicit fit vs gradient descent on a toy language model (< 1 min)",
+      "Samples a corpus from a Markov source with a known entropy rate, fits "
       "next-token weights in one explicit call, runs Adam from zero for a few seconds on "
       "the same data, and prints both cross-entropies against the entropy-rate floor.",
-      epilog="examples:\n  explicit-softmax demo\n"
-      "  explicit-softmax demo --vocab-size 500 --tokens 200000 --seed 1\n")
+      "demo", "demo --vocab-size 500 --tokens 200000 --seed 1")
   demo.add_argument("--vocab-size", type=int, default=1000, help="V (default: %(default)s)")
   demo.add_argument("--tokens", type=int, default=300_000,
                     help="training tokens (default: %(default)s)")
@@ -716,8 +447,6 @@ def build_parser() -> argparse.ArgumentParser:
                     help="time budget of gradient descent (default: %(default)s)")
   demo.add_argument("--batch-size", type=int, default=1024, help=argparse.SUPPRESS)
   demo.add_argument("--learning-rate", type=float, default=0.1, help=argparse.SUPPRESS)
-  demo.set_defaults(func=_cmd_demo)
-  return parser
 
 
 def _one_line(err: BaseException) -> str:

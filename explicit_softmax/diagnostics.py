@@ -20,6 +20,7 @@ import dataclasses
 import math
 
 import numpy as np
+import scipy.special
 
 from explicit_softmax import _design
 from explicit_softmax import _validation
@@ -265,9 +266,7 @@ def loss_gradient_width(model: model_lib.SoftmaxModel, X: Features, y: Labels, *
 
   def residuals(rows):
     logits = design.take(rows).logits(model.weights).astype(np.float64) + model.bias
-    p = np.exp(logits - logits.max(axis=1, keepdims=True))
-    p /= p.sum(axis=1, keepdims=True)
-    return p - targets.take(rows).dense(np.float64)
+    return scipy.special.softmax(logits, axis=1) - targets.take(rows).dense(np.float64)
 
   return _width(design, residuals, model.n_classes, n_draws, seed, include_bias)
 
@@ -335,8 +334,10 @@ def _kl_and_agreement(model_a, model_b, X, sample_weight) -> tuple[float, float]
   for lo in range(0, t, rows_per_chunk):
     rows = slice(lo, min(lo + rows_per_chunk, t))
     part = design.take(rows)
-    log_a = _log_softmax(part.logits(model_a.weights).astype(np.float64) + model_a.bias)
-    log_b = _log_softmax(part.logits(model_b.weights).astype(np.float64) + model_b.bias)
+    log_a = scipy.special.log_softmax(
+        part.logits(model_a.weights).astype(np.float64) + model_a.bias, axis=1)
+    log_b = scipy.special.log_softmax(
+        part.logits(model_b.weights).astype(np.float64) + model_b.bias, axis=1)
     kl = np.maximum((np.exp(log_a) * (log_a - log_b)).sum(axis=1), 0.0)  # >= 0 up to round-off
     kl_sum += float(w[rows] @ kl)
     same += float(w[rows] @ (log_a.argmax(axis=1) == log_b.argmax(axis=1)))
@@ -411,7 +412,3 @@ def agreement(model_a: model_lib.SoftmaxModel, model_b: model_lib.SoftmaxModel, 
   kl, top1 = _kl_and_agreement(model_a, model_b, X, sample_weight)
   return Agreement(kl, top1, weight_cosine(model_a, model_b))
 
-
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-  z = z - z.max(axis=1, keepdims=True)
-  return z - np.log(np.exp(z).sum(axis=1, keepdims=True))

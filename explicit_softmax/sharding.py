@@ -38,7 +38,6 @@ needs the full, identical array on every process. See ``docs/scaling.md``.
 
 from __future__ import annotations
 
-import functools
 import math
 
 import jax
@@ -46,18 +45,14 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
+from explicit_softmax import _device_pass
 from explicit_softmax import _partition
 from explicit_softmax import _validation
 from explicit_softmax._typing import Features, Labels, SampleWeight
 
 # Rows per chunk (one step of each device's scan). The rounding error depends on
-# the 64-row blocks inside a chunk (``_BLOCK_ROWS``), not on this size.
+# the 64-row blocks inside a chunk (``_device_pass.BLOCK_ROWS``), not on this size.
 CHUNK_ROWS = 2048
-
-# Full float32 products. On GPUs, JAX's default float32 matmul rounds its inputs
-# to TF32 (10-bit mantissa): the sums then drift by ~5e-5 relative (measured on
-# an H100), and one-hot counts above 2^11 stop being exact.
-_EXACT = jax.lax.Precision.HIGHEST
 
 
 def is_sharded(X: Features) -> bool:
@@ -171,8 +166,9 @@ def sharded_sums(X: Features, y: Labels, *, n_classes: int | None = None,
   chunk = CHUNK_ROWS if chunk_rows is None else _validation.check_integer("chunk_rows", chunk_rows)
   n_shards = math.prod(mesh.shape[a] for a in row_axes)
   chunk = min(chunk, t // n_shards)
-  kernel = _build_kernel(mesh, row_axes, t // n_shards, n_classes, soft, w is not None,
-                         gram, chunk, _groups(chunk, n, n_classes, gram))
+  kernel = _device_pass.build_kernel(
+      mesh, row_axes, t // n_shards, n_classes, soft, w is not None, gram, chunk,
+      _device_pass.n_groups(chunk, n, n_classes, gram))
   sums, checks = kernel(X, y, *(() if w is None else (w,)))
   checks = {k: v.item() for k, v in jax.device_get(checks).items()}
   _raise_for_invalid(checks, t, n_classes, soft, w is not None)
@@ -255,151 +251,6 @@ def _raise_for_invalid(checks: dict, t: int, m: int, soft: bool, weighted: bool)
   if weighted:
     _validation.check_weight_summary(bool(checks["w_finite"]) and checks["w_min"] >= 0,
                                      float(checks["w_sum"]))
-
-
-# -- the per-device pass -------------------------------------------------------------
-
-# A chunk's products are formed as sums of blocks of this many rows ...
-_BLOCK_ROWS = 64
-# ... unless the per-block partial products would exceed this many floats.
-_GROUP_ELEMENTS = 2**22
-
-
-def _groups(chunk: int, n: int, m: int, gram: bool) -> int:
-  """How many row blocks a chunk's products are split into (a power of two)."""
-  if chunk % _BLOCK_ROWS:
-    return 1
-  groups = chunk // _BLOCK_ROWS
-  size = max(n * m, n * n if gram else 0)
-  while groups > 1 and (groups * size > _GROUP_ELEMENTS or (chunk // _BLOCK_ROWS) % groups):
-    groups //= 2
-  return groups
-
-def _kahan_add(acc, value):
-  """Compensated summation: ``acc = (sum, c)`` with the true sum ``~ sum - c``."""
-  s, c = acc
-  y = value - c
-  new = s + y
-  return new, (new - s) - y
-
-
-# How each validation reduction combines over chunks and devices.
-_CHECKS = {"x_nonfinite_row": "min", "x_min": "min", "y_finite": "min", "y_min": "min", "y_bad_sum_row": "min",
-           "y_integral": "min", "y_max": "max"}
-_MERGE = {"min": jnp.minimum, "max": jnp.maximum, "sum": jnp.add}
-
-
-@functools.lru_cache(maxsize=64)
-def _build_kernel(mesh, row_axes: tuple, local_rows: int, m: int, soft: bool,
-                  weighted: bool, gram: bool, chunk: int, groups: int):
-  """A jitted ``shard_map`` pass: per-device chunked sums, then ``psum`` over ``row_axes``.
-
-  Each device scans its rows in ``ceil(local_rows / chunk)`` chunks of ``chunk``
-  rows; the last chunk is shifted back to end at the last row and its rows that
-  an earlier chunk already read get weight zero, so one chunk body serves all.
-  """
-  n_chunks = -(-local_rows // chunk)
-
-  def _grouped_product(a, b):
-    """``a^T b`` as a sum of ``groups`` products of ``chunk / groups`` rows each.
-
-    XLA's CPU dot accumulates a long contraction in one float32 sum, whose
-    rounding drifts (up to ~1e-5 relative over 2048 near-constant terms); blocks
-    of ``_BLOCK_ROWS`` rows, added at the end, keep a chunk's error near 2e-7.
-    """
-    if groups == 1:
-      return jnp.matmul(a.T, b, precision=_EXACT)
-    a = a.reshape(groups, -1, a.shape[1])
-    b = b.reshape(groups, -1, b.shape[1])
-    return jnp.einsum("gra,grb->gab", a, b, precision=_EXACT).sum(axis=0)
-  sentinel = np.iinfo(np.int32).max
-  reduce = {"sum": jax.lax.psum, "min": jax.lax.pmin, "max": jax.lax.pmax}
-  collective = lambda kind, v: reduce[kind](v, row_axes) if row_axes else v
-  varying = (lambda v: jax.lax.pcast(v, row_axes, to="varying")) if row_axes else (lambda v: v)
-
-  def chunk_terms(x, y, w, rows):
-    """Sums and validation reductions of one chunk; ``rows`` are its global row ids."""
-    valid = w != 0
-    x = x.astype(jnp.float32)
-    if soft:
-      target = y.astype(jnp.float32)
-    else:
-      target = jax.nn.one_hot(y.astype(jnp.int32), m, dtype=jnp.float32)
-    mass = x.sum(axis=1)
-    weighted_target = target * w[:, None]
-    # Vector sums are XLA reductions (accurate to ~1e-8); products are blocked.
-    sums = {"cooccurrence": _grouped_product(x, weighted_target),
-            "class_mass": weighted_target.sum(axis=0),
-            "total_weight": w.sum(),
-            "mass_sq": (w * mass * mass).sum()}
-    if gram:
-      sums["gram"] = _grouped_product(x, x * w[:, None])
-    first = lambda bad: jnp.where(bad & valid, rows, sentinel).min()
-    finite = jnp.isfinite(x).all(axis=1)
-    checks = {"x_nonfinite_row": first(~finite),
-              # Padding rows (weight 0) are copies of real rows, so need no masking.
-              "x_min": jnp.where(jnp.isfinite(x), x, jnp.inf).min()}
-    if soft:
-      ok = jnp.isfinite(target)
-      checks["y_finite"] = ok.all().astype(jnp.int32)
-      checks["y_min"] = jnp.where(ok, target, 0).min()
-      checks["y_bad_sum_row"] = first(jnp.abs(target.sum(axis=1) - 1) > _validation.ROW_SUM_ATOL)
-    else:
-      ok = jnp.isfinite(y) & (y == jnp.round(y))
-      checks["y_integral"] = ok.all().astype(jnp.int32)
-      y = jnp.where(ok, y, 0)
-      checks["y_min"] = y.min().astype(jnp.float32)
-      checks["y_max"] = y.max().astype(jnp.float32)
-    return sums, checks
-
-  def local(x, y, *maybe_w):
-    offset = (jax.lax.axis_index(row_axes) * local_rows).astype(jnp.int32) if row_axes else 0
-    w_all = maybe_w[0].astype(jnp.float32) if weighted else None
-    if weighted:
-      w_ok = jnp.isfinite(w_all)
-      w_checks = {"w_finite": collective("min", w_ok.all().astype(jnp.int32)),
-                  "w_min": collective("min", jnp.where(w_ok, w_all, 0).min()),
-                  "w_sum": collective("sum", jnp.where(w_ok, w_all, 0).sum())}
-
-    def body(carry, i):
-      acc, checks = carry
-      # dynamic_slice clamps the start, so the last chunk ends at the last row.
-      start = jnp.minimum(i * chunk, local_rows - chunk)
-      take = lambda a: jax.lax.dynamic_slice_in_dim(a, start, chunk, axis=0)
-      fresh = start + jnp.arange(chunk) >= i * chunk
-      w = fresh.astype(jnp.float32) if w_all is None else jnp.where(fresh, take(w_all), 0)
-      sums, new = chunk_terms(take(x), take(y), w, offset + start + jnp.arange(chunk))
-      acc = jax.tree.map(_kahan_add, acc, sums, is_leaf=lambda a: isinstance(a, tuple))
-      checks = {k: _MERGE[_CHECKS[k]](checks[k], v) for k, v in new.items()}
-      return (acc, checks), None
-
-    shapes = jax.eval_shape(
-        chunk_terms, x[:chunk], y[:chunk], jnp.ones(chunk, jnp.float32),
-        jnp.arange(chunk))
-    zeros = lambda s: varying(jnp.zeros(s.shape, s.dtype))
-    acc = jax.tree.map(lambda s: (zeros(s), zeros(s)), shapes[0])
-    identity = {"sum": 0, "max": -np.inf,
-                "min": lambda s: sentinel if s.dtype == jnp.int32 else np.inf}
-    checks = {}
-    for k, s in shapes[1].items():
-      value = identity[_CHECKS[k]]
-      checks[k] = varying(jnp.full(s.shape, value(s) if callable(value) else value, s.dtype))
-    (acc, checks), _ = jax.lax.scan(body, (acc, checks), jnp.arange(n_chunks))
-    # High parts and (negated) compensations are reduced separately.
-    sums = jax.tree.map(lambda a: (collective("sum", a[0]), collective("sum", -a[1])), acc,
-                        is_leaf=lambda a: isinstance(a, tuple))
-    checks = {k: collective(_CHECKS[k], v) for k, v in checks.items()}
-    if weighted:
-      checks.update(w_checks)
-    return sums, checks
-
-  rows = PartitionSpec(row_axes or None)
-  in_specs: tuple[PartitionSpec, ...] = (PartitionSpec(row_axes or None, None),
-                                         PartitionSpec(row_axes or None, None) if soft else rows)
-  if weighted:
-    in_specs += (rows,)
-  return jax.jit(jax.shard_map(local, mesh=mesh, in_specs=in_specs,
-                               out_specs=PartitionSpec()))
 
 
 # -- host partitions of a multi-process array -------------------------------------------

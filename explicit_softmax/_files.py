@@ -1,0 +1,329 @@
+"""The data files of the command line: reading ``(X, y)`` and encoding labels.
+
+Recognised by extension:
+
+* ``.npz``  arrays ``X`` (features) and ``y`` (labels), e.g. ``np.savez(f, X=X, y=y)``;
+  a ``scipy.sparse.save_npz`` file is read as ``X`` (labels from ``--labels``);
+* ``.npy``  ``X`` only: labels from a second ``.npy`` path or ``--labels y.npy``;
+* ``.svm``, ``.svmlight``, ``.libsvm``  svmlight/libsvm text (sparse features);
+* ``.csv``, ``.tsv`` (and other text)  a table with one label column, named by
+  ``--label-column`` (a header name or an index) or by a header cell ``label``
+  (``labels``, ``target``, ``class``, ``y``); never guessed. A UTF-8 byte-order
+  mark is skipped.
+
+Labels that are integers ``0..M-1`` are used as class indices; any other labels
+(strings, ``-1/+1``, ...) are encoded in sorted order (:func:`encode_labels`) and
+mapped back through the stored classes (:func:`map_labels`).
+"""
+
+from __future__ import annotations
+
+import csv
+import pathlib
+import zipfile
+
+import numpy as np
+import scipy.sparse as sp
+
+from explicit_softmax import _validation
+
+SVMLIGHT_SUFFIXES = (".svm", ".svmlight", ".libsvm")
+CSV_SUFFIXES = (".csv", ".tsv")
+
+
+# -- reading data --------------------------------------------------------------
+
+def _is_number(text: str) -> bool:
+  try:
+    float(text)
+  except ValueError:
+    return False
+  return True
+
+
+# Header names taken as the label column when --label-column is not given.
+LABEL_NAMES = ("label", "labels", "target", "class", "y")
+
+
+def _parse_column(spec: str | None, header: list[str] | None, n_cols: int, path) -> int:
+  """The index of the label column from a name or a (possibly negative) index.
+
+  Without ``spec`` the label column is the one header cell named as in
+  ``LABEL_NAMES``; anything else would be a guess (a table without labels
+  would have its last feature read as labels), so it is an error.
+  """
+  if spec is None:
+    named = [] if header is None else [
+        j for j, h in enumerate(header) if h.strip().lower() in LABEL_NAMES]
+    if len(named) == 1:
+      return named[0]
+    raise ValueError(
+        f"which column of {str(path)!r} holds the labels? Pass --label-column NAME or "
+        "INDEX (0-based, -1 is the last), or name the column 'label' in a header row.")
+  try:
+    index = int(spec)
+  except ValueError:
+    if header is None:
+      raise ValueError(
+          f"--label-column {spec!r} is a name but {str(path)!r} has no header row; "
+          "give the column's index instead (0-based, -1 is the last).") from None
+    names = [h.strip() for h in header]
+    if spec not in names:
+      raise ValueError(
+          f"--label-column {spec!r} is not a column of {str(path)!r}; its columns are "
+          f"{names[:20]}.") from None
+    return names.index(spec)
+  if not -n_cols <= index < n_cols:
+    raise ValueError(
+        f"--label-column {index} is out of range: {str(path)!r} has {n_cols} columns.")
+  return index % n_cols
+
+
+def read_csv(path, label_column: str | None = None, n_features: int | None = None):
+  """Reads a CSV/TSV table: features and (if present) a label column.
+
+  The delimiter is sniffed (``,``, ``;``, tab, ``|``); the first row is a header
+  if it has non-numeric cells where the next row has numbers (or only
+  non-numeric cells).
+
+  Args:
+    path: the file.
+    label_column: the label column's header name or index (default: the
+      header column named as in ``LABEL_NAMES``; none: an error).
+    n_features: the number of features a model expects; a table with exactly
+      that many columns has no label column.
+
+  Returns:
+    ``(X, y)``: (T, N) float64 features and (T,) labels (numbers if every label
+    is numeric, else strings), or None when there is no label column.
+
+  Raises:
+    ValueError: for ragged rows, non-numeric features, or a bad label column.
+  """
+  path = pathlib.Path(path)
+  header, body = _split_header(_read_rows(path), path)
+  n_cols = len(header) if header else len(body[0])
+  for i, row in enumerate(body):
+    if len(row) != n_cols:
+      raise ValueError(
+          f"row {i + 1 + (header is not None)} of {str(path)!r} has {len(row)} columns, "
+          f"expected {n_cols}; every row needs the same columns.")
+  table = np.array(body, dtype=str)
+  if n_features is not None and n_cols == n_features and label_column is None:
+    label_idx = None
+  else:
+    label_idx = _parse_column(label_column, header, n_cols, path)
+  x = _parse_features(table, [j for j in range(n_cols) if j != label_idx],
+                      path, header is not None)
+  if label_idx is None:
+    return x, None
+  labels = np.char.strip(table[:, label_idx])
+  if all(_is_number(v) for v in labels):
+    labels = labels.astype(np.float64)
+  return x, labels
+
+
+def _read_rows(path: pathlib.Path) -> list[list[str]]:
+  """The nonblank rows of a delimited text file (delimiter sniffed)."""
+  # utf-8-sig: a byte-order mark (as spreadsheet programs write) is not a header cell.
+  with open(path, newline="", encoding="utf-8-sig") as fh:
+    sample = fh.read(1 << 16)
+    fh.seek(0)
+    try:
+      dialect = csv.Sniffer().sniff(sample, delimiters=",;\t|")
+    except csv.Error:
+      dialect = csv.excel_tab if path.suffix.lower() == ".tsv" else csv.excel
+    return [row for row in csv.reader(fh, dialect) if any(cell.strip() for cell in row)]
+
+
+def _split_header(rows, path) -> tuple[list[str] | None, list[list[str]]]:
+  """``(header, body)``: the first row is a header if it has non-numeric cells
+  where the next row has numbers (or only non-numeric cells)."""
+  if not rows:
+    raise ValueError(f"{str(path)!r} is empty; expected a table of features and labels.")
+  first = [_is_number(c) for c in rows[0]]
+  second = [_is_number(c) for c in rows[1]] if len(rows) > 1 else first
+  has_header = not all(first) and (not any(first) or any(
+      not a and b for a, b in zip(first, second)))
+  header = rows[0] if has_header else None
+  body = rows[1:] if has_header else rows
+  if not body:
+    raise ValueError(f"{str(path)!r} has a header but no data rows.")
+  return header, body
+
+
+def _parse_features(table: np.ndarray, feature_cols: list[int], path,
+                    has_header: bool) -> np.ndarray:
+  """The feature columns of a table of strings as float64, or an error naming
+  the first cell that is not a number."""
+  if not feature_cols:
+    raise ValueError(f"{str(path)!r} has a label column but no feature columns.")
+  features = table[:, feature_cols]
+  try:
+    return np.char.strip(features).astype(np.float64)
+  except ValueError:
+    bad = next((i, j) for i, row in enumerate(features) for j, cell in enumerate(row)
+               if not _is_number(cell))
+    raise ValueError(
+        f"{str(path)!r} row {bad[0] + 1 + has_header}, column {feature_cols[bad[1]]} holds "
+        f"{str(features[bad])!r}, not a number; features must be numeric (is the label in "
+        "another column? use --label-column).") from None
+
+
+def _sniff_svmlight(path) -> bool:
+  """True if the first data line looks like ``label index:value ...``."""
+  with open(path, encoding="utf-8", errors="replace") as fh:
+    for line in fh:
+      line = line.split("#", 1)[0].strip()
+      if line:
+        tokens = line.split()
+        return len(tokens) == 1 or all(":" in t for t in tokens[1:])
+  return False
+
+
+def _load_npy(path):
+  with open(path, "rb") as fh:
+    if fh.read(6) != b"\x93NUMPY":
+      raise ValueError(f"{str(path)!r} is not a .npy array file (save with np.save).")
+    fh.seek(0)
+    return np.load(fh, allow_pickle=False)
+
+
+def read_data(paths, *, labels_path=None, label_column=None, n_features=None):
+  """Reads ``(X, y)`` from the supported files (see the module docstring).
+
+  Args:
+    paths: one data file, or two ``.npy`` files (features, labels).
+    labels_path: a ``.npy`` file of labels for ``.npy``/sparse ``.npz`` data.
+    label_column: CSV label column (name or index, default last).
+    n_features: features a fitted model expects (svmlight width; CSV tables
+      with exactly this many columns have no labels).
+
+  Returns:
+    ``(X, y)``: features (dense array or ``scipy.sparse``) and labels, or None
+    if the data has none.
+
+  Raises:
+    ValueError: for unreadable, missing or inconsistent files.
+  """
+  paths = [pathlib.Path(p) for p in paths]
+  if len(paths) > 2:
+    raise ValueError(f"expected one data file or two .npy files (X, y); got {len(paths)} paths.")
+  for p in paths + ([pathlib.Path(labels_path)] if labels_path else []):
+    if not p.is_file():
+      raise ValueError(f"data file {str(p)!r} does not exist.")
+  path = paths[0]
+  suffix = path.suffix.lower()
+  if len(paths) == 2 and labels_path:
+    raise ValueError("give the labels either as a second path or with --labels, not both.")
+  if len(paths) == 2 and (suffix != ".npy" or paths[1].suffix.lower() != ".npy"):
+    raise ValueError(
+        "two data paths must be .npy files of features and labels (X.npy y.npy); "
+        f"got {str(paths[0])!r} and {str(paths[1])!r}.")
+  try:
+    x, y = _read(path, suffix, label_column, n_features)
+    if len(paths) == 2:
+      labels_path = paths[1]
+    if labels_path is not None:
+      if y is not None:
+        raise ValueError(f"{str(path)!r} already holds labels; drop --labels.")
+      if pathlib.Path(labels_path).suffix.lower() != ".npy":
+        raise ValueError(f"labels file {str(labels_path)!r} must be a .npy array.")
+      y = _load_npy(labels_path)
+  except (EOFError, zipfile.BadZipFile, csv.Error, KeyError) as err:
+    raise ValueError(
+        f"cannot read {str(path)!r} ({type(err).__name__}: {err}); is it really a "
+        f"{suffix or 'CSV'} file?") from None
+  if y is not None and len(y) != x.shape[0]:
+    raise ValueError(
+        f"the features have {x.shape[0]} rows but there are {len(y)} labels; they must "
+        "match.")
+  return x, y
+
+
+def _read(path, suffix, label_column, n_features):
+  if suffix == ".npz":
+    if not zipfile.is_zipfile(path):
+      raise ValueError(
+          f"{str(path)!r} is not an .npz archive (save with np.savez(path, X=X, y=y)).")
+    with np.load(path, allow_pickle=False) as data:
+      keys = set(data.files)
+      if "X" in keys:
+        return data["X"], (data["y"] if "y" in keys else None)
+    if {"data", "indices", "indptr", "shape", "format"} <= keys:
+      return sp.load_npz(path), None
+    raise ValueError(
+        f"{str(path)!r} has arrays {sorted(keys)}; expected 'X' and 'y' (save with "
+        "np.savez(path, X=X, y=y)).")
+  if suffix == ".npy":
+    return _load_npy(path), None
+  if suffix in SVMLIGHT_SUFFIXES or (suffix not in CSV_SUFFIXES and _sniff_svmlight(path)):
+    from sklearn.datasets import load_svmlight_file
+    x, y = load_svmlight_file(str(path), n_features=n_features, dtype=np.float32)
+    return x, y
+  return read_csv(path, label_column, n_features)
+
+
+# -- labels --------------------------------------------------------------------
+
+def _label_key(value):
+  """A JSON-stable key for a label: integral numbers as int, others as given."""
+  if isinstance(value, (np.floating, float)) and float(value).is_integer():
+    return int(value)
+  if isinstance(value, (np.integer, np.floating)):
+    return value.item()
+  return str(value) if isinstance(value, np.str_) else value
+
+
+def encode_labels(y, n_classes: int | None = None):
+  """Class indices for ``y`` and the class names to store, if any.
+
+  Integer labels ``0..M-1`` (also as integral floats) are used as they are;
+  soft labels (T, M) too. Other labels are encoded in sorted order.
+
+  Returns:
+    ``(targets, classes)``: targets for :func:`explicit_softmax.fit` and None or
+    the list of class labels (index ``i`` is class ``classes[i]``).
+  """
+  y = np.asarray(y)
+  _validation.check_n_samples(len(y))
+  if y.ndim == 2 and y.shape[1] == 1:
+    y = y[:, 0]
+  if y.ndim == 2:
+    return y, None  # soft labels
+  if y.ndim != 1:
+    raise ValueError(f"labels must be a 1-D array (or (T, M) soft labels); got shape {y.shape}.")
+  if _validation.is_integral(y) and y.size and y.min() >= 0:
+    return y.astype(np.int64), None
+  if n_classes is not None:
+    raise ValueError(
+        "--n-classes applies to integer labels 0..M-1; these labels are encoded from "
+        "their distinct values instead. Drop --n-classes.")
+  classes, codes = np.unique(y, return_inverse=True)
+  return codes.astype(np.int64), [_label_key(c) for c in classes]
+
+
+def map_labels(y, classes, n_classes: int):
+  """Class indices of ``y`` given the stored ``classes`` (None: the model was
+  fitted on the codes ``0..n_classes-1``, which ``y`` must then hold)."""
+  y = np.asarray(y)
+  if y.ndim == 2 and y.shape[1] == 1:
+    y = y[:, 0]
+  if classes is None:
+    if y.ndim == 2:
+      return y
+    if not _validation.is_integral(y) or y.min() < 0 or y.max() >= n_classes:
+      shown = sorted({str(v) for v in np.unique(y)[:5]})
+      raise ValueError(
+          f"the model was fitted on the class codes 0..{n_classes - 1}, but these labels "
+          f"include {shown}; evaluate with the labels the model was fitted on.")
+    return y.astype(np.int64)
+  index = {c: i for i, c in enumerate(classes)}
+  keys = [_label_key(v) for v in y.tolist()] if y.dtype.kind != "U" else y.tolist()
+  unknown = sorted({str(k) for k in keys if k not in index})
+  if unknown:
+    raise ValueError(
+        f"labels {unknown[:5]} were not seen when the model was fitted; its classes are "
+        f"{classes[:20]}.")
+  return np.array([index[k] for k in keys], np.int64)
+
