@@ -24,6 +24,7 @@ import time
 import numpy as np
 import scipy.sparse as sp
 
+from explicit_softmax import _progress
 from explicit_softmax import _validation
 from explicit_softmax._files import encode_labels, map_labels, read_data
 
@@ -48,27 +49,6 @@ svmlight/libsvm (.svm, .svmlight, .libsvm) and CSV/TSV with a label column.
 Features are any finite real numbers; --method cooccurrence needs nonnegative ones
 (counts, intensities, activations).
 """
-
-
-# -- progress bars -------------------------------------------------------------
-
-def _progress(**kwargs):
-  """A tqdm bar on stderr (hidden when stderr is not a terminal), or a no-op."""
-  try:
-    from tqdm.auto import tqdm
-  except ImportError:
-    return contextlib.nullcontext(_NoBar())
-  return tqdm(disable=None, leave=False, **kwargs)
-
-
-class _NoBar:
-  n = 0
-
-  def update(self, n=1):
-    del n
-
-  def set_postfix_str(self, s):
-    del s
 
 
 # -- commands ------------------------------------------------------------------
@@ -152,7 +132,7 @@ def _fit_model(args, x, targets, n_classes: int):
           "--calibrate and --refine apply to the closed forms; --method auto already "
           "returns the refined optimum. Pass --method cooccurrence or newton with them.")
     return es.fit(x, targets, n_classes=n_classes, l2=args.l2, smoothing=args.smoothing)
-  with _progress(total=-(-x.shape[0] // BATCH_ROWS), desc="statistics", unit="batch") as bar:
+  with _progress.progress(total=-(-x.shape[0] // BATCH_ROWS), desc="statistics", unit="batch") as bar:
     stats = None
     for xb, yb in _batches(x, targets):
       part = es.SoftmaxStats.from_data(xb, yb, n_classes=n_classes,
@@ -166,7 +146,7 @@ def _fit_model(args, x, targets, n_classes: int):
     model = es.calibrate(model, x, targets, l2=l2)
   if not args.refine:
     return model
-  with _progress(total=args.steps, desc=f"refine ({args.refine})", unit="step") as bar:
+  with _progress.progress(total=args.steps, desc=f"refine ({args.refine})", unit="step") as bar:
     def callback(step, current, record):
       del current
       bar.update(step + 1 - bar.n)
@@ -280,7 +260,7 @@ def _cmd_demo(args) -> int:
   explicit_seconds = time.perf_counter() - start
 
   zero = es.SoftmaxModel(np.zeros((v, v), np.float32), np.zeros(v, np.float32))
-  with _progress(total=round(args.seconds, 1), desc="adam from zero", unit="s") as bar:
+  with _progress.progress(total=round(args.seconds, 1), desc="adam from zero", unit="s") as bar:
     def stop(step, model, record):
       del step, model
       bar.update(round(min(record["seconds"], args.seconds) - bar.n, 1))
@@ -315,7 +295,7 @@ def _add_data_args(parser) -> None:
   parser.add_argument("--labels", metavar="Y.npy", help="labels for .npy features")
   parser.add_argument("--label-column", metavar="NAME_OR_INDEX",
                       help="CSV label column, by header name or 0-based index "
-                      "(default: the last column)")
+                      "(never guessed: without it, a header cell label/labels/target/class/y)")
 
 
 class _Parser(argparse.ArgumentParser):
