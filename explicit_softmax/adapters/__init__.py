@@ -32,16 +32,18 @@ token's vote for the next token from :func:`context_bag_weights`). See
 The framework-free math is importable from here.
 """
 
-from explicit_softmax.adapters._common import (
+from explicit_softmax.adapters._fit import fit_explicit
+from explicit_softmax.adapters._layerwise import (
     ClassClusters,
+    class_clusters,
+    hidden_weights,
+    layerwise_init,
+)
+from explicit_softmax.adapters._tokens import (
     EmbeddingFactors,
     balanced_factors,
     centred_weights,
-    class_clusters,
     context_bag_weights,
-    fit_explicit,
-    hidden_weights,
-    layerwise_init,
     ridge_map,
     svd_factors,
     value_output_weights,
