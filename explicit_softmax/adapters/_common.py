@@ -126,7 +126,8 @@ def layer_inputs(fw: Framework, model: Any, layer: Any, x: Any, *,
     batch_size: rows per forward batch.
 
   Returns:
-    (T, ..., N) array: ``layer``'s first positional input for every row.
+    (T, ..., N) array: ``layer``'s first positional input for every row (a
+    sequence model's layer sees every position).
   """
   if not isinstance(layer, fw.module):
     raise ValueError(f"layer must be a submodule of the model; got {type(layer).__name__}.")
@@ -313,14 +314,8 @@ def init_layerwise(fw: Framework, model: Any, x: Inputs, y: Labels, *,
       input must be real (nonnegative with ``method="cooccurrence"``).
     x: (T, ...) inputs (arrays or tensors).
     y: (T,) integer labels.
-    method: solver of the output layer.
-    hidden_method: solver of the hidden layers (default: ``method``).
-    smoothing: additive smoothing of the co-occurrence solution.
-    ridge: relative ridge of the Newton solution.
-    batch_size: rows per forward batch.
-    rms: root-mean-square of each hidden layer's pre-activations.
-    n_cluster_samples: rows used to place each layer's cluster centres.
-    seed: seed of the row sample and k-means.
+    method: as :func:`explicit_softmax.adapters.layerwise_init` (all the
+      keyword arguments are passed to it).
 
   Returns:
     The explicit :class:`SoftmaxModel` of each dense layer.

@@ -249,7 +249,6 @@ def check_head_shape(explicit: model_lib.SoftmaxModel, in_features: int,
         "is zero.")
 
 
-
 def check_new_classes(n_classes) -> int:
   """The number of classes of a new head: a positive integer, with advice otherwise."""
   # The new head's output width: the number of new classes, labels 0..n_classes-1.

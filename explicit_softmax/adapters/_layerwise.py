@@ -9,7 +9,8 @@ solution); :func:`class_clusters` places the pseudo-classes and
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, Sequence
+import functools
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -202,29 +203,32 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
   for layer, (n_in, n_out) in enumerate(widths):
     last = layer == len(widths) - 1
     what = f"the inputs of dense layer {layer}" + (" (the head)" if last else "")
-    if last:
-      targets = lambda feats, rows: labels[rows]
-    else:
+    clusters = None
+    if not last:
       sample = as_float_array(features_of(layer, sample_rows))
       _validation.check_layer_inputs(sample, n_in, 0, what)
       clusters = class_clusters(sample, labels[sample_rows], n_out, n_classes,
                                 seed=seed + layer)
-      def targets(feats, rows, clusters=clusters):
-        return clusters.assign(feats, labels[rows])
-
-    def batches(layer=layer, targets=targets):
-      for rows in iterate_rows(t, batch_size):
-        feats = as_float_array(features_of(layer, rows))
-        yield feats, targets(feats, rows)
-
-    explicit = fit_explicit(batches(), n_features=n_in, n_classes=n_out,
+    targets = functools.partial(_targets, labels, clusters)
+    explicit = fit_explicit(_batches(features_of, layer, t, batch_size, targets),
+                            n_features=n_in, n_classes=n_out,
                             method=method if last else hidden_method,
                             smoothing=smoothing, ridge=ridge, hint=hint, what=what)
-    if last:
-      w, b = explicit.weights, explicit.bias
-    else:
-      w, b = hidden_weights(explicit, sample, rms)
-    write(layer, w, b)
+    write(layer, *((explicit.weights, explicit.bias) if last
+                   else hidden_weights(explicit, sample, rms)))
     fitted.append(explicit)
   return fitted
 
+
+def _batches(features_of: Callable, layer: int, n_rows: int, batch_size: int,
+             targets: Callable) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """``(inputs, targets)`` of dense layer ``layer`` for all rows, batch by batch."""
+  for rows in iterate_rows(n_rows, batch_size):
+    feats = as_float_array(features_of(layer, rows))
+    yield feats, targets(feats, rows)
+
+
+def _targets(labels: np.ndarray, clusters: ClassClusters | None, feats: np.ndarray,
+             rows: np.ndarray | slice) -> np.ndarray:
+  """A batch's targets: its labels (the head), or its pseudo-classes (a hidden layer)."""
+  return labels[rows] if clusters is None else clusters.assign(feats, labels[rows])

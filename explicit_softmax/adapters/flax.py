@@ -13,15 +13,11 @@ about 1e-3 there (to float32 round-off on CPUs), and exactly to float32 under
 ``jax.default_matmul_precision("highest")`` or with ``precision="highest"`` on
 the layer.
 
-Conventions for finding the head of an NNX model (:func:`init_head`):
-
-* an ``nnx.Sequential`` whose last layer is an ``nnx.Linear``: the features are
-  the outputs of all layers before it;
-* a module with a dense head attribute (``head="head"`` by default, or the
-  ``nnx.Linear`` itself): the features are the head's inputs during the model's
-  own forward pass (captured, and the forward is stopped there);
-* an explicit ``features_fn`` plus ``head``;
-* an ``nnx.Linear`` alone: the data are the features.
+The head of an NNX model is found as
+:func:`explicit_softmax.adapters._common.resolve_head` says (an
+``nnx.Sequential``'s last ``nnx.Linear``, ``head=``, ``model.head``); its
+inputs are read during the model's own forward by swapping the head's class
+for one that raises with its input, which also stops the forward there.
 
 Example::
 
@@ -30,6 +26,10 @@ Example::
                            nnx.Linear(256, 10, rngs=rngs))
     es_flax.init_head(model, x_train, y_train)       # explicit output layer
     es_flax.init_layerwise(model, x_train, y_train)  # or every layer
+
+Every function here is the one of the same name in
+:mod:`explicit_softmax.adapters._common`, whose docstring describes all its
+arguments; the docstrings here add what is particular to this framework.
 """
 
 from __future__ import annotations
@@ -217,12 +217,6 @@ def init_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *,
       ``(x, y)`` batches.
     y: (T,) integer labels or (T, M) soft labels.
     head: the head's attribute name, or the ``nnx.Linear`` itself.
-    features_fn: optional function from a batch of inputs to the head's inputs.
-    method: ``"newton"`` (default) or ``"cooccurrence"``.
-    smoothing: additive smoothing of the co-occurrence solution.
-    ridge: relative ridge of the Newton solution.
-    batch_size: rows per forward batch when ``x, y`` are arrays.
-    calibrate: then fit a temperature and class biases on the same features.
 
   Returns:
     The fitted :class:`SoftmaxModel` (the model itself is updated in place).
@@ -248,14 +242,6 @@ def init_layerwise(model: nnx.Sequential, x: Inputs, y: Labels, *,
     model: ``nnx.Sequential`` whose last layer is an ``nnx.Linear``.
     x: (T, ...) inputs.
     y: (T,) integer labels.
-    method: solver of the output layer.
-    hidden_method: solver of the hidden layers (default: ``method``).
-    smoothing: additive smoothing of the co-occurrence solution.
-    ridge: relative ridge of the Newton solution.
-    batch_size: rows per forward batch.
-    rms: root-mean-square of each hidden layer's pre-activations.
-    n_cluster_samples: rows used to place each layer's cluster centres.
-    seed: seed of the row sample and k-means.
 
   Returns:
     The explicit :class:`SoftmaxModel` of each dense layer.
@@ -281,16 +267,7 @@ def new_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *, n_classes
 
   Args:
     model: the pretrained model (see :func:`init_head` for how the head is found).
-    x: (T, ...) inputs, or with ``y=None`` an iterable of ``(x, y)`` batches.
-    y: (T,) labels in ``[0, n_classes)`` or (T, n_classes) soft labels.
-    n_classes: the new head's output width.
     head: the old head's attribute name, or the ``nnx.Linear`` itself.
-    features_fn: optional function from inputs to the head's inputs.
-    method: as :func:`init_head`.
-    smoothing: as :func:`init_head`.
-    ridge: as :func:`init_head`.
-    batch_size: as :func:`init_head`.
-    calibrate: as :func:`init_head`.
 
   Returns:
     The new ``nnx.Linear`` head (already placed in ``model``).
@@ -310,12 +287,8 @@ class ResidualHead(nnx.Module):
   :class:`ExplicitWeight` (not an ``nnx.Param``), so optimisers over
   ``nnx.Param`` only train the correction ``dW`` and ``b``.
 
-  Note: under plain Adam or SGD (no weight decay), training ``dW`` with
-  ``W_explicit`` frozen follows exactly the trajectory of training ``W`` itself
-  from ``W_explicit`` (the updates depend only on the gradient, which is the
-  same). The split matters with weight decay on ``dW`` (it then pulls towards
-  the explicit solution instead of towards zero), with separate learning rates,
-  or to keep and inspect the learned correction.
+  When the split into ``W_explicit`` and ``dW`` matters (weight decay, separate
+  learning rates): see :mod:`explicit_softmax.adapters`.
 
   Attributes:
     explicit_kernel: (N, M) explicit weights (``nnx.Param`` or ``ExplicitWeight``).
@@ -335,10 +308,8 @@ class ResidualHead(nnx.Module):
       trainable_explicit: whether ``W_explicit`` is an ``nnx.Param``.
       param_dtype: dtype of the stored parameters.
       dtype: dtype of the computation (default: promoted from inputs and params).
-      method: the solver when ``explicit`` is statistics (None: Newton if they
-        hold the Gram matrix, else co-occurrence).
-      smoothing: the co-occurrence smoothing, when ``explicit`` is statistics.
-      ridge: the Newton ridge, when ``explicit`` is statistics.
+      method: the solver when ``explicit`` is statistics, with ``smoothing`` and
+        ``ridge`` (see :func:`explicit_softmax.adapters._fit.as_explicit_model`).
     """
     model = _fit.as_explicit_model(explicit, method=method, smoothing=smoothing,
                                       ridge=ridge)
@@ -373,10 +344,8 @@ def explicit_init(source: Source | EmbeddingFactors, part: str = "kernel", *, me
       ``method``) or :class:`EmbeddingFactors`.
     part: ``"kernel"`` ((N, M) weights; for factors the (d, V) head) or
       ``"bias"``; for factors also ``"embedding"`` ((K V, d)).
-    method: the solver when ``source`` is statistics (None: Newton if they hold
-      the Gram matrix, else co-occurrence).
-    smoothing: the co-occurrence smoothing, when ``source`` is statistics.
-    ridge: the Newton ridge, when ``source`` is statistics.
+    method: the solver when ``source`` is statistics, with ``smoothing`` and
+      ``ridge`` (see :func:`explicit_softmax.adapters._fit.as_explicit_model`).
 
   Returns:
     ``init(key, shape, dtype=jnp.float32) -> jax.Array``; the key is ignored.

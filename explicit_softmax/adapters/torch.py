@@ -6,15 +6,10 @@ with ``Tensor.copy_`` inside ``torch.no_grad()``, so the parameter keeps its
 identity, dtype, device and ``requires_grad`` flag, stays a leaf
 (``grad_fn is None``) and gets no ``.grad``.
 
-Conventions for finding the head (:func:`init_head`):
-
-* an ``nn.Sequential`` whose last module is an ``nn.Linear``: the features are
-  the output of everything before it;
-* a module with a dense head (``head=<the nn.Linear>``, or an attribute named
-  ``head``): the features are the head's inputs during the model's own forward
-  pass (captured with a forward pre-hook, which also stops the forward there);
-* an explicit ``features_fn`` plus ``head``;
-* an ``nn.Linear`` alone: the data are the features.
+The head is found as :func:`explicit_softmax.adapters._common.resolve_head`
+says (an ``nn.Sequential``'s last ``nn.Linear``, ``head=``, ``model.head``);
+its inputs are read during the model's own forward with a forward pre-hook,
+which also stops the forward there.
 
 A head applied at every position of a sequence (a transformer's output layer)
 sees features (B, T, N); labels (B, T) (the next token at each position) make
@@ -34,6 +29,10 @@ Example::
 
 See ``docs/deep_models.md`` for a transformer (embedding, head, value/output
 projections).
+
+Every function here is the one of the same name in
+:mod:`explicit_softmax.adapters._common`, whose docstring describes all its
+arguments; the docstrings here add what is particular to this framework.
 """
 
 from __future__ import annotations
@@ -217,12 +216,6 @@ def init_head(model: nn.Module, x: Inputs, y: Labels | None = None, *,
     y: (T,) integer labels or (T, M) soft labels.
     head: the ``nn.Linear`` head or its attribute name (default: the last
       module of a Sequential, else ``model.head``).
-    features_fn: optional function from a batch of inputs to the head's inputs.
-    method: ``"newton"`` (default) or ``"cooccurrence"``.
-    smoothing: additive smoothing of the co-occurrence solution.
-    ridge: relative ridge of the Newton solution.
-    batch_size: rows per forward batch when ``x, y`` are arrays.
-    calibrate: then fit a temperature and class biases on the same features.
 
   Returns:
     The fitted :class:`SoftmaxModel` (the model itself is updated in place).
@@ -249,14 +242,6 @@ def init_layerwise(model: nn.Sequential, x: Inputs, y: Labels, *,
     model: ``nn.Sequential`` whose last module is an ``nn.Linear``.
     x: (T, ...) inputs (numpy or tensor).
     y: (T,) integer labels.
-    method: solver of the output layer.
-    hidden_method: solver of the hidden layers (default: ``method``).
-    smoothing: additive smoothing of the co-occurrence solution.
-    ridge: relative ridge of the Newton solution.
-    batch_size: rows per forward batch.
-    rms: root-mean-square of each hidden layer's pre-activations.
-    n_cluster_samples: rows used to place each layer's cluster centres.
-    seed: seed of the row sample and k-means.
 
   Returns:
     The explicit :class:`SoftmaxModel` of each dense layer.
@@ -282,16 +267,7 @@ def new_head(model: nn.Module, x: Inputs, y: Labels | None = None, *, n_classes:
 
   Args:
     model: the pretrained model (see :func:`init_head` for how the head is found).
-    x: (T, ...) inputs, or with ``y=None`` an iterable of ``(x, y)`` batches.
-    y: (T,) labels in ``[0, n_classes)`` or (T, n_classes) soft labels.
-    n_classes: the new head's output width.
     head: the old head or its attribute name (default: as :func:`init_head`).
-    features_fn: optional function from inputs to the head's inputs.
-    method: as :func:`init_head`.
-    smoothing: as :func:`init_head`.
-    ridge: as :func:`init_head`.
-    batch_size: as :func:`init_head`.
-    calibrate: as :func:`init_head`.
 
   Returns:
     The new ``nn.Linear`` head (already placed in ``model``).
@@ -312,11 +288,8 @@ def layer_inputs(model: nn.Module, layer: nn.Module, x: np.ndarray | torch.Tenso
   Args:
     model: the model.
     layer: a submodule of it (e.g. a block's value projection).
-    x: (T, ...) inputs of the model.
+    x: (T, ...) inputs of the model (numpy or tensor).
     batch_size: rows per forward batch.
-
-  Returns:
-    (T, ..., N) array: ``layer``'s first positional input for every row.
   """
   return _common.layer_inputs(_TORCH, model, layer, x, batch_size=batch_size)
 
@@ -331,15 +304,11 @@ def init_value_output(model: nn.Module, x: np.ndarray | torch.Tensor,
 
   Args:
     model: the model; ``x`` goes through its own forward.
-    x: (B, T) token ids (or any inputs of the model).
-    pairs: ``[(value, output), ...]`` of ``nn.Linear`` layers: ``value`` (N ->
-      inner), ``output`` (inner -> D).
+    x: (B, T) token ids (numpy or tensor).
+    pairs: ``[(value, output), ...]`` of ``nn.Linear`` layers.
     targets: (B, T, D) array, the residual update each position should carry.
     ridge: relative ridge of the map.
     batch_size: rows of ``x`` per forward batch.
-
-  Returns:
-    The written ``(W_V, W_O)`` of each pair, in the ``x @ W`` layout.
   """
   return _common.init_value_output(_TORCH, model, x, pairs, targets, ridge=ridge,
                                    batch_size=batch_size)
@@ -354,12 +323,8 @@ class ResidualHead(nn.Module):
   the explicit weights are a buffer (saved in the ``state_dict``, moved by
   ``.to()``, never returned by ``parameters()``), so only ``dW`` and ``b`` train.
 
-  Note: under plain Adam or SGD (no weight decay), training ``dW`` with
-  ``W_explicit`` frozen follows exactly the trajectory of training ``W`` itself
-  from ``W_explicit`` (the updates depend only on the gradient, which is the
-  same). The split matters with weight decay on ``dW`` (it then pulls towards
-  the explicit solution instead of towards zero), with separate learning rates,
-  or to keep and inspect the learned correction.
+  When the split into ``W_explicit`` and ``dW`` matters (weight decay, separate
+  learning rates): see :mod:`explicit_softmax.adapters`.
 
   Attributes:
     explicit_weight: (M, N) explicit weights (buffer or ``nn.Parameter``).
@@ -379,10 +344,8 @@ class ResidualHead(nn.Module):
       trainable_explicit: whether ``W_explicit`` is an ``nn.Parameter``.
       dtype: parameter dtype (default: ``torch.get_default_dtype()``).
       device: parameter device.
-      method: the solver when ``explicit`` is statistics (None: Newton if they
-        hold the Gram matrix, else co-occurrence).
-      smoothing: the co-occurrence smoothing, when ``explicit`` is statistics.
-      ridge: the Newton ridge, when ``explicit`` is statistics.
+      method: the solver when ``explicit`` is statistics, with ``smoothing`` and
+        ``ridge`` (see :func:`explicit_softmax.adapters._fit.as_explicit_model`).
     """
     super().__init__()
     model = _fit.as_explicit_model(explicit, method=method, smoothing=smoothing,
