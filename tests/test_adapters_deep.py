@@ -17,7 +17,7 @@ from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 import explicit_softmax as es  # noqa: E402
-from explicit_softmax.adapters import _common, svd_factors  # noqa: E402
+from explicit_softmax.adapters import _tokens, svd_factors  # noqa: E402
 from explicit_softmax.adapters import torch as es_torch  # noqa: E402
 
 EPS32 = float(np.finfo(np.float32).eps)
@@ -245,7 +245,7 @@ def test_transformer_embedding_and_value_output_projections(text):
       singular_values=factors.singular_values, n_context=1)
   es_torch.init_embedding(factors, model.tok, model.head)
   np.testing.assert_array_equal(model.tok.weight.detach().numpy(), factors.embedding)
-  bag, _ = _common.context_bag_weights(stream, VOCAB, CONTEXT)
+  bag, _ = _tokens.context_bag_weights(stream, VOCAB, CONTEXT)
   table = bag @ np.linalg.pinv(factors.head.astype(np.float64), rcond=1e-6)
   targets = table[ids] / LAYERS
   pairs = [(b.value, b.out) for b in model.blocks]
@@ -259,7 +259,7 @@ def test_transformer_embedding_and_value_output_projections(text):
   # The last pair was fitted on the inputs it really sees now: its product is the ridge
   # map of those inputs to the targets (factors exact at full rank, float32 rounded).
   inputs = es_torch.layer_inputs(model, pairs[-1][0], ids).reshape(-1, WIDTH)
-  w = _common.ridge_map(inputs, targets.reshape(-1, WIDTH))
+  w = _tokens.ridge_map(inputs, targets.reshape(-1, WIDTH))
   w_v, w_o = written[-1]
   np.testing.assert_allclose(w_v.astype(np.float64) @ w_o, w,
                              atol=WIDTH * 8 * EPS32 * np.abs(w).max())
@@ -298,7 +298,7 @@ def test_value_output_rejects_bad_input(text):
 def test_context_bag_weights_are_the_centred_count_solution():
   rng = np.random.default_rng(0)
   tokens = rng.integers(0, 5, 400)
-  c, b = _common.context_bag_weights(tokens, 5, 3)
+  c, b = _tokens.context_bag_weights(tokens, 5, 3)
   positions = np.arange(2, len(tokens) - 1)
   feats = np.stack([np.bincount(tokens[t - 2:t + 1], minlength=5) / 3 for t in positions])
   ref = es.solve(es.SoftmaxStats.from_data(feats, tokens[positions + 1], n_classes=5),
@@ -324,11 +324,11 @@ def test_context_bag_weights_reject_bad_input():
       ({"max_positions": -1}, "max_positions must be a positive integer; got -1")):
     args = {"vocab_size": 4, "window": 2, **kwargs}
     with pytest.raises(ValueError, match=message):
-      _common.context_bag_weights(tokens, args.pop("vocab_size"), args.pop("window"), **args)
+      _tokens.context_bag_weights(tokens, args.pop("vocab_size"), args.pop("window"), **args)
   with pytest.raises(ValueError, match=r"1-D array of integer token ids; got shape \(4, 5\)"):
-    _common.context_bag_weights(tokens.reshape(4, 5), 4, 2)
+    _tokens.context_bag_weights(tokens.reshape(4, 5), 4, 2)
   with pytest.raises(ValueError, match="dtype float64"):
-    _common.context_bag_weights(tokens.astype(float), 4, 2)
+    _tokens.context_bag_weights(tokens.astype(float), 4, 2)
 
 
 def test_ridge_map_and_balanced_factors():
@@ -336,24 +336,24 @@ def test_ridge_map_and_balanced_factors():
   x = rng.standard_normal((50, 6))
   a_true = rng.standard_normal((6, 4))
   y = x @ a_true
-  a = _common.ridge_map(x, y, ridge=0.0)
+  a = _tokens.ridge_map(x, y, ridge=0.0)
   np.testing.assert_allclose(a, a_true, atol=1e-8)
-  left, right = _common.balanced_factors(a, 4)
+  left, right = _tokens.balanced_factors(a, 4)
   np.testing.assert_allclose(left.astype(np.float64) @ right, a,
                              atol=16 * EPS32 * np.abs(a).max())
   # Balanced: both factors carry the same singular values.
   np.testing.assert_allclose(np.linalg.svd(left, compute_uv=False),
                              np.linalg.svd(right, compute_uv=False), rtol=1e-5)
-  w_v, w_o = _common.value_output_weights(x, y, 7, ridge=0.0)  # wider than the rank: padded
+  w_v, w_o = _tokens.value_output_weights(x, y, 7, ridge=0.0)  # wider than the rank: padded
   assert w_v.shape == (6, 7) and w_o.shape == (7, 4) and not w_v[:, 4:].any()
   with pytest.raises(ValueError, match=r"same n >= 1; got \(50, 6\) and \(49, 4\)"):
-    _common.ridge_map(x, y[:-1])
+    _tokens.ridge_map(x, y[:-1])
   with pytest.raises(ValueError, match="NaN or inf"):
-    _common.ridge_map(np.where(x > 2, np.nan, x), y)
+    _tokens.ridge_map(np.where(x > 2, np.nan, x), y)
   with pytest.raises(ValueError, match="ridge must be"):
-    _common.ridge_map(x, y, ridge=-1.0)
+    _tokens.ridge_map(x, y, ridge=-1.0)
   with pytest.raises(ValueError, match=r"rank=5 exceeds min\(6, 4\) = 4"):
-    _common.balanced_factors(a, 5)
+    _tokens.balanced_factors(a, 5)
 
 
 # -- Flax NNX ----------------------------------------------------------------------------

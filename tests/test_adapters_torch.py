@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import explicit_softmax as es  # noqa: E402
-from explicit_softmax.adapters import _common, svd_factors  # noqa: E402
+from explicit_softmax.adapters import _layerwise, svd_factors  # noqa: E402
 from explicit_softmax.adapters import torch as es_torch  # noqa: E402
 
 N_IN, N_HIDDEN, N_CLASSES = 12, 16, 3
@@ -211,10 +211,10 @@ def test_layerwise_rejects_bad_models_and_labels(data):
 
 def test_class_clusters_respect_the_classes(data):
   x, y = data
-  clusters = _common.class_clusters(x, y, 7, N_CLASSES, seed=0)
+  clusters = _layerwise.class_clusters(x, y, 7, N_CLASSES, seed=0)
   units = clusters.assign(x, y)
   assert (clusters.unit_class[units] == y).all()
-  few = _common.class_clusters(x, y, 2, N_CLASSES)
+  few = _layerwise.class_clusters(x, y, 2, N_CLASSES)
   np.testing.assert_array_equal(few.assign(x, y), y % 2)
 
 

@@ -395,7 +395,7 @@ def test_duplicate_sparse_entries_add_up_and_the_callers_matrix_is_kept():
 
 @pytest.mark.parametrize("d", [2.5, "2", 0, True])
 def test_svd_factors_take_an_integer_width(d):
-  from explicit_softmax.adapters import _common
+  from explicit_softmax.adapters import _tokens
   lm = es.fit(es.TokenFeatures(IDS[:, :1], 5), IDS[:, 1], n_classes=5)
   with pytest.raises(ValueError, match="^d must be a positive integer; got"):
-    _common.svd_factors(lm, d)
+    _tokens.svd_factors(lm, d)

@@ -245,7 +245,7 @@ def test_the_estimator_and_adapters_use_the_core_checks():
   """One check, one message: the estimator's weights and hyperparameters and the
   adapters' batch sizes go through explicit_softmax._targets."""
   pytest.importorskip("sklearn")
-  from explicit_softmax.adapters import _common
+  from explicit_softmax.adapters import _fit
   from explicit_softmax.sklearn import ExplicitSoftmaxClassifier
   x, y = dense_data(np.random.default_rng(11), 40, 3, 2)
   with pytest.raises(ValueError, match="sample_weight must be finite and nonnegative"):
@@ -253,7 +253,7 @@ def test_the_estimator_and_adapters_use_the_core_checks():
   with pytest.raises(ValueError, match="smoothing must be a finite number >= 0; got '1'"):
     ExplicitSoftmaxClassifier(smoothing="1").fit(x, y)
   with pytest.raises(ValueError, match="batch_size must be a positive integer; got 2.5"):
-    list(_common.iterate_rows(10, 2.5))
+    list(_fit.iterate_rows(10, 2.5))
 
 
 def test_sparse_count_batches_of_another_token_layout_are_refused():

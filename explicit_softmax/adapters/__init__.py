@@ -14,7 +14,12 @@ Both offer the same operations:
 * ``init_layerwise``: fit every dense layer of an MLP in turn (see
   :func:`layerwise_init` for the scheme);
 * ``ResidualHead``: logits ``x W_explicit + x dW + b`` with a zero-initialised
-  trainable correction ``dW``;
+  trainable correction ``dW``. Under plain Adam or SGD (no weight decay),
+  training ``dW`` with ``W_explicit`` frozen follows exactly the trajectory of
+  training ``W`` itself from ``W_explicit`` (the updates depend only on the
+  gradient, which is the same). The split matters with weight decay on ``dW``
+  (it then pulls towards the explicit solution instead of towards zero), with
+  separate learning rates, or to keep and inspect the learned correction;
 * ``init_embedding``: write the SVD factors of a token model
   (:func:`svd_factors`) into an embedding table and an output layer;
 * ``new_head``: replace the head of a pretrained network by an explicit head
@@ -29,19 +34,23 @@ projections fitted so each attended position carries a given vector, e.g. its
 token's vote for the next token from :func:`context_bag_weights`). See
 ``docs/deep_models.md``.
 
+Both adapters run one implementation (``adapters/_common.py``); they only
+read features out of a model and write layers (``adapters/_framework.py``).
 The framework-free math is importable from here.
 """
 
-from explicit_softmax.adapters._common import (
+from explicit_softmax.adapters._fit import fit_explicit
+from explicit_softmax.adapters._layerwise import (
     ClassClusters,
+    class_clusters,
+    hidden_weights,
+    layerwise_init,
+)
+from explicit_softmax.adapters._tokens import (
     EmbeddingFactors,
     balanced_factors,
     centred_weights,
-    class_clusters,
     context_bag_weights,
-    fit_explicit,
-    hidden_weights,
-    layerwise_init,
     ridge_map,
     svd_factors,
     value_output_weights,

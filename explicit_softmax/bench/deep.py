@@ -593,7 +593,7 @@ def lm_arm(arm, seed, lm, budget):
   import numpy as np
   import torch
   from torch import nn
-  from explicit_softmax.adapters import _common
+  from explicit_softmax.adapters import context_bag_weights
   from explicit_softmax.adapters import torch as es_torch
   train, val, vocab = lm
   rng = np.random.default_rng(3000 + seed)
@@ -613,7 +613,7 @@ def lm_arm(arm, seed, lm, budget):
     factors = lm_factors(train, vocab)
     es_torch.init_embedding(factors, model.tok, model.head)
     if arm == "explicit_blocks":
-      bag, _ = _common.context_bag_weights(train, vocab, LM_CONTEXT)
+      bag, _ = context_bag_weights(train, vocab, LM_CONTEXT)
       # Each token's vote as a residual-stream vector: the head maps it back to the
       # vote's logits (least-squares through the SVD head's pseudo-inverse).
       # (rcond drops the null directions: centring leaves the (d, V) head rank V - 1.)
