@@ -8,6 +8,9 @@ figure in the documentation is typed by hand.
 
 from __future__ import annotations
 
+import ast
+import pathlib
+
 from mkdocs.structure.files import File
 
 from explicit_softmax.bench import report
@@ -15,7 +18,26 @@ from explicit_softmax.bench import report
 RESULTS = report.RESULTS
 
 
+PACKAGE = pathlib.Path(report.__file__).resolve().parents[1]
+
+
+def _module_map() -> str:
+  """One line per module of the package: its path and the first line of its docstring."""
+  lines = []
+  for path in sorted(PACKAGE.rglob("*.py")):
+    rel = path.relative_to(PACKAGE.parent)
+    if path.name == "__main__.py" or "bench" in rel.parts[1:-1] or (
+        rel.parts[1:2] == ("bench",) and path.name not in ("__init__.py", "_harness.py",
+                                                          "report.py")):
+      continue
+    doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+    lines.append(f"- `{rel.as_posix()}`: {doc.splitlines()[0] if doc else ''}")
+  return "\n".join(lines)
+
+
 def _generated(name: str) -> str:
+  if name == "modules":
+    return _module_map()
   if name == "results":
     text = report.build()
   elif name == "real":
@@ -34,7 +56,7 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
-  for name in ("results", "real"):
+  for name in ("results", "real", "modules"):
     marker = f"<!-- generated:{name} -->"
     if marker in markdown:
       markdown = markdown.replace(marker, _generated(name))
