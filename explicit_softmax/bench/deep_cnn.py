@@ -9,7 +9,7 @@ import time
 from explicit_softmax.bench.deep_common import (BATCH, CNN_ARMS, CNN_VAL, LR,
                                                 LSUV_BATCH, LSUV_ROUNDS, LSUV_TOL, batch_order,
                                                 eval_steps, fit_rows, orthonormal, probe_weights)
-from explicit_softmax.bench.init import summary
+from explicit_softmax.bench.init_common import summary
 
 
 # -- PyTorch --------------------------------------------------------------------

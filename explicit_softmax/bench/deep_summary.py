@@ -6,7 +6,7 @@ from __future__ import annotations
 import pathlib
 
 from explicit_softmax.bench.deep_common import EXPLICIT_ARMS, PEERS, TASKS
-from explicit_softmax.bench.init import summary
+from explicit_softmax.bench.init_common import summary
 
 
 # -- the measurements -----------------------------------------------------------
