@@ -1,0 +1,339 @@
+"""The deep-model benchmark's CNN and transfer tasks: the CNN in PyTorch and Flax NNX,
+LSUV, training, each arm and the MNIST data."""
+
+from __future__ import annotations
+
+import math
+import time
+
+from explicit_softmax.bench.deep_common import (BATCH, CNN_ARMS, CNN_VAL, LR,
+                                                LSUV_BATCH, LSUV_ROUNDS, LSUV_TOL, batch_order,
+                                                eval_steps, fit_rows, orthonormal, probe_weights)
+from explicit_softmax.bench.init_common import summary
+
+
+# -- PyTorch --------------------------------------------------------------------
+def torch_cnn():
+  from torch import nn
+  return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                       nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                       nn.Flatten(), nn.Linear(784, 10))
+
+
+def torch_lsuv(model, x_batch, layers, seed: int) -> dict:
+  """LSUV (Mishkin & Matas 2016) on ``layers`` (conv/dense, in forward order).
+
+  Orthonormal pre-initialisation, zero biases, then per layer: scale the weight
+  by 1/std of the layer's output on ``x_batch`` until |var - 1| < LSUV_TOL.
+
+  Returns: the rounds each layer took.
+  """
+  import numpy as np
+  import torch
+  rng = np.random.default_rng(seed)
+  with torch.no_grad():
+    for layer in layers:
+      w = layer.weight
+      w.copy_(torch.from_numpy(orthonormal(rng, w.shape[0], int(np.prod(w.shape[1:])))
+                               ).reshape(w.shape))
+      if layer.bias is not None:
+        layer.bias.zero_()
+  rounds = []
+  was_training = model.training
+  model.eval()
+  for layer in layers:
+    out = {}
+    handle = layer.register_forward_hook(lambda m, a, o: out.__setitem__("y", o))
+    k = 0
+    with torch.no_grad():
+      for k in range(1, LSUV_ROUNDS + 1):
+        model(x_batch)
+        var = float(out["y"].var())
+        if abs(var - 1.0) < LSUV_TOL:
+          break
+        layer.weight.mul_(1.0 / math.sqrt(var))
+    handle.remove()
+    rounds.append(k)
+  model.train(was_training)
+  return {"rounds": rounds}
+
+
+def torch_train(model, params, x_tr, y_tr, order, steps_to_eval, evaluate, *, opt=None,
+                schedule=None, clip=None, loss_fn=None):
+  """Trains on the given batch order; evaluates at ``steps_to_eval`` (clock stopped)."""
+  import torch
+  from torch import nn
+  loss_fn = loss_fn or (lambda out, yb: nn.functional.cross_entropy(out, yb))
+  opt = opt or torch.optim.Adam(params, lr=LR)
+  points = [{"step": 0, "seconds": 0.0, **evaluate()}]
+  elapsed = 0.0
+  for step, idx in enumerate(order, start=1):
+    t0 = time.perf_counter()
+    if schedule is not None:
+      for group in opt.param_groups:
+        group["lr"] = schedule(step - 1)
+    idx = torch.as_tensor(idx)
+    loss = loss_fn(model(x_tr[idx]), y_tr[idx])
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    if clip is not None:
+      torch.nn.utils.clip_grad_norm_(params, clip)
+    opt.step()
+    elapsed += time.perf_counter() - t0
+    if step in steps_to_eval:
+      model.eval()
+      points.append({"step": step, "seconds": elapsed, **evaluate()})
+      model.train()
+  return points
+
+
+def torch_classifier_eval(model, x, y):
+  import torch
+  from torch import nn
+
+  def evaluate():
+    with torch.no_grad():
+      logits = torch.cat([model(x[i:i + 1000]) for i in range(0, len(x), 1000)])
+      return {"loss": float(nn.functional.cross_entropy(logits, y)),
+              "acc": float((logits.argmax(1) == y).float().mean())}
+  return evaluate
+
+
+def torch_cnn_arm(arm, seed, data, budget, *, pretrained=None, n_classes=10):
+  """One arm of the CNN (``pretrained=None``) or transfer task in PyTorch."""
+  import numpy as np
+  import torch
+  from torch import nn
+  from explicit_softmax.adapters import torch as es_torch
+  xtr, ytr, xval, yval, xtest, ytest = data
+  torch.manual_seed(seed)
+  model = torch_cnn()
+  if pretrained is not None:
+    model[-1] = nn.Linear(784, 5)
+    model.load_state_dict(pretrained)
+  rows = fit_rows(seed, len(xtr))
+  extra = {}
+  start = time.perf_counter()
+  if pretrained is not None:  # the new head for the new classes, framework default
+    model[-1] = nn.Linear(784, n_classes)
+  if arm == "lsuv":
+    layers = ([model[-1]] if pretrained is not None
+              else [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))])
+    batch = torch.as_tensor(xtr[fit_rows(seed, len(xtr), LSUV_BATCH)])
+    extra = torch_lsuv(model, batch, layers, seed)
+  elif arm == "probe":
+    model.eval()
+    with torch.no_grad():
+      feats = model[:-1](torch.as_tensor(xtr[rows])).numpy()
+    model.train()
+    w, b = probe_weights(feats, ytr[rows], seed, n_classes)
+    es_torch.write_linear(model[-1], w, b)
+  elif arm == "explicit":
+    if pretrained is None:
+      es_torch.init_head(model, xtr[rows], ytr[rows], calibrate=True)
+    else:
+      es_torch.new_head(model, xtr[rows], ytr[rows], n_classes=n_classes,
+                        calibrate=True)
+  init_seconds = time.perf_counter() - start
+  x_tr, y_tr = torch.as_tensor(xtr), torch.as_tensor(ytr)
+  evaluate = torch_classifier_eval(model, torch.as_tensor(xval), torch.as_tensor(yval))
+  order = batch_order(seed, len(xtr), budget)
+  model.train()
+  points = torch_train(model, list(model.parameters()), x_tr, y_tr, order,
+                       set(eval_steps(budget)), evaluate)
+  model.eval()
+  test = torch_classifier_eval(model, torch.as_tensor(xtest), torch.as_tensor(ytest))()
+  return {"init_seconds": init_seconds, "points": points, "test": test, **extra}
+
+
+def torch_pretrain(seed, xtr, ytr):
+  """The digits 0-4 network (one epoch; not counted)."""
+  import torch
+  torch.manual_seed(100 + seed)
+  model = torch_cnn()
+  model[-1] = torch.nn.Linear(784, 5)
+  x, y = torch.as_tensor(xtr), torch.as_tensor(ytr)
+  torch_train(model, list(model.parameters()), x, y, batch_order(100 + seed, len(x),
+              len(x) // BATCH), set(), lambda: {})
+  state = model.state_dict()
+  return {k: v.clone() for k, v in state.items()}
+
+
+# -- Flax NNX -------------------------------------------------------------------
+def flax_cnn(seed: int, n_classes: int = 10):
+  import functools
+  from flax import nnx
+  rngs = nnx.Rngs(seed)
+  pool = functools.partial(nnx.max_pool, window_shape=(2, 2), strides=(2, 2))
+  return nnx.Sequential(nnx.Conv(1, 8, (3, 3), rngs=rngs), nnx.relu, pool,
+                        nnx.Conv(8, 16, (3, 3), rngs=rngs), nnx.relu, pool,
+                        lambda h: h.reshape(h.shape[0], -1),
+                        nnx.Linear(784, n_classes, rngs=rngs))
+
+
+def flax_lsuv(model, x_batch, layer_ids, seed: int) -> dict:
+  """LSUV on the conv/dense layers of an nnx.Sequential (see :func:`torch_lsuv`)."""
+  import jax.numpy as jnp
+  import numpy as np
+  rng = np.random.default_rng(seed)
+  layers = list(model.layers)
+  for i in layer_ids:
+    k = layers[i].kernel
+    shape = k[...].shape  # (..., in, out): rows are outputs in the torch sense
+    w = orthonormal(rng, shape[-1], int(np.prod(shape[:-1])))  # (out, fan_in)
+    k[...] = jnp.asarray(w.T.reshape(shape), k[...].dtype)
+    if layers[i].bias is not None:
+      layers[i].bias[...] = jnp.zeros_like(layers[i].bias[...])
+  rounds = []
+  for i in layer_ids:
+    k = 0
+    for k in range(1, LSUV_ROUNDS + 1):
+      h = x_batch
+      for layer in layers[:i + 1]:
+        h = layer(h)
+      var = float(jnp.var(h))
+      if abs(var - 1.0) < LSUV_TOL:
+        break
+      layers[i].kernel[...] = layers[i].kernel[...] / math.sqrt(var)
+    rounds.append(k)
+  return {"rounds": rounds}
+
+
+def flax_train(model, x_tr, y_tr, order, steps_to_eval, x_val, y_val):
+  import jax
+  import jax.numpy as jnp
+  import optax
+  from flax import nnx
+  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+  tx = optax.adam(LR)
+  opt_state = tx.init(params)
+
+  def loss_fn(p, xb, yb):
+    logits = nnx.merge(graphdef, p, rest)(xb)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
+
+  @jax.jit
+  def step_fn(p, state, x_all, y_all, idx):
+    # The batch is gathered inside the compiled step (no eager dispatch per step).
+    loss, grads = jax.value_and_grad(loss_fn)(p, x_all[idx], y_all[idx])
+    updates, state = tx.update(grads, state, p)
+    return optax.apply_updates(p, updates), state, loss
+
+  @jax.jit
+  def eval_fn(p, x, y):
+    logits = nnx.merge(graphdef, p, rest)(x)
+    return ((logits.argmax(-1) == y).mean(),
+            optax.softmax_cross_entropy_with_integer_labels(logits, y).mean())
+
+  def evaluate(p, x, y):
+    acc, loss = eval_fn(p, x, y)
+    return {"loss": float(loss), "acc": float(acc)}
+
+  x_d, y_d = jnp.asarray(x_tr), jnp.asarray(y_tr, jnp.int32)
+  xv, yv = jnp.asarray(x_val), jnp.asarray(y_val, jnp.int32)
+  step_c = step_fn.lower(params, opt_state, x_d, y_d, jnp.arange(BATCH)).compile()
+  points = [{"step": 0, "seconds": 0.0, **evaluate(params, xv, yv)}]
+  elapsed = 0.0
+  for step, idx in enumerate(order, start=1):
+    t0 = time.perf_counter()
+    params, opt_state, loss = step_c(params, opt_state, x_d, y_d, jnp.asarray(idx))
+    loss.block_until_ready()
+    elapsed += time.perf_counter() - t0
+    if step in steps_to_eval:
+      points.append({"step": step, "seconds": elapsed, **evaluate(params, xv, yv)})
+  nnx.update(model, params)
+  return points, lambda x, y: evaluate(params, jnp.asarray(x), jnp.asarray(y, jnp.int32))
+
+
+def flax_cnn_arm(arm, seed, data, budget, *, pretrained=None, n_classes=10):
+  import jax
+  from flax import nnx
+  from explicit_softmax.adapters import flax as es_flax
+  xtr, ytr, xval, yval, xtest, ytest = data
+  model = flax_cnn(seed, 10 if pretrained is None else 5)
+  if pretrained is not None:
+    nnx.update(model, pretrained)
+  rows = fit_rows(seed, len(xtr))
+  extra = {}
+  linear_ids = [i for i, m in enumerate(model.layers) if isinstance(m, (nnx.Conv, nnx.Linear))]
+  start = time.perf_counter()
+  if pretrained is not None:  # the new head for the new classes, framework default
+    model.layers[-1] = nnx.Linear(784, n_classes, rngs=nnx.Rngs(seed))
+  if arm == "lsuv":
+    batch = xtr[fit_rows(seed, len(xtr), LSUV_BATCH)]
+    extra = flax_lsuv(model, batch, linear_ids[-1:] if pretrained is not None else linear_ids,
+                      seed)
+  elif arm == "probe":
+    h = xtr[rows]
+    for layer in list(model.layers)[:-1]:
+      h = layer(h)
+    w, b = probe_weights(jax.device_get(h), ytr[rows], seed, n_classes)
+    es_flax.write_linear(model.layers[-1], w, b)
+  elif arm == "explicit":
+    if pretrained is None:
+      es_flax.init_head(model, xtr[rows], ytr[rows], calibrate=True)
+    else:
+      es_flax.new_head(model, xtr[rows], ytr[rows], n_classes=n_classes,
+                       calibrate=True)
+  init_seconds = time.perf_counter() - start
+  order = batch_order(seed, len(xtr), budget)
+  points, evaluate = flax_train(model, xtr, ytr, order, set(eval_steps(budget)), xval, yval)
+  return {"init_seconds": init_seconds, "points": points, "test": evaluate(xtest, ytest),
+          **extra}
+
+
+def flax_pretrain(seed, xtr, ytr):
+  from flax import nnx
+  model = flax_cnn(100 + seed, 5)
+  flax_train(model, xtr, ytr, batch_order(100 + seed, len(xtr), len(xtr) // BATCH), set(),
+             xtr[:10], ytr[:10])
+  return nnx.state(model)
+
+
+# -- CNN and transfer tasks -----------------------------------------------------
+def mnist_data(framework: str, digits=None):
+  """Train, validation (first CNN_VAL test rows) and test (the rest), images for the
+  framework's layout (NCHW for torch, NHWC for flax); labels shifted to start at 0."""
+  import numpy as np
+  from explicit_softmax import data as data_lib
+  xtr, ytr = data_lib.load_mnist("train", dtype="float32")
+  xte, yte = data_lib.load_mnist("test", dtype="float32")
+  if digits is not None:
+    keep_tr, keep_te = np.isin(ytr, digits), np.isin(yte, digits)
+    xtr, ytr, xte, yte = xtr[keep_tr], ytr[keep_tr] - min(digits), xte[keep_te], yte[keep_te] - min(digits)
+  shape = (-1, 1, 28, 28) if framework == "torch" else (-1, 28, 28, 1)
+  xtr, xte = xtr.reshape(shape), xte.reshape(shape)
+  return (np.ascontiguousarray(xtr), ytr, xte[:CNN_VAL], yte[:CNN_VAL], xte[CNN_VAL:],
+          yte[CNN_VAL:])
+
+
+def run_cnn_task(task, args, log) -> dict:
+  runners = {"torch": torch_cnn_arm, "flax": flax_cnn_arm}
+  pretrainers = {"torch": torch_pretrain, "flax": flax_pretrain}
+  out = {}
+  for fw in args.frameworks:
+    fw_start = time.perf_counter()
+    if task == "cnn":
+      data = mnist_data(fw)
+      budget = args.budgets["cnn"] or len(data[0]) // BATCH
+      pre = None
+    else:
+      data = mnist_data(fw, digits=[5, 6, 7, 8, 9])
+      source = mnist_data(fw, digits=[0, 1, 2, 3, 4])
+      budget = args.budgets["transfer"]
+      pre, pre_seconds = {}, []
+      for seed in range(args.seeds):
+        t0 = time.perf_counter()
+        pre[seed] = pretrainers[fw](seed, source[0], source[1])
+        pre_seconds.append(time.perf_counter() - t0)
+    arms = {arm: [] for arm in CNN_ARMS}
+    for seed in range(args.seeds):
+      for arm in CNN_ARMS:
+        log(f"{task} {fw} {arm} seed {seed}")
+        kwargs = {} if pre is None else {"pretrained": pre[seed], "n_classes": 5}
+        arms[arm].append(runners[fw](arm, seed, data, budget, **kwargs))
+    out[fw] = {"budget": budget, "eval_steps": eval_steps(budget), "runs": arms,
+               "wall_seconds": time.perf_counter() - fw_start}
+    if pre is not None:
+      out[fw]["pretrain_seconds_not_counted"] = summary(pre_seconds)
+  return out

@@ -1,0 +1,69 @@
+"""What the deep-model benchmark's tasks share: the configuration, batch orders, the
+probe's fit and orthonormal weights (:mod:`explicit_softmax.bench.deep` runs them)."""
+
+from __future__ import annotations
+
+
+TASKS = ("cnn", "transfer", "lm")
+CNN_ARMS = ("default", "lsuv", "probe", "explicit")
+LM_ARMS = ("default", "lsuv", "probe", "explicit", "explicit_blocks")
+EXPLICIT_ARMS = ("explicit", "explicit_blocks")
+PEERS = ("default", "lsuv", "probe")
+LR, BATCH = 1e-3, 128
+CNN_VAL = 2000          # validation rows evaluated along the curve (the rest of test at the end)
+FIT_ROWS = 6000         # rows the explicit head and the probe are fitted on (same rows)
+LSUV_BATCH, LSUV_TOL, LSUV_ROUNDS = 256, 0.1, 10
+# Language model.
+LM_WIDTH, LM_LAYERS, LM_HEADS, LM_CONTEXT, LM_BATCH = 128, 4, 4, 64, 4
+LM_LR, LM_MIN_LR, LM_WARMUP, LM_DECAY, LM_CLIP = 1e-3, 1e-4, 100, 0.1, 1.0
+LM_FIT_WINDOWS, LM_VAL_WINDOWS = 256, 64
+
+
+def eval_steps(budget: int) -> list[int]:
+  """Evaluation points: dense early (geometric) and even (linear) up to the budget."""
+  import numpy as np
+  geo = np.geomspace(4, budget, 12).round().astype(int)
+  lin = np.linspace(0, budget, 21).round().astype(int)
+  return sorted(set(geo.tolist()) | set(lin.tolist()) | {0, budget})
+
+
+def batch_order(seed: int, n: int, steps: int, batch: int = BATCH):
+  """Row indices of each step's batch: epochs of a seeded permutation, full batches."""
+  import numpy as np
+  rng = np.random.default_rng(1000 + seed)
+  order = []
+  while len(order) < steps:
+    perm = rng.permutation(n)
+    order.extend(perm[i * batch:(i + 1) * batch] for i in range(n // batch))
+  return order[:steps]
+
+
+def fit_rows(seed: int, n: int, rows: int = FIT_ROWS):
+  import numpy as np
+  return np.sort(np.random.default_rng(2000 + seed).choice(n, size=min(n, rows), replace=False))
+
+
+def probe_weights(features, labels, seed: int, n_classes: int):
+  """scikit-learn's LogisticRegression() on frozen features: (N, M) weights, (M,) bias.
+
+  A class absent from the fitted rows (rare characters) gets zero weights and the
+  lowest fitted intercept: finite, as rare as the rarest class seen.
+  """
+  import warnings
+  import numpy as np
+  from sklearn.exceptions import ConvergenceWarning
+  from sklearn.linear_model import LogisticRegression
+  with warnings.catch_warnings():
+    warnings.simplefilter("ignore", ConvergenceWarning)  # the default max_iter, as users run it
+    clf = LogisticRegression(random_state=seed).fit(features, labels)
+  w = np.zeros((features.shape[1], n_classes), np.float32)
+  b = np.full(n_classes, clf.intercept_.min(), np.float32)
+  w[:, clf.classes_], b[clf.classes_] = clf.coef_.T, clf.intercept_
+  return w, b
+
+
+def orthonormal(rng, rows: int, cols: int):
+  """A (rows, cols) matrix with orthonormal rows or columns (SVD of a Gaussian)."""
+  import numpy as np
+  u, _, vt = np.linalg.svd(rng.standard_normal((rows, cols)), full_matrices=False)
+  return (u @ vt).astype(np.float32)
