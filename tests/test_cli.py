@@ -323,3 +323,11 @@ def test_l2_is_auto_or_a_number(capsys, tmp_path, dataset):
     assert exit_info.value.code != 0
     err = capsys.readouterr().err
     assert "--l2: expected auto or a finite number >= 0" in err and err.count("\n") == 1
+
+
+def test_every_benchmark_module_imports_and_has_a_main():
+  import importlib
+  from explicit_softmax.bench import MODULES
+  for name, module in MODULES.items():
+    loaded = importlib.import_module(f"explicit_softmax.bench.{module}")
+    assert callable(getattr(loaded, "main", None)), name
