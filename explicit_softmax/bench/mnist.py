@@ -19,6 +19,7 @@ import numpy as np
 
 import explicit_softmax as es
 
+from explicit_softmax import _progress
 from explicit_softmax.bench import _harness as _common
 
 TARGET_CE = 0.285
@@ -383,55 +384,9 @@ def plot(result: dict, path) -> None:
                       "wall time")
 
 
-def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="10k training samples, 1 epoch")
-  parser.add_argument("--out", default=None)
-  args = parser.parse_args(argv)
-
-  x, y = es.data.load_mnist("train", dtype="float32")
-  xt, yt = es.data.load_mnist("test", dtype="float32")
-  epochs = 3
-  if args.quick:
-    x, y, epochs = x[:10_000], y[:10_000], 1
-  epoch_steps = len(x) // 128
-  rng = np.random.default_rng(0)
-
-  from tqdm.auto import tqdm
-  bar = tqdm(total=6, desc="mnist", unit="stage")
-  compile_s = _timed(lambda: [_common.warm_up_jit(x, y, M, batch_size=128),
-                              es.refine(_zero(x), x, y, steps=2, precondition=True)])[1]
-  bar.update()
-  explicit = explicit_arms(x, y, xt, yt)
-  bar.update()
-  start = explicit["cooccurrence+calibrate"]
-  refined = refine_arms(start["model"], start["points"][0]["seconds"], x, y, xt, yt,
-                        steps=20 if args.quick else 40, epoch_steps=epoch_steps)
-  bar.update()
-  gd = gradient_descent_grid(x, y, xt, yt, epochs, epoch_steps, rng)
-  costs, cost_models = start_costs(x, y, xt, yt)
-  starts = {_start_name(*key): cost_models[key] for key in STARTS}
-  gd.update(decay_arms(x, y, xt, yt, starts, epoch_steps))
-  seeds = seed_study(x, y, xt, yt, starts, epoch_steps, seeds=2 if args.quick else 5)
-  unobserved = unobserved_step_seconds(x, y, (3 * epoch_steps) // 5)
-  prior = _start_name(*STARTS[0])
-  worth = sample_worth(x, y, xt, yt, starts[prior][0],
-                       [2_500, 5_000, 10_000] if args.quick else [2_500, 5_000, 10_000, 20_000,
-                                                                 30_000],
-                       l2s=[3e-4, 1e-3, 3e-3, 1e-2])
-  worth["start"] = prior
-  bar.update()
-  skl = sklearn_arms(x, y, xt, yt, [5, 10, 20, 30, 50] if args.quick else
-                     [5, 10, 20, 30, 40, 50, 75, 100])
-  bar.update()
-  claim = claims(x, y, xt, yt, explicit, rng, steps=epoch_steps)
-  diag_models = {name: arm["model"] for name, arm in explicit.items()}
-  diag_models["explicit+cal → preconditioned L-BFGS (40 steps)"] = es.refine(
-      start["model"], x, y, steps=20 if args.quick else 40, precondition=True)
-  diag = diagnostics(diag_models, x, y)
-  bar.update()
-  bar.close()
-
+def _curves_and_ratios(explicit: dict, refined: dict, skl: dict, gd: dict):
+  """Every arm's held-out curve (the GD grids as their best-lr envelope), each one's
+  time to ``TARGET_CE``, and our best explicit-start pipeline against its peers."""
   curves = {name: arm["points"] for name, arm in explicit.items()}
   curves.update(refined)
   curves.update(skl)
@@ -465,6 +420,58 @@ def main(argv=None):
       "adam_over_pipeline": None if not (ours and adam) else adam / ours,
       "sklearn_over_pipeline": None if not (ours and sklearn_t) else sklearn_t / ours,
   }
+  return all_curves, to_target, ratios
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--quick", action="store_true", help="10k training samples, 1 epoch")
+  parser.add_argument("--out", default=None)
+  args = parser.parse_args(argv)
+
+  x, y = es.data.load_mnist("train", dtype="float32")
+  xt, yt = es.data.load_mnist("test", dtype="float32")
+  epochs = 3
+  if args.quick:
+    x, y, epochs = x[:10_000], y[:10_000], 1
+  epoch_steps = len(x) // 128
+  rng = np.random.default_rng(0)
+
+  bar = _progress.progress(total=6, desc="mnist", unit="stage")
+  compile_s = _timed(lambda: [_common.warm_up_jit(x, y, M, batch_size=128),
+                              es.refine(_zero(x), x, y, steps=2, precondition=True)])[1]
+  bar.update()
+  explicit = explicit_arms(x, y, xt, yt)
+  bar.update()
+  start = explicit["cooccurrence+calibrate"]
+  refined = refine_arms(start["model"], start["points"][0]["seconds"], x, y, xt, yt,
+                        steps=20 if args.quick else 40, epoch_steps=epoch_steps)
+  bar.update()
+  gd = gradient_descent_grid(x, y, xt, yt, epochs, epoch_steps, rng)
+  costs, cost_models = start_costs(x, y, xt, yt)
+  starts = {_start_name(*key): cost_models[key] for key in STARTS}
+  gd.update(decay_arms(x, y, xt, yt, starts, epoch_steps))
+  seeds = seed_study(x, y, xt, yt, starts, epoch_steps, seeds=2 if args.quick else 5)
+  unobserved = unobserved_step_seconds(x, y, (3 * epoch_steps) // 5)
+  prior = _start_name(*STARTS[0])
+  worth = sample_worth(x, y, xt, yt, starts[prior][0],
+                       [2_500, 5_000, 10_000] if args.quick else [2_500, 5_000, 10_000, 20_000,
+                                                                 30_000],
+                       l2s=[3e-4, 1e-3, 3e-3, 1e-2])
+  worth["start"] = prior
+  bar.update()
+  skl = sklearn_arms(x, y, xt, yt, [5, 10, 20, 30, 50] if args.quick else
+                     [5, 10, 20, 30, 40, 50, 75, 100])
+  bar.update()
+  claim = claims(x, y, xt, yt, explicit, rng, steps=epoch_steps)
+  diag_models = {name: arm["model"] for name, arm in explicit.items()}
+  diag_models["explicit+cal → preconditioned L-BFGS (40 steps)"] = es.refine(
+      start["model"], x, y, steps=20 if args.quick else 40, precondition=True)
+  diag = diagnostics(diag_models, x, y)
+  bar.update()
+  bar.close()
+
+  all_curves, to_target, ratios = _curves_and_ratios(explicit, refined, skl, gd)
   result = {"dataset": "mnist", "n_train": len(x), "n_test": len(xt), "target_ce": TARGET_CE,
             "compile_seconds": compile_s, "curves": all_curves, "gd_grid": gd,
             "time_to_target": to_target, "ratios": ratios, "seed_study": seeds,
