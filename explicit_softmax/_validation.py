@@ -466,11 +466,12 @@ def check_targets(y, n_samples: int, n_classes: int | None = None) -> Targets:
     y = y.astype(np.int64)  # a copy: the caller's array is never shared
     lo, hi = int(y.min()), int(y.max())
     m = hi + 1 if n_classes is None else n_classes
-    if n_classes is None and m > MAX_SPARSE_CODES and m > 16 * len(np.unique(y)):
-      # Class codes 0..M-1 mostly occur; ids up to 2e8 among a few labels are
-      # not codes, and M = max + 1 columns would exhaust memory.
+    # Class codes 0..M-1 mostly occur; ids up to 2e8 among a few labels are not
+    # codes, and M = max + 1 columns would exhaust memory.
+    distinct = len(np.unique(y)) if n_classes is None and m > MAX_SPARSE_CODES else None
+    if distinct is not None and m > 16 * distinct:
       raise ValueError(
-          f"the labels go up to {hi:,} but only {len(np.unique(y)):,} distinct values "
+          f"the labels go up to {hi:,} but only {distinct:,} distinct values "
           "occur: they look like ids, not the class codes 0..M-1; encode them first "
           "(np.unique(y, return_inverse=True)), pass n_classes explicitly if they are "
           "codes, or use explicit_softmax.sklearn.ExplicitSoftmaxClassifier, which "

@@ -86,9 +86,10 @@ def is_one_hot(design) -> bool:
   return True
 
 
-def _start(start, design, targets, w_raw, n_classes: int) -> model_lib.SoftmaxModel:
-  """The explicit starting point of the path."""
-  n = design.shape[1]
+def _start(start, X, y, sample_weight, n_features: int,
+           n_classes: int) -> model_lib.SoftmaxModel:
+  """The explicit starting point of the path (``X``: a design, dask data or a
+  multi-process array; the statistics of an explicit start come from one pass)."""
   if isinstance(start, model_lib.SoftmaxModel):
     return start
   if start == "auto":
@@ -101,10 +102,10 @@ def _start(start, design, targets, w_raw, n_classes: int) -> model_lib.SoftmaxMo
     # every data set. So the default path starts at zero.
     start = "zero"
   if start == "zero":
-    return model_lib.SoftmaxModel(np.zeros((n, n_classes)), np.zeros(n_classes),
+    return model_lib.SoftmaxModel(np.zeros((n_features, n_classes)), np.zeros(n_classes),
                                   info={"method": "zero"})
-  stats = statistics.SoftmaxStats.from_data(design, _y(targets), n_classes=n_classes,
-                                            sample_weight=w_raw, gram=start == "newton")
+  stats = statistics.SoftmaxStats.from_data(X, y, n_classes=n_classes,
+                                            sample_weight=sample_weight, gram=start == "newton")
   return solvers.solve(stats, start)
 
 
@@ -296,7 +297,7 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
   m = targets.n_classes
   _validation.check_dense_size(design.shape[1], m)
   with refinement.blas_threads_for(refinement.work_of(design, m)):
-    model = _start(start, design, targets, w_raw, m)
+    model = _start(start, design, _y(targets), w_raw, design.shape[1], m)
     if refinement.uses_host("lbfgs", design, m, False):
       design = _design.as_float64(design)  # once for all the path's fits
     return _fit_optimum(design, targets, w_raw, model, l2=l2, tol=tol, cv=cv, seed=seed)
@@ -357,15 +358,7 @@ def _fit_optimum_partitioned(design, X, y, sample_weight, *, l2, start, tol, cv,
   parts = design.parts
   m = parts.n_classes
   _validation.check_dense_size(parts.n_features, m)
-  if isinstance(start, model_lib.SoftmaxModel):
-    model = start
-  elif start in ("auto", "zero"):  # auto: zero, as measured in memory (see _start)
-    model = model_lib.SoftmaxModel(np.zeros((parts.n_features, m)), np.zeros(m),
-                                   info={"method": "zero"})
-  else:
-    stats = statistics.SoftmaxStats.from_data(X, y, n_classes=m, sample_weight=sample_weight,
-                                              gram=start == "newton")
-    model = solvers.solve(stats, start)
+  model = _start(start, X, y, sample_weight, parts.n_features, m)
   path = None
   if isinstance(l2, str):
     rows, total = parts.map_reduce(_partition_size, (m,), _partitioned.add)

@@ -142,6 +142,25 @@ def limit_threads(threads: int | None) -> None:
                                " intra_op_parallelism_threads=1").strip()
 
 
+def output_dir(out=None) -> pathlib.Path:
+  """The folder results go to (``--out`` of the benchmark, else ``RESULTS``), created."""
+  folder = pathlib.Path(out) if out else RESULTS
+  folder.mkdir(parents=True, exist_ok=True)
+  return folder
+
+
+def save_figure(fig, path, *, dpi: int = 110, rect=None) -> None:
+  """Lays out ``fig`` (within ``rect`` of the figure, leaving room for a legend below
+  when given), writes it to ``path`` and closes it."""
+  import matplotlib.pyplot as plt
+  if rect is None:
+    fig.tight_layout()
+  else:
+    fig.tight_layout(rect=rect)
+  fig.savefig(path, dpi=dpi)
+  plt.close(fig)
+
+
 def median_seconds(fn, repeats: int = 7, warmup: int = 1) -> tuple[float, list[float]]:
   """Median wall time of ``fn()`` over ``repeats`` runs after ``warmup`` runs."""
   for _ in range(warmup):
@@ -280,6 +299,4 @@ def plot_curves(curves: dict, path, *, title: str, target: float | None = None,
   handles, labels = axes[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
   fig.suptitle(title)
-  fig.tight_layout(rect=(0, 0.2, 1, 1))
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  save_figure(fig, path, dpi=110, rect=(0, 0.2, 1, 1))

@@ -253,9 +253,7 @@ def plot(result: dict, path) -> None:
   axes[2].set_ylabel("peak resident MiB per worker")
   axes[2].legend(fontsize=8)
   axes[2].set_title(f"partition {tp['partition_bytes_float32'] / 2**20:.1f} MiB")
-  fig.tight_layout()
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _common.save_figure(fig, path, dpi=110)
 
 
 def main(argv=None) -> None:

@@ -101,7 +101,6 @@ def torch_classifier_eval(model, x, y):
 
 def torch_cnn_arm(arm, seed, data, budget, *, pretrained=None, n_classes=10):
   """One arm of the CNN (``pretrained=None``) or transfer task in PyTorch."""
-  import numpy as np
   import torch
   from torch import nn
   from explicit_softmax.adapters import torch as es_torch

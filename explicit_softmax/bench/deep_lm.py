@@ -172,7 +172,6 @@ def lm_arm(arm, seed, lm, budget):
 
 
 def run_lm_task(args, log) -> dict:
-  import numpy as np
   train, val, vocab, path = lm_data()
   budget = args.budgets["lm"]
   start = time.perf_counter()

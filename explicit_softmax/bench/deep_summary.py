@@ -7,6 +7,7 @@ import pathlib
 
 from explicit_softmax.bench.deep_common import EXPLICIT_ARMS, PEERS, TASKS
 from explicit_softmax.bench.init_common import summary
+from explicit_softmax.bench import _harness
 
 
 # -- the measurements -----------------------------------------------------------
@@ -153,9 +154,7 @@ def plot(result: dict, path: pathlib.Path) -> None:
     axes[row, 1].set_xscale("symlog", linthresh=1.0)
     axes[row, 1].set_xlim(left=0)
     axes[row, 0].legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=100)
-  plt.close(fig)
+  _harness.save_figure(fig, path, dpi=100)
 
 
 def print_tables(result: dict) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pathlib
 
 from explicit_softmax.bench.init_common import ARMS, LM_ARMS
+from explicit_softmax.bench import _harness
 
 
 def print_tables(result: dict) -> None:
@@ -89,6 +90,4 @@ def plot(result: dict, path: pathlib.Path) -> None:
       ax.set(title=f"LM d={lm['d']} ({name}, K={entry['n_context']}, V={entry['vocab_size']})",
              xlabel="Adam steps", ylabel="held-out cross-entropy (nats)")
       ax.legend(fontsize=7)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _harness.save_figure(fig, path, dpi=120)

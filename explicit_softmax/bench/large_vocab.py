@@ -25,7 +25,7 @@ import time
 
 import numpy as np
 
-from explicit_softmax.bench._harness import RESULTS, write_json  # noqa: E402
+from explicit_softmax.bench._harness import write_json  # noqa: E402
 from explicit_softmax.bench import _harness  # noqa: E402
 
 SMOOTHINGS = (1e-4, 3e-4, 1e-3, 3e-3, 0.01, 0.03, 0.1, 0.3, 1.0)
@@ -119,9 +119,7 @@ def _plot(runs: list[dict], path) -> None:
   ax.set_title(f"Sparse bigram, V = {runs[0]['vocab_size']:,}, "
                f"{runs[0]['train_samples'] / 1e6:.1f}M training tokens")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _harness.save_figure(fig, path, dpi=120)
 
 
 def main(argv=None):
@@ -160,9 +158,7 @@ def main(argv=None):
           f"{run['unigram_cross_entropy_nats']:.4f}; s={run['chosen_smoothing']}), fit "
           f"{run['fit_seconds']:.1f} s, peak RSS {run['peak_rss_bytes'] / 2**20:.0f} MiB, "
           f"{run['observed_pairs']:,} pairs")
-  out_dir = args.out or RESULTS
-  os.makedirs(out_dir, exist_ok=True)
-  png = os.path.join(out_dir, "large_vocab.png")
+  png = str(_harness.output_dir(args.out) / "large_vocab.png")
   _plot(runs, png)
   result = {
       "description": "SparseCountModel bigram fit on MarkovSource tokens; peak RSS per "

@@ -10,6 +10,7 @@ import numpy as np
 from explicit_softmax.bench._harness import best_per_budget, time_to_target
 from explicit_softmax.bench.lm_curves import TrainProbe, _best_point, _lr
 from explicit_softmax.bench.lm_data import MLE_SMOOTHING, SMOOTHING
+from explicit_softmax.bench import _harness
 
 
 def summarize_runs(out: dict, fit_s: float, budget: float) -> None:
@@ -243,6 +244,4 @@ def plot(result: dict, path) -> None:
     ax.axis("off")
   handles, labels = axes.flat[0].get_legend_handles_labels()
   fig.legend(handles, labels, loc="lower center", ncol=6, fontsize=8)
-  fig.tight_layout(rect=(0, 0.08, 1, 1))
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _harness.save_figure(fig, path, dpi=110, rect=(0, 0.08, 1, 1))

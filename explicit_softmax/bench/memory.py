@@ -36,7 +36,7 @@ import time
 
 import numpy as np
 
-from explicit_softmax.bench._harness import RESULTS, write_json  # noqa: E402
+from explicit_softmax.bench._harness import write_json  # noqa: E402
 from explicit_softmax.bench import _harness  # noqa: E402
 
 MODES = ("one-batch", "fresh-memmap", "sliced-memmap", "in-memory")
@@ -133,9 +133,7 @@ def _plot(runs, batch_bytes, path):
   ax.set_ylabel("memory / one batch")
   ax.set_title("Fitting 10 batches of data: extra resident memory")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _harness.save_figure(fig, path, dpi=120)
 
 
 def main(argv=None):
@@ -184,9 +182,7 @@ def main(argv=None):
             f"{run['samples_per_second'] / 1e6:.2f} M samples/s")
   finally:
     shutil.rmtree(directory, ignore_errors=True)
-  out_dir = args.out or RESULTS
-  os.makedirs(out_dir, exist_ok=True)
-  png = os.path.join(out_dir, "memory.png")
+  png = str(_harness.output_dir(args.out) / "memory.png")
   _plot(runs, batch_bytes, png)
   result = {
       "shape": {"batch_rows": rows, "features": n, "classes": m, "batches": args.batches},

@@ -6,6 +6,7 @@ import json
 
 from explicit_softmax.bench import report
 from explicit_softmax.bench.real_arms import ARMS
+from explicit_softmax.bench import _harness
 
 
 def _cell(x, spec):
@@ -100,9 +101,7 @@ def plot(payload: dict, path) -> None:
     ax.grid(alpha=0.3, which="both", axis="y")
   fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8)
   fig.suptitle("Real data: each data set in a fresh process, same split for every arm")
-  fig.tight_layout(rect=(0, 0.1, 1, 1))
-  fig.savefig(path, dpi=110)
-  plt.close(fig)
+  _harness.save_figure(fig, path, dpi=110, rect=(0, 0.1, 1, 1))
 
 
 def _summary(d: dict) -> str:

@@ -31,7 +31,7 @@ import time
 
 import numpy as np
 
-from explicit_softmax.bench._harness import RESULTS, median_seconds, write_json  # noqa: E402
+from explicit_softmax.bench._harness import median_seconds, write_json  # noqa: E402
 from explicit_softmax.bench import _harness  # noqa: E402
 
 
@@ -105,9 +105,7 @@ def _plot(runs, path, shape):
   ax.set_ylim(bottom=0)
   ax.set_title(f"Statistics throughput, T x N x M = {shape[0]:,} x {shape[1]} x {shape[2]}")
   ax.legend(fontsize=8)
-  fig.tight_layout()
-  fig.savefig(path, dpi=120)
-  plt.close(fig)
+  _harness.save_figure(fig, path, dpi=120)
 
 
 def main(argv=None):
@@ -148,9 +146,7 @@ def main(argv=None):
           + (f", host numpy path {host / 1e6:6.2f} M/s" if host else "")
           + f"; first call {run['first_call_seconds']:.1f} s)")
   shape = [args.samples, args.features, args.classes]
-  out_dir = args.out or RESULTS
-  os.makedirs(out_dir, exist_ok=True)
-  png = os.path.join(out_dir, "scaling.png")
+  png = str(_harness.output_dir(args.out) / "scaling.png")
   _plot(runs, png, shape)
   result = {
       "shape": shape,
