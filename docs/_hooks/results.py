@@ -26,9 +26,9 @@ def _module_map() -> str:
   lines = []
   for path in sorted(PACKAGE.rglob("*.py")):
     rel = path.relative_to(PACKAGE.parent)
-    if path.name == "__main__.py" or "bench" in rel.parts[1:-1] or (
-        rel.parts[1:2] == ("bench",) and path.name not in ("__init__.py", "_harness.py",
-                                                          "report.py")):
+    # The benchmarks appear as their package, its harness and its report only.
+    if path.name == "__main__.py" or (rel.parts[1] == "bench" and path.name not in (
+        "__init__.py", "_harness.py", "report.py")):
       continue
     doc = ast.get_docstring(ast.parse(path.read_text())) or ""
     lines.append(f"- `{rel.as_posix()}`: {doc.splitlines()[0] if doc else ''}")
@@ -40,6 +40,9 @@ def _generated(name: str) -> str:
     return _module_map()
   if name == "results":
     text = report.build()
+  elif name == "deep":
+    deep = report._load("deep.json")
+    text = report.deep_section(deep) if deep else "(no committed deep-model results)"
   elif name == "real":
     real = report._load("real.json")
     text = report.real_section(real) if real else "(no committed real-data results)"
@@ -56,7 +59,7 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
-  for name in ("results", "real", "modules"):
+  for name in ("results", "real", "deep", "modules"):
     marker = f"<!-- generated:{name} -->"
     if marker in markdown:
       markdown = markdown.replace(marker, _generated(name))

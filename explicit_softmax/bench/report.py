@@ -40,7 +40,7 @@ def _use_results(folder: pathlib.Path) -> None:
 
 def fit_section(d):
   met = d["ratio_fit_to_matmul"] <= d["target_ratio"]
-  return (f"**One-pass fit cost** (`benchmarks/bench_fit.py`, {_machine(d)}): `es.fit` on "
+  return (f"**One-pass fit cost** (`explicit-softmax bench fit`, {_machine(d)}): `es.fit` on "
           f"{d['shape'][0]:,} x {d['shape'][1]} float32 with {d['shape'][2]} classes took "
           f"{d['fit_seconds'] * 1e3:.1f} ms against {d['numpy_matmul_seconds'] * 1e3:.1f} ms for a "
           f"bare numpy `X.T @ Y`: **{d['ratio_fit_to_matmul']:.2f}x** (target "
@@ -78,7 +78,7 @@ def gpu_fit_sentence(g) -> str:
 
 
 def lm_section(d):
-  lines = [f"**Toy language models** (`benchmarks/bench_lm.py`, {_machine(d)}):\n"]
+  lines = [f"**Toy language models** (`explicit-softmax bench lm`, {_machine(d)}):\n"]
   md = common.RESULTS / "lm.md"
   if md.exists():
     # Nest lm.md's headings under this section; its title and machine line repeat ours.
@@ -90,7 +90,7 @@ def lm_section(d):
 
 
 def init_section(d):
-  out = [f"**Initialising an MLP 784-256-10** (`benchmarks/bench_init.py`, {_machine(d)}, "
+  out = [f"**Initialising an MLP 784-256-10** (`explicit-softmax bench init`, {_machine(d)}, "
          f"Adam lr {d['config']['learning_rate']}, batch {d['config']['batch_size']}, "
          f"{d['config']['seeds']} seeds; held-out accuracy % and cross-entropy, mean ± std):\n"]
   budgets = [str(b) for b in d["mnist"]["budgets"]]
@@ -143,7 +143,7 @@ def init_section(d):
 
 
 def scale_section(lv, mem, sc):
-  out = ["**Scale** (`bench_large_vocab.py`, `bench_memory.py`, `bench_scaling.py`):\n"]
+  out = ["**Scale** (`explicit-softmax bench large-vocab`, `memory`, `scaling`):\n"]
   if lv:
     for run in lv["runs"]:
       out.append(

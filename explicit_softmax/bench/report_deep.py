@@ -40,7 +40,7 @@ def deep_section(d) -> str:
   m = d.get("machine", {})
   load = m.get("loadavg_start")
   cfg = d["config"]
-  out = [f"**Initialising real deep models** (`benchmarks/bench_deep.py`, {_machine(d)}, "
+  out = [f"**Initialising real deep models** (`explicit-softmax bench deep`, {_machine(d)}, "
          f"{cfg.get('threads') or 'all'} thread(s) per process"
          + (f", load average {load[0]:.1f} at the start" if load else "")
          + f", {cfg['seeds']} seeds, {d['total_seconds'] / 60:.1f} min): validation loss "
@@ -106,4 +106,4 @@ def deep_verdict(deep) -> str:
           "half the steps and seconds in every seed, never worse at the end) was met on "
           + (", ".join(met) if met else "no task") + "; **not met** on "
           + (", ".join(missed) if missed else "no task")
-          + " (`benchmarks/bench_deep.py`; numbers under *Initialising real deep models*).")
+          + " (`explicit-softmax bench deep`; numbers under *Initialising real deep models*).")

@@ -115,7 +115,7 @@ def _worth_sentence(worth, study, target) -> str:
 
 def mnist_section(d):
   r = d["ratios"]
-  lines = [f"**MNIST** (`benchmarks/bench_mnist.py`, {_machine(d)}, {d['n_train']:,} train / "
+  lines = [f"**MNIST** (`explicit-softmax bench mnist`, {_machine(d)}, {d['n_train']:,} train / "
            f"{d['n_test']:,} test; JAX compile time, {d['compile_seconds']:.1f} s, excluded; "
            "best and first-reaching points per method):\n"]
   lines.append((common.RESULTS / "mnist.md").read_text() if (common.RESULTS / "mnist.md").exists() else "")

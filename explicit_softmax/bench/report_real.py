@@ -183,7 +183,7 @@ def start_section(d) -> str:
     return ""
   studied = [n for n, s in sets.items() if s.get("status") == "ok"]
   any_ok = next((sets[n] for n in studied), {})
-  lines = ["**Which explicit start pays** (`benchmarks/bench_real.py`, after the arms in each "
+  lines = ["**Which explicit start pays** (`explicit-softmax bench real`, after the arms in each "
            "data set's process): `es.fit_optimum(X, y, l2=l2, start=..., tol="
            f"{any_ok.get('tol', 1e-6):g})` at the `l2` the default estimator chose there, from "
            "each start. Start cost: computing the start from scratch; total: start plus "
@@ -224,7 +224,7 @@ def real_section(d) -> str:
   ran = {n: v for n, v in sets.items() if v.get("status") == "ok"}
   mnist = ran.get("mnist", {})
   rows = (f", MNIST on {mnist['n_train']:,} training rows" if mnist else "")
-  lines = [f"**Real data** (`benchmarks/bench_real.py`, {_machine(d)}{rows}): scikit-learn's "
+  lines = [f"**Real data** (`explicit-softmax bench real`, {_machine(d)}{rows}): scikit-learn's "
            "bundled sets (standardised), MNIST and a bag of words of tiny Shakespeare's speakers, "
            "each data set in a fresh process. Cold: the first fit in that process (the library's "
            "first arm includes JAX compilation; imports excluded), warm: median of "
