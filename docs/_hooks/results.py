@@ -40,6 +40,9 @@ def _generated(name: str) -> str:
     return _module_map()
   if name == "results":
     text = report.build()
+  elif name == "dask":
+    dask = report._load("dask.json")
+    text = report.dask_section(dask) if dask else "(no committed Dask results)"
   elif name == "deep":
     deep = report._load("deep.json")
     text = report.deep_section(deep) if deep else "(no committed deep-model results)"
@@ -59,7 +62,7 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
-  for name in ("results", "real", "deep", "modules"):
+  for name in ("results", "real", "deep", "dask", "modules"):
     marker = f"<!-- generated:{name} -->"
     if marker in markdown:
       markdown = markdown.replace(marker, _generated(name))

@@ -18,6 +18,7 @@ from explicit_softmax.bench import report_common as common
 # find them.
 from explicit_softmax.bench.report_common import (RESULTS, _fmt, _load,  # noqa: F401
                                                   _machine, _sentence)
+from explicit_softmax.bench.report_dask import dask_section  # noqa: F401
 from explicit_softmax.bench.report_deep import (DEEP_TASKS, deep_section,  # noqa: F401
                                                 deep_verdict, deep_verdicts)
 from explicit_softmax.bench.report_mnist import (_seed_sentence, _worth_sentence,  # noqa: F401
