@@ -111,6 +111,13 @@ def _n_workers(n_chunks: int) -> int:
   return max(1, min(cores or 1, n_chunks, MAX_WORKERS))
 
 
+def _summary(total, total_sq, weight, low, high, origin):
+  """``(mean, variance, min, max)`` from weighted sums of ``X - origin``."""
+  mean = total / weight
+  variance = np.maximum(total_sq / weight - mean**2, 0.0)
+  return mean + origin, variance, low, high
+
+
 class DenseDesign:
   """A dense (T, N) array; read in chunks of ``CHUNK_ROWS`` rows."""
 
@@ -238,6 +245,28 @@ class DenseDesign:
       total_sq += np.einsum("ij,ij->j", chunk, chunk)
     return total / self.x.shape[0], total_sq / self.x.shape[0]
 
+  def column_summary(self, w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """Weighted column means and variances, minima and maxima (float64, one pass).
+
+    ``w`` (T,) are nonnegative weights; rows of zero weight count in none of
+    the four. Sums are taken about the first such row, so that a column of
+    large mean and small spread keeps its variance in float64.
+    """
+    n = self.x.shape[1]
+    keep = w > 0
+    origin = np.asarray(self.x[int(np.argmax(keep))], np.float64)
+    total, total_sq = np.zeros(n), np.zeros(n)
+    low, high = np.full(n, np.inf), np.full(n, -np.inf)
+    for rows, chunk in self.chunks():
+      chunk_w, chunk_keep = w[rows], keep[rows]
+      if not chunk_keep.any():
+        continue
+      d = chunk[chunk_keep].astype(np.float64) - origin
+      total += chunk_w[chunk_keep] @ d
+      total_sq += chunk_w[chunk_keep] @ (d * d)
+      low, high = np.minimum(low, d.min(axis=0)), np.maximum(high, d.max(axis=0))
+    return _summary(total, total_sq, float(w.sum()), low + origin, high + origin, origin)
+
   def take(self, rows) -> "DenseDesign":
     return DenseDesign(self.x[rows])
 
@@ -297,6 +326,17 @@ class SparseDesign:
     x64 = self.x.astype(np.float64)
     return (np.asarray(x64.mean(axis=0)).ravel(),
             np.asarray(x64.multiply(x64).mean(axis=0)).ravel())
+
+  def column_summary(self, w: np.ndarray) -> tuple[np.ndarray, ...]:
+    """As :meth:`DenseDesign.column_summary` (implicit zeros are values)."""
+    keep = np.flatnonzero(w > 0)
+    x64 = self.x[keep].astype(np.float64)
+    wk = np.asarray(w, np.float64)[keep]
+    total = np.asarray(x64.T @ wk).ravel()
+    total_sq = np.asarray(x64.multiply(x64).T @ wk).ravel()
+    low = x64.min(axis=0).toarray().ravel()
+    high = x64.max(axis=0).toarray().ravel()
+    return _summary(total, total_sq, float(wk.sum()), low, high, np.zeros(x64.shape[1]))
 
   def min_value(self) -> float:
     # Implicit zeros count when some entry of X is not stored.
@@ -363,16 +403,29 @@ class TokenDesign(SparseDesign):
     return w[data].sum(axis=1)
 
 
-class Float64Design:
-  """``X`` held once in float64 (a C-contiguous array or CSR), already validated.
+class HostDesign:
+  """``X`` held once for the hundreds of products of an iterative fit, already validated.
 
-  Iterative solvers evaluate ``X W`` and ``X^T G`` hundreds of times; converting
-  and re-checking ``X`` chunk by chunk for each product cost as much as the
-  products themselves (MNIST rows: about half of an L-BFGS step).
+  Dense ``X`` is stored C-contiguous in the compute precision, with the column
+  means ``offset`` subtracted (``x = X - offset``): centred columns keep
+  ``X W`` free of the cancellation between large feature means and the bias,
+  which float32 products would otherwise pay for. The model's bias is then
+  ``c = b + offset^T W`` (see :func:`explicit_softmax.fitting`). Sparse ``X`` is
+  CSR in float64 and never centred (``offset`` is zero). Products with float32
+  ``x`` accumulate over row blocks in float64, so that a sum over many rows
+  does not depend on one long float32 accumulation.
+
+  Attributes:
+    x: (T, N) float32 or float64 array, or a float64 CSR matrix.
+    offset: (N,) float64 column offsets subtracted from ``X``.
   """
 
-  def __init__(self, x):
+  # Rows per float32 block of ``X^T G``.
+  BLOCK_ROWS = 16384
+
+  def __init__(self, x, offset: np.ndarray):
     self.x = x
+    self.offset = offset
 
   result_dtype = np.float64
 
@@ -380,32 +433,58 @@ class Float64Design:
   def shape(self):
     return self.x.shape
 
+  @property
+  def dtype(self):
+    return self.x.dtype
+
   def logits(self, w, dtype=np.float64):
-    return np.asarray(self.x @ np.asarray(w, np.float64), dtype)
+    out = self.x @ np.asarray(w, self.x.dtype)
+    return np.asarray(out, dtype)
 
   def rmatmul(self, g):
-    out = self.x.T @ (g.astype(np.float64) if sp.issparse(g) else np.asarray(g, np.float64))
-    return out.toarray() if sp.issparse(out) else np.asarray(out)
+    g = g.toarray() if sp.issparse(g) else np.asarray(g)
+    if self.x.dtype == np.float64 or sp.issparse(self.x):
+      out = self.x.T @ np.asarray(g, np.float64)
+      return out.toarray() if sp.issparse(out) else np.asarray(out)
+    g = np.asarray(g, self.x.dtype)
+    out = np.zeros((self.x.shape[1], g.shape[1]), np.float64)
+    for start in range(0, self.x.shape[0], self.BLOCK_ROWS):
+      rows = slice(start, start + self.BLOCK_ROWS)
+      out += self.x[rows].T @ g[rows]
+    return out
 
-  def take(self, rows) -> "Float64Design":
-    return Float64Design(self.x[rows])
+  def take(self, rows) -> "HostDesign":
+    return HostDesign(self.x[rows], self.offset)
 
   def column_moments(self) -> tuple[np.ndarray, np.ndarray]:
+    """Column means of ``X`` and of ``X**2`` (float64; ``X = x + offset``)."""
     if sp.issparse(self.x):
       return SparseDesign(self.x).column_moments()
-    return self.x.mean(axis=0), np.einsum("ij,ij->j", self.x, self.x) / self.x.shape[0]
+    mean = self.x.mean(axis=0, dtype=np.float64)
+    sq = np.einsum("ij,ij->j", self.x, self.x, dtype=np.float64) / self.x.shape[0]
+    return mean + self.offset, sq + 2 * self.offset * mean + self.offset**2
 
 
-def as_float64(design):
-  """``design`` as a :class:`Float64Design` (one conversion, for repeated products)."""
-  if isinstance(design, Float64Design):
+def as_host(design, dtype=np.float64, offset: np.ndarray | None = None) -> HostDesign:
+  """``design`` held once as a :class:`HostDesign` (dense: centred by ``offset``).
+
+  Args:
+    design: a validated in-memory design.
+    dtype: float64 or float32, the precision of dense products.
+    offset: (N,) column offsets to subtract from dense ``X`` (None: zero).
+      Ignored for sparse and token inputs, which stay uncentred.
+  """
+  if isinstance(design, HostDesign):
     return design
+  n = design.shape[1]
   if isinstance(design, DenseDesign):
-    x = np.empty(design.x.shape, np.float64)
+    offset = np.zeros(n) if offset is None else np.asarray(offset, np.float64)
+    x = np.empty(design.x.shape, dtype)
+    shift = offset.astype(dtype)
     for rows, chunk in design.chunks():  # checks finiteness once, chunk by chunk
-      x[rows] = chunk
-    return Float64Design(x)
-  return Float64Design(design.x.astype(np.float64).tocsr())
+      np.subtract(chunk, shift, out=x[rows], casting="unsafe")
+    return HostDesign(x, offset)
+  return HostDesign(design.x.astype(np.float64).tocsr(), np.zeros(n))
 
 
 def as_design(x, *, n_features: int | None = None, layout=None):
@@ -425,7 +504,7 @@ def as_design(x, *, n_features: int | None = None, layout=None):
   Raises:
     ValueError: wrong shape or dtype, no samples, non-finite values.
   """
-  if isinstance(x, (DenseDesign, SparseDesign, Float64Design)):
+  if isinstance(x, (DenseDesign, SparseDesign, HostDesign)):
     design = x  # validated already (the library passes designs between its steps)
   elif isinstance(x, TokenFeatures):
     design = TokenDesign(x)

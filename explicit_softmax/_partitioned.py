@@ -57,6 +57,31 @@ def _partition_moments(part: _partition.Partition, n_classes: int, second: bool)
   return mean * t, mean_sq * t, float(t)
 
 
+def _partition_summary(part: _partition.Partition, n_classes: int):
+  """``(sum w x, sum w x^2, min x, max x, sum w)`` of one partition (rows of positive weight)."""
+  design, _, w = _partition.checked(part, n_classes)
+  n = design.shape[1]
+  total = float(w.sum())
+  if total == 0:
+    if isinstance(design, _design.DenseDesign):
+      design.check_finite()
+    return np.zeros(n), np.zeros(n), np.full(n, np.inf), np.full(n, -np.inf), 0.0
+  mean, variance, low, high = design.column_summary(w)
+  return mean * total, (variance + mean**2) * total, low, high, total
+
+
+def _add_summaries(a: tuple, b: tuple) -> tuple:
+  return a[0] + b[0], a[1] + b[1], np.minimum(a[2], b[2]), np.maximum(a[3], b[3]), a[4] + b[4]
+
+
+def _partition_covariance(part: _partition.Partition, n_classes: int, mean: np.ndarray):
+  """``sum_t w_t (x_t - mean)(x_t - mean)^T`` of one partition (dense (N, N))."""
+  design, _, w = _partition.checked(part, n_classes)
+  x = design.x.toarray() if hasattr(design.x, "toarray") else np.asarray(design.x)
+  d = x.astype(np.float64) - mean
+  return (d * w[:, None]).T @ d
+
+
 class PartitionedDesign:
   """``X`` (with its labels and weights) in partitions that this process does not hold.
 
@@ -98,6 +123,20 @@ class PartitionedDesign:
     """Column means of ``X`` and of ``X**2`` over all rows (one pass)."""
     total, total_sq, t = self._reduce(_partition_moments, False)
     return total / t, total_sq / t
+
+  def column_summary(self) -> tuple:
+    """``(mean, variance, min, max, total weight)`` of the columns over all rows of
+    positive weight (one pass; as ``DenseDesign.column_summary``)."""
+    total, total_sq, low, high, weight = self._reduce(_partition_summary,
+                                                      combine=_add_summaries)
+    _validation.check_sample_weight(np.array([weight]), 1)  # a positive total weight
+    mean = total / weight
+    return mean, np.maximum(total_sq / weight - mean**2, 0.0), low, high, weight
+
+  def covariance(self, mean: np.ndarray, weight: float) -> np.ndarray:
+    """The weighted covariance of the columns about ``mean`` (one pass; (N, N) float64),
+    ``weight`` the total sample weight."""
+    return self._reduce(_partition_covariance, mean, combine=np.add) / weight
 
   def input_second_moment(self) -> np.ndarray:
     """``X1^T X1 / T`` with ``X1 = [X, 1]``, over all rows (one pass)."""

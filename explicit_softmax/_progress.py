@@ -17,10 +17,12 @@ class TextBar:
   """``desc: n/total unit`` on one line of stderr, redrawn at most ten times a second."""
 
   def __init__(self, iterable: Iterable | None = None, *, total: float | None = None,
-               desc: str = "", unit: str = "it", stream=None):
+               desc: str = "", unit: str = "it", stream=None, delay: float = 0.0,
+               disable: bool | None = False):
     self.iterable, self.total, self.desc, self.unit = iterable, total, desc, unit
     self.stream = sys.stderr if stream is None else stream
-    self.enabled = bool(getattr(self.stream, "isatty", lambda: False)())
+    self.enabled = not disable and bool(getattr(self.stream, "isatty", lambda: False)())
+    self._shown_after = time.monotonic() + delay
     self.n: float = 0
     self._postfix, self._drawn = "", 0.0
     if self.total is None and isinstance(iterable, Sized):
@@ -46,8 +48,13 @@ class TextBar:
     self._postfix = text
     self._draw()
 
+  def set_description(self, desc: str) -> None:
+    self.desc = desc
+    self._draw()
+
   def _draw(self, final: bool = False) -> None:
-    if not self.enabled or (not final and time.monotonic() - self._drawn < 0.1):
+    now = time.monotonic()
+    if not self.enabled or now < self._shown_after or (not final and now - self._drawn < 0.1):
       return
     self._drawn = time.monotonic()
     done = f"{self.n:g}" + (f"/{self.total:g}" if self.total else "")
@@ -56,7 +63,7 @@ class TextBar:
     self.stream.flush()
 
   def close(self) -> None:
-    if self.enabled and self.n:
+    if self.enabled and self.n and self._drawn:
       self._draw(final=True)
       self.stream.write("\r\033[K")  # the bar leaves no trace, as tqdm's leave=False
       self.stream.flush()
@@ -67,7 +74,9 @@ def progress(iterable: Iterable | None = None, **kwargs):
 
   Args:
     iterable: what to iterate over, or None for a bar updated with ``update(n)``.
-    **kwargs: ``total``, ``desc``, ``unit``.
+    **kwargs: ``total``, ``desc``, ``unit``; ``delay`` (seconds before the bar
+      first shows: work that ends sooner leaves no trace) and ``disable``
+      (True: never shown; the default None hides it outside a terminal).
 
   Returns:
     A tqdm bar (hidden when stderr is not a terminal) if tqdm is installed, else
@@ -77,4 +86,7 @@ def progress(iterable: Iterable | None = None, **kwargs):
     from tqdm.auto import tqdm
   except ImportError:
     return TextBar(iterable, **kwargs)
-  return tqdm(iterable, disable=None, leave=False, **kwargs)
+  kwargs.setdefault("disable", None)
+  if kwargs["disable"] is False:
+    kwargs["disable"] = None  # shown only in a terminal, as the plain bar
+  return tqdm(iterable, leave=False, **kwargs)

@@ -528,6 +528,27 @@ def check_sample_weight(sample_weight, n_samples: int) -> np.ndarray:
   return w
 
 
+def check_units(units, n_features: int) -> tuple[np.ndarray, np.ndarray]:
+  """``(mean, scale)`` (N,) float64 arrays of ``units``: None (zeros and ones), a mapping
+  with ``"mean"`` and ``"scale"`` (``es.fit``'s ``info["units"]``) or a pair."""
+  if units is None:
+    return np.zeros(n_features), np.ones(n_features)
+  try:
+    mean, scale = (units["mean"], units["scale"]) if hasattr(units, "keys") else units
+    mean, scale = np.asarray(mean, np.float64), np.asarray(scale, np.float64)
+  except (KeyError, TypeError, ValueError):
+    raise ValueError(
+        "units must be None, a (mean, scale) pair or a mapping with 'mean' and 'scale' "
+        f"(a model's info['units']); got {type(units).__name__}.") from None
+  if mean.shape != (n_features,) or scale.shape != (n_features,):
+    raise ValueError(
+        f"units must have a mean and a scale of shape ({n_features},) for this model; got "
+        f"{mean.shape} and {scale.shape}.")
+  if not (np.isfinite(mean).all() and np.isfinite(scale).all() and (scale > 0).all()):
+    raise ValueError("units must have a finite mean and a finite, positive scale.")
+  return mean, scale
+
+
 # -- model parameters ----------------------------------------------------------
 
 def check_parameter(name: str, value) -> np.ndarray:

@@ -71,7 +71,8 @@ class Certificate:
 
 def optimality_certificate(model: model_lib.SoftmaxModel, X: Features, y: Labels,
                            sample_weight: SampleWeight = None, *,
-                           l2: float = 0.0, penalize_bias: bool = False) -> Certificate:
+                           l2: float = 0.0, penalize_bias: bool = False,
+                           units: dict | tuple | None = None) -> Certificate:
   """The relative gradient norm of the objective (3), and bounds it implies.
 
   The gradient is that of :meth:`SoftmaxModel.gradient`, (2), plus ``l2 W`` (and
@@ -98,6 +99,13 @@ def optimality_certificate(model: model_lib.SoftmaxModel, X: Features, y: Labels
     optimises): strongly convex in ``W`` only; the bias directions have
     data-dependent curvature, so the bound above does not hold in general.
 
+  Units. ``es.fit`` penalises ``W`` in the units ``s`` of each feature,
+  ``(l2 / 2) ||diag(s) W||^2`` (its equation (6)), and measures its gradient in
+  the coordinates of the standardised features ``(X - m) / s``, where ``W``
+  becomes ``diag(s) W`` and ``b`` becomes ``b + m^T W``. Pass ``units`` (the
+  model's ``info["units"]``, or a ``(mean, scale)`` pair) to certify in those
+  terms; the bounds then hold in those coordinates.
+
   The gradient is evaluated with float32 logits, so a certificate around
   1e-7 is as close to zero as this computation can tell.
 
@@ -108,6 +116,8 @@ def optimality_certificate(model: model_lib.SoftmaxModel, X: Features, y: Labels
     sample_weight: optional (T,) nonnegative weights of the objective.
     l2: ``l2 >= 0`` of (3).
     penalize_bias: include ``(l2/2) ||b||^2`` in (3).
+    units: None (raw units), or the ``{"mean": m, "scale": s}`` of ``es.fit``'s
+      ``info["units"]`` (or a ``(m, s)`` pair) of (N,) arrays, ``s > 0``.
 
   Returns:
     A :class:`Certificate`.
@@ -117,17 +127,24 @@ def optimality_certificate(model: model_lib.SoftmaxModel, X: Features, y: Labels
   """
   _validation.check_instance("model", model, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
   l2 = _validation.check_number("l2", l2)
+  mean, scale = _validation.check_units(units, model.n_features)
   g_w, g_b = model.gradient(X, y, sample_weight)
   loss = model.log_loss(X, y, sample_weight)
   w64, b64 = model.weights.astype(np.float64), model.bias.astype(np.float64)
-  g_w = g_w + l2 * w64
-  penalty = 0.5 * l2 * float((w64**2).sum())
+  g_w = g_w + l2 * scale[:, None] ** 2 * w64
+  penalty = 0.5 * l2 * float(((scale[:, None] * w64) ** 2).sum())
   if penalize_bias:
     g_b = g_b + l2 * b64
     penalty += 0.5 * l2 * float((b64**2).sum())
-  norm = float(np.sqrt((g_w**2).sum() + (g_b**2).sum()))
+
+  def norm_in_units(grad_w, grad_b):
+    # The chain rule to U = diag(s) W and c = b + m^T W.
+    grad_u = (grad_w - np.outer(mean, grad_b)) / scale[:, None]
+    return float(np.sqrt((grad_u**2).sum() + (grad_b**2).sum()))
+
+  norm = norm_in_units(g_w, g_b)
   zero = model_lib.SoftmaxModel(np.zeros_like(model.weights), np.zeros_like(model.bias))
-  zero_norm = zero.grad_norm(X, y, sample_weight)  # the penalty's gradient is 0 at 0
+  zero_norm = norm_in_units(*zero.gradient(X, y, sample_weight))  # penalty's gradient: 0
   if zero_norm > 0:
     relative = norm / zero_norm
   else:

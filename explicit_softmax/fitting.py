@@ -1,36 +1,44 @@
 """The one-call path: the model a user wants from ``es.fit(X, y)``.
 
-* One-hot or token inputs: the co-occurrence (count) solution, which is the
-  exact optimum there (:func:`explicit_softmax.cooccurrence_weights`).
-* Any other real features: the L2-regularised multinomial optimum
+* One-hot inputs (one token per row, or rows with a single 1): the
+  co-occurrence (count) solution, the exact optimum there
+  (:func:`explicit_softmax.cooccurrence_weights`).
+* Any other features (real values, bags of words, several tokens per row): the
+  L2-regularised optimum of (6), ``L(W, b) + (l2 / 2) ||S W||^2``, with the
+  penalty in the units ``S`` of (7) (so that rescaling or shifting a feature
+  changes no prediction), ``l2`` chosen by the evidence (9) (or, given ``cv``,
+  on held-out folds), and L-BFGS in the whitened variables (8), all three from
+  one pass of column statistics and the features' covariance. It stops once
+  the relative gradient norm (5), in the penalty's units, is below ``tol``.
 
-      min_{W, b}  L(W, b) + (l2 / 2) ||W||^2,                               (4)
-
-  refined by float64 L-BFGS from zero (measured: no explicit start paid on
-  this path, see ``_start``; any start can be given) until its relative
-  gradient norm is below ``tol`` (a certificate of optimality). The
-  strength ``l2 = 1 / (C T_w)`` (scikit-learn's ``C``) is chosen on held-out
-  data along a warm-started regularisation path, because the exact optimum at
-  a habitual ``C = 1`` can generalise worse than a poorly converged fit.
+The pipeline, in order (:func:`fit_optimum`): validate and place the data
+(in memory, or partitions that a dask cluster or several JAX processes hold),
+one pass of column statistics, the units (7) and the whitening (8), ``l2``,
+the fit, the record.
 
 References:
-  J. Friedman, T. Hastie and R. Tibshirani, "Regularization Paths for
-  Generalized Linear Models via Coordinate Descent", J. Stat. Software 33
-  (2010): warm-started paths over the penalty, chosen by held-out loss.
+  D. J. C. MacKay, "The evidence framework applied to classification
+  networks", Neural Computation 4 (1992).
+  D. Boehning, "Multinomial logistic regression algorithm", Annals of the
+  Institute of Statistical Mathematics 44 (1992).
 """
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
+from explicit_softmax import _curvature
 from explicit_softmax import _design
-from explicit_softmax import _partition
+from explicit_softmax import _optimum
 from explicit_softmax import _partitioned
+from explicit_softmax import _progress
+from explicit_softmax import _regularisation
 from explicit_softmax import _targets
 from explicit_softmax import _validation
 from explicit_softmax import convergence
 from explicit_softmax import model as model_lib
-from explicit_softmax import objective
 from explicit_softmax import refinement
 from explicit_softmax import solvers
 from explicit_softmax import statistics
@@ -38,37 +46,20 @@ from explicit_softmax._typing import Features, Labels, SampleWeight, Splits
 
 METHODS = ("auto",) + solvers.METHODS
 STARTS = ("auto", "zero", "newton", "cooccurrence")
-# Inverse regularisation strengths C of the path, strongest first (l2 = 1/(C T_w)).
-C_GRID = tuple(10.0 ** np.arange(-2.0, 4.01, 0.5))
-# The path stops once the held-out loss has risen this many grid points in a row.
-PATIENCE = 2
-# Held-out rows: 5-fold cross-validation up to SMALL_SAMPLES samples (where one
-# split's held-out loss is noisy and fits are cheap; with 3 folds iris's
-# held-out log loss after refitting was 0.047, with 5 folds 0.027), above it
-# one split of VALIDATION_FRACTION (3 folds tripled the path's cost on 5,000
-# MNIST rows).
-SMALL_SAMPLES = 2000
-CV_FOLDS = 5
-VALIDATION_FRACTION = 0.2
-# Above this many samples the path runs on a stratified subset of this size
-# (C, the inverse strength per sample, carries over to all rows as in
-# scikit-learn's convention); the fit on all rows starts from its solution.
-PATH_MAX_SAMPLES = 10_000
-# Tolerance of the path's fits: they only rank the grid points, but a loose one
-# lags behind the path (each fit starts from the previous, more penalised one):
-# with 1e-3, digits chose C = 3.2 over C = 1 (held-out log loss 0.124 against
-# 0.114 after refitting); on 5,000 MNIST rows 1e-4 cost 10.6 s, 1e-3 7.0 s.
-PATH_TOL = 1e-4
+# The relative gradient norm (5) at which the default fit stops (see
+# docs/benchmarks.md: held-out loss against tol on every benchmark set).
+DEFAULT_TOL = 1e-4
 MAX_STEPS = 1000
-# Every fit runs L-BFGS on centred features of (damped) unit variance: on raw
-# features (pixels, areas in the thousands) it needed up to 10x the steps, or
-# missed tol within 1,000 (scikit-learn's breast_cancer and digits).
-PRECONDITION = "standardize"
-# Problems with at most this many parameters (N+1) M end with exact Newton
-# steps (objective.newton_polish): the optimum to float64 precision, so that
-# equal data in another form (weights for repeated rows, sparse for dense, a
-# shuffle) gives the same model, not two points within tol of it.
-POLISH_MAX_PARAMETERS = 1024
+# Above this many rows, l2 is chosen on a stratified subset of this size; the
+# evidence's alpha = 1 / C is a prior precision, the same for any number of rows.
+SEARCH_MAX_ROWS = 10_000
+# Dense products run in float32 (sums in float64) above this much work per
+# evaluation (entries of X times classes) when tol allows it; below it float64
+# costs little.
+FLOAT32_MIN_WORK = 2**22
+FLOAT32_MIN_TOL = 1e-5
+# A fit that runs longer than this shows a progress bar (verbose=True).
+PROGRESS_DELAY_SECONDS = 2.0
 
 
 def is_one_hot(design) -> bool:
@@ -84,67 +75,6 @@ def is_one_hot(design) -> bool:
     if not (((chunk != 0).sum(axis=1) == 1).all() and (chunk.sum(axis=1) == 1).all()):
       return False
   return True
-
-
-def _start(start, X, y, sample_weight, n_features: int,
-           n_classes: int) -> model_lib.SoftmaxModel:
-  """The explicit starting point of the path (``X``: a design, dask data or a
-  multi-process array; the statistics of an explicit start come from one pass)."""
-  if isinstance(start, model_lib.SoftmaxModel):
-    return start
-  if start == "auto":
-    # Measured (benchmarks/results/real.json, "starts"): at the chosen l2 the
-    # Newton start saved 3 to 6 of 27 to 115 L-BFGS steps on scikit-learn's
-    # bundled data (at most 2% of the time), cost more steps than zero on MNIST
-    # (374 against 350, plus 0.8 s for its Gram matrix), and on a bag of words
-    # every explicit start had a higher penalised objective than zero. The
-    # path's first, strongest penalty replaced the Newton start by zero on
-    # every data set. So the default path starts at zero.
-    start = "zero"
-  if start == "zero":
-    return model_lib.SoftmaxModel(np.zeros((n_features, n_classes)), np.zeros(n_classes),
-                                  info={"method": "zero"})
-  stats = statistics.SoftmaxStats.from_data(X, y, n_classes=n_classes,
-                                            sample_weight=sample_weight, gram=start == "newton")
-  return solvers.solve(stats, start)
-
-
-def better_start(model: model_lib.SoftmaxModel, design, targets: _targets.Targets,
-                 w: np.ndarray, l2: float) -> model_lib.SoftmaxModel:
-  """``model``, or the uniform model where that has the lower objective (4).
-
-  An explicit solution can be far from the penalised optimum (with features of
-  magnitude 1e-30 its weights are 1e30, and any penalty pulls them to zero);
-  one evaluation of each keeps L-BFGS from starting uphill of the zero model.
-  """
-  zero = model_lib.SoftmaxModel(np.zeros_like(model.weights), np.zeros_like(model.bias),
-                                info={"method": "zero"})
-
-  def value(m):
-    theta = np.vstack([m.weights, m.bias]).astype(np.float64)
-    return objective.penalised_objective(design, targets, w, theta, l2, need_grad=False)[0]
-
-  return model if value(model) <= value(zero) else zero
-
-
-def _polished(model: model_lib.SoftmaxModel, design, targets, w_raw: np.ndarray,
-              l2: float) -> model_lib.SoftmaxModel:
-  """``model`` after :func:`objective.newton_polish`, its record updated."""
-  w = w_raw / w_raw.sum()
-  theta = np.vstack([model.weights, model.bias]).astype(np.float64)
-  theta, taken = objective.newton_polish(theta, design, targets, w, l2)
-  if not taken:
-    return model
-  record = dict(model.info["refine"])
-  norm = np.linalg.norm(objective.penalised_objective(design, targets, w, theta, l2)[1])
-  zero_norm = objective.zero_grad_norm(design, targets, w, theta.shape[1])
-  record["relative_grad_norm"] = float(norm / zero_norm) if zero_norm > 0 else 0.0
-  record["newton_polish_steps"] = taken
-  if record["relative_grad_norm"] <= record["tol"]:
-    record["converged"], record["reason"] = True, convergence.REASONS["tol"]
-  # One rounding to float32, of the centred bias (see fit_optimum).
-  return model.replace(weights=theta[:-1], bias=theta[-1] - theta[-1].mean(),
-                       info={**model.info, "refine": record})
 
 
 def _y(targets: _targets.Targets) -> np.ndarray:
@@ -166,119 +96,134 @@ def _subset(targets: _targets.Targets, size: int, seed: int) -> np.ndarray:
   return np.sort(np.concatenate(rows))
 
 
-def _folds(targets: _targets.Targets, cv, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
-  """(train, validation) row indices: ``cv``'s, or stratified by label and seeded."""
-  t = len(targets)
-  cv = _validation.check_cv(cv, t)
-  if isinstance(cv, list):
-    return cv
-  k = (CV_FOLDS if t <= SMALL_SAMPLES else 1) if cv is None else cv
-  rng = np.random.default_rng(seed)
-  fold_of = np.empty(t, np.int64)
-  if targets.labels is not None:
-    groups = [np.flatnonzero(targets.labels == c) for c in range(targets.n_classes)]
-  else:
-    groups = [np.arange(t)]
-  offset = 0
-  for rows in groups:
-    rows = rng.permutation(rows)
-    if k > 1:
-      # Consecutive classes continue the round robin, so that no fold is left
-      # short by many small classes.
-      fold_of[rows] = (offset + np.arange(len(rows))) % k
-      offset += len(rows)
-    else:  # fold 0 is the validation split
-      fold_of[rows] = (np.arange(len(rows)) >= round(VALIDATION_FRACTION * len(rows)))
-  return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
+def _explicit_start(start, X, y, sample_weight, n_classes: int):
+  """The model ``start`` names (None for ``"auto"`` and ``"zero"``: the uniform model)."""
+  if isinstance(start, model_lib.SoftmaxModel):
+    return start
+  if start in ("auto", "zero"):
+    return None
+  stats = statistics.SoftmaxStats.from_data(X, y, n_classes=n_classes,
+                                            sample_weight=sample_weight, gram=start == "newton")
+  return solvers.solve(stats, start)
 
 
-def choose_l2(design, targets: _targets.Targets, w_raw: np.ndarray, start: model_lib.SoftmaxModel,
-              *, cv: Splits = None,
-              seed: int = 0) -> tuple[float, dict, model_lib.SoftmaxModel]:
-  """``C`` with the lowest held-out log loss along a warm-started path.
+class _Placed:
+  """Validated data where it lives, and everything one pass over it gives.
 
-  Each fold's path starts at ``start`` with the strongest penalty and ends once
-  its held-out loss has risen ``PATIENCE`` grid points in a row; ``C`` is the
-  grid point of lowest mean held-out loss among those every fold reached.
-
-  Args:
-    design: the validated design matrix.
-    targets: validated targets.
-    w_raw: (T,) sample weights (``l2 = 1/(C sum(w))`` on each training part).
-    start: the path's starting model.
-    cv: None (5 folds up to ``SMALL_SAMPLES`` rows, else one 80/20 split of a
-      stratified subset of ``PATH_MAX_SAMPLES`` rows), a number of folds, or
-      (train, validation) pairs of row indices.
-    seed: seed of the default folds.
-
-  Returns:
-    ``(C, record, model)``: the grid point of lowest mean held-out loss, a
-    JSON-able record of the path (grid, mean held-out loss per grid point,
-    folds used, ``C``) and the first fold's fit at ``C`` (a warm start for
-    the fit on all rows).
+  In memory: a :class:`~explicit_softmax._design.HostDesign` (dense ``X``
+  centred by its column means, in the compute precision), its targets and
+  weights. Partitioned (dask, several JAX processes): the
+  :class:`~explicit_softmax._partitioned.PartitionedDesign`, whose targets and
+  weights stay with the partitions.
   """
-  folds = _folds(targets, cv, seed)
-  if cv is None and len(targets) > PATH_MAX_SAMPLES:
-    keep = _subset(targets, PATH_MAX_SAMPLES, seed)
-    folds = [(np.intersect1d(train, keep), np.intersect1d(val, keep)) for train, val in folds]
-  losses: dict[float, list[float]] = {}
-  models: dict[float, model_lib.SoftmaxModel] = {}
-  for train, val in folds:
-    if not (w_raw[train].sum() > 0 and w_raw[val].sum() > 0):
-      continue  # a fold whose rows all have zero weight tells nothing
-    best, worse = np.inf, 0
-    y_train, y_val = targets.take(train), targets.take(val)
-    x_train, x_val = design.take(train), design.take(val)
-    total = w_raw[train].sum()
-    model = better_start(start, x_train, y_train, w_raw[train], 1.0 / (C_GRID[0] * total))
-    for c in C_GRID:
-      model = refinement.refine(model, x_train, _y(y_train), steps=MAX_STEPS, tol=PATH_TOL,
-                                l2=1.0 / (c * total), sample_weight=w_raw[train],
-                                precondition=PRECONDITION)
-      loss = model.log_loss(x_val, _y(y_val), sample_weight=w_raw[val])
-      losses.setdefault(c, []).append(loss)
-      models.setdefault(c, model)  # the first fold's fit warm-starts the final one
-      worse = worse + 1 if loss > best else 0
-      best = min(best, loss)
-      if worse >= PATIENCE:
-        break
-  used = max((len(v) for v in losses.values()), default=0)
-  if not used:
-    return 1.0, {"C_grid": [1.0], "heldout_loss": [None], "folds": 0, "C": 1.0,
-                 "note": "no fold with positive weight on both sides: C = 1"}, start
-  complete = {c: float(np.mean(v)) for c, v in losses.items() if len(v) == used}
-  chosen = min(complete, key=lambda c: complete[c])
-  # A parabola through the best grid point and its neighbours (in log C) was
-  # tried and measured: on bench_real's splits it lowered digits' test loss
-  # (0.124 -> 0.118) and raised iris', wine's and breast_cancer's; not kept.
-  return chosen, {"C_grid": [float(c) for c in complete], "heldout_loss": list(complete.values()),
-                  "folds": used, "C": float(chosen)}, models[chosen]
+
+  def __init__(self, design, targets, w_raw, n_classes: int, *, tol: float):
+    self.targets, self.n_classes = targets, n_classes
+    self.partitioned = isinstance(design, _partitioned.PartitionedDesign)
+    self.t, self.n = design.shape
+    if self.partitioned:
+      mean, variance, low, high, self.total_weight = design.column_summary()
+      covariance = (design.covariance(mean, self.total_weight) if self.n <= _curvature.MAX_EIGEN_FEATURES
+                    else None)
+      self.design, self.w = design, None
+      offset = np.zeros(self.n)
+    else:
+      mean, variance, low, high = design.column_summary(w_raw)
+      self.total_weight = float(w_raw.sum())
+      dense = isinstance(design, _design.DenseDesign)
+      work = refinement.work_of(design, n_classes)
+      dtype = (np.float32 if dense and work >= FLOAT32_MIN_WORK and tol >= FLOAT32_MIN_TOL
+               else np.float64)
+      self.design = _design.as_host(design, dtype, offset=mean)
+      self.w = w_raw / self.total_weight
+      offset = self.design.offset
+      covariance = None
+      if self.n <= _curvature.MAX_EIGEN_FEATURES:
+        covariance = _covariance(self.design, self.w, mean - offset)
+    self.units = _curvature.units_of(mean, variance, low, high)
+    self.offset = offset
+    # The whitening sees the design's own (possibly centred) columns.
+    centred = _curvature.Units(self.units.mean - offset, self.units.scale)
+    if covariance is not None:
+      covariance = covariance / np.outer(self.units.scale, self.units.scale)
+    self.whitening = _curvature.whitening(centred, covariance, variance, n_classes)
+    self.w_raw = w_raw
+
+  def problem(self, l2: float, rows=None) -> _optimum.WhitenedProblem:
+    """(6) at ``l2`` on all rows, or on the in-memory ``rows``."""
+    if rows is None:
+      return _optimum.WhitenedProblem(self.design, self.targets, self.w, self.whitening, l2)
+    w = self.w_raw[rows]
+    return _optimum.WhitenedProblem(self.design.take(rows), self.targets.take(rows),
+                                    w / w.sum(), self.whitening, l2)
+
+  def model(self, v: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
+    """``(W, b)`` of ``V``: the bias of centred columns, ``c = b + offset^T W``, undone."""
+    weights, bias = self.whitening.to_theta(v, l2)
+    return weights, bias - self.offset @ weights
+
+  def v_of(self, model: model_lib.SoftmaxModel | None, l2: float) -> np.ndarray:
+    """(8) of ``model`` (None: the uniform model, ``V = 0``)."""
+    if model is None:
+      return np.zeros((self.n + 1, self.n_classes))
+    weights = model.weights.astype(np.float64)
+    return self.whitening.to_v(weights, model.bias + self.offset @ weights, l2)
+
+
+def _covariance(design: _design.HostDesign, w: np.ndarray, shift: np.ndarray) -> np.ndarray:
+  """The weighted covariance of ``X`` on at most ``COVARIANCE_ROWS`` rows (seeded).
+
+  ``design`` holds ``X - offset`` (dense, or sparse with a zero offset) and
+  ``shift`` is the mean minus the offset. It shapes the whitening (8) and the
+  evidence's spectrum, neither of which needs more rows; dense and sparse
+  storage of the same ``X`` give the same matrix.
+  """
+  t = design.shape[0]
+  rows: slice | np.ndarray = slice(None)
+  if t > _curvature.COVARIANCE_ROWS:
+    rows = np.sort(np.random.default_rng(0).choice(t, _curvature.COVARIANCE_ROWS,
+                                                   replace=False))
+  x, wr = design.x[rows], w[rows]
+  wr = wr / wr.sum()
+  if hasattr(x, "toarray"):  # sparse: X^T diag(w) X - m m^T, without densifying X
+    second = np.asarray((x.T @ x.multiply(wr[:, None]).tocsr()).toarray())
+    first = np.asarray(x.T @ wr).ravel()
+    return second - np.outer(first, shift) - np.outer(shift, first) + np.outer(shift, shift)
+  x = np.asarray(x, np.float64) - shift
+  return (x * wr[:, None]).T @ x
 
 
 def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
                 l2: float | str = "auto", start: str | model_lib.SoftmaxModel = "auto",
-                tol: float = objective.DEFAULT_TOL, sample_weight: SampleWeight = None,
-                cv: Splits = None,
-                seed: int = 0) -> model_lib.SoftmaxModel:
-  """The L2-regularised multinomial optimum (4), from zero or a given start.
+                tol: float = DEFAULT_TOL, sample_weight: SampleWeight = None,
+                cv: Splits = None, seed: int = 0,
+                verbose: bool = True) -> model_lib.SoftmaxModel:
+  """The L2-regularised multinomial optimum (6), in the units (7) of each feature.
 
   Args:
-    X: (T, N) real features (dense, sparse or :class:`TokenFeatures`).
-    y: (T,) labels or (T, M) soft labels.
+    X: (T, N) real features (dense, sparse or :class:`TokenFeatures`), or data
+      held in partitions (a dask array or DataFrame, a multi-process
+      ``jax.Array``).
+    y: (T,) labels or (T, M) soft labels (for a dask DataFrame the name of its
+      label column).
     n_classes: M; inferred from ``y`` if None.
-    l2: ``"auto"`` (chosen on held-out data, see the module docstring) or a
-      number ``>= 0``.
-    start: ``"auto"`` (zero: measured, no explicit start paid on the
-      default path; see ``_start``), ``"zero"``, ``"newton"``,
+    l2: ``"auto"`` (the evidence (9), or held-out loss on ``cv``) or a number
+      ``>= 0``, the strength of (6) per unit of sample weight (scikit-learn's
+      ``C`` is ``1 / (l2 T_w)``).
+    start: ``"auto"`` or ``"zero"`` (the uniform model), ``"newton"``,
       ``"cooccurrence"`` or a :class:`SoftmaxModel`. Whichever has the lower
-      penalised objective, the start or zero, is used.
-    tol: relative gradient norm at which the final fit stops.
+      objective, the start or the uniform model, is used.
+    tol: the relative gradient norm (5), in the units (7), at which the fit
+      stops.
     sample_weight: optional (T,) nonnegative weights.
-    cv: the held-out data of ``l2="auto"`` (see :func:`choose_l2`).
-    seed: seed of the default folds.
+    cv: None (``l2`` by the evidence), or held-out data for ``l2="auto"``: a
+      number of stratified folds or (train, validation) pairs of row indices.
+    seed: seed of the subsets and folds.
+    verbose: show a progress bar once the fit has run for two seconds.
 
   Returns:
-    The refined :class:`SoftmaxModel`; ``info["refine"]`` certifies it and
+    The :class:`SoftmaxModel`; ``info["refine"]`` certifies it (its
+    ``relative_grad_norm`` is measured in the units ``info["units"]``) and
     ``info["l2_path"]`` records how ``l2`` was chosen.
   """
   if not isinstance(start, model_lib.SoftmaxModel):
@@ -286,141 +231,180 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
   seed = _validation.check_integer("seed", seed, minimum=0)
   l2 = _validation.check_l2(l2)
   tol = _validation.check_number("tol", tol)
-  parts = _partitioned.partitioned(X, y, sample_weight, n_classes)
-  if parts is not None:
-    return _fit_optimum_partitioned(parts, X, y, sample_weight, l2=l2, start=start, tol=tol,
-                                    cv=cv, seed=seed)
-  design = _design.as_design(X)
-  t = design.shape[0]
-  targets = _validation.check_targets(y, t, n_classes)
-  w_raw = _validation.check_sample_weight(sample_weight, t)
-  m = targets.n_classes
+  verbose = _validation.check_bool("verbose", verbose)
+  entry = time.perf_counter()
+  design = _partitioned.partitioned(X, y, sample_weight, n_classes)
+  if design is None:
+    design = _design.as_design(X)
+    targets = _validation.check_targets(y, design.shape[0], n_classes)
+    w_raw = _validation.check_sample_weight(sample_weight, design.shape[0])
+    m = targets.n_classes
+    if cv is not None:
+      cv = _validation.check_cv(cv, design.shape[0])
+  else:
+    targets, w_raw, m = None, None, design.parts.n_classes
   _validation.check_dense_size(design.shape[1], m)
-  with refinement.blas_threads_for(refinement.work_of(design, m)):
-    model = _start(start, design, _y(targets), w_raw, design.shape[1], m)
-    if refinement.uses_host("lbfgs", design, m, False):
-      design = _design.as_float64(design)  # once for all the path's fits
-    return _fit_optimum(design, targets, w_raw, model, l2=l2, tol=tol, cv=cv, seed=seed)
+  with refinement.blas_threads_for(refinement.work_of(design, m)), \
+      _progress.progress(desc="es.fit", unit="step", delay=PROGRESS_DELAY_SECONDS,
+                         disable=not verbose) as bar:
+    placed = _Placed(design, targets, w_raw, m, tol=tol)
+    start_model = _explicit_start(start, X, y, sample_weight, m)
+    model = _fit(placed, start_model, l2=l2, tol=tol, cv=cv, seed=seed, bar=bar, entry=entry)
+  if isinstance(design, _design.TokenDesign):  # checked against token inputs at predict time
+    tokens = design.tokens
+    model = model.replace(info={**model.info,
+                                "token_layout": [tokens.ids.shape[1], tokens.vocab_size]})
+  return model
 
 
-def _fit_optimum(design, targets, w_raw, model, *, l2, tol, cv, seed):
-  """:func:`fit_optimum` on validated data from the start ``model``."""
-  t, m = len(targets), targets.n_classes
+def _choose_l2(placed: _Placed, v0: np.ndarray, *, cv, seed: int, bar) -> tuple[float, dict,
+                                                                                 np.ndarray]:
+  """``(l2, record, v)`` for all rows: the evidence (9) or held-out loss, on a subset of
+  rows when there are many (``alpha = l2 T_w`` carries over to all of them)."""
+  if placed.partitioned:
+    return _choose_l2_on_sample(placed, v0, cv=cv, seed=seed)
+  rows = None
+  if placed.t > SEARCH_MAX_ROWS and cv is None:
+    rows = _subset(placed.targets, SEARCH_MAX_ROWS, seed)
+  problem = placed.problem(0.0, rows)
+  total = placed.total_weight if rows is None else float(placed.w_raw[rows].sum())
+  bar.set_description("es.fit: choosing l2")
+  if cv is None:
+    l2, record, v = _regularisation.evidence_l2(
+        problem.design, problem.targets, problem.w, placed.whitening, total, v0,
+        1.0 / total, report=_advance(bar))
+  else:
+    l2, record, v = _regularisation.heldout_l2(
+        placed.design, placed.targets, placed.w_raw, placed.whitening, v0, cv=cv, seed=seed,
+        report=_advance(bar))
+  if rows is not None:
+    record["rows"] = int(len(rows))
+  final = l2 * total / placed.total_weight  # alpha = l2 T_w, the same for all rows
+  return final, record, placed.whitening.to_v(*placed.whitening.to_theta(v, l2), final)
+
+
+def _choose_l2_on_sample(placed: _Placed, v0, *, cv, seed: int):
+  """:func:`_choose_l2` for partitioned data: on a seeded sample of about
+  ``SEARCH_MAX_ROWS`` rows brought into memory."""
+  parts = placed.design.parts
+  if not hasattr(parts, "sample"):
+    raise ValueError(
+        "l2='auto' needs a sample of rows in one process, which data spread over several "
+        "JAX processes does not offer; pass l2 as a number (l2 = 1 / (C * total weight), "
+        f"e.g. l2={1.0 / placed.total_weight:.3g} for scikit-learn's C = 1 here).")
+  x_s, y_s, w_s = parts.sample(min(1.0, SEARCH_MAX_ROWS / max(placed.t or 1, 1)), seed)
+  design_s = _design.as_design(x_s)
+  targets_s = _validation.check_targets(y_s, design_s.shape[0], placed.n_classes)
+  w_s = _validation.check_sample_weight(w_s, design_s.shape[0])
+  sample = _Placed(design_s, targets_s, w_s, placed.n_classes, tol=1.0)
+  # The sample's own units and whitening choose alpha; it carries over.
+  sample_v0 = np.zeros_like(v0)
+  l2, record, _ = _choose_l2(sample, sample_v0, cv=cv, seed=seed, bar=_progress.TextBar())
+  record["sample_rows"] = int(sample.t)
+  return l2 * sample.total_weight / placed.total_weight, record, v0
+
+
+def _advance(bar):
+  """A solver report that advances ``bar`` by one step (and never stops the run)."""
+  def report(step, theta_fn, loss, norm):
+    del step, theta_fn, loss, norm
+    bar.update(1)
+    return False
+  return report
+
+
+def _fit(placed: _Placed, start_model, *, l2, tol: float, cv, seed: int, bar,
+         entry: float) -> model_lib.SoftmaxModel:
+  """The steps of :func:`fit_optimum` after placement: ``l2``, the fit, the record."""
   path = None
+  probe = 1.0 / placed.total_weight if isinstance(l2, str) else float(l2)
+  v0 = _better_start(placed, placed.v_of(start_model, probe), probe)
   if isinstance(l2, str):
-    if cv is None and (m < 2 or t < 30):
-      c, path = 1.0, {"C_grid": [1.0], "heldout_loss": [None], "folds": 0, "C": 1.0,
-                      "note": "too few samples for held-out data: C = 1"}
+    if placed.n_classes < 2:
+      l2, path = probe, {"method": "none", "C": 1.0,
+                         "note": "a single class: nothing to regularise, C = 1"}
     else:
-      c, path, model = choose_l2(design, targets, w_raw, model, cv=cv, seed=seed)
-    l2 = 1.0 / (c * w_raw.sum())
-  model = better_start(model, design, targets, w_raw, float(l2))
-  out = refinement.refine(model, design, _y(targets), steps=MAX_STEPS, tol=tol, l2=float(l2),
-                          sample_weight=w_raw, precondition=PRECONDITION)
-  n1 = design.shape[1] + 1
-  if n1 * m <= POLISH_MAX_PARAMETERS and design.shape[0] * n1 <= 2**24:
-    out = _polished(out, design, targets, w_raw, float(l2))
-  # Softmax ignores a common shift of the biases, and (4) does not penalise b:
+      l2, path, v0 = _choose_l2(placed, v0, cv=cv, seed=seed, bar=bar)
+  l2 = float(l2)
+  initial = placed.model(v0, l2)
+  recorder = convergence.Recorder(
+      model_lib.SoftmaxModel(*initial), None, 1, MAX_STEPS, entry)
+  bar.set_description("es.fit")
+
+  def report(step, theta_fn, loss, norm):
+    bar.update(1)
+    return recorder(step, None, loss, norm)
+
+  problem = placed.problem(l2)
+  solution = _optimum.solve(problem, v0, tol=tol, steps=MAX_STEPS, report=report)
+  weights, bias = placed.model(solution.v, l2)
+  # Softmax ignores a common shift of the biases, and (6) does not penalise b:
   # the centred bias is the canonical one (equal data, equal logits).
-  bias = out.bias.astype(np.float64)
-  out = out.replace(bias=bias - bias.mean())
-  info = dict(out.info)
-  info["method"] = "auto"
-  info["start"] = model.info.get("method", "model")
+  bias = bias - bias.mean()
+  record = {
+      "method": "lbfgs", "l2": l2, "tol": tol, "converged": solution.reason == "tol",
+      "reason": convergence.REASONS[solution.reason], "steps": solution.steps,
+      "evaluations": solution.evaluations, "newton_polish_steps": solution.polish_steps,
+      "relative_grad_norm": solution.relative_grad_norm,
+      "precision": "float32" if getattr(placed.design, "dtype", None) == np.float32
+      else "float64",
+      "whitening": "eigenbasis" if placed.whitening.basis is not None else "diagonal"}
+  if placed.partitioned:
+    record["passes"] = placed.design.passes
+  info = {"method": "auto",
+          "start": "zero" if start_model is None else start_model.info.get("method", "model"),
+          "units": {"mean": placed.units.mean, "scale": placed.units.scale}, "refine": record}
   if path is not None:
     info["l2_path"] = path
-  return out.replace(info=info)
+  return model_lib.SoftmaxModel(weights, bias, info=info, history=recorder.history())
 
 
-def _partition_one_hot(part, n_classes: int) -> bool:
-  """:func:`is_one_hot` of one partition."""
-  return is_one_hot(_partition.checked(part, n_classes)[0])
+def _better_start(placed: _Placed, v: np.ndarray, l2: float) -> np.ndarray:
+  """``v``, or the uniform model where that has the lower objective (6).
 
-
-def _partition_size(part, n_classes: int) -> tuple[float, float]:
-  """``(rows, total weight)`` of one partition."""
-  w = _partition.checked(part, n_classes)[2]
-  return float(len(w)), float(w.sum())
-
-
-def _fit_optimum_partitioned(design, X, y, sample_weight, *, l2, start, tol, cv, seed):
-  """:func:`fit_optimum` on data held in partitions (dask, several JAX processes).
-
-  The final fit is :func:`refinement.refine` over all partitions (one pass per
-  evaluation), stopped at ``tol``; there is no Newton polish (it needs the
-  rows in one place), so the model agrees with the in-memory one as far as
-  ``tol`` implies. ``l2="auto"`` chooses ``C`` as the in-memory path does above
-  ``PATH_MAX_SAMPLES`` rows: along the warm-started path on a random sample of
-  about that many rows (held in memory), here drawn row by row in every
-  partition (seeded) rather than stratified by label; ``C`` carries over to
-  all rows as ``l2 = 1 / (C T_w)``.
+  An explicit solution can be far from the penalised optimum (with features of
+  magnitude 1e-30 its weights are 1e30, and any penalty pulls them to zero);
+  one evaluation of each keeps L-BFGS from starting uphill of the zero model.
   """
-  parts = design.parts
-  m = parts.n_classes
-  _validation.check_dense_size(parts.n_features, m)
-  model = _start(start, X, y, sample_weight, parts.n_features, m)
-  path = None
-  if isinstance(l2, str):
-    rows, total = parts.map_reduce(_partition_size, (m,), _partitioned.add)
-    _validation.check_sample_weight(np.array([total]), 1)  # a positive total weight
-    if not hasattr(parts, "sample"):
-      raise ValueError(
-          "l2='auto' needs a sample of rows in one process, which data spread over several "
-          "JAX processes does not offer; pass l2 as a number (l2 = 1 / (C * total weight), "
-          f"e.g. l2={1.0 / total:.3g} for scikit-learn's C = 1 here).")
-    x_s, y_s, w_s = parts.sample(min(1.0, PATH_MAX_SAMPLES / rows), seed)
-    design_s = _design.as_design(x_s)
-    targets_s = _validation.check_targets(y_s, design_s.shape[0], m)
-    w_s = _validation.check_sample_weight(w_s, design_s.shape[0])
-    if cv is None and (m < 2 or len(targets_s) < 30):
-      c, path = 1.0, {"C_grid": [1.0], "heldout_loss": [None], "folds": 0, "C": 1.0,
-                      "note": "too few samples for held-out data: C = 1"}
-    else:
-      if refinement.uses_host("lbfgs", design_s, m, False):
-        design_s = _design.as_float64(design_s)
-      c, path, model = choose_l2(design_s, targets_s, w_s, model, cv=cv, seed=seed)
-    path["sample_rows"] = len(targets_s)
-    l2 = 1.0 / (c * total)
-  model = better_start(model, design, None, None, float(l2))
-  out = refinement.refine(model, X, y, steps=MAX_STEPS, tol=tol, l2=float(l2),
-                          sample_weight=sample_weight, precondition=PRECONDITION)
-  bias = out.bias.astype(np.float64)  # the canonical, centred bias (see _fit_optimum)
-  info = dict(out.info, method="auto", start=model.info.get("method", "model"))
-  if path is not None:
-    info["l2_path"] = path
-  return out.replace(bias=bias - bias.mean(), info=info)
+  if not v.any():
+    return v
+  problem = placed.problem(l2)
+  zero = np.zeros_like(v)
+  return v if problem.value_and_grad(v)[0] <= problem.value_and_grad(zero)[0] else zero
 
 
 def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "auto", *,
         smoothing: float = solvers.DEFAULT_SMOOTHING, ridge: float = solvers.DEFAULT_RIDGE,
-        l2: float | str = "auto", tol: float = objective.DEFAULT_TOL,
-        sample_weight: SampleWeight = None,
-        cv: Splits = None) -> model_lib.SoftmaxModel:
+        l2: float | str = "auto", tol: float = DEFAULT_TOL,
+        sample_weight: SampleWeight = None, cv: Splits = None,
+        verbose: bool = True) -> model_lib.SoftmaxModel:
   """Fits a softmax model in one call.
 
   Args:
-    X: (T, N) real features: dense numpy/JAX array (uint8 images accepted),
+    X: (T, N) features: dense numpy/JAX array (uint8 images accepted),
       ``scipy.sparse`` matrix, or :class:`TokenFeatures`.
     y: (T,) integer labels in ``[0, M)`` or (T, M) soft labels.
     n_classes: M; inferred from ``y`` if None.
-    method: ``"auto"`` (default): the count solution on one-hot or token
-      inputs (exact there), else the certified L2-regularised optimum
-      (:func:`fit_optimum`). ``"cooccurrence"`` or ``"newton"``: the raw closed
-      forms (see :func:`explicit_softmax.solve`), one pass, no refinement.
+    method: ``"auto"`` (default): the count solution on one-hot inputs (one
+      token per row, or rows with a single 1: the exact optimum there), else
+      the certified optimum of (6) (:func:`fit_optimum`). ``"cooccurrence"``
+      or ``"newton"``: the raw closed forms (see :func:`explicit_softmax.solve`),
+      one pass, no refinement.
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
-    l2: the L2 strength of ``method="auto"`` on other inputs: ``"auto"``
-      (chosen on held-out data) or a number ``>= 0``.
-    tol: relative gradient norm at which ``method="auto"`` stops.
+    l2: the strength of (6) for ``method="auto"``: ``"auto"`` (the evidence
+      (9), or held-out loss on ``cv``) or a number ``>= 0``.
+    tol: relative gradient norm (5) at which ``method="auto"`` stops.
     sample_weight: optional (T,) nonnegative weights.
-    cv: held-out data for ``l2="auto"`` (see :func:`choose_l2`).
+    cv: held-out folds for ``l2="auto"`` (see :func:`fit_optimum`).
+    verbose: show a progress bar once a fit has run for two seconds.
 
   Data that no single process holds: a dask array or DataFrame (``y`` its
   label column's name), or a ``jax.Array`` spanning several JAX processes.
   The closed forms need one pass of statistics, reduced where the rows live;
-  ``"auto"`` decides one-hot in one pass and otherwise refines over all
-  partitions (see :func:`_fit_optimum_partitioned`; ``l2="auto"`` needs a
-  row sample in memory, so several JAX processes need a number).
+  ``"auto"`` decides one-hot in one pass and otherwise optimises over all
+  partitions (``l2="auto"`` needs a row sample in memory, so several JAX
+  processes need a number).
 
   Returns:
     A :class:`SoftmaxModel`.
@@ -434,14 +418,15 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
       if parts.parts.map_reduce(_partition_one_hot, (n_classes,), min):
         method = "cooccurrence"
       else:
-        return fit_optimum(X, y, n_classes, l2=l2, tol=tol, sample_weight=sample_weight, cv=cv)
+        return fit_optimum(X, y, n_classes, l2=l2, tol=tol, sample_weight=sample_weight, cv=cv,
+                           verbose=verbose)
   if method == "auto":
     design = _design.as_design(X)
-    if isinstance(design, _design.TokenDesign) or is_one_hot(design):
+    if is_one_hot(design):
       method = "cooccurrence"
     else:
       return fit_optimum(design, y, n_classes, l2=l2, tol=tol, sample_weight=sample_weight,
-                         cv=cv)
+                         cv=cv, verbose=verbose)
   stats = statistics.SoftmaxStats.from_data(
       X, y, n_classes=n_classes, sample_weight=sample_weight, gram=(method == "newton"))
   model = solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
@@ -449,3 +434,9 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
     model = model.replace(info={**model.info,
                                 "token_layout": [X.ids.shape[1], X.vocab_size]})
   return model
+
+
+def _partition_one_hot(part, n_classes: int) -> bool:
+  """:func:`is_one_hot` of one partition."""
+  from explicit_softmax import _partition
+  return is_one_hot(_partition.checked(part, n_classes)[0])

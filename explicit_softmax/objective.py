@@ -19,7 +19,6 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 import numpy as np
-import scipy.linalg
 import scipy.special
 
 from explicit_softmax import _partitioned
@@ -99,17 +98,18 @@ def device_objective(params, data, y, w, l2, precond, logits_fn):
   return model_lib.weighted_cross_entropy(logits, y, w) + 0.5 * l2 * jnp.sum(weights**2)
 
 
-def hessian(theta: np.ndarray, x1: np.ndarray, w: np.ndarray, l2: float) -> np.ndarray:
+def hessian(theta: np.ndarray, x1: np.ndarray, w: np.ndarray, l2) -> np.ndarray:
   """The Hessian of ``J`` (4) in ``theta = [W; b]`` (row-major), float64.
 
   Its blocks are ``X1^T diag(w (delta_jl p_j - p_j p_l)) X1`` for classes
-  ``j, l`` (``w`` sums to one), plus ``l2 I`` on ``W``.
+  ``j, l`` (``w`` sums to one), plus the penalty ``l2_i`` on every weight of
+  feature ``i``.
 
   Args:
     theta: (N+1, M) ``[W; b]``.
     x1: (T, N+1) ``X1 = [X, 1]``.
     w: (T,) sample weights summing to one.
-    l2: the penalty on ``W``.
+    l2: the penalty on ``W``: a number, or (N,) per feature (``l2 s_i^2`` of (6)).
   """
   n1, m = theta.shape
   p = scipy.special.softmax(x1 @ theta, axis=1)
@@ -121,50 +121,6 @@ def hessian(theta: np.ndarray, x1: np.ndarray, w: np.ndarray, l2: float) -> np.n
       blocks[:, j, :, k] = block
       blocks[:, k, :, j] = block
   hess = blocks.reshape(n1 * m, n1 * m)
-  hess[np.diag_indices(n1 * m)] += np.concatenate([np.full((n1 - 1) * m, l2), np.zeros(m)])
+  per_feature = np.broadcast_to(np.asarray(l2, np.float64), (n1 - 1,))
+  hess[np.diag_indices(n1 * m)] += np.concatenate([np.repeat(per_feature, m), np.zeros(m)])
   return hess
-
-
-def newton_polish(theta: np.ndarray, design, targets, w: np.ndarray, l2: float, *,
-                  steps: int = 5) -> tuple[np.ndarray, int]:
-  """Exact Newton steps on ``J`` (4) for a small problem, from a point near its optimum.
-
-  Near the optimum Newton converges quadratically, to the limit of float64,
-  where L-BFGS's line search stalls a few orders of magnitude earlier. The
-  :func:`hessian` is singular along a common shift of the biases (and, with
-  ``l2 = 0``, of the weights); the gradient has no component there, and a tiny
-  relative ridge gives the minimum-norm step.
-
-  Args:
-    theta: (N+1, M) float64 ``[W; b]``.
-    design: the validated design matrix (in memory).
-    targets: its validated targets.
-    w: the sample weights, summing to one.
-    l2: the penalty on ``W``.
-    steps: maximum number of steps; a step that does not lower the objective
-      ends the polish (that point is kept).
-
-  Returns:
-    ``(theta, steps taken)``.
-
-  References:
-    J. Nocedal and S. J. Wright, "Numerical Optimization", 2nd ed., Springer
-    (2006), chapter 3 (Newton's method and its local quadratic convergence).
-  """
-  x = design.x.toarray() if hasattr(design.x, "toarray") else np.asarray(design.x)
-  x1 = np.hstack([x.astype(np.float64), np.ones((len(x), 1))])
-  value, grad = penalised_objective(design, targets, w, theta, l2)
-  taken = 0
-  for _ in range(steps):
-    hess = hessian(theta, x1, w, l2)
-    hess[np.diag_indices(len(hess))] += 1e-12 * np.trace(hess) / len(hess)
-    try:
-      step = scipy.linalg.cho_solve(scipy.linalg.cho_factor(hess), -grad.ravel())
-    except np.linalg.LinAlgError:
-      break
-    candidate = theta + step.reshape(theta.shape)
-    new_value, new_grad = penalised_objective(design, targets, w, candidate, l2)
-    if not (new_value <= value and np.linalg.norm(new_grad) < np.linalg.norm(grad)):
-      break
-    theta, value, grad, taken = candidate, new_value, new_grad, taken + 1
-  return theta, taken

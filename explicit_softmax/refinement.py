@@ -260,7 +260,7 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels,
   precond = preconditioning.reparametrisation(precondition, design, seed, model.n_classes, l2)
   on_host = uses_host(method, design, model.n_classes, minibatch)
   if on_host and not isinstance(design, _partitioned.PartitionedDesign):
-    design = _design.as_float64(design)
+    design = _design.as_host(design)
   record = convergence.Recorder(model, callback, every, steps, entry)
   theta, reason, evaluations, relative = _minimise(
       model, design, targets, w, l2, tol, precond, on_host=on_host, tx=tx, rate_at=rate_at,
@@ -303,8 +303,10 @@ def _minimise(model, design, targets, w, l2: float, tol: float, precond, *, on_h
   evaluations = None  # optax's line search evaluates inside the jitted step
   if on_host:
     with blas_threads_for(work_of(design, model.n_classes)):
-      theta, reason, evaluations = host_lbfgs.minimise(
-          theta0, design, targets, w, float(l2), record.steps, threshold, precond, record)
+      problem = host_lbfgs.PenalisedProblem(design, targets, w, float(l2), precond)
+      v, reason, evaluations, _ = host_lbfgs.minimise(problem, theta0, record.steps,
+                                                      threshold, record)
+      theta = problem.theta(v)
   else:
     if isinstance(design, _design.DenseDesign):
       design.check_finite()  # every row, also those no minibatch has drawn yet

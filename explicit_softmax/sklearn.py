@@ -43,7 +43,6 @@ from explicit_softmax import _dask
 from explicit_softmax import _validation
 from explicit_softmax import calibration
 from explicit_softmax import fitting
-from explicit_softmax import objective
 from explicit_softmax import refinement
 from explicit_softmax import solvers
 from explicit_softmax import statistics
@@ -66,10 +65,12 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
 
   With the defaults, ``fit`` gives the model of :func:`explicit_softmax.fit`:
   on one-hot inputs the count solution (the exact optimum there); on any other
-  real features (StandardScaler output, counts, pixels, embeddings) the
-  L2-regularised multinomial optimum (from zero: measured, no explicit start
-  paid there), with ``l2`` chosen on held-out folds along a warm-started path
-  and refined in float64 until its relative gradient norm is below ``tol``.
+  features (StandardScaler output, counts, pixels, embeddings, bags of words)
+  the L2-regularised multinomial optimum, with the penalty in units of each
+  feature's spread (so that rescaling a feature changes no prediction),
+  ``l2`` chosen by the evidence of the training data (or on held-out folds,
+  given ``cv``), fitted by whitened L-BFGS until its relative gradient norm is
+  below ``tol`` (see ``docs/fitting.md``).
   ``method="cooccurrence"`` or ``"newton"`` give the raw closed forms (one
   pass of additive statistics; ``partial_fit`` is available for them).
 
@@ -120,7 +121,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
 
   def __init__(self, method: str = "auto", smoothing: float = solvers.DEFAULT_SMOOTHING,
                ridge: float = solvers.DEFAULT_RIDGE, l2: float | str = "auto",
-               tol: float = objective.DEFAULT_TOL,
+               tol: float = fitting.DEFAULT_TOL,
                cv: Splits = None, calibrate: bool = False,
                refine: str | None = None, refine_steps: int = 50):
     self.method = method

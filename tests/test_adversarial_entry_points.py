@@ -326,7 +326,7 @@ def test_model_info_is_frozen_all_the_way_down_and_stays_saveable(tmp_path):
   model = es.fit(X, Y)
   for mutate in (lambda: model.info.__setitem__("x", 1),
                  lambda: model.info["refine"].update(steps=0),
-                 lambda: model.info["l2_path"]["C_grid"].append(1.0),
+                 lambda: model.info["l2_path"]["C_tried"].append(1.0),
                  lambda: model.info.pop("method")):
     with pytest.raises(TypeError, match="read-only"):
       mutate()

@@ -82,7 +82,7 @@ def test_default_is_the_certified_core_optimum(digits):
   np.testing.assert_allclose(clf.predict_proba(x_test), core.predict_proba(x_test), atol=1e-6)
   record = clf.model_.info["refine"]
   assert record["converged"] and record["relative_grad_norm"] <= clf.tol
-  assert clf.model_.info["l2_path"]["folds"] == 5  # 900 rows: 5-fold
+  assert clf.model_.info["l2_path"]["method"] == "evidence"
   assert clf.score(x_test, y_test) > 0.9
 
 
@@ -187,16 +187,27 @@ def test_string_labels_and_binary():
   np.testing.assert_allclose(single.predict_proba(x), 1.0)
 
 
-@pytest.mark.parametrize("method", ["auto", "cooccurrence"])
-def test_sparse_input_equals_dense(digits, method):
+@pytest.mark.parametrize("params", [{"method": "cooccurrence"},
+                                    {"method": "auto", "l2": 1e-3, "tol": 1e-9}])
+def test_sparse_input_equals_dense(digits, params):
   x, y, x_test, _ = digits
   x, x_test = x[:300] / 16, x_test / 16
-  dense = ExplicitSoftmaxClassifier(method=method).fit(x, y[:300])
+  dense = ExplicitSoftmaxClassifier(**params).fit(x, y[:300])
   for fmt in (sp.csr_matrix, sp.csc_matrix, sp.coo_array):
-    sparse = ExplicitSoftmaxClassifier(method=method).fit(fmt(x), y[:300])
-    # Both converge to the same optimum (relative gradient norm 1e-6).
+    sparse = ExplicitSoftmaxClassifier(**params).fit(fmt(x), y[:300])
+    # Both converge to the same optimum (relative gradient norm 1e-9).
     np.testing.assert_allclose(sparse.predict_proba(fmt(x_test)), dense.predict_proba(x_test),
                                atol=1e-5)
+
+
+def test_sparse_and_dense_choose_the_same_l2(digits):
+  """The evidence (9) is a function of the data, not of its storage: the same C up to
+  the search's own tolerance (its fits stop at a relative gradient norm of 1e-4)."""
+  x, y, _, _ = digits
+  x = x[:300] / 16
+  dense = ExplicitSoftmaxClassifier().fit(x, y[:300]).model_.info["l2_path"]["C"]
+  sparse = ExplicitSoftmaxClassifier().fit(sp.csr_matrix(x), y[:300]).model_.info["l2_path"]
+  assert sparse["C"] == pytest.approx(dense, rel=1e-2)
 
 
 def test_real_valued_features_fit_and_cooccurrence_names_the_alternative():
