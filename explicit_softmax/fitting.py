@@ -148,6 +148,7 @@ class _Placed:
       covariance = covariance / np.outer(self.units.scale, self.units.scale)
     self.whitening = _curvature.whitening(centred, covariance, variance, n_classes)
     self.w_raw = w_raw
+    self.seconds: dict[str, float] = {}
 
   def problem(self, l2: float, rows=None) -> _optimum.WhitenedProblem:
     """(6) at ``l2`` on all rows, or on the in-memory ``rows``."""
@@ -249,6 +250,7 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
                          disable=not verbose) as bar:
     placed = _Placed(design, targets, w_raw, m, tol=tol)
     start_model = _explicit_start(start, X, y, sample_weight, m)
+    placed.seconds = {"statistics": time.perf_counter() - entry}
     model = _fit(placed, start_model, l2=l2, tol=tol, cv=cv, seed=seed, bar=bar, entry=entry)
   if isinstance(design, _design.TokenDesign):  # checked against token inputs at predict time
     tokens = design.tokens
@@ -317,6 +319,7 @@ def _fit(placed: _Placed, start_model, *, l2, tol: float, cv, seed: int, bar,
          entry: float) -> model_lib.SoftmaxModel:
   """The steps of :func:`fit_optimum` after placement: ``l2``, the fit, the record."""
   path = None
+  clock = time.perf_counter()
   probe = 1.0 / placed.total_weight if isinstance(l2, str) else float(l2)
   v0 = _better_start(placed, placed.v_of(start_model, probe), probe)
   if isinstance(l2, str):
@@ -326,6 +329,8 @@ def _fit(placed: _Placed, start_model, *, l2, tol: float, cv, seed: int, bar,
     else:
       l2, path, v0 = _choose_l2(placed, v0, cv=cv, seed=seed, bar=bar)
   l2 = float(l2)
+  placed.seconds["l2"] = time.perf_counter() - clock
+  clock = time.perf_counter()
   initial = placed.model(v0, l2)
   recorder = convergence.Recorder(
       model_lib.SoftmaxModel(*initial), None, 1, MAX_STEPS, entry)
@@ -351,7 +356,9 @@ def _fit(placed: _Placed, start_model, *, l2, tol: float, cv, seed: int, bar,
       "whitening": "eigenbasis" if placed.whitening.basis is not None else "diagonal"}
   if placed.partitioned:
     record["passes"] = placed.design.passes
-  info = {"method": "auto",
+  placed.seconds["fit"] = time.perf_counter() - clock
+  placed.seconds["total"] = time.perf_counter() - entry
+  info = {"method": "auto", "seconds": placed.seconds,
           "start": "zero" if start_model is None else start_model.info.get("method", "model"),
           "units": {"mean": placed.units.mean, "scale": placed.units.scale}, "refine": record}
   if path is not None:
