@@ -554,3 +554,150 @@ def check_finite(name: str, value) -> np.ndarray:
   if not np.isfinite(value).all():
     raise ValueError(f"{name} contain NaN or inf; refusing to use them.")
   return value
+
+
+# -- n-gram language models ------------------------------------------------------
+
+def check_token_sequences(tokens, vocab_size) -> tuple[list[np.ndarray], int]:
+  """The training text of an n-gram model as int64 sequences, and V.
+
+  Args:
+    tokens: a 1-D sequence of token ids, a list (or tuple) of such sequences, or
+      a 2-D array whose rows are sequences of equal length.
+    vocab_size: V, or None for ``max(tokens) + 1``.
+
+  Returns:
+    ``(sequences, V)``: a list of read-only 1-D int64 arrays (empty ones dropped)
+    and V as an int.
+
+  Raises:
+    ValueError: for non-integer or negative ids, ids ``>= vocab_size``, nested
+      lists that are not sequences of ids, or no token at all.
+  """
+  if isinstance(tokens, (list, tuple)) and tokens and all(
+      np.ndim(part) == 1 for part in tokens):
+    parts = [np.asarray(part) for part in tokens]
+  else:
+    array = np.asarray(tokens) if not isinstance(tokens, (str, bytes)) else np.asarray([tokens])
+    if array.ndim not in (1, 2) or array.dtype == object:
+      raise ValueError(
+          f"tokens must be a 1-D sequence of integer token ids or a list of such sequences; "
+          f"got {type(tokens).__name__} of shape {np.shape(array)}.")
+    parts = list(array) if array.ndim == 2 else [array]
+  sequences = []
+  for i, part in enumerate(parts):
+    if part.size and part.dtype.kind not in "iu":
+      if part.dtype.kind != "f" or not is_integral(part):
+        raise ValueError(
+            f"tokens must be integer token ids; sequence {i} has dtype {part.dtype}. Map "
+            "words or characters to ids first (e.g. explicit_softmax.data.load_text).")
+    if part.size:
+      sequences.append(part.astype(np.int64))
+  if not sequences:
+    raise ValueError("tokens hold no token; pass at least one non-empty sequence of ids.")
+  lo = min(int(s.min()) for s in sequences)
+  hi = max(int(s.max()) for s in sequences)
+  v = hi + 1 if vocab_size is None else check_integer("vocab_size", vocab_size)
+  if lo < 0 or hi >= v:
+    raise ValueError(
+        f"token ids must lie in [0, vocab_size={v}); found values in [{lo}, {hi}]. Pass "
+        "the vocabulary size of the corpus (len(vocab)).")
+  for s in sequences:
+    s.flags.writeable = False
+  return sequences, v
+
+
+def check_ngram_order(order) -> int:
+  """An n-gram order: an integer >= 1 (1: unigram, 2: bigram, ...)."""
+  return check_integer("order", order)
+
+
+def check_ngram_queries(contexts, targets, order: int, vocab_size: int,
+                        need_targets: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
+  """Contexts (T, order - 1), previous token last, and targets (T,) of an n-gram model.
+
+  Args:
+    contexts: (T, order - 1) integer ids, oldest first; (T,) for a bigram model.
+    targets: (T,) integer ids (ignored unless ``need_targets``).
+    order: n.
+    vocab_size: V.
+    need_targets: whether targets are checked and returned.
+
+  Returns:
+    ``(contexts, targets)`` as int64 copies (targets None unless ``need_targets``).
+  """
+  ctx = np.asarray(contexts)
+  if ctx.ndim == 1 and order == 2:
+    ctx = ctx[:, None]
+  if ctx.ndim != 2 or ctx.shape[1] != order - 1:
+    raise ValueError(
+        f"contexts of an order-{order} model must have shape (n_samples, {order - 1}), the "
+        f"previous {order - 1} tokens oldest first (previous token last); got shape "
+        f"{ctx.shape}.")
+  if ctx.size and ctx.dtype.kind not in "iu":
+    raise ValueError(f"contexts must be integer token ids; got dtype {ctx.dtype}.")
+  _check_id_range("contexts", ctx, vocab_size)
+  if not need_targets:
+    check_n_samples(len(ctx))
+    return ctx.astype(np.int64), None
+  tgt = np.asarray(targets)
+  if tgt.ndim != 1 or (tgt.size and tgt.dtype.kind not in "iu"):
+    raise ValueError(
+        f"targets must be a 1-D array of integer token ids; got shape {tgt.shape} and dtype "
+        f"{tgt.dtype}.")
+  check_same_length(len(ctx), len(tgt), where="contexts and targets")
+  check_n_samples(len(tgt))
+  _check_id_range("targets", tgt, vocab_size)
+  return ctx.astype(np.int64), tgt.astype(np.int64)
+
+
+def _check_id_range(name: str, ids: np.ndarray, vocab_size: int) -> None:
+  if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
+    raise ValueError(
+        f"{name} must be token ids in [0, vocab_size={vocab_size}); found values in "
+        f"[{ids.min()}, {ids.max()}].")
+
+
+# Discount ranges of Kneser-Ney smoothing: D_r <= r keeps every discounted count
+# nonnegative (an n-gram counted r times loses at most r).
+def check_discounts(smoothing: str, discount, order: int) -> np.ndarray | None:
+  """The discounts of an n-gram model as an (order, 3) array ``(D1, D2, D3+)`` per order.
+
+  Args:
+    smoothing: ``"kneser-ney"`` (``discount`` None: estimated from the counts of
+      counts; or an (order, 3) array, row ``k - 1`` for order ``k``, with
+      ``0 <= D_r <= r``), ``"kneser-ney-fixed"`` (one number in ``[0, 1]`` or
+      one per order) or ``"additive"`` (``discount`` must be None).
+    discount: as above.
+    order: n.
+
+  Returns:
+    The (order, 3) float64 discounts, or None (to be estimated, or additive).
+  """
+  if discount is None:
+    return np.full((order, 3), 0.75) if smoothing == "kneser-ney-fixed" else None
+  if smoothing == "additive":
+    raise ValueError(
+        "discount applies to Kneser-Ney smoothing; additive smoothing takes pseudo_count. "
+        "Drop discount or pass smoothing='kneser-ney' / 'kneser-ney-fixed'.")
+  try:
+    d = np.array(discount, np.float64)
+  except (TypeError, ValueError):
+    d = np.array([np.nan])
+  if smoothing == "kneser-ney-fixed":
+    if d.shape == (order, 3) and (d == d[:, :1]).all():
+      d = d[:, 0]  # the (order, 3) form this function returns
+    if d.ndim == 0:
+      d = np.full(order, float(d))
+    if d.shape != (order,) or not (np.isfinite(d).all() and (d >= 0).all() and (d <= 1).all()):
+      raise ValueError(
+          f"discount of smoothing='kneser-ney-fixed' must be one number in [0, 1] or "
+          f"{order} of them (one per order, unigram first); got {discount!r}.")
+    return np.repeat(d[:, None], 3, axis=1)
+  if d.shape != (order, 3) or not (np.isfinite(d).all() and (d >= 0).all()
+                                    and (d <= np.array([1.0, 2.0, 3.0])).all()):
+    raise ValueError(
+        f"discount of smoothing='kneser-ney' must be None (estimated from the counts of "
+        f"counts) or an ({order}, 3) array of (D1, D2, D3+) per order, unigram first, "
+        f"with 0 <= D1 <= 1, 0 <= D2 <= 2, 0 <= D3+ <= 3; got {discount!r}.")
+  return d

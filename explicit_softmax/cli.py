@@ -283,7 +283,25 @@ def _cmd_demo(args) -> int:
         "a training CE below the floor is fitted sampling noise.\n"
         f"Adam: batch {args.batch_size}, learning rate {args.learning_rate}, "
         f"{args.seconds:g} s budget (compilation included).")
+  _demo_ngram(x_train, y_train, x_test, y_test, v, rows, floor)
   return 0
+
+
+def _demo_ngram(x_train, y_train, x_test, y_test, v: int, rows, floor: float) -> None:
+  """The demo's models beside a Kneser-Ney bigram model of the same tokens, in perplexity."""
+  import explicit_softmax as es
+  start = time.perf_counter()
+  tokens = np.concatenate([x_train.ids[:1, 0], y_train])  # the training stream
+  kneser_ney = es.NgramModel.fit(tokens, order=2, vocab_size=v)
+  kn_ce = -float(kneser_ney.log_prob(x_test, y_test).mean())
+  seconds = time.perf_counter() - start
+  print("\nheld-out perplexity (exp of the held-out CE), beside an n-gram model of the same "
+        "tokens:")
+  print(f"{'model':<36}{'seconds':>8}{'perplexity':>13}")
+  print(f"{'Kneser-Ney bigram (es.NgramModel)':<36}{seconds:8.2f}{np.exp(kn_ce):13.2f}")
+  for name, seconds, model in rows:
+    print(f"{name:<36}{seconds:8.2f}{np.exp(model.log_loss(x_test, y_test)):13.2f}")
+  print(f"{'entropy rate of the source (floor)':<36}{'-':>8}{np.exp(floor):13.2f}")
 
 
 # -- the parser ----------------------------------------------------------------

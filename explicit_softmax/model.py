@@ -369,3 +369,68 @@ def load(path: PathLike) -> SoftmaxModel:
         f"{path!r}: info['classes'] must list one label per class ({model.n_classes}); got "
         f"{classes!r:.200}.")
   return model
+
+
+# -- archives of other model kinds (n-gram models) --------------------------------
+
+def write_archive(path: PathLike, meta: str, arrays: dict) -> None:
+  """Writes ``arrays`` and the JSON string ``meta`` to an ``.npz`` file (no pickle).
+
+  As :meth:`SoftmaxModel.save`: written to a temporary file in the same folder
+  and renamed into place, so a failure never leaves a damaged file at ``path``.
+  """
+  path = os.fspath(path)
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise ValueError(f"cannot save to {path!r}: the folder {folder!r} does not exist.")
+  fd, tmp = tempfile.mkstemp(prefix=".explicit-softmax-", suffix=".npz.tmp", dir=folder)
+  try:
+    with os.fdopen(fd, "wb") as fh:
+      np.savez(fh, meta=np.array(meta), **arrays)
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+
+
+def read_archive(path: PathLike, file_format: str, version: int,
+                 kind: str) -> tuple[dict, dict]:
+  """Reads an archive written by :func:`write_archive` with ``meta["format"] == file_format``.
+
+  Args:
+    path: the ``.npz`` file.
+    file_format: the expected ``meta["format"]``.
+    version: the newest format version this library reads.
+    kind: the class that writes such files (for messages).
+
+  Returns:
+    ``(meta, arrays)``: the parsed JSON metadata and every other array, loaded.
+
+  Raises:
+    ValueError: if the file is missing, damaged, of another format or newer.
+  """
+  if not isinstance(path, (str, os.PathLike)):
+    raise ValueError(f"load needs a file path (str or os.PathLike); got {type(path).__name__}.")
+  if not os.path.exists(path):
+    raise ValueError(f"model file {str(path)!r} does not exist.")
+  if not zipfile.is_zipfile(path):
+    raise ValueError(f"{str(path)!r} is not a {kind} file ({kind}.save writes an .npz archive).")
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      meta = json.loads(str(data["meta"])) if "meta" in data.files else None
+      arrays = {name: data[name] for name in data.files if name != "meta"}
+  except (zipfile.BadZipFile, KeyError, OSError, EOFError, json.JSONDecodeError,
+          ValueError, TypeError, AttributeError, IndexError) as err:
+    raise ValueError(
+        f"{str(path)!r} is not a readable {kind} file ({type(err).__name__}: {err}).") from None
+  if not isinstance(meta, dict) or meta.get("format") != file_format:
+    raise ValueError(
+        f"{str(path)!r} is an .npz archive but not a {kind} file; save one with {kind}.save.")
+  found = meta.get("version")
+  if isinstance(found, bool) or not isinstance(found, int):
+    raise ValueError(f"{str(path)!r}: the format version must be an integer; got {found!r}.")
+  if found > version:
+    raise ValueError(
+        f"{str(path)!r} was written by a newer explicit-softmax (format version {found}); "
+        "upgrade the library to read it.")
+  return meta, arrays

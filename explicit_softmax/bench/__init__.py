@@ -13,6 +13,7 @@ MODULES = {
     "fit": "fit",                  # es.fit against a bare X^T Y on MNIST-sized data
     "mnist": "mnist",              # explicit, calibrated, refined, GD grids, scikit-learn
     "lm": "lm",                    # synthetic sources and tiny Shakespeare, K = 1..4
+    "ngram": "ngram",              # Kneser-Ney n-gram models on tiny Shakespeare words, chars
     "init": "init",                # explicit initialisation of an MLP (Flax, PyTorch)
     "deep": "deep",                # CNN, transfer, char transformer vs LSUV and a probe
     "real": "real",                # the default estimator against scikit-learn
