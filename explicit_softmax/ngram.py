@@ -64,6 +64,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+from typing import Sequence, Union
 
 import numpy as np
 
@@ -80,6 +81,10 @@ FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 MAX_DENSE_ELEMENTS = 2**26
 _FORMAT = "explicit-softmax-ngram"
 _FORMAT_VERSION = 1
+# A 1-D sequence of token ids, or a list of such sequences.
+Tokens = Union[ArrayLike, Sequence[ArrayLike]]
+# (T, n - 1) ids oldest first, (T,) for bigrams, None for unigrams, or TokenFeatures.
+Contexts = Union[ArrayLike, _design.TokenFeatures, None]
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -101,8 +106,9 @@ class NgramModel:
     discounts: (n, 3) float64 ``(D1, D2, D3+)`` per order (row ``k - 1``: order
       k); None for additive smoothing.
     pseudo_count: ``s > 0`` of additive smoothing.
-    info: JSON-serialisable metadata (the counts of counts and which orders
-      fell back to ``FALLBACK_DISCOUNTS``).
+    info: JSON-serialisable metadata: the number of k-grams per order, the
+      discounts and, where they were estimated, the orders that fell back to
+      ``FALLBACK_DISCOUNTS``.
   """
 
   order: int
@@ -159,8 +165,8 @@ class NgramModel:
 
   # -- construction ------------------------------------------------------------
   @classmethod
-  def fit(cls, tokens, *, order: int, vocab_size: int | None = None,
-          smoothing: str = "kneser-ney", discount=None,
+  def fit(cls, tokens: Tokens, *, order: int, vocab_size: int | None = None,
+          smoothing: str = "kneser-ney", discount: ArrayLike | None = None,
           pseudo_count: float = solvers.DEFAULT_SMOOTHING) -> "NgramModel":
     """Counts every k-gram (k = 1..n) of the token sequences in one sort.
 
@@ -192,7 +198,7 @@ class NgramModel:
     keys, counts, cont = _count_ngrams(sequences, n, v)
     return cls(n, v, keys, counts, cont, smoothing, discounts, pseudo_count)
 
-  def with_smoothing(self, smoothing: str, *, discount=None,
+  def with_smoothing(self, smoothing: str, *, discount: ArrayLike | None = None,
                      pseudo_count: float = solvers.DEFAULT_SMOOTHING) -> "NgramModel":
     """The same counts with another smoothing (no pass over the data)."""
     _validation.check_choice("smoothing", smoothing, SMOOTHINGS)
@@ -251,7 +257,7 @@ class NgramModel:
       ids.append(current)
     return ids
 
-  def log_prob(self, contexts, targets: ArrayLike) -> np.ndarray:
+  def log_prob(self, contexts: Contexts, targets: ArrayLike) -> np.ndarray:
     """``log p(target | context)`` by (1), vectorised over the queries.
 
     Args:
@@ -286,7 +292,7 @@ class NgramModel:
     with np.errstate(divide="ignore"):
       return np.log(p)
 
-  def predict_log_proba(self, contexts) -> np.ndarray:
+  def predict_log_proba(self, contexts: Contexts) -> np.ndarray:
     """``log p(w | context)`` for every token ``w``, (T, V) float64 (small batches).
 
     Args:
@@ -298,7 +304,7 @@ class NgramModel:
     with np.errstate(divide="ignore"):
       return np.log(self._proba(contexts))
 
-  def predict_proba(self, contexts) -> np.ndarray:
+  def predict_proba(self, contexts: Contexts) -> np.ndarray:
     """``p(w | context)`` for every token ``w``, (T, V); see :meth:`predict_log_proba`."""
     return self._proba(contexts)
 
@@ -329,7 +335,7 @@ class NgramModel:
       p[rows] = block
     return p
 
-  def perplexity(self, tokens) -> float:
+  def perplexity(self, tokens: Tokens) -> float:
     """``exp`` of the mean negative log-probability of every token with a full context.
 
     Args:
@@ -478,7 +484,7 @@ class _Level:
   seen: np.ndarray   # A_k > 0, per (k-1)-gram context
 
 
-def estimate_discounts(counts_per_order) -> tuple[np.ndarray, list[int]]:
+def estimate_discounts(counts_per_order: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
   """The modified Kneser-Ney discounts (3) of each order from its counts.
 
   Args:

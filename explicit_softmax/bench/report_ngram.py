@@ -17,7 +17,8 @@ def ngram_section(d: dict) -> str:
          f"(V = {chars['vocab_size']}, {chars['n_train']:,} training tokens); additive smoothing "
          "at its best pseudo-count on the held-out data. Fit: `NgramModel.fit` against encoding "
          "the n-grams and `np.unique` on them (the counting floor), medians of "
-         f"{d['config']['repeats']} interleaved runs; \"ready\" adds the per-n-gram "
+         f"{d['config']['repeats']} interleaved runs (the ratios: medians of each run's ratio); "
+         "\"ready\" adds the per-n-gram "
          "probabilities the first query computes.\n",
          markdown(d)]
   out += [f"- {line}" for line in verdict(d)]
