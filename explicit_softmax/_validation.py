@@ -651,6 +651,61 @@ def check_ngram_queries(contexts, targets, order: int, vocab_size: int,
   return ctx.astype(np.int64), tgt.astype(np.int64)
 
 
+def check_ngram_counts(keys, counts, continuation, order: int, vocab_size: int):
+  """The count arrays of an n-gram model as int64 copies, checked for consistency.
+
+  Args:
+    keys: per order k = 1..n, the sorted keys ``id(h) V + w`` of the k-grams,
+      ``id(h)`` below the number of (k-1)-grams (1 for k = 1).
+    counts: per order, the nonnegative counts, one per key.
+    continuation: per order k = 1..n-1, nonnegative counts, one per key.
+    order: n.
+    vocab_size: V.
+
+  Returns:
+    ``(keys, counts, continuation)`` as tuples of int64 arrays.
+  """
+  keys = tuple(np.array(k, np.int64) for k in keys)
+  counts = tuple(np.array(c, np.int64) for c in counts)
+  cont = tuple(np.array(c, np.int64) for c in continuation)
+  n_types = [1] + [len(k) for k in keys]
+  if (len(keys), len(counts), len(cont)) != (order, order, order - 1) or any(
+      len(c) != len(k) for c, k in zip(counts, keys)) or any(
+      len(c) != len(k) for c, k in zip(cont, keys)) or any(
+      k.size and (np.any(np.diff(k) <= 0) or k[0] < 0 or k[-1] >= n_types[i] * vocab_size)
+      for i, k in enumerate(keys)) or any(c.size and c.min() < 0 for c in counts + cont):
+    raise ValueError(
+        f"the counts of an order-{order} model need {order} sorted key arrays with matching "
+        f"counts and {order - 1} continuation arrays, keys id(h) * vocab_size + w within the "
+        "observed contexts; build the model with NgramModel.fit.")
+  return keys, counts, cont
+
+
+def check_ngram_history(name: str, n_tokens: int, order: int) -> None:
+  """``n_tokens`` (context plus the token to score or draw) must reach the order.
+
+  ``tokens`` of ``perplexity``: the longest sequence; ``context`` of ``sample``:
+  the context's length plus one.
+  """
+  if n_tokens < order:
+    if name == "context":
+      raise ValueError(
+          f"context must hold at least {order - 1} tokens (oldest first) for an order-{order} "
+          f"model; got {n_tokens - 1}.")
+    raise ValueError(
+        f"perplexity scores tokens with {order - 1} tokens of context; pass a sequence of at "
+        f"least {order} tokens.")
+
+
+def check_ngram_dense_output(n_rows: int, vocab_size: int, limit: int) -> None:
+  """Refuses a dense (rows, V) output of an n-gram model beyond ``limit`` entries."""
+  if n_rows * vocab_size > limit:
+    raise ValueError(
+        f"predict_log_proba would return a dense {n_rows} x {vocab_size} array; pass at most "
+        f"{limit // vocab_size} contexts at a time, or use log_prob / perplexity, which never "
+        "densify.")
+
+
 def _check_id_range(name: str, ids: np.ndarray, vocab_size: int) -> None:
   if ids.size and (ids.min() < 0 or ids.max() >= vocab_size):
     raise ValueError(

@@ -126,19 +126,8 @@ class NgramModel:
     v = _validation.check_integer("vocab_size", self.vocab_size)
     _validation.check_choice("smoothing", self.smoothing, SMOOTHINGS)
     s = _validation.check_number("pseudo_count", self.pseudo_count, exclusive=True)
-    keys = tuple(np.array(k, np.int64) for k in self.keys)
-    counts = tuple(np.array(c, np.int64) for c in self.counts)
-    cont = tuple(np.array(c, np.int64) for c in self.continuation)
-    n_types = [1] + [len(k) for k in keys]
-    if (len(keys), len(counts), len(cont)) != (n, n, n - 1) or any(
-        len(c) != len(k) for c, k in zip(counts, keys)) or any(
-        len(c) != len(k) for c, k in zip(cont, keys)) or any(
-        k.size and (np.any(np.diff(k) <= 0) or k[0] < 0 or k[-1] >= n_types[i] * v)
-        for i, k in enumerate(keys)) or any(c.size and c.min() < 0 for c in counts + cont):
-      raise ValueError(
-          f"the counts of an order-{n} model need {n} sorted key arrays with matching "
-          f"counts and {n - 1} continuation arrays, keys id(h) * vocab_size + w within the "
-          "observed contexts; build the model with NgramModel.fit.")
+    keys, counts, cont = _validation.check_ngram_counts(self.keys, self.counts,
+                                                        self.continuation, n, v)
     estimated = self.smoothing == "kneser-ney" and self.discounts is None
     if estimated:
       discounts, fallback = estimate_discounts([*cont, counts[-1]])
@@ -311,11 +300,7 @@ class NgramModel:
   def _proba(self, contexts) -> np.ndarray:
     ctx, _ = self._queries(contexts, None)
     t, v = len(ctx), self.vocab_size
-    if t * v > MAX_DENSE_ELEMENTS:
-      raise ValueError(
-          f"predict_log_proba would return a dense {t} x {v} array; pass at most "
-          f"{MAX_DENSE_ELEMENTS // v} contexts at a time, or use log_prob / perplexity, "
-          "which never densify.")
+    _validation.check_ngram_dense_output(t, v, MAX_DENSE_ELEMENTS)
     ids = self._context_ids(ctx)
     p = np.full((t, v), 1.0 / v)
     for k, level in enumerate(self._levels, start=1):
@@ -350,12 +335,9 @@ class NgramModel:
     """
     sequences, _ = _validation.check_token_sequences(tokens, self.vocab_size)
     n = self.order
-    windows = [np.lib.stride_tricks.sliding_window_view(s, n) for s in sequences if len(s) >= n]
-    if not windows:
-      raise ValueError(
-          f"perplexity scores tokens with {n - 1} tokens of context; pass a sequence of at "
-          f"least {n} tokens.")
-    w = np.concatenate(windows)
+    _validation.check_ngram_history("tokens", max(len(s) for s in sequences), n)
+    w = np.concatenate([np.lib.stride_tricks.sliding_window_view(s, n)
+                        for s in sequences if len(s) >= n])
     return float(np.exp(-self.log_prob(w[:, :n - 1], w[:, n - 1]).mean()))
 
   # -- generation ----------------------------------------------------------------
@@ -378,10 +360,7 @@ class NgramModel:
     n = _validation.check_integer("n", n, minimum=0)
     seed = _validation.check_integer("seed", seed, minimum=0)
     history = np.asarray(context).reshape(-1)
-    if len(history) < self.order - 1:
-      raise ValueError(
-          f"context must hold at least {self.order - 1} tokens (oldest first) for an "
-          f"order-{self.order} model; got {len(history)}.")
+    _validation.check_ngram_history("context", len(history) + 1, self.order)
     recent = history[len(history) - (self.order - 1):]
     recent, _ = _validation.check_ngram_queries(recent[None, :], None, self.order,
                                                 self.vocab_size, need_targets=False)

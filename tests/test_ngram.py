@@ -489,6 +489,16 @@ def test_fit_refuses_bad_input_with_a_clear_message(tokens, kwargs, match):
     es.NgramModel.fit(tokens, **kwargs)
 
 
+def test_the_constructor_checks_the_counts():
+  lm = es.NgramModel.fit(np.arange(20) % 5, order=2, vocab_size=5)
+  with pytest.raises(ValueError, match="sorted key arrays"):
+    es.NgramModel(2, 5, lm.keys, (lm.counts[0], lm.counts[1][:-1]), lm.continuation)
+  with pytest.raises(ValueError, match="sorted key arrays"):
+    es.NgramModel(2, 5, (lm.keys[0][::-1], lm.keys[1]), lm.counts, lm.continuation)
+  rebuilt = es.NgramModel(2, 5, lm.keys, lm.counts, lm.continuation)
+  np.testing.assert_array_equal(rebuilt.predict_proba([[1], [4]]), lm.predict_proba([[1], [4]]))
+
+
 def test_queries_are_checked():
   lm = es.NgramModel.fit(np.arange(20) % 5, order=3, vocab_size=5)
   with pytest.raises(ValueError, match=r"shape \(n_samples, 2\)"):
