@@ -12,7 +12,8 @@ its suffix without the oldest token, order ``k`` of the model is
 with ``A_k(c) = sum_w a_k(c w)``, ``N_r(c .)`` the number of words ``w`` with
 ``a_k(c w) = r`` (``N_3+``: at least 3), ``D_k(a)`` the discount ``D_k1``,
 ``D_k2`` or ``D_k3`` of a count 1, 2 or at least 3, and the recursion ending at
-the uniform distribution ``p_0(w) = 1 / V``. Since ``D_k(a) <= a``, the
+the uniform distribution ``p_0(w) = 1 / V`` (Chen and Goodman's zeroth-order
+model, so that no token has probability 0). Since ``D_k(a) <= a``, the
 discounted mass is exactly ``gamma_k(c)`` and every ``p_k(. | c)`` sums to 1.
 
 * ``"kneser-ney"`` (interpolated modified Kneser-Ney, Chen and Goodman 1998):
@@ -27,7 +28,7 @@ discounted mass is exactly ``gamma_k(c)`` and every ``p_k(. | c)`` sums to 1.
   Where (3) is undefined or leaves ``[0, r]`` (tiny corpora), that order takes
   KenLM's fallback discounts ``(0.5, 1, 1.5)``.
 * ``"kneser-ney-fixed"``: the same with one discount ``D`` for every count
-  (Kneser and Ney 1995's interpolated form; ``D = 0.75`` by default).
+  (Chen and Goodman's interpolated Kneser-Ney; ``D = 0.75`` by default).
 * ``"additive"``: ``p_n(w | c) = (c(c w) + s) / (c(c .) + V s)`` on the full
   context (the co-occurrence solution of :class:`SparseCountModel`, ``s`` its
   ``smoothing``), backing off to the additive model of order ``n - 1`` where
@@ -41,9 +42,9 @@ counts, memory O(observed n-grams). A k-gram ``g = (h, w)`` has the key
 ``id(h) V + w`` with ``id(h)`` the rank of its first ``k - 1`` tokens among the
 observed (k-1)-grams, so no key overflows whatever ``V`` and ``n``, and every
 look-up is a binary search (``np.searchsorted``), vectorised over queries.
-Fitting is one ``np.unique`` of the encoded n-grams (windows cut at sequence
-ends); every lower order's counts and continuation counts are read off the
-sorted unique n-grams in linear passes.
+Fitting is one sort of the n-gram windows (cut at sequence ends, see
+:func:`_count_ngrams`); every lower order's counts and continuation counts are
+read off the sorted windows in linear passes.
 
 For ``order=2`` the log probabilities are explicit softmax weights
 ``W[i, j] = log p(j | i)`` on one-hot contexts (:meth:`NgramModel.to_softmax_model`),
