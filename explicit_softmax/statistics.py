@@ -47,6 +47,12 @@ class SoftmaxStats:
     n_samples: the number of samples seen (unweighted).
     gram: ``X^T diag(w) X`` (N, N) float64, or None if not collected.
     min_feature: the smallest entry of ``X`` seen (``inf`` for no data).
+      Statistics made by hand from features that can be negative must say
+      so here: with ``min_feature >= 0`` negative co-occurrences are refused.
+
+  The fields are checked against their definitions when the statistics are
+  made (shapes, and the signs of sums of nonnegative weights and targets), so
+  that hand-made statistics cannot give a finite but meaningless model.
   """
 
   cooccurrence: np.ndarray
