@@ -255,6 +255,7 @@ def choose_l2(design, targets: _targets.Targets, w_raw: np.ndarray, start: model
                   "folds": used, "C": float(chosen)}, models[chosen]
 
 
+@model_lib.keeps_feature_names
 def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
                 l2: float | str = "auto", start: str | model_lib.SoftmaxModel = "auto",
                 tol: float = objective.DEFAULT_TOL, sample_weight: SampleWeight = None,
@@ -296,6 +297,9 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
   w_raw = _validation.check_sample_weight(sample_weight, t)
   m = targets.n_classes
   _validation.check_dense_size(design.shape[1], m)
+  _validation.check_classes_occur(targets, n_classes)
+  refinement.check_memory(design, m, lambda: _validation.describe_classes(
+      n_classes, m, targets.labels))
   with refinement.blas_threads_for(refinement.work_of(design, m)):
     model = _start(start, design, _y(targets), w_raw, design.shape[1], m)
     if refinement.uses_host("lbfgs", design, m, False):
@@ -391,6 +395,7 @@ def _fit_optimum_partitioned(design, X, y, sample_weight, *, l2, start, tol, cv,
   return out.replace(bias=bias - bias.mean(), info=info)
 
 
+@model_lib.keeps_feature_names
 def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "auto", *,
         smoothing: float = solvers.DEFAULT_SMOOTHING, ridge: float = solvers.DEFAULT_RIDGE,
         l2: float | str = "auto", tol: float = objective.DEFAULT_TOL,
@@ -407,8 +412,9 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
       inputs (exact there), else the certified L2-regularised optimum
       (:func:`fit_optimum`). ``"cooccurrence"`` or ``"newton"``: the raw closed
       forms (see :func:`explicit_softmax.solve`), one pass, no refinement.
-    smoothing: additive smoothing of the co-occurrence solution.
-    ridge: relative ridge of the Newton solution.
+    smoothing: additive smoothing of the co-occurrence solution (checked
+      whichever method applies).
+    ridge: relative ridge of the Newton solution (checked likewise).
     l2: the L2 strength of ``method="auto"`` on other inputs: ``"auto"``
       (chosen on held-out data) or a number ``>= 0``.
     tol: relative gradient norm at which ``method="auto"`` stops.
@@ -423,9 +429,14 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
   row sample in memory, so several JAX processes need a number).
 
   Returns:
-    A :class:`SoftmaxModel`.
+    A :class:`SoftmaxModel`; fitted on a DataFrame with string column names,
+    its ``info["feature_names"]`` lists them (and DataFrames given to it later
+    are matched by name).
   """
   _validation.check_choice("method", method, METHODS)
+  # Checked whichever path applies, so that a wrong value never passes unseen.
+  smoothing = _validation.check_number("smoothing", smoothing)
+  ridge = _validation.check_number("ridge", ridge)
   if method == "auto":
     parts = _partitioned.partitioned(X, y, sample_weight, n_classes)
     if parts is not None:  # dask or several JAX processes: one pass decides
