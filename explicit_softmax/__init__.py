@@ -13,6 +13,7 @@ Public API (flat, as in optax)::
     model = es.solve(stats, method="cooccurrence")
     model = es.calibrate(model, X, y)
     model = es.refine(model, X, y, method="lbfgs", steps=50)
+    lm = es.NgramModel.fit(tokens, order=3, vocab_size=V)  # Kneser-Ney n-gram model
 """
 
 from explicit_softmax import data
@@ -23,6 +24,7 @@ from explicit_softmax.model import History, SoftmaxModel, load
 from explicit_softmax.calibration import calibrate
 from explicit_softmax.refinement import refine
 from explicit_softmax.fitting import fit, fit_optimum
+from explicit_softmax.ngram import NgramModel
 from explicit_softmax.solvers import cooccurrence_weights, newton_weights, solve
 from explicit_softmax.sparse_model import SparseCountModel
 from explicit_softmax.statistics import SoftmaxStats
@@ -31,6 +33,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "History",
+    "NgramModel",
     "SoftmaxModel",
     "SoftmaxStats",
     "SparseCountModel",

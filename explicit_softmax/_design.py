@@ -465,6 +465,15 @@ class HostDesign:
     return mean + self.offset, sq + 2 * self.offset * mean + self.offset**2
 
 
+def statistics_copies(design) -> int:
+  """(N, M) float64 arrays a statistics pass holds at its peak (an estimate): one per
+  thread of a dense pass plus their sum and the result; for sparse and token
+  inputs the product and its conversions."""
+  if isinstance(design, DenseDesign):
+    return _n_workers(-(-design.shape[0] // CHUNK_ROWS)) + 2
+  return 3
+
+
 def as_host(design, dtype=np.float64, offset: np.ndarray | None = None) -> HostDesign:
   """``design`` held once as a :class:`HostDesign` (dense: centred by ``offset``).
 
@@ -517,3 +526,19 @@ def as_design(x, *, n_features: int | None = None, layout=None):
   _validation.check_n_samples(design.shape[0])
   _validation.check_n_features(design.shape[1], n_features)
   return design
+
+
+def for_model(x, model):
+  """Validates ``X`` against a fitted model and wraps it as :func:`as_design` does.
+
+  Besides the width and the token layout, a DataFrame whose column names are
+  strings is matched to the model's ``info["feature_names"]`` (when it has them)
+  by name: reordered columns give the same predictions, and a missing or an
+  unexpected column is refused by name.
+  """
+  names = model.info.get("feature_names")
+  given = _validation.feature_names_of(x)
+  if names is not None and given is not None:
+    order = _validation.check_feature_names(given, names)
+    x = x[[x.columns[i] for i in order]]
+  return as_design(x, n_features=model.n_features, layout=model.info.get("token_layout"))

@@ -11,6 +11,12 @@ Recognised by extension:
   (``labels``, ``target``, ``class``, ``y``); never guessed. A UTF-8 byte-order
   mark is skipped.
 
+A table with a header row gives its feature columns' names; ``fit`` stores them
+(and the label column's name) in the model, and ``predict``/``evaluate`` then
+select a table's columns by name (:func:`read_data` with ``feature_names``), so
+that reordered columns give the same predictions and a missing or unexpected
+column is refused by name.
+
 Labels that are integers ``0..M-1`` are used as class indices; any other labels
 (strings, ``-1/+1``, ...) are encoded in sorted order (:func:`encode_labels`) and
 mapped back through the stored classes (:func:`map_labels`).
@@ -21,6 +27,7 @@ from __future__ import annotations
 import csv
 import pathlib
 import zipfile
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -45,21 +52,56 @@ def _is_number(text: str) -> bool:
 LABEL_NAMES = ("label", "labels", "target", "class", "y")
 
 
-def _parse_column(spec: str | None, header: list[str] | None, n_cols: int, path) -> int:
-  """The index of the label column from a name or a (possibly negative) index.
+class Data(NamedTuple):
+  """What :func:`read_data` read.
 
-  Without ``spec`` the label column is the one header cell named as in
-  ``LABEL_NAMES``; anything else would be a guess (a table without labels
-  would have its last feature read as labels), so it is an error.
+  Attributes:
+    x: (T, N) features, dense or ``scipy.sparse`` (with ``feature_names`` of a
+      model given: its columns in the model's order).
+    y: (T,) labels (or (T, M) soft labels), or None.
+    feature_names: the names of ``x``'s columns (a table's header), or None.
+    labels_from: where the labels came from, for the command line's report
+      (e.g. ``"column 'species' of 'iris.csv'"``), or None.
+    reordered: whether the table's columns were reordered to the model's.
+    label_name: the label column's header name, or None.
   """
-  if spec is None:
-    named = [] if header is None else [
-        j for j, h in enumerate(header) if h.strip().lower() in LABEL_NAMES]
-    if len(named) == 1:
-      return named[0]
-    raise ValueError(
-        f"which column of {str(path)!r} holds the labels? Pass --label-column NAME or "
-        "INDEX (0-based, -1 is the last), or name the column 'label' in a header row.")
+
+  x: Any
+  y: Any
+  feature_names: list[str] | None = None
+  labels_from: str | None = None
+  reordered: bool = False
+  label_name: str | None = None
+
+
+def _default_label_column(header: list[str] | None, n_cols: int, n_features: int | None,
+                          feature_names, label_name, path) -> int | None:
+  """The label column when ``--label-column`` is not given (None: the table has none).
+
+  With a model's feature names: the column of the model's label name, else the
+  one header cell named as in ``LABEL_NAMES`` that is not a feature, else none.
+  Without them: the one header cell named as in ``LABEL_NAMES``; a table with
+  exactly the model's ``n_features`` columns and no such cell has none.
+  Anything else would be a guess (a table without labels would have its last
+  feature read as labels), so it is an error.
+  """
+  cells = [] if header is None else [h.strip() for h in header]
+  features = set(feature_names or ())
+  if feature_names is not None and header is not None:
+    if label_name is not None and label_name in cells and label_name not in features:
+      return cells.index(label_name)
+  named = [j for j, h in enumerate(cells) if h.lower() in LABEL_NAMES and h not in features]
+  if len(named) == 1:
+    return named[0]
+  if (feature_names is not None and header is not None) or n_cols == n_features:
+    return None
+  raise ValueError(
+      f"which column of {str(path)!r} holds the labels? Pass --label-column NAME or "
+      "INDEX (0-based, -1 is the last), or name the column 'label' in a header row.")
+
+
+def _parse_column(spec: str, header: list[str] | None, n_cols: int, path) -> int:
+  """The index of the label column from a name or a (possibly negative) index."""
   try:
     index = int(spec)
   except ValueError:
@@ -79,7 +121,8 @@ def _parse_column(spec: str | None, header: list[str] | None, n_cols: int, path)
   return index % n_cols
 
 
-def read_csv(path, label_column: str | None = None, n_features: int | None = None):
+def read_csv(path, label_column: str | None = None, n_features: int | None = None, *,
+             feature_names=None, label_name: str | None = None) -> Data:
   """Reads a CSV/TSV table: features and (if present) a label column.
 
   The delimiter is sniffed (``,``, ``;``, tab, ``|``); the first row is a header
@@ -88,17 +131,22 @@ def read_csv(path, label_column: str | None = None, n_features: int | None = Non
 
   Args:
     path: the file.
-    label_column: the label column's header name or index (default: the
-      header column named as in ``LABEL_NAMES``; none: an error).
-    n_features: the number of features a model expects; a table with exactly
-      that many columns has no label column.
+    label_column: the label column's header name or index (default: see
+      :func:`_default_label_column`).
+    n_features: the number of features a model expects; a table without a
+      header and with exactly that many columns has no label column.
+    feature_names: the names a model was fitted on: a table with a header is
+      matched to them by name (its columns reordered to the model's order).
+    label_name: the model's label column name (a column of that name is the
+      labels, not an unexpected feature).
 
   Returns:
-    ``(X, y)``: (T, N) float64 features and (T,) labels (numbers if every label
-    is numeric, else strings), or None when there is no label column.
+    :class:`Data`: (T, N) float64 features and (T,) labels (numbers if every
+    label is numeric, else strings), or None when there is no label column.
 
   Raises:
-    ValueError: for ragged rows, non-numeric features, or a bad label column.
+    ValueError: for ragged rows, non-numeric features, a bad label column, or
+      (with ``feature_names``) a missing or unexpected column, named.
   """
   path = pathlib.Path(path)
   header, body = _split_header(_read_rows(path), path)
@@ -109,18 +157,29 @@ def read_csv(path, label_column: str | None = None, n_features: int | None = Non
           f"row {i + 1 + (header is not None)} of {str(path)!r} has {len(row)} columns, "
           f"expected {n_cols}; every row needs the same columns.")
   table = np.array(body, dtype=str)
-  if n_features is not None and n_cols == n_features and label_column is None:
-    label_idx = None
+  if label_column is None:
+    label_idx = _default_label_column(header, n_cols, n_features, feature_names, label_name,
+                                      path)
   else:
     label_idx = _parse_column(label_column, header, n_cols, path)
-  x = _parse_features(table, [j for j in range(n_cols) if j != label_idx],
-                      path, header is not None)
+  columns = [j for j in range(n_cols) if j != label_idx]
+  names = None if header is None else [header[j].strip() for j in columns]
+  reordered = False
+  if names is not None and feature_names is not None:
+    order = _validation.check_feature_names(
+        names, feature_names, where=f"{str(path)!r}",
+        advice="(If a column holds the labels, name it with --label-column.)")
+    reordered = bool(np.any(order != np.arange(len(order))))
+    columns, names = [columns[i] for i in order], list(feature_names)
+  x = _parse_features(table, columns, path, header is not None)
   if label_idx is None:
-    return x, None
+    return Data(x, None, names, None, reordered)
   labels = np.char.strip(table[:, label_idx])
   if all(_is_number(v) for v in labels):
     labels = labels.astype(np.float64)
-  return x, labels
+  name = header[label_idx].strip() if header is not None else None
+  which = f"column {name!r} (index {label_idx})" if name is not None else f"column {label_idx}"
+  return Data(x, labels, names, f"{which} of {str(path)!r}", reordered, name)
 
 
 def _read_rows(path: pathlib.Path) -> list[list[str]]:
@@ -189,19 +248,23 @@ def _load_npy(path):
     return np.load(fh, allow_pickle=False)
 
 
-def read_data(paths, *, labels_path=None, label_column=None, n_features=None):
+def read_data(paths, *, labels_path=None, label_column=None, n_features=None,
+              feature_names=None, label_name=None) -> Data:
   """Reads ``(X, y)`` from the supported files (see the module docstring).
 
   Args:
     paths: one data file, or two ``.npy`` files (features, labels).
     labels_path: a ``.npy`` file of labels for ``.npy``/sparse ``.npz`` data.
-    label_column: CSV label column (name or index, default last).
+    label_column: CSV label column (name or index).
     n_features: features a fitted model expects (svmlight width; CSV tables
-      with exactly this many columns have no labels).
+      without a header and with exactly this many columns have no labels).
+    feature_names: the feature names a model was fitted on (CSV tables with a
+      header are matched to them by name).
+    label_name: the model's label column name.
 
   Returns:
-    ``(X, y)``: features (dense array or ``scipy.sparse``) and labels, or None
-    if the data has none.
+    :class:`Data`: features (dense array or ``scipy.sparse``), labels or
+    None, the feature names (if the file has them) and where the labels came from.
 
   Raises:
     ValueError: for unreadable, missing or inconsistent files.
@@ -210,8 +273,7 @@ def read_data(paths, *, labels_path=None, label_column=None, n_features=None):
   if len(paths) > 2:
     raise ValueError(f"expected one data file or two .npy files (X, y); got {len(paths)} paths.")
   for p in paths + ([pathlib.Path(labels_path)] if labels_path else []):
-    if not p.is_file():
-      raise ValueError(f"data file {str(p)!r} does not exist.")
+    _validation.check_file(p, "data file")
   path = paths[0]
   suffix = path.suffix.lower()
   if len(paths) == 2 and labels_path:
@@ -221,27 +283,38 @@ def read_data(paths, *, labels_path=None, label_column=None, n_features=None):
         "two data paths must be .npy files of features and labels (X.npy y.npy); "
         f"got {str(paths[0])!r} and {str(paths[1])!r}.")
   try:
-    x, y = _read(path, suffix, label_column, n_features)
+    data = _read(path, suffix, label_column, n_features, feature_names, label_name)
     if len(paths) == 2:
       labels_path = paths[1]
     if labels_path is not None:
-      if y is not None:
+      if data.y is not None:
         raise ValueError(f"{str(path)!r} already holds labels; drop --labels.")
       if pathlib.Path(labels_path).suffix.lower() != ".npy":
         raise ValueError(f"labels file {str(labels_path)!r} must be a .npy array.")
-      y = _load_npy(labels_path)
+      data = data._replace(y=_load_npy(labels_path), labels_from=repr(str(labels_path)))
   except (EOFError, zipfile.BadZipFile, csv.Error, KeyError) as err:
     raise ValueError(
         f"cannot read {str(path)!r} ({type(err).__name__}: {err}); is it really a "
         f"{suffix or 'CSV'} file?") from None
-  if y is not None and len(y) != x.shape[0]:
-    raise ValueError(
-        f"the features have {x.shape[0]} rows but there are {len(y)} labels; they must "
-        "match.")
-  return x, y
+  x, y = data.x, data.y
+  if not sp.issparse(x):
+    if np.ndim(x) != 2:
+      raise ValueError(
+          f"the features of {str(path)!r} have shape {np.shape(x)}; expected a 2-D "
+          "(samples, features) array.")
+  if y is not None:
+    if np.ndim(y) == 0:
+      raise ValueError(
+          f"the labels from {data.labels_from or repr(str(path))} are a scalar (shape ()); "
+          f"expected one label per row of the features, shape ({x.shape[0]},).")
+    if len(y) != x.shape[0]:
+      raise ValueError(
+          f"the features have {x.shape[0]} rows but there are {len(y)} labels; they must "
+          "match.")
+  return data
 
 
-def _read(path, suffix, label_column, n_features):
+def _read(path, suffix, label_column, n_features, feature_names, label_name) -> Data:
   if suffix == ".npz":
     if not zipfile.is_zipfile(path):
       raise ValueError(
@@ -249,19 +322,81 @@ def _read(path, suffix, label_column, n_features):
     with np.load(path, allow_pickle=False) as data:
       keys = set(data.files)
       if "X" in keys:
-        return data["X"], (data["y"] if "y" in keys else None)
+        if "y" in keys:
+          return Data(data["X"], data["y"], labels_from=f"array 'y' of {str(path)!r}")
+        return Data(data["X"], None)
     if {"data", "indices", "indptr", "shape", "format"} <= keys:
-      return sp.load_npz(path), None
+      return Data(sp.load_npz(path), None)
     raise ValueError(
         f"{str(path)!r} has arrays {sorted(keys)}; expected 'X' and 'y' (save with "
         "np.savez(path, X=X, y=y)).")
   if suffix == ".npy":
-    return _load_npy(path), None
+    return Data(_load_npy(path), None)
   if suffix in SVMLIGHT_SUFFIXES or (suffix not in CSV_SUFFIXES and _sniff_svmlight(path)):
+    x, y = read_svmlight(path, n_features)
+    return Data(x, y, labels_from=f"the first field of each line of {str(path)!r}")
+  return read_csv(path, label_column, n_features, feature_names=feature_names,
+                  label_name=label_name)
+
+
+def read_svmlight(path, n_features: int | None = None):
+  """Reads an svmlight/libsvm file with scikit-learn's reader.
+
+  Returns:
+    ``(X, y)``: (T, N) float32 CSR features and (T,) float64 labels.
+
+  Raises:
+    ValueError: for a malformed line, naming the file, the line number and what
+      is wrong with it.
+  """
+  try:
     from sklearn.datasets import load_svmlight_file
-    x, y = load_svmlight_file(str(path), n_features=n_features, dtype=np.float32)
-    return x, y
-  return read_csv(path, label_column, n_features)
+  except ImportError:
+    raise ValueError(
+        f"reading the svmlight file {str(path)!r} needs scikit-learn, an optional "
+        "dependency: pip install 'explicit-softmax[sklearn]'.") from None
+  try:
+    return load_svmlight_file(str(path), n_features=n_features, dtype=np.float32)
+  except (ValueError, TypeError, IndexError) as err:
+    problem = _first_svmlight_problem(path)
+    if problem is None:
+      raise ValueError(f"cannot read {str(path)!r} as svmlight/libsvm ({err}).") from None
+    raise ValueError(problem) from None
+
+
+def _svmlight_line_problem(line: str) -> str | None:
+  """What is wrong with one line of an svmlight file (None: nothing)."""
+  line = line.split("#", 1)[0].strip()
+  if not line:
+    return None
+  tokens = line.split()
+  if not all(_is_number(part) for part in tokens[0].split(",")):
+    return f"the label {tokens[0]!r} is not a number"
+  pairs = tokens[1:]
+  if pairs and pairs[0].startswith("qid:"):
+    if not pairs[0][4:].isdigit():
+      return f"the query id {pairs[0]!r} is not qid:<integer>"
+    pairs = pairs[1:]
+  for token in pairs:
+    index, sep, value = token.partition(":")
+    if not sep:
+      return f"{token!r} is not an index:value pair"
+    if not index.isdigit():
+      return f"the feature index {index!r} (in {token!r}) is not a nonnegative integer"
+    if not _is_number(value):
+      return f"the value {value!r} of feature {index} is not a number"
+  return None
+
+
+def _first_svmlight_problem(path) -> str | None:
+  """``"file:line: problem"`` for the first malformed line of an svmlight file."""
+  with open(path, encoding="utf-8", errors="replace") as fh:
+    for number, line in enumerate(fh, 1):
+      problem = _svmlight_line_problem(line)
+      if problem is not None:
+        return (f"{str(path)}:{number}: {problem}; svmlight lines are 'label index:value "
+                f"...' (the line: {line.strip()!r:.80}).")
+  return None
 
 
 # -- labels --------------------------------------------------------------------

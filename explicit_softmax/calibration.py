@@ -20,6 +20,10 @@ from explicit_softmax import model as model_lib
 from explicit_softmax._typing import Features, Labels, SampleWeight
 
 
+# (T, M) float64 arrays calibration holds at its peak (an estimate): the logits,
+# the dense targets, log-probabilities, probabilities and a Newton step's products.
+_CALIBRATION_BLOCKS = 5
+
 def calibrate(model: model_lib.SoftmaxModel, X: Features, y: Labels, *,
               sample_weight: SampleWeight = None, l2: float = 0.0,
               steps: int = 30) -> model_lib.SoftmaxModel:
@@ -60,10 +64,15 @@ def calibrate(model: model_lib.SoftmaxModel, X: Features, y: Labels, *,
   _validation.check_instance("model", model, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
   l2 = _validation.check_number("l2", l2)
   steps = _validation.check_integer("steps", steps, minimum=0)
-  design = _design.as_design(X, n_features=model.n_features,
-                             layout=model.info.get("token_layout"))
+  design = _design.for_model(X, model)
   t = design.shape[0]
   targets = _validation.check_targets(y, t, model.n_classes)
+  m = model.n_classes
+  _validation.check_memory(
+      f"calibrating a model of {m:,} classes on {t:,} samples",
+      [("the logits, targets and probabilities", (t, m), 8, _CALIBRATION_BLOCKS),
+       ("the Newton system in (tau, beta)", (m + 1, m + 1), 8, 3)],
+      advice="Calibrate on fewer rows, or use es.refine, whose memory is O(N M).")
   w = _validation.check_sample_weight(sample_weight, t)
   w = w / w.sum()
   _check_every_class(targets.class_mass(w), l2)

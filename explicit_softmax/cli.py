@@ -87,7 +87,8 @@ def _cmd_fit(args) -> int:
   out = pathlib.Path(args.out)
   if not out.parent.is_dir():
     raise ValueError(f"output directory {str(out.parent)!r} does not exist.")
-  x, y = read_data(args.data, labels_path=args.labels, label_column=args.label_column)
+  data = read_data(args.data, labels_path=args.labels, label_column=args.label_column)
+  x, y = data.x, data.y
   if y is None:
     raise ValueError(
         f"{args.data[0]!r} has no labels; give them as a second .npy path, with --labels, "
@@ -105,6 +106,11 @@ def _cmd_fit(args) -> int:
   info = dict(model.info)
   if classes is not None:
     info["classes"] = classes
+  # predict and evaluate select a table's columns by these names.
+  if data.feature_names is not None:
+    info["feature_names"] = data.feature_names
+  if data.label_name is not None:
+    info["label_column"] = data.label_name
   model = model.replace(info=info, history=None)
   loss, accuracy = model.log_loss(x, targets), _accuracy(model, x, targets)
   model.save(out)
@@ -114,6 +120,7 @@ def _cmd_fit(args) -> int:
         + (f" + {args.refine} x{args.steps}" if args.refine else "")
         + f" on {x.shape[0]:,} samples x {x.shape[1]:,} features, {n_classes} classes "
         f"in {seconds:.2f} s")
+  print(f"labels: {data.labels_from}")
   print(f"training cross-entropy {loss:.4f} nats, accuracy {accuracy:.4f}")
   if "converged" in record:
     print(f"optimisation: {record['reason']} after {record['steps']} steps (relative "
@@ -131,7 +138,8 @@ def _fit_model(args, x, targets, n_classes: int):
       raise ValueError(
           "--calibrate and --refine apply to the closed forms; --method auto already "
           "returns the refined optimum. Pass --method cooccurrence or newton with them.")
-    return es.fit(x, targets, n_classes=n_classes, l2=args.l2, smoothing=args.smoothing)
+    return es.fit(x, targets, n_classes=n_classes, l2=args.l2, smoothing=args.smoothing,
+                  ridge=args.ridge)
   with _progress.progress(total=-(-x.shape[0] // BATCH_ROWS), desc="statistics", unit="batch") as bar:
     stats = None
     for xb, yb in _batches(x, targets):
@@ -164,19 +172,41 @@ def _accuracy(model, x, targets) -> float:
 
 
 def _load_model_and_data(args, need_labels: bool):
+  """The model and the data, its columns matched to the model's features by name where
+  both have names; a note on stderr says where they are matched by position instead."""
   import explicit_softmax as es
   model = es.load(args.model)
-  x, y = read_data(args.data, labels_path=args.labels, label_column=args.label_column,
-                   n_features=model.n_features)
-  if need_labels and y is None:
+  names = model.info.get("feature_names")
+  data = read_data(args.data, labels_path=args.labels, label_column=args.label_column,
+                   n_features=model.n_features, feature_names=names,
+                   label_name=model.info.get("label_column"))
+  where = repr(str(args.data[0]))
+  if names is not None and data.feature_names is None:
+    shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
+    _note(f"{where} has no column names: its columns are taken by position as the model's "
+          f"features ({shown}).")
+  elif names is None and data.feature_names is not None:
+    _note(f"the model stores no feature names (fitted on data without a header): the "
+          f"columns of {where} are taken by position.")
+  elif data.reordered:
+    _note(f"the columns of {where} are matched to the model's features by name "
+          "(in another order than in training).")
+  if data.labels_from is not None and not need_labels:
+    _note(f"labels: {data.labels_from} (not used as a feature).")
+  if need_labels and data.y is None:
     raise ValueError(
         f"{args.data[0]!r} has no labels to evaluate against; give them as a second .npy "
         "path, with --labels, or as a column of the table.")
-  return model, x, y
+  return model, data
+
+
+def _note(text: str) -> None:
+  print(f"{PROG}: note: {text}", file=sys.stderr)
 
 
 def _cmd_predict(args) -> int:
-  model, x, _ = _load_model_and_data(args, need_labels=False)
+  model, data = _load_model_and_data(args, need_labels=False)
+  x = data.x
   classes = model.info.get("classes")
   names = classes if classes is not None else list(range(model.n_classes))
   proba = model.predict_proba(x) if args.proba else None
@@ -198,11 +228,13 @@ def _cmd_predict(args) -> int:
 
 
 def _cmd_evaluate(args) -> int:
-  model, x, y = _load_model_and_data(args, need_labels=True)
-  targets = map_labels(y, model.info.get("classes"), model.n_classes)
+  model, data = _load_model_and_data(args, need_labels=True)
+  x = data.x
+  targets = map_labels(data.y, model.info.get("classes"), model.n_classes)
   loss, accuracy = model.log_loss(x, targets), _accuracy(model, x, targets)
   grad = model.grad_norm(x, targets)
   print(f"samples          {x.shape[0]:,}")
+  print(f"labels           {data.labels_from}")
   print(f"cross-entropy    {loss:.6f} nats ({loss / np.log(2):.6f} bits)")
   print(f"accuracy         {accuracy:.6f}")
   print(f"gradient norm    {grad:.6g}")
@@ -211,6 +243,7 @@ def _cmd_evaluate(args) -> int:
 
 def _cmd_bench(args) -> int:
   from explicit_softmax import bench
+  bench.check_extras(args.which)  # before any work: a missing extra is named, not met later
   from explicit_softmax.bench import _harness
   if args.update_committed:
     if args.out:
@@ -283,7 +316,25 @@ def _cmd_demo(args) -> int:
         "a training CE below the floor is fitted sampling noise.\n"
         f"Adam: batch {args.batch_size}, learning rate {args.learning_rate}, "
         f"{args.seconds:g} s budget (compilation included).")
+  _demo_ngram(x_train, y_train, x_test, y_test, v, rows, floor)
   return 0
+
+
+def _demo_ngram(x_train, y_train, x_test, y_test, v: int, rows, floor: float) -> None:
+  """The demo's models beside a Kneser-Ney bigram model of the same tokens, in perplexity."""
+  import explicit_softmax as es
+  start = time.perf_counter()
+  tokens = np.concatenate([x_train.ids[:1, 0], y_train])  # the training stream
+  kneser_ney = es.NgramModel.fit(tokens, order=2, vocab_size=v)
+  kn_ce = -float(kneser_ney.log_prob(x_test, y_test).mean())
+  seconds = time.perf_counter() - start
+  print("\nheld-out perplexity (exp of the held-out CE), beside an n-gram model of the same "
+        "tokens:")
+  print(f"{'model':<36}{'seconds':>8}{'perplexity':>13}")
+  print(f"{'Kneser-Ney bigram (es.NgramModel)':<36}{seconds:8.2f}{np.exp(kn_ce):13.2f}")
+  for name, seconds, model in rows:
+    print(f"{name:<36}{seconds:8.2f}{np.exp(model.log_loss(x_test, y_test)):13.2f}")
+  print(f"{'entropy rate of the source (floor)':<36}{'-':>8}{np.exp(floor):13.2f}")
 
 
 # -- the parser ----------------------------------------------------------------

@@ -13,7 +13,9 @@ from typing import Callable
 
 import numpy as np
 
+from explicit_softmax import _partitioned
 from explicit_softmax import model as model_lib
+from explicit_softmax import objective
 
 REASONS = {
     "tol": "converged: relative gradient norm <= tol",
@@ -22,6 +24,35 @@ REASONS = {
     "callback": "stopped by the callback",
     "stalled": "stopped: the line search could not decrease the loss further at this precision",
 }
+
+
+# Logits further apart than this give float64 probabilities of exactly 0 or 1
+# (exp(-744.5) is below the smallest subnormal number).
+SATURATED_LOGIT = float(-np.log(np.finfo(np.float64).smallest_subnormal))
+
+
+def explain_stall(model: model_lib.SoftmaxModel, design, targets, w, l2: float) -> str:
+  """The reason of a run that stalled before its first step, with the numbers behind it.
+
+  A line search that cannot decrease the loss from the start at all found no
+  step that changes the loss at float64 precision. The usual cause is a start
+  whose logits on this ``X`` are enormous (a model fitted on features of another
+  scale): every probability is then exactly 0 or 1, and the loss, a sum of the
+  misclassified rows' margins, is too large for a step to change it visibly.
+  """
+  theta = np.vstack([model.weights, model.bias]).astype(np.float64)
+  loss = objective.penalised_objective(design, targets, w, theta, l2, need_grad=False)[0]
+  text = (f"{REASONS['stalled']}, before the first step: the penalised loss at the start is "
+          f"{loss:.3g} nats")
+  if not isinstance(design, _partitioned.PartitionedDesign):
+    with np.errstate(over="ignore", invalid="ignore"):
+      top = float(np.abs(design.logits(theta[:-1], np.float64) + theta[-1]).max())
+    if not top <= SATURATED_LOGIT:
+      text += (f", and the start's logits on X reach {top:.3g}, beyond the "
+               f"{SATURATED_LOGIT:.0f} at which float64 probabilities are exactly 0 or 1. Was "
+               "the model fitted on features of another scale? Rescale X to that scale, or "
+               "start from a model fitted on this X (es.fit)")
+  return text + "."
 
 
 def diverged(what: str, step: int) -> ValueError:

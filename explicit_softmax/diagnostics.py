@@ -276,8 +276,7 @@ def loss_gradient_width(model: model_lib.SoftmaxModel, X: Features, y: Labels, *
     A :class:`GaussianWidth`.
   """
   _validation.check_instance("model", model, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
-  design = _design.as_design(X, n_features=model.n_features,
-                             layout=model.info.get("token_layout"))
+  design = _design.for_model(X, model)
   t = design.shape[0]
   targets = _validation.check_targets(y, t, model.n_classes)
 

@@ -194,6 +194,7 @@ def _covariance(design: _design.HostDesign, w: np.ndarray, shift: np.ndarray) ->
   return (x * wr[:, None]).T @ x
 
 
+@model_lib.keeps_feature_names
 def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
                 l2: float | str = "auto", start: str | model_lib.SoftmaxModel = "auto",
                 tol: float = DEFAULT_TOL, sample_weight: SampleWeight = None,
@@ -240,11 +241,14 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
     targets = _validation.check_targets(y, design.shape[0], n_classes)
     w_raw = _validation.check_sample_weight(sample_weight, design.shape[0])
     m = targets.n_classes
+    _validation.check_classes_occur(targets, n_classes)
     if cv is not None:
       cv = _validation.check_cv(cv, design.shape[0])
   else:
     targets, w_raw, m = None, None, design.parts.n_classes
   _validation.check_dense_size(design.shape[1], m)
+  refinement.check_memory(design, m, lambda: _validation.describe_classes(
+      n_classes, m, None if targets is None else targets.labels))
   with refinement.blas_threads_for(refinement.work_of(design, m)), \
       _progress.progress(desc="es.fit", unit="step", delay=PROGRESS_DELAY_SECONDS,
                          disable=not verbose) as bar:
@@ -380,6 +384,7 @@ def _better_start(placed: _Placed, v: np.ndarray, l2: float) -> np.ndarray:
   return v if problem.value_and_grad(v)[0] <= problem.value_and_grad(zero)[0] else zero
 
 
+@model_lib.keeps_feature_names
 def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "auto", *,
         smoothing: float = solvers.DEFAULT_SMOOTHING, ridge: float = solvers.DEFAULT_RIDGE,
         l2: float | str = "auto", tol: float = DEFAULT_TOL,
@@ -397,8 +402,9 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
       the certified optimum of (6) (:func:`fit_optimum`). ``"cooccurrence"``
       or ``"newton"``: the raw closed forms (see :func:`explicit_softmax.solve`),
       one pass, no refinement.
-    smoothing: additive smoothing of the co-occurrence solution.
-    ridge: relative ridge of the Newton solution.
+    smoothing: additive smoothing of the co-occurrence solution (checked
+      whichever method applies).
+    ridge: relative ridge of the Newton solution (checked likewise).
     l2: the strength of (6) for ``method="auto"``: ``"auto"`` (the evidence
       (9), or held-out loss on ``cv``) or a number ``>= 0``.
     tol: relative gradient norm (5) at which ``method="auto"`` stops.
@@ -414,9 +420,14 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
   processes need a number).
 
   Returns:
-    A :class:`SoftmaxModel`.
+    A :class:`SoftmaxModel`; fitted on a DataFrame with string column names,
+    its ``info["feature_names"]`` lists them (and DataFrames given to it later
+    are matched by name).
   """
   _validation.check_choice("method", method, METHODS)
+  # Checked whichever path applies, so that a wrong value never passes unseen.
+  smoothing = _validation.check_number("smoothing", smoothing)
+  ridge = _validation.check_number("ridge", ridge)
   if method == "auto":
     parts = _partitioned.partitioned(X, y, sample_weight, n_classes)
     if parts is not None:  # dask or several JAX processes: one pass decides

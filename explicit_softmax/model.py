@@ -16,6 +16,7 @@ refinement.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -76,6 +77,13 @@ def weighted_cross_entropy(logits, y, w):
   return jnp.sum(w * losses)
 
 
+def eval_rows(n_classes: int) -> int:
+  """Rows per chunk of :func:`objective`: (rows, M) blocks near ``_EVAL_ELEMENTS``
+  floats, and at least one row (not 256: with M in the millions a block of 256
+  rows would hold gigabytes)."""
+  return max(1, _EVAL_ELEMENTS // n_classes)
+
+
 def objective(design, targets: _targets.Targets, w: np.ndarray, weights: np.ndarray,
               bias: np.ndarray, *, need_grad: bool = True):
   """The mean cross-entropy (1) and its gradient (2) in float64, on the host.
@@ -100,7 +108,7 @@ def objective(design, targets: _targets.Targets, w: np.ndarray, weights: np.ndar
   weights = np.asarray(weights, np.float64)
   bias = np.asarray(bias, np.float64)
   m = weights.shape[1]
-  rows = max(256, _EVAL_ELEMENTS // m)
+  rows = eval_rows(m)
   loss = 0.0
   g_w = np.zeros_like(weights) if need_grad else None
   g_b = np.zeros(m) if need_grad else None
@@ -196,7 +204,10 @@ class SoftmaxModel:
     weights: ``W``, (N, M) float32.
     bias: ``b``, (M,) float32.
     info: JSON-serialisable metadata (how the model was obtained), read-only
-      (a :class:`FrozenDict`; ``dict(model.info)`` is a mutable copy).
+      (a :class:`FrozenDict`; ``dict(model.info)`` is a mutable copy). A model
+      fitted on named columns (a DataFrame, a CSV header) keeps them in
+      ``info["feature_names"]``, and DataFrames given to it later are matched
+      by name.
     history: per-step :class:`History` if the model came out of ``refine``.
   """
 
@@ -208,9 +219,7 @@ class SoftmaxModel:
   def __post_init__(self):
     w, b = (_validation.check_parameter(name, value) for name, value in
             (("weights", self.weights), ("bias", self.bias)))
-    if w.ndim != 2 or b.shape != (w.shape[1],):
-      raise ValueError(
-          f"weights must be (N, M) and bias (M,); got {w.shape} and {b.shape}.")
+    _validation.check_model_shapes(w, b)
     if not isinstance(self.info, dict):
       raise ValueError(f"info must be a dict of JSON-serialisable metadata; got "
                        f"{type(self.info).__name__}.")
@@ -219,6 +228,7 @@ class SoftmaxModel:
     # A read-only copy in plain JSON types: the model never shares (or saves) the
     # caller's objects, and numpy scalars that refine/calibrate record stay saveable.
     object.__setattr__(self, "info", freeze_info(self.info, "info"))
+    _validation.check_feature_names_info(self.info.get("feature_names"), w.shape[0])
 
   @property
   def n_features(self) -> int:
@@ -240,8 +250,12 @@ class SoftmaxModel:
       ValueError: for invalid ``X``, or logits beyond the float range (``X``
         of magnitude near 1e38 in float32, 1e308 in float64).
     """
-    design = _design.as_design(X, n_features=self.n_features,
-                               layout=self.info.get("token_layout"))
+    design = _design.for_model(X, self)
+    _validation.check_memory(
+        f"the logits of {design.shape[0]:,} samples x {self.n_classes:,} classes",
+        [("the logits and probabilities", (design.shape[0], self.n_classes),
+          np.dtype(design.result_dtype).itemsize, 3)],
+        advice="Predict in batches of fewer rows.")
     with np.errstate(over="ignore", invalid="ignore"):
       logits = design.logits(self.weights, design.result_dtype) + self.bias
     if not np.isfinite(logits).all():
@@ -265,8 +279,7 @@ class SoftmaxModel:
 
   # -- objective -------------------------------------------------------------
   def _loss_and_grad(self, X, y, sample_weight, need_grad: bool):
-    design = _design.as_design(X, n_features=self.n_features,
-                               layout=self.info.get("token_layout"))
+    design = _design.for_model(X, self)
     t = design.shape[0]
     targets = _validation.check_targets(y, t, self.n_classes)
     w = _validation.check_sample_weight(sample_weight, t)
@@ -296,18 +309,53 @@ class SoftmaxModel:
     ``path`` (an existing model there stays as it was).
     """
     meta = json.dumps({"format": _FORMAT, "version": _FORMAT_VERSION, "info": self.info})
+    if not isinstance(path, (str, os.PathLike)):
+      raise ValueError(f"save needs a file path (str or os.PathLike); got {type(path).__name__}.")
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(folder):
       raise ValueError(f"cannot save to {path!r}: the folder {folder!r} does not exist.")
-    fd, tmp = tempfile.mkstemp(prefix=".explicit-softmax-", suffix=".npz.tmp", dir=folder)
+    if os.path.isdir(path):
+      raise ValueError(f"cannot save to {path!r}: it is a directory; give a file name such as "
+                       f"{os.path.join(path, 'model.npz')!r}.")
+    # The temporary file's name is ours: errors name the user's path and folder.
+    try:
+      fd, tmp = tempfile.mkstemp(prefix=".explicit-softmax-", suffix=".npz.tmp", dir=folder)
+    except OSError as err:
+      raise ValueError(f"cannot save to {path!r}: cannot write in the folder {folder!r} "
+                       f"({err.strerror or err}).") from None
     try:
       with os.fdopen(fd, "wb") as fh:
         np.savez(fh, weights=self.weights, bias=self.bias, meta=np.array(meta))
       os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
       os.unlink(tmp)
+      if isinstance(err, OSError):
+        raise ValueError(f"cannot save to {path!r}: {err.strerror or err}.") from None
       raise
+
+
+def keeps_feature_names(fit_function):
+  """Decorates ``fit_function(X, y, ...)``: the model it fits on a DataFrame whose
+  column names are strings keeps them in ``info["feature_names"]`` (without the
+  label and weight columns of a dask DataFrame named by ``y`` and
+  ``sample_weight``), so that files and later DataFrames are matched by name."""
+
+  @functools.wraps(fit_function)
+  def fit_keeping_names(*args, **kwargs):
+    model = fit_function(*args, **kwargs)
+    x = args[0] if args else kwargs.get("X")
+    names = _validation.feature_names_of(x)
+    if names is None:
+      return model
+    y = args[1] if len(args) > 1 else kwargs.get("y")
+    named = {v for v in (y, kwargs.get("sample_weight")) if isinstance(v, str)}
+    names = [n for n in names if n not in named]
+    if len(names) != model.n_features:
+      return model
+    return model.replace(info={**model.info, "feature_names": names})
+
+  return fit_keeping_names
 
 
 def load(path: PathLike) -> SoftmaxModel:
@@ -324,8 +372,7 @@ def load(path: PathLike) -> SoftmaxModel:
   """
   if not isinstance(path, (str, os.PathLike)):
     raise ValueError(f"load needs a file path (str or os.PathLike); got {type(path).__name__}.")
-  if not os.path.exists(path):
-    raise ValueError(f"model file {path!r} does not exist.")
+  _validation.check_file(path, "model file")
   if not zipfile.is_zipfile(path):
     raise ValueError(
         f"{path!r} is not a model file: model.save writes an .npz (zip) archive, and this "
@@ -369,3 +416,68 @@ def load(path: PathLike) -> SoftmaxModel:
         f"{path!r}: info['classes'] must list one label per class ({model.n_classes}); got "
         f"{classes!r:.200}.")
   return model
+
+
+# -- archives of other model kinds (n-gram models) --------------------------------
+
+def write_archive(path: PathLike, meta: str, arrays: dict) -> None:
+  """Writes ``arrays`` and the JSON string ``meta`` to an ``.npz`` file (no pickle).
+
+  As :meth:`SoftmaxModel.save`: written to a temporary file in the same folder
+  and renamed into place, so a failure never leaves a damaged file at ``path``.
+  """
+  path = os.fspath(path)
+  folder = os.path.dirname(os.path.abspath(path))
+  if not os.path.isdir(folder):
+    raise ValueError(f"cannot save to {path!r}: the folder {folder!r} does not exist.")
+  fd, tmp = tempfile.mkstemp(prefix=".explicit-softmax-", suffix=".npz.tmp", dir=folder)
+  try:
+    with os.fdopen(fd, "wb") as fh:
+      np.savez(fh, meta=np.array(meta), **arrays)
+    os.replace(tmp, path)
+  except BaseException:
+    os.unlink(tmp)
+    raise
+
+
+def read_archive(path: PathLike, file_format: str, version: int,
+                 kind: str) -> tuple[dict, dict]:
+  """Reads an archive written by :func:`write_archive` with ``meta["format"] == file_format``.
+
+  Args:
+    path: the ``.npz`` file.
+    file_format: the expected ``meta["format"]``.
+    version: the newest format version this library reads.
+    kind: the class that writes such files (for messages).
+
+  Returns:
+    ``(meta, arrays)``: the parsed JSON metadata and every other array, loaded.
+
+  Raises:
+    ValueError: if the file is missing, damaged, of another format or newer.
+  """
+  if not isinstance(path, (str, os.PathLike)):
+    raise ValueError(f"load needs a file path (str or os.PathLike); got {type(path).__name__}.")
+  if not os.path.exists(path):
+    raise ValueError(f"model file {str(path)!r} does not exist.")
+  if not zipfile.is_zipfile(path):
+    raise ValueError(f"{str(path)!r} is not a {kind} file ({kind}.save writes an .npz archive).")
+  try:
+    with np.load(path, allow_pickle=False) as data:
+      meta = json.loads(str(data["meta"])) if "meta" in data.files else None
+      arrays = {name: data[name] for name in data.files if name != "meta"}
+  except (zipfile.BadZipFile, KeyError, OSError, EOFError, json.JSONDecodeError,
+          ValueError, TypeError, AttributeError, IndexError) as err:
+    raise ValueError(
+        f"{str(path)!r} is not a readable {kind} file ({type(err).__name__}: {err}).") from None
+  if not isinstance(meta, dict) or meta.get("format") != file_format:
+    raise ValueError(
+        f"{str(path)!r} is an .npz archive but not a {kind} file; save one with {kind}.save.")
+  found = meta.get("version")
+  if isinstance(found, bool) or not isinstance(found, int):
+    raise ValueError(f"{str(path)!r}: the format version must be an integer; got {found!r}.")
+  if found > version:
+    raise ValueError(
+        f"{str(path)!r} was written by a newer explicit-softmax (format version {found}); "
+        "upgrade the library to read it.")
+  return meta, arrays

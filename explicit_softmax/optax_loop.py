@@ -86,9 +86,21 @@ class DeviceObjective:
                                       self.precond, self.logits_fn)
 
   def rows(self, idx) -> "DeviceObjective":
-    """``J`` on the rows ``idx``, their weights renormalised to sum to one."""
-    w = self.w[idx]
-    return dataclasses.replace(self, data=self.data[idx], y=self.y[idx], w=w / w.sum())
+    """``J`` on the rows ``idx``, their weights renormalised to sum to one (see
+    :func:`batch_weights`)."""
+    return dataclasses.replace(self, data=self.data[idx], y=self.y[idx],
+                               w=batch_weights(self.w[idx]))
+
+
+def batch_weights(w):
+  """A minibatch's weights renormalised to sum to one; all zero if they sum to zero.
+
+  A batch drawn only from rows of weight zero carries no data: its loss term is
+  zero (its step is the penalty's alone), not 0/0, which would read as a
+  diverged run.
+  """
+  total = w.sum()
+  return w / jnp.where(total > 0, total, 1)
 
 
 def _device_targets(targets: _targets.Targets):
@@ -252,7 +264,7 @@ class _Minibatches(_FullBatch):
     part, part_w = design.take(idx), w[idx]
     return dataclasses.replace(
         self.fn, data=jnp.asarray(part.x.toarray(), jnp.float32),
-        y=_device_targets(targets.take(idx)), w=jnp.asarray(part_w / part_w.sum(), jnp.float32))
+        y=_device_targets(targets.take(idx)), w=batch_weights(jnp.asarray(part_w, jnp.float32)))
 
 
 def _drive(steps_of: _LBFGS | _FullBatch, steps: int, threshold: float, reason: str,

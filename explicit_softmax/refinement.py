@@ -96,6 +96,19 @@ def uses_host(method, design, n_classes: int, minibatch: bool) -> bool:
   return work_of(design, n_classes) <= HOST_MAX_WORK
 
 
+def check_memory(design, n_classes: int, asked, *, method="lbfgs",
+                 batch_size: int | None = None) -> None:
+  """Refuses a run whose parameters, optimiser state and evaluation blocks would not
+  fit in memory (see :func:`explicit_softmax._validation.check_optimiser_memory`)."""
+  t = design.shape[0] or 1  # partitioned data: per-partition blocks
+  minibatch = batch_size is not None and batch_size < t
+  on_host = uses_host(method, design, n_classes, minibatch)
+  rows = (min(t, model_lib.eval_rows(n_classes)) if on_host
+          else batch_size if minibatch else t)
+  _validation.check_optimiser_memory(design.shape[1], n_classes, rows, on_host=on_host,
+                                     asked=asked)
+
+
 def _name(method) -> str:
   """A JSON-able name of ``method``."""
   return method if isinstance(method, str) else "optax.GradientTransformation"
@@ -147,8 +160,7 @@ def _data(model: model_lib.SoftmaxModel, X, y, sample_weight, method):
   """
   design = _partitioned.partitioned(X, y, sample_weight, model.n_classes)
   if design is None:
-    design = _design.as_design(X, n_features=model.n_features,
-                               layout=model.info.get("token_layout"))
+    design = _design.for_model(X, model)
     t = design.shape[0]
     targets = _validation.check_targets(y, t, model.n_classes)
     w = _validation.check_sample_weight(sample_weight, t)
@@ -254,8 +266,11 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels,
     batch_size = _validation.check_integer("batch_size", batch_size)
   every = _validation.check_integer("callback_every", callback_every)
   seed = _validation.check_integer("seed", seed, minimum=0)
+  _validation.check_callable("callback", callback, "(step, model, record) -> bool | None")
   entry = time.perf_counter()  # setup (validation, transfers, preconditioner) is timed too
   design, targets, w = _data(model, X, y, sample_weight, method)
+  check_memory(design, model.n_classes, f"refining a model of {model.n_classes:,} classes",
+               method=method, batch_size=batch_size)
   minibatch = batch_size is not None and batch_size < design.shape[0]
   precond = preconditioning.reparametrisation(precondition, design, seed, model.n_classes, l2)
   on_host = uses_host(method, design, model.n_classes, minibatch)
@@ -265,12 +280,15 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels,
   theta, reason, evaluations, relative = _minimise(
       model, design, targets, w, l2, tol, precond, on_host=on_host, tx=tx, rate_at=rate_at,
       batch_size=batch_size if minibatch else None, seed=seed, record=record)
+  said = convergence.REASONS[reason]
+  if reason == "stalled" and not record.losses:  # no step at all: say why
+    said = convergence.explain_stall(model, design, targets, w, l2)
   info = dict(model.info)
   info["refine"] = {
       "method": _name(method), "l2": float(l2), "batch_size": batch_size,
       "learning_rate": "schedule" if callable(rate) else rate,
       "precondition": preconditioning.describe(precondition), "converged": reason == "tol",
-      "reason": convergence.REASONS[reason], "steps": len(record.losses),
+      "reason": said, "steps": len(record.losses),
       "relative_grad_norm": relative, "tol": tol,
       "precision": "float64" if on_host else "float32", "evaluations": evaluations}
   if isinstance(design, _partitioned.PartitionedDesign):

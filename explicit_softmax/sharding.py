@@ -160,12 +160,12 @@ def sharded_sums(X: Features, y: Labels, *, n_classes: int | None = None,
     X = jax.device_put(X, rows)  # whole rows per device (a one-device array stays put)
   _validation.check_gram_size(n, gram)
 
-  y, soft, n_classes = _place_targets(y, t, n_classes, mesh, row_axes)
-  _validation.check_dense_size(n, n_classes)
+  y, soft, n_classes, asked = _place_targets(y, t, n_classes, mesh, row_axes, n)
   scale, w = _place_weights(sample_weight, t, mesh, row_axes)
   chunk = CHUNK_ROWS if chunk_rows is None else _validation.check_integer("chunk_rows", chunk_rows)
   n_shards = math.prod(mesh.shape[a] for a in row_axes)
   chunk = min(chunk, t // n_shards)
+  _check_device_memory(mesh, chunk, n, n_classes, gram, asked)
   kernel = _device_pass.build_kernel(
       mesh, row_axes, t // n_shards, n_classes, soft, w is not None, gram, chunk,
       _device_pass.n_groups(chunk, n, n_classes, gram))
@@ -209,20 +209,76 @@ def _place(a, mesh, row_axes):
   return jax.device_put(a, NamedSharding(mesh, spec))
 
 
-def _place_targets(y, t: int, n_classes, mesh, row_axes):
-  """Checks ``y``'s shape and dtype, places it, and infers M; values are checked on device."""
+def _place_targets(y, t: int, n_classes, mesh, row_axes, n_features: int):
+  """Checks ``y``, infers M, refuses an M too large, and places ``y`` like X's rows.
+
+  Host labels get the host pass's checks before they reach a device, where
+  integers have 32 bits (a label 2**64 - 1 or 1e20 would wrap around); a
+  device array's values are checked by the device pass, and M inferred from
+  its maximum is refused, as on the host, when the labels look like ids.
+
+  Returns:
+    ``(y, soft, M, asked)``: the placed targets, whether they are soft labels,
+    the number of classes and what set it (for messages).
+  """
+  given = n_classes
   if not isinstance(y, jax.Array):
-    y = np.asarray(y)
+    targets = _validation.check_targets(y, t, n_classes)
+    m = targets.n_classes
+    def asked() -> str:  # counted only to word a refusal
+      return _validation.describe_classes(given, m, targets.labels)
+    _validation.check_dense_size(n_features, m, copies=3, asked=asked)
+    if targets.labels is None:
+      return _place(targets.probs, mesh, row_axes), True, m, asked
+    return _place(targets.labels, mesh, row_axes), False, m, asked
   n_classes = _validation.check_layout(y, t, n_classes)
   soft = y.ndim == 2
   if soft:
-    return _place(y, mesh, row_axes), True, int(y.shape[1])
-  y = _place(y, mesh, row_axes)
-  if n_classes is None:
+    m = int(y.shape[1])
+  elif n_classes is None:
+    y = _place(y, mesh, row_axes)
     top = float(jax.jit(jnp.max)(y))
     _validation.check_integral_labels(math.isfinite(top))
-    n_classes = max(int(top) + 1, 1)
-  return y, False, int(n_classes)
+    m = max(int(top) + 1, 1)
+    if m > _validation.MAX_SPARSE_CODES:  # ids, or codes? count them (sorted, on device)
+      distinct = int(jax.jit(lambda v: 1 + jnp.count_nonzero(jnp.diff(jnp.sort(v))))(y))
+      _validation.check_label_codes(m - 1, distinct, m)
+  else:
+    m = n_classes
+  said = _validation.describe_classes(given, m)  # no labels on the host to count
+  _validation.check_dense_size(n_features, m, copies=3, asked=said)
+  return _place(y, mesh, row_axes), soft, m, said
+
+
+# Device arrays of the pass (float32), estimates: (chunk, M) one-hot targets and
+# their weighted copy; (N, M) running sums and compensations, a chunk's sums and
+# the Kahan temporaries, besides the row groups' partial products.
+_DEVICE_TARGET_COPIES = 2
+_DEVICE_SUM_COPIES = 6
+
+
+def _device_free_bytes(mesh) -> int | None:
+  """The least free memory of the mesh's accelerators (None for CPU devices: the
+  host's memory, checked by :func:`_validation.available_memory`)."""
+  free = []
+  for device in mesh.devices.flat:
+    try:
+      stats = device.memory_stats()
+    except Exception:  # CPU devices and some backends keep no statistics
+      stats = None
+    if stats and "bytes_limit" in stats:
+      free.append(stats["bytes_limit"] - stats.get("bytes_in_use", 0))
+  return min(free) if free else None
+
+
+def _check_device_memory(mesh, chunk: int, n: int, m: int, gram: bool, asked) -> None:
+  """Refuses a device pass whose (chunk, M) and (N, M) arrays exceed a device's memory."""
+  groups = _device_pass.n_groups(chunk, n, m, gram)
+  arrays = [("a chunk's one-hot targets", (chunk, m), 4, _DEVICE_TARGET_COPIES),
+            ("the sums X^T diag(w) Y on each device", (n, m), 4, _DEVICE_SUM_COPIES + groups)]
+  if gram:
+    arrays.append(("the Gram matrix on each device", (n, n), 4, _DEVICE_SUM_COPIES + groups))
+  _validation.check_memory(asked, arrays, available=_device_free_bytes(mesh))
 
 
 def _place_weights(sample_weight, t: int, mesh, row_axes):
@@ -233,7 +289,9 @@ def _place_weights(sample_weight, t: int, mesh, row_axes):
     scale = float(_validation.check_sample_weight(sample_weight, 1)[0])
     return scale, None
   if not isinstance(sample_weight, jax.Array):
+    _validation.check_not_masked("sample_weight", sample_weight)
     sample_weight = np.asarray(sample_weight)
+  _validation.check_weight_dtype(sample_weight.dtype, t)
   _validation.check_weight_shape(sample_weight.shape, t)
   return 1.0, _place(sample_weight, mesh, row_axes)
 

@@ -175,6 +175,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     self._check_params()
     if _dask.is_dask(X):
       return self._fit_dask(X, y, sample_weight)
+    _check_features(X)
     X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=True)
     check_classification_targets(y)
     classes, codes = np.unique(y, return_inverse=True)
@@ -301,6 +302,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
             f"classes={classes!r} differs from the classes of the previous calls "
             f"{self.classes_!r}; pass the same classes on every call (or none after the "
             "first).")
+    _check_features(X)
     X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=first)
     check_classification_targets(y)
     known = np.asarray(classes) if first else self.classes_
@@ -317,6 +319,9 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     return self
 
   def _set_model(self, model) -> None:
+    names = getattr(self, "feature_names_in_", None)
+    if names is not None:  # kept in the model's file (model_.save), matched by name later
+      model = model.replace(info={**model.info, "feature_names": [str(n) for n in names]})
     self.model_ = model
     self.coef_ = model.weights.T
     self.intercept_ = model.bias
@@ -341,6 +346,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     if _dask.is_dask(X):  # lazy (T, M) logits, one block per partition
       return _dask.logits(X, self.model_.weights, self.model_.bias,
                           getattr(self, "feature_names_in_", None))
+    _check_features(X)
     X = _validate_data(self, X, accept_sparse="csr", dtype=_DTYPES, reset=False)
     weights = self.model_.weights.astype(np.float64)
     return np.asarray(safe_sparse_dot(X, weights, dense_output=True)) + self.model_.bias
@@ -383,6 +389,13 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     if _dask.is_dask(z):
       return _dask.take_classes(z, self.classes_)
     return self.classes_[np.argmax(z, axis=1)]
+
+
+def _check_features(X) -> None:
+  """The library's refusals of masked arrays and non-numeric features (naming the
+  column or cell), before scikit-learn's conversion would fail or drop the mask."""
+  _validation.check_not_masked("X", X)
+  _validation.check_numeric_columns(X)
 
 
 def _encode(y, classes: np.ndarray) -> np.ndarray:

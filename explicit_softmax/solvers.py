@@ -71,6 +71,8 @@ def cooccurrence_weights(stats: statistics.SoftmaxStats,
   _check_stats(stats)
   smoothing = _validation.check_number("smoothing", smoothing)
   _validation.check_nonnegative_features(stats.min_feature)
+  # The weights and the temporaries of their logarithms, next to the statistics.
+  _validation.check_dense_size(stats.n_features, stats.n_classes, copies=4)
   f_mat = stats.cooccurrence
   f = stats.feature_mass
   seen = f > 0
@@ -118,7 +120,8 @@ def newton_weights(stats: statistics.SoftmaxStats,
     A :class:`SoftmaxModel`.
 
   Raises:
-    ValueError: if the statistics lack the Gram matrix, or ``ridge < 0``.
+    ValueError: if the statistics lack the Gram matrix, its diagonal underflowed
+      (features near 1e-154 or below: rescale them), or ``ridge < 0``.
   """
   _check_stats(stats)
   if stats.gram is None:
@@ -128,6 +131,7 @@ def newton_weights(stats: statistics.SoftmaxStats,
   ridge = _validation.check_number("ridge", ridge)
   n, m, t_w = stats.n_features, stats.n_classes, stats.total_weight
   f = stats.feature_mass
+  _validation.check_gram_underflow(stats.gram, f)
   # X1^T diag(w) X1, bordered by the constant feature of the bias.
   gram = np.empty((n + 1, n + 1))
   gram[:n, :n], gram[:n, n], gram[n, :n], gram[n, n] = stats.gram, f, f, t_w
@@ -173,6 +177,9 @@ def solve(stats: statistics.SoftmaxStats, method: str = "cooccurrence", *,
   """
   _check_stats(stats)
   _validation.check_choice("method", method, METHODS)
+  # Both are checked whichever method applies, so that a wrong value never passes unseen.
+  smoothing = _validation.check_number("smoothing", smoothing)
+  ridge = _validation.check_number("ridge", ridge)
   if method == "cooccurrence":
     return cooccurrence_weights(stats, smoothing)
   return newton_weights(stats, ridge)

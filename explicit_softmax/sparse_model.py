@@ -150,8 +150,8 @@ class SparseCountModel:
       The :class:`SparseCountModel` of all batches together.
     """
     total_counts, total, n, vocab = None, 0.0, 0, None
-    for batch in batches:
-      x, y, *rest = batch
+    for index, batch in enumerate(batches):
+      x, y, *rest = _validation.check_batch(batch, index)
       tokens = _as_tokens(x)
       layout = (tokens.ids.shape[1], tokens.vocab_size)
       if vocab is not None and layout != vocab:
@@ -333,11 +333,7 @@ class SparseCountModel:
     n = _validation.check_integer("n", n, minimum=0)
     seed = _validation.check_integer("seed", seed, minimum=0)
     k, v, m = self.n_context, self.vocab_size, self.n_classes
-    history = [int(t) for t in np.asarray(context).reshape(-1)]
-    if len(history) < k or any(not 0 <= t < v for t in history):
-      raise ValueError(
-          f"context must hold at least {k} tokens in [0, {v}), oldest first; got "
-          f"{len(history)} tokens{' with values out of range' if len(history) >= k else ''}.")
+    history = _validation.check_token_sequence("context", context, v, k).tolist()
     rng = np.random.default_rng(seed)
     d = self._excess
     recent = history[-k:][::-1]  # column 0: the previous token

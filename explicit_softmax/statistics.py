@@ -47,6 +47,12 @@ class SoftmaxStats:
     n_samples: the number of samples seen (unweighted).
     gram: ``X^T diag(w) X`` (N, N) float64, or None if not collected.
     min_feature: the smallest entry of ``X`` seen (``inf`` for no data).
+      Statistics made by hand from features that can be negative must say
+      so here: with ``min_feature >= 0`` negative co-occurrences are refused.
+
+  The fields are checked against their definitions when the statistics are
+  made (shapes, and the signs of sums of nonnegative weights and targets), so
+  that hand-made statistics cannot give a finite but meaningless model.
   """
 
   cooccurrence: np.ndarray
@@ -63,9 +69,15 @@ class SoftmaxStats:
       if value is not None:
         # Read-only float64 views: the statistics are immutable (``+`` and
         # ``update`` make new ones) without copying an (N, N) Gram matrix.
-        view = np.asarray(value, np.float64).view()
+        _validation.check_not_masked(name, value)
+        array = np.asarray(value)
+        if array.dtype.kind not in "biuf":
+          raise ValueError(f"{name} must hold real numbers; got dtype {array.dtype}.")
+        view = np.asarray(array, np.float64).view()
         view.flags.writeable = False
         object.__setattr__(self, name, view)
+    _validation.check_statistics(self.cooccurrence, self.class_mass, self.total_weight,
+                                 self.mass_sq, self.n_samples, self.gram, self.min_feature)
     # Sums past float64's range (weights near 1e307, features near 1e154 in the
     # Gram matrix) would reach the solvers as inf and come back as NaN weights.
     _validation.check_sums_finite(self.total_weight, self.cooccurrence)
@@ -88,7 +100,15 @@ class SoftmaxStats:
 
   @property
   def mean_feature_mass(self) -> float:
-    """``K = (1^T f) / T_w``, the mean feature mass per sample (1 for one-hot)."""
+    """``K = (1^T f) / T_w``, the mean feature mass per sample (1 for one-hot).
+
+    Raises:
+      ValueError: for statistics of no data (total weight 0), where it is 0/0.
+    """
+    if not self.total_weight > 0:
+      raise ValueError(
+          "mean_feature_mass is undefined for statistics without samples (total weight 0, "
+          "so 0/0); update them with data first.")
     return float(self.cooccurrence.sum() / self.total_weight)
 
   # -- construction ----------------------------------------------------------
@@ -147,7 +167,9 @@ class SoftmaxStats:
     design = _design.as_design(X)
     t, n = design.shape
     targets = _validation.check_targets(y, t, n_classes)
-    _validation.check_dense_size(n, targets.n_classes)
+    _validation.check_dense_size(
+        n, targets.n_classes, copies=_design.statistics_copies(design),
+        asked=lambda: _validation.describe_classes(n_classes, targets.n_classes, targets.labels))
     w = _validation.check_sample_weight(sample_weight, t)
     _validation.check_gram_size(n, gram)
     cooccurrence, mass, gram_matrix, min_feature = design.one_pass(
@@ -202,8 +224,8 @@ class SoftmaxStats:
     """
     it = _progress.progress(batches, desc="statistics", unit="batch") if progress else batches
     total = None
-    for batch in it:
-      x, y, *rest = batch
+    for index, batch in enumerate(it):
+      x, y, *rest = _validation.check_batch(batch, index)
       part = cls.from_data(x, y, n_classes=n_classes, sample_weight=rest[0] if rest else None,
                            gram=gram)
       total = part if total is None else total + part

@@ -1,21 +1,31 @@
 """Bad and edge-case inputs through every public entry point beyond es.fit.
 
 Each case is a call and the words its ValueError must contain: the parameter
-and the problem (issue "Nothing silently wrong"). ``test_adversarial.py`` drives
-random inputs through fit/refine/calibrate/predict/load; this module covers the
-sharded pass, SparseCountModel, the diagnostics, the estimator, the adapters and
-the CLI, plus the checks that only a table of cases shows to be complete.
+and the problem (issues "Nothing silently wrong", first and second pass).
+``test_adversarial.py`` drives random inputs through fit/refine/calibrate/
+predict/load; this module covers the sharded pass, SparseCountModel, the
+diagnostics, the estimator, the adapters and the CLI, plus the checks that only
+a table of cases shows to be complete. The second pass adds models that remember
+their columns (CSV headers, DataFrames) and the last inputs that slipped through.
 """
 
 from __future__ import annotations
 
+import contextlib
+import csv
+import io
 import json
+import os
+import re
 import subprocess
 import sys
+import textwrap
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis.extra import numpy as hnp
 
 import explicit_softmax as es
 from explicit_softmax import _validation
@@ -142,10 +152,17 @@ def test_sharded_statistics_refuse_like_the_host_pass(y, kwargs, match):
 
 
 def test_sharded_statistics_refuse_ids_as_labels_before_allocating():
+  """As the host pass does: the labels' distinct values are counted (on the device
+  for a device array) before any (N, M) or (chunk, M) array exists."""
+  import jax.numpy as jnp
   huge = Y.copy()
   huge[0] = 2 * 10**8
-  with pytest.raises(ValueError, match="GiB, more than the 4 GiB limit.*encode them first"):
-    _sharded_labels(huge)
+  for labels in (huge, jnp.asarray(huge)):
+    with pytest.raises(ValueError, match="go up to 200,000,000 but only 4 distinct.*encode them"):
+      _sharded_labels(labels)
+  # Codes that do occur, but too many for memory: the size is named.
+  with pytest.raises(ValueError, match="GiB, more than the 4 GiB limit"):
+    _sharded(n_classes=2 * 10**8)
 
 
 def _sharded_labels(y):
@@ -399,3 +416,506 @@ def test_svd_factors_take_an_integer_width(d):
   lm = es.fit(es.TokenFeatures(IDS[:, :1], 5), IDS[:, 1], n_classes=5)
   with pytest.raises(ValueError, match="^d must be a positive integer; got"):
     _tokens.svd_factors(lm, d)
+
+
+
+# == second pass: files that remember their columns ======================================
+
+def _cli_in_process(*argv):
+  """The CLI in this process: (exit status, stdout, stderr)."""
+  from explicit_softmax import cli
+  out, err = io.StringIO(), io.StringIO()
+  with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    status = cli.main([str(a) for a in argv])
+  return status, out.getvalue(), err.getvalue()
+
+
+def _write_table(path, x, y, names, order, label="label"):
+  """A CSV of the columns ``names + [label]`` taken in ``order`` (indices into them)."""
+  columns = list(names) + [label]
+  table = np.column_stack([x.astype(object), np.asarray(y, object)])
+  with open(path, "w", newline="") as fh:
+    writer = csv.writer(fh)
+    writer.writerow([columns[j] for j in order])
+    writer.writerows([[repr(float(row[j])) if j < len(names) else row[j] for j in order]
+                      for row in table])
+
+
+@pytest.fixture(scope="module")
+def wine_model(tmp_path_factory):
+  """The CLI's model of scikit-learn's wine data (13 named columns, labels 0..2)."""
+  pytest.importorskip("sklearn")
+  from sklearn.datasets import load_wine
+  data = load_wine()
+  folder = tmp_path_factory.mktemp("wine")
+  names = list(data.feature_names)
+  _write_table(folder / "train.csv", data.data, data.target, names, range(len(names) + 1))
+  status, out, err = _cli_in_process("fit", folder / "train.csv", "--out", folder / "m.npz")
+  assert status == 0, err
+  assert "labels: column 'label' (index 13) of" in out  # the CLI says which column
+  status, reference, err = _cli_in_process("predict", folder / "m.npz", folder / "train.csv",
+                                           "--proba")
+  assert status == 0 and "not used as a feature" in err, err
+  return folder, data, names, reference
+
+
+def test_the_model_file_keeps_the_feature_and_label_names(wine_model):
+  folder, _, names, _ = wine_model
+  model = es.load(folder / "m.npz")
+  assert model.info["feature_names"] == names and model.info["label_column"] == "label"
+
+
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(order=st.permutations(range(14)))
+def test_reordered_columns_give_the_same_predictions_through_the_cli(wine_model, order):
+  """The column order of a table (label column included) does not matter: the
+  columns are selected by the names the model file stores."""
+  folder, data, names, reference = wine_model
+  path = folder / "permuted.csv"
+  _write_table(path, data.data, data.target, names, order)
+  status, out, err = _cli_in_process("predict", folder / "m.npz", path, "--proba")
+  assert status == 0, err
+  assert out == reference
+  if [j for j in order if j != 13] != list(range(13)):
+    assert "matched to the model's features by name" in err
+
+
+def test_a_missing_or_unexpected_column_is_refused_by_name(wine_model):
+  folder, data, names, _ = wine_model
+  x = data.data
+  _write_table(folder / "missing.csv", x[:, 1:], data.target, names[1:], range(13))
+  status, _, err = _cli_in_process("predict", folder / "m.npz", folder / "missing.csv")
+  assert status == 1 and f"lacks the model's feature column {names[0]!r}" in err, err
+  status, _, err = _cli_in_process("evaluate", folder / "m.npz", folder / "missing.csv")
+  assert status == 1 and f"lacks the model's feature column {names[0]!r}" in err, err
+  extra = names + ["colour"]
+  _write_table(folder / "extra.csv", np.column_stack([x, x[:, :1]]), data.target, extra,
+               range(15))
+  status, _, err = _cli_in_process("predict", folder / "m.npz", folder / "extra.csv")
+  assert status == 1 and "has the column 'colour' that the model was not fitted on" in err
+  assert "--label-column" in err  # the label column may be what it is
+
+
+def test_the_cli_says_when_it_takes_columns_by_position(wine_model, tmp_path):
+  folder, data, names, reference = wine_model
+  np.savez(tmp_path / "test.npz", X=data.data, y=data.target)
+  status, out, err = _cli_in_process("predict", folder / "m.npz", tmp_path / "test.npz",
+                                     "--proba")
+  assert status == 0 and out == reference
+  assert "has no column names: its columns are taken by position" in err
+  # A model without names (fitted from .npz) on a table with a header.
+  status, _, err = _cli_in_process("fit", tmp_path / "test.npz", "--out", tmp_path / "n.npz",
+                                   "--method", "newton")
+  assert status == 0, err
+  status, out, err = _cli_in_process("evaluate", tmp_path / "n.npz", folder / "train.csv")
+  assert status == 0 and "the model stores no feature names" in err, err
+  assert "labels           column 'label' (index 13)" in out
+
+
+def test_a_model_file_without_feature_names_still_loads(tmp_path):
+  """Files written before the names were stored (format version 1, no names) load."""
+  import zipfile
+  meta = json.dumps({"format": "explicit-softmax", "version": 1,
+                     "info": {"method": "cooccurrence"}})
+  np.savez(tmp_path / "old.npz", weights=np.ones((4, 3), np.float32),
+           bias=np.zeros(3, np.float32), meta=np.array(meta))
+  old = es.load(tmp_path / "old.npz")
+  assert "feature_names" not in old.info and old.predict(X).shape == (60,)
+  assert zipfile.is_zipfile(tmp_path / "old.npz")
+  bad = json.dumps({"format": "explicit-softmax", "version": 1,
+                    "info": {"feature_names": ["a", "a", "b", "c"]}})
+  np.savez(tmp_path / "bad.npz", weights=np.ones((4, 3), np.float32),
+           bias=np.zeros(3, np.float32), meta=np.array(bad))
+  with pytest.raises(ValueError, match=r"feature_names'\] must list one distinct string"):
+    es.load(tmp_path / "bad.npz")
+
+
+def test_a_dataframe_fit_keeps_its_names_and_predicts_by_name(tmp_path):
+  pd = pytest.importorskip("pandas")
+  frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+  for model in (es.fit(frame, Y), es.fit(frame, Y, method="cooccurrence")):
+    assert model.info["feature_names"] == ["a", "b", "c", "d"]
+    shuffled = frame[["c", "a", "d", "b"]]
+    np.testing.assert_array_equal(model.predict_proba(shuffled), model.predict_proba(frame))
+    assert model.log_loss(shuffled, Y) == model.log_loss(frame, Y)
+    with pytest.raises(ValueError, match="lacks the model's feature column 'd'"):
+      model.predict(frame[["a", "b", "c"]])
+    with pytest.raises(ValueError, match="has the column 'e' that the model was not fitted"):
+      model.predict(frame.assign(e=1.0))
+    model.save(tmp_path / "frame.npz")
+    assert es.load(tmp_path / "frame.npz").info["feature_names"] == ["a", "b", "c", "d"]
+  # Positions (a numpy array) still work: the names cannot be checked there.
+  assert es.fit(frame, Y).predict(X).shape == (60,)
+
+
+def test_the_estimator_stores_feature_names_in_its_model(tmp_path):
+  pd = pytest.importorskip("pandas")
+  pytest.importorskip("sklearn")
+  from explicit_softmax.sklearn import ExplicitSoftmaxClassifier
+  frame = pd.DataFrame(X, columns=["a", "b", "c", "d"])
+  clf = ExplicitSoftmaxClassifier(method="newton").fit(frame, Y)
+  assert clf.model_.info["feature_names"] == ["a", "b", "c", "d"]
+  clf.model_.save(tmp_path / "m.npz")
+  np.testing.assert_allclose(es.load(tmp_path / "m.npz").predict_proba(frame[["d", "c", "b", "a"]]),
+                             clf.predict_proba(frame), atol=1e-6)
+
+
+# == second pass: the last inputs that slipped through ======================================
+
+@settings(max_examples=40, deadline=None)
+@given(mask=hnp.arrays(bool, (60, 4)), which=st.sampled_from(["X", "y", "sample_weight"]))
+def test_masked_arrays_are_never_read_as_data(mask, which):
+  """Masked entries would be used as values by np.asarray: refused, naming the
+  count and the first masked entry; an array with nothing masked is plain data."""
+  rows = mask.any(axis=1)
+  given_ = {"X": np.ma.masked_array(X, mask), "y": np.ma.masked_array(Y, rows),
+            "sample_weight": np.ma.masked_array(np.ones(60), rows)}[which]
+  args = {"X": X, "y": Y, "sample_weight": None, which: given_}
+  masked = int(mask.sum() if which == "X" else rows.sum())
+  if masked:
+    with pytest.raises(ValueError, match=rf"^{which} is a masked array with {masked} masked"):
+      es.fit(method="cooccurrence", **args)
+  else:
+    np.testing.assert_array_equal(es.fit(method="cooccurrence", **args).weights, MODEL.weights)
+
+
+_WEIGHT_DTYPES = ["bool", "int8", "uint8", "int64", "uint64", "float16", "float32", "float64",
+                  "complex64", "complex128", "U3", "S3", "object", "datetime64[s]",
+                  "timedelta64[s]"]
+
+
+@settings(max_examples=40, deadline=None)
+@given(dtype=st.sampled_from(_WEIGHT_DTYPES), method=st.sampled_from(["cooccurrence", "newton"]),
+       scale=st.integers(1, 3))
+def test_weights_of_any_dtype_are_real_numbers_or_refused(dtype, method, scale):
+  """Real weights of any dtype give the float64 weights' model; complex ones (whose
+  imaginary part numpy would drop), strings, objects and dates are refused."""
+  w = np.full(60, scale).astype(dtype) if dtype != "bool" else np.ones(60, bool)
+  if np.dtype(dtype).kind in "biuf":
+    expected = es.fit(X, Y, method=method, sample_weight=w.astype(np.float64))
+    np.testing.assert_array_equal(es.fit(X, Y, method=method, sample_weight=w).weights,
+                                  expected.weights)
+  else:
+    with pytest.raises(ValueError, match=rf"^sample_weight must be numbers, real ones .* got "
+                                         rf"dtype {re.escape(str(np.dtype(dtype)))}"):
+      es.fit(X, Y, method=method, sample_weight=w)
+
+
+def test_complex_weights_are_refused_on_every_path():
+  import jax.numpy as jnp
+  w = np.ones(60) + 1j
+  for call in (lambda: es.SoftmaxStats.from_sharded(jnp.asarray(X), Y, sample_weight=w),
+               lambda: es.refine(MODEL, X, Y, sample_weight=w, steps=1),
+               lambda: es.calibrate(MODEL, X, Y, sample_weight=w),
+               lambda: COUNTS.log_loss(TOKENS, Y, sample_weight=w)):
+    with pytest.raises(ValueError, match="sample_weight must be numbers, real ones.*complex"):
+      call()
+
+
+@pytest.mark.parametrize("batch, got", [((X,), "1 items"), ((X, Y, None, 5), "4 items"),
+                                        (X, "a ndarray")])
+def test_from_batches_takes_pairs_or_triples_only(batch, got):
+  for build in (lambda b: es.SoftmaxStats.from_batches([(X, Y), b], n_classes=3),
+                lambda b: es.SparseCountModel.from_batches(
+                    [(TOKENS, Y), b if b is X else (TOKENS,) + tuple(b[1:])], n_classes=3)):
+    with pytest.raises(ValueError, match=rf"^batch 1 must be a tuple \(X, y\) or \(X, y, "
+                                         rf"sample_weight\); got {got}"):
+      build(batch)
+
+
+STATS = es.SoftmaxStats.from_data(X, Y, gram=True)
+
+
+@pytest.mark.parametrize("fields, match", [
+    ({"cooccurrence": -STATS.cooccurrence}, r"cooccurrence has negative entries .* min_feature"),
+    ({"cooccurrence": -STATS.cooccurrence, "min_feature": 0.0}, "cannot be negative"),
+    ({"class_mass": np.ones(5)}, r"class_mass must have shape \(3,\), one entry per class"),
+    ({"class_mass": -STATS.class_mass}, "class_mass must be nonnegative"),
+    ({"gram": np.ones((2, 2))}, r"gram must be the \(4, 4\) matrix"),
+    ({"cooccurrence": np.ones(4)}, r"cooccurrence must be the \(N, M\) matrix .* got shape \(4,\)"),
+    ({"total_weight": -1.0}, "total_weight must be a number >= 0"),
+    ({"n_samples": 2.5}, "n_samples must be an integer >= 0"),
+    ({"cooccurrence": STATS.cooccurrence + 1j}, "cooccurrence must hold real numbers"),
+])
+def test_hand_made_statistics_are_checked_against_their_definitions(fields, match):
+  values = {"cooccurrence": STATS.cooccurrence, "class_mass": STATS.class_mass,
+            "total_weight": STATS.total_weight, "mass_sq": STATS.mass_sq,
+            "n_samples": STATS.n_samples, "gram": STATS.gram}
+  values.update(fields)
+  with pytest.raises(ValueError, match=match):
+    es.solve(es.SoftmaxStats(**values))
+
+
+def test_negative_cooccurrences_of_negative_features_are_consistent():
+  """F = X^T diag(w) Y of real features can be negative: min_feature < 0 says so."""
+  stats = es.SoftmaxStats.from_data(X - 1, Y, gram=True)
+  assert stats.cooccurrence.min() < 0 and stats.min_feature < 0
+  assert np.isfinite(es.solve(stats, "newton").weights).all()
+  with pytest.raises(ValueError, match="Negative values in data"):
+    es.solve(stats, "cooccurrence")
+
+
+def test_the_mean_feature_mass_of_no_data_is_refused_not_nan():
+  with pytest.raises(ValueError, match=r"mean_feature_mass is undefined .* \(total weight 0, so 0/0\)"):
+    es.SoftmaxStats.empty(5, 3).mean_feature_mass
+
+
+@pytest.mark.parametrize("context", [[1.7, 2.2], np.array([1.0]), ["1"]])
+def test_a_sampling_context_must_be_integer_token_ids(context):
+  with pytest.raises(ValueError, match="context must be a 1-D sequence of integer token ids"):
+    LM.sample(context, n=3)
+  assert LM.sample(np.array([1, 2], np.uint8), n=3).shape == (3,)
+
+
+@pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+@pytest.mark.parametrize("option", ["--smoothing", "--ridge"])
+def test_cli_options_that_the_default_method_does_not_use_are_still_checked(tmp_path, option,
+                                                                            value):
+  np.savez(tmp_path / "d.npz", X=X, y=Y)
+  for method in ("auto", "cooccurrence", "newton"):
+    status, _, err = _cli_in_process("fit", tmp_path / "d.npz", "--out", tmp_path / "m.npz",
+                                     "--method", method, option, value)
+    assert status == 1 and f"{option[2:]} must be a finite number >= 0" in err, (method, err)
+  assert not (tmp_path / "m.npz").exists()
+  with pytest.raises(ValueError, match="smoothing must be a finite number >= 0"):
+    es.fit(X, Y, smoothing=float(value))
+
+
+def test_newton_on_features_whose_squares_underflow_is_refused():
+  """X * 1e-300: every square underflows float64 (the Gram matrix is 0); the Newton
+  step would be the uniform model. Weights that large are beyond float32 anyway."""
+  x = X.astype(np.float64)  # in float32, X * 1e-300 would be zeros
+  with pytest.raises(ValueError, match=r"Gram matrix .* underflows float64.*rescale X"):
+    es.fit(x * 1e-300, Y, method="newton")
+  tiny = es.fit(x * 1e-30, Y, method="newton")  # squares 1e-60: fine
+  np.testing.assert_array_equal(tiny.predict(x * 1e-30), es.fit(x, Y, method="newton").predict(x))
+
+
+def test_refine_says_why_it_stopped_before_the_first_step():
+  """A calibrated model on X * 1e30: logits near 1e30, every probability 0 or 1; the
+  preconditioned line search cannot change the loss at float64 precision."""
+  start = es.calibrate(MODEL, X, Y)
+  out = es.refine(start, X.astype(np.float64) * 1e30, Y, precondition="standardize")
+  record = out.info["refine"]
+  # The loss is near 1e29 nats; a step in the standardised variables changes it by
+  # O(1), far below its float64 resolution (1e13), on any CPU.
+  assert record["steps"] == 0 and not record["converged"]
+  assert "before the first step: the penalised loss at the start is" in record["reason"]
+  assert "logits on X reach" in record["reason"] and "744" in record["reason"]
+  assert "Rescale X" in record["reason"]
+
+
+def test_load_text_skips_a_byte_order_mark_and_names_a_directory(tmp_path):
+  (tmp_path / "bom.txt").write_bytes("\ufeffab ba".encode())
+  tokens, vocab = es.data.load_text(tmp_path / "bom.txt")
+  assert vocab == [" ", "a", "b"] and len(tokens) == 5
+  with pytest.raises(ValueError, match="is a directory, not a file"):
+    es.data.load_text(tmp_path)
+  with pytest.raises(FileNotFoundError, match="does not exist"):
+    es.data.load_text(tmp_path / "none.txt")
+  with pytest.raises(ValueError, match="encoding='nope' is not a text encoding"):
+    es.data.load_text(tmp_path / "bom.txt", encoding="nope")
+
+
+@pytest.mark.parametrize("y, kwargs, match", [
+    (np.r_[Y[:-1], 1e20], {}, r"found values in \[0, 100,000,000,000,000,000,000\], beyond 2\*\*53"),
+    (np.r_[Y[:-1], 2**62].astype(np.uint64), {}, "go up to 4,611,686,018,427,387,904 but"),
+    (np.where(np.arange(60) == 0, np.uint64(2**64 - 1), Y.astype(np.uint64)), {"n_classes": 3},
+     r"found values in \[0, 18446744073709551615\]"),
+    (np.where(np.arange(60) == 0, np.uint64(2**64 - 1), Y.astype(np.uint64)), {},
+     "go up to 18,446,744,073,709,551,615 but only 4 distinct"),
+    (np.zeros((60, 0)), {}, r"soft labels need one column per class .* got shape \(60, 0\)"),
+    (Y, {"n_classes": 2**60}, "beyond 2\\*\\*53 classes"),
+])
+def test_labels_are_reported_as_given_not_as_wrapped_integers(y, kwargs, match):
+  import jax.numpy as jnp
+  for call in (lambda: es.fit(X, y, **kwargs), lambda: es.fit(X, y, method="newton", **kwargs),
+               lambda: es.SoftmaxStats.from_sharded(jnp.asarray(X), y, **kwargs)):
+    with pytest.raises(ValueError, match=match):
+      call()
+
+
+def test_a_model_needs_a_class():
+  with pytest.raises(ValueError, match=r"a model needs at least one class; got weights of shape \(4, 0\)"):
+    es.SoftmaxModel(np.zeros((4, 0)), np.zeros(0))
+
+
+def test_a_callback_that_is_not_a_function_is_refused_before_any_step():
+  calls = []
+  with pytest.raises(ValueError, match=r"^callback must be a function \(step, model, record\)"):
+    es.refine(MODEL, X, Y, callback=3, steps=5)
+  es.refine(MODEL, X, Y, callback=lambda *a: calls.append(a[0]), steps=2)
+  assert calls == [0, 1]
+
+
+def test_minibatches_of_zero_weight_rows_are_steps_of_the_penalty_alone():
+  """Rows 0..49 have weight zero: a batch drawn only from them carries no data (its
+  loss term is 0, not 0/0) and is no reason to call the run diverged."""
+  w = np.r_[np.zeros(50), np.ones(10)]
+  out = es.refine(MODEL, X, Y, method="adam", batch_size=10, steps=30, sample_weight=w, seed=1)
+  assert len(out.history.loss) == 30 and np.isfinite(out.history.loss).all()
+  assert (out.history.loss == 0).any()  # some batch held only zero-weight rows
+  assert np.isfinite(out.weights).all()
+
+
+def test_save_names_the_users_path_never_the_temporary_file(tmp_path, monkeypatch):
+  import tempfile
+  with pytest.raises(ValueError, match=r"it is a directory; give a file name such as"):
+    MODEL.save(tmp_path)
+  if os.path.isdir("/proc"):  # no file can be created there, whoever runs the tests
+    with pytest.raises(ValueError, match=r"cannot save to '/proc/m.npz': cannot write in the "
+                                         r"folder '/proc'") as err:
+      MODEL.save("/proc/m.npz")
+    assert ".explicit-softmax-" not in str(err.value)
+
+  def denied(*args, **kwargs):
+    raise PermissionError(13, "Permission denied", str(tmp_path / ".explicit-softmax-x.tmp"))
+
+  monkeypatch.setattr(tempfile, "mkstemp", denied)
+  with pytest.raises(ValueError, match=r"cannot write in the folder .* \(Permission denied\)") as err:
+    MODEL.save(tmp_path / "m.npz")
+  assert ".explicit-softmax-" not in str(err.value)
+
+
+def test_the_cli_names_bad_files_with_their_line(tmp_path):
+  (tmp_path / "a.svm").write_text("1 1:0.5 2:0.3\n0 1:a\n")
+  (tmp_path / "b.svm").write_text("1 1:0.5\n\n0 3\n")
+  (tmp_path / "c.svm").write_text("x 1:0.5\n")
+  (tmp_path / "d.svm").write_text("1 one:0.5\n")
+  np.savez(tmp_path / "scalar.npz", X=X, y=np.array(3))
+  np.savez(tmp_path / "flat.npz", X=X[:, 0], y=Y)
+  (tmp_path / "folder.csv").mkdir()
+  cases = [
+      ("a.svm", f"{tmp_path / 'a.svm'}:2: the value 'a' of feature 1 is not a number"),
+      ("b.svm", f"{tmp_path / 'b.svm'}:3: '3' is not an index:value pair"),
+      ("c.svm", f"{tmp_path / 'c.svm'}:1: the label 'x' is not a number"),
+      ("d.svm", "the feature index 'one' (in 'one:0.5') is not a nonnegative integer"),
+      ("scalar.npz", "are a scalar (shape ()); expected one label per row"),
+      ("flat.npz", "have shape (60,); expected a 2-D (samples, features) array"),
+      ("folder.csv", "is a directory, not a file"),
+  ]
+  for name, match in cases:
+    status, _, err = _cli_in_process("fit", tmp_path / name, "--out", tmp_path / "m.npz")
+    lines = err.strip().splitlines()
+    assert status == 1 and len(lines) == 1 and match in lines[0], (name, err)
+
+
+def test_the_estimator_names_string_features():
+  pytest.importorskip("sklearn")
+  pd = pytest.importorskip("pandas")
+  from explicit_softmax.sklearn import ExplicitSoftmaxClassifier
+  with pytest.raises(ValueError, match=r"X must be a numeric array; got dtype <U1 with the "
+                                       r"value 'a' at \(0, 0\)"):
+    ExplicitSoftmaxClassifier().fit(np.array([["a", "b"]] * 6), [0, 1] * 3)
+  frame = pd.DataFrame(X, columns=list("abcd")).assign(colour="red")
+  with pytest.raises(ValueError, match="X column 'colour' holds .* not numbers; encode it"):
+    ExplicitSoftmaxClassifier().fit(frame, Y)
+  with pytest.raises(ValueError, match="X column 'colour' holds"):
+    es.fit(frame, Y)
+
+
+def test_a_flax_model_fed_the_wrong_width_is_named():
+  pytest.importorskip("flax")
+  from flax import nnx
+  from explicit_softmax.adapters import flax as adapters
+  rngs = nnx.Rngs(0)
+  model = nnx.Sequential(nnx.Linear(5, 8, rngs=rngs), nnx.Linear(8, 3, rngs=rngs))
+  with pytest.raises(ValueError, match=r"the forward pass of Sequential failed on inputs of "
+                                       r"shape \(60, 4\) before reaching its head"):
+    adapters.init_head(model, X, Y)
+
+
+def test_a_missing_extra_is_named_before_any_bench_starts(tmp_path, monkeypatch):
+  """Without matplotlib, ``bench real`` stops at once with the pip command (it ran
+  for 30 s before a traceback); every benchmark checks its extras first."""
+  from explicit_softmax import bench
+  monkeypatch.setitem(sys.modules, "matplotlib", None)
+  status, out, err = _cli_in_process("bench", "real", "--quick", "--out", tmp_path / "r")
+  assert status == 1 and not (tmp_path / "r").exists()
+  assert "bench real needs the optional extra 'bench' (matplotlib not installed): pip install " \
+         "'explicit-softmax[bench]'" in err
+  for name in bench.MODULES:
+    with pytest.raises(ValueError, match=rf"^bench {name} needs the optional extra"):
+      bench.check_extras(name)
+  monkeypatch.undo()
+  monkeypatch.setitem(sys.modules, "torch", None)
+  with pytest.raises(ValueError, match=r"bench deep needs the optional extra 'torch' .*"
+                                       r"explicit-softmax\[bench,flax,torch\]"):
+    bench.check_extras("deep")
+  bench.check_extras("fit")  # needs only the bench extra, installed here
+
+
+# -- sizes from labels and n_classes, under a 3 GB limit ---------------------------------------
+
+_LIMITED = textwrap.dedent("""
+    import resource, sys
+    limit = 3 * 2**30  # the limit at which the issue's processes were killed
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+    import numpy as np
+    import explicit_softmax as es
+    from explicit_softmax import _validation
+    assert _validation.available_memory() < limit
+    rng = np.random.default_rng(0)
+    X, Y = rng.random((60, 4)), rng.integers(0, 3, 60)
+    big = es.SoftmaxModel(np.zeros((2, 10**7), np.float32), np.zeros(10**7, np.float32))
+    ids = Y.copy()
+    ids[0] = 10**8
+    import jax.numpy as jnp
+    calls = {
+        "fit": lambda: es.fit(X[:, :2], Y, n_classes=10**7),
+        "sharded": lambda: es.SoftmaxStats.from_sharded(jnp.asarray(X), ids),
+        "sharded_n": lambda: es.SoftmaxStats.from_sharded(jnp.asarray(X), Y, n_classes=10**8),
+        "refine": lambda: es.refine(big, X[:, :2], Y),
+        "calibrate": lambda: es.calibrate(big, X[:, :2], Y, l2=1.0),
+        "predict": lambda: big.predict_proba(X[:, :2]),
+        "empty": lambda: es.SoftmaxStats.empty(4, 10**8),
+    }
+    for name, call in calls.items():
+      try:
+        call()
+        print(name, "ACCEPTED")
+      except ValueError as err:
+        print(name, "REFUSED", " ".join(str(err).split()))
+    # What fits is still done: 10**7 classes of co-occurrences (160 MB), one row's logits.
+    model = es.fit(X[:, :2], Y, n_classes=10**7, method="cooccurrence")
+    print("cooccurrence", model.n_classes, big.predict(X[:1, :2]).tolist())
+""")
+
+
+def test_sizes_from_labels_and_n_classes_are_refused_before_allocation(tmp_path):
+  """Under a 3 GB address-space limit (where the issue's calls were killed) every
+  call is refused with what was asked for and what it would need, or done."""
+  np.savez(tmp_path / "d.npz", X=X, y=Y)
+  run = subprocess.run([sys.executable, "-c", _LIMITED], capture_output=True, text=True,
+                       timeout=300)
+  assert run.returncode == 0, run.stderr
+  said = dict(line.split(" ", 1) for line in run.stdout.strip().splitlines())
+  assert said["fit"].startswith("REFUSED n_classes=10,000,000 but only 3 distinct labels occur")
+  assert said["sharded"].startswith("REFUSED the labels go up to 100,000,000 but only 4 distinct")
+  assert said["sharded_n"].startswith("REFUSED n_classes=100,000,000, of which only 3 occur")
+  assert "(4, 100,000,000) float64 (3.2 GB each)" in said["sharded_n"]
+  assert said["refine"].startswith("REFUSED refining a model of 10,000,000 classes would need")
+  assert "of memory available" in said["refine"] and "(60, 10,000,000)" in said["refine"]
+  assert said["calibrate"].startswith("REFUSED calibrating a model of 10,000,000 classes")
+  assert said["predict"].startswith("REFUSED the logits of 60 samples x 10,000,000 classes")
+  assert said["empty"].startswith("REFUSED 100,000,000 classes x 4 features would need")
+  assert said["cooccurrence"] == "10000000 [0]"
+  # The CLI: --n-classes 1000000 on three labels (it ran for minutes past 4.7 GB).
+  status, _, err = _cli_in_process("fit", tmp_path / "d.npz", "--out", tmp_path / "m.npz",
+                                   "--n-classes", "1000000")
+  assert status == 1 and "n_classes=1,000,000 but only 3 distinct labels occur" in err
+
+
+def test_the_memory_check_reads_the_address_space_limit():
+  import resource
+  from explicit_softmax import _validation
+  soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+  used = _validation._proc_status_bytes("VmSize")
+  if used is None:
+    pytest.skip("no /proc/self/status here")
+  resource.setrlimit(resource.RLIMIT_AS, (used + 2**30, hard))
+  try:
+    assert _validation.available_memory() <= 2**30
+  finally:
+    resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+  assert _validation.format_bytes(1.6e8) == "160 MB"

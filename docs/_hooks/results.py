@@ -46,6 +46,9 @@ def _generated(name: str) -> str:
   elif name == "deep":
     deep = report._load("deep.json")
     text = report.deep_section(deep) if deep else "(no committed deep-model results)"
+  elif name == "ngram":
+    ngram = report._load("ngram.json")
+    text = report.ngram_section(ngram) if ngram else "(no committed n-gram results)"
   elif name == "real":
     real = report._load("real.json")
     text = report.real_section(real) if real else "(no committed real-data results)"
@@ -62,7 +65,7 @@ def on_files(files, config):
 
 
 def on_page_markdown(markdown, page, config, files):
-  for name in ("results", "real", "deep", "dask", "modules"):
+  for name in ("results", "real", "deep", "dask", "ngram", "modules"):
     marker = f"<!-- generated:{name} -->"
     if marker in markdown:
       markdown = markdown.replace(marker, _generated(name))

@@ -20,6 +20,7 @@ import numpy as np
 from explicit_softmax import _validation
 from explicit_softmax import calibration
 from explicit_softmax import model as model_lib
+from explicit_softmax import ngram
 from explicit_softmax import solvers
 from explicit_softmax import statistics
 from explicit_softmax._typing import ArrayLike
@@ -37,8 +38,9 @@ DEFAULT_METHOD = "newton"
 # Model inputs: an array or tensor (with labels y), or an iterable of (x, y)
 # batches such as a DataLoader (with y=None).
 Inputs = Union[ArrayLike, Iterable]
-# What explicit weights come from: a fitted model, or statistics to solve.
-Source = Union[model_lib.SoftmaxModel, statistics.SoftmaxStats]
+# What explicit weights come from: a fitted model, statistics to solve, or a bigram
+# language model (its weights log p(j | i), see NgramModel.to_softmax_model).
+Source = Union[model_lib.SoftmaxModel, statistics.SoftmaxStats, ngram.NgramModel]
 
 
 def as_float_array(x) -> np.ndarray:
@@ -215,17 +217,21 @@ def as_explicit_model(source, *, method: str | None = None,
   """A :class:`SoftmaxModel` from a model (returned as is) or from statistics (solved).
 
   With ``method=None`` statistics are solved with ``"newton"`` if they hold the
-  Gram matrix, else with ``"cooccurrence"``.
+  Gram matrix, else with ``"cooccurrence"``. A bigram :class:`NgramModel` gives its
+  explicit weights ``W[i, j] = log p(j | i)`` (:meth:`NgramModel.to_softmax_model`).
   """
   if isinstance(source, model_lib.SoftmaxModel):
     return source
+  if isinstance(source, ngram.NgramModel):
+    return source.to_softmax_model()
   if isinstance(source, statistics.SoftmaxStats):
     if method is None:
       method = "newton" if source.gram is not None else "cooccurrence"
     return solvers.solve(source, method, smoothing=smoothing, ridge=ridge)
   raise ValueError(
-      f"expected a SoftmaxModel or SoftmaxStats; got {type(source).__name__}. Fit one "
-      "with explicit_softmax.fit(X, y) or SoftmaxStats.from_data(X, y).")
+      f"expected a SoftmaxModel, SoftmaxStats or bigram NgramModel; got "
+      f"{type(source).__name__}. Fit one with explicit_softmax.fit(X, y), "
+      "SoftmaxStats.from_data(X, y) or NgramModel.fit(tokens, order=2).")
 
 
 def check_head_shape(explicit: model_lib.SoftmaxModel, in_features: int,

@@ -12,6 +12,7 @@ from typing import Any, Callable, ContextManager
 
 import numpy as np
 
+from explicit_softmax import _validation
 from explicit_softmax.adapters import _fit
 
 
@@ -80,8 +81,13 @@ class Framework(abc.ABC):
     return x
 
   def call(self, fn: Callable, xb: Any, model: Any) -> Any:
-    """``fn`` (``model`` or a part of it) on a batch of inputs."""
-    return fn(self.to_input(xb, model))
+    """``fn`` (``model`` or a part of it) on a batch of inputs; the framework's own error
+    for inputs of the wrong shape (JAX's "dot_general requires contracting dimensions
+    ...") as a ValueError that names the model and the inputs' shape."""
+    try:
+      return fn(self.to_input(xb, model))
+    except (TypeError, RuntimeError) as err:
+      raise _validation.forward_error(model, xb, err) from err
 
   def to_numpy(self, value: Any) -> np.ndarray:
     """Features as a numpy array (low-precision floats as float32)."""

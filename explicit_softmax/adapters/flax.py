@@ -508,6 +508,8 @@ def linen_head_inputs(module: Any, variables: Mapping, x: Inputs, path: str | Se
       module.apply(variables, x, **apply_kwargs)
   except _framework.Captured as hit:
     return hit.value
+  except Exception as err:  # Flax's own shape errors, say
+    raise _validation.forward_error(module, x, err, f"the submodule {target}") from err
   raise ValueError(
       f"the forward pass of {type(module).__name__} never called a submodule at "
       f"{'/'.join(target)!r}; check the path (e.g. 'Dense_1').")

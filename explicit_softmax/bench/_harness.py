@@ -41,10 +41,16 @@ def use_checkout_data() -> None:
 
 
 def run(main) -> None:
-  """Runs a benchmark's ``main()``; a missing data file or a bad argument is one
-  line on stderr and exit status 1, not a traceback."""
+  """Runs a benchmark's ``main()``; a missing extra (checked first), a missing data
+  file or a bad argument is one line on stderr and exit status 1, not a traceback."""
+  from explicit_softmax import bench
   use_checkout_data()
+  spec = getattr(sys.modules.get(main.__module__), "__spec__", None)
+  module = (spec.name if spec is not None else main.__module__).rsplit(".", 1)[-1]
+  names = [name for name, mod in bench.MODULES.items() if mod == module]
   try:
+    for name in names:
+      bench.check_extras(name)
     main()
   except (FileNotFoundError, ValueError) as err:
     print(f"explicit-softmax bench: error: {err}", file=sys.stderr)

@@ -13,7 +13,7 @@ References:
 
 from __future__ import annotations
 
-import pathlib
+import codecs
 from typing import Sequence
 
 import numpy as np
@@ -42,7 +42,8 @@ def load_text(path: PathLike, level: str = "char", vocab: Sequence[str] | None =
       the vocabulary of a training corpus. If None, it is the sorted set of the
       corpus's tokens. Tokens not in a given ``vocab`` map to the id of ``"<unk>"``
       if ``vocab`` contains it, and raise a ``ValueError`` otherwise.
-    encoding: the file's text encoding.
+    encoding: the file's text encoding (for UTF-8, a leading byte-order mark is
+      skipped).
 
   Returns:
     ``(tokens, vocab)``: (T,) int32 ids and the vocabulary as a list of strings,
@@ -50,13 +51,19 @@ def load_text(path: PathLike, level: str = "char", vocab: Sequence[str] | None =
 
   Raises:
     FileNotFoundError: if ``path`` does not exist.
-    ValueError: for an unknown level, a duplicated vocabulary entry, undecodable
+    ValueError: for a path that is a directory, an unknown level, an unknown encoding, a duplicated vocabulary entry, undecodable
       bytes, a corpus without tokens, or unknown tokens without ``"<unk>"``.
   """
   _validation.check_choice("level", level, LEVELS)
-  path = pathlib.Path(path)
-  if not path.is_file():
-    raise FileNotFoundError(f"text corpus {str(path)!r} does not exist.")
+  path = _validation.check_file(path, "text corpus", missing=FileNotFoundError)
+  # A UTF-8 byte-order mark (as Windows editors write) is not a token.
+  try:
+    codec = codecs.lookup(encoding).name
+  except (LookupError, TypeError):
+    raise ValueError(f"encoding={encoding!r} is not a text encoding Python knows "
+                     "(e.g. 'utf-8', 'latin-1').") from None
+  if codec == "utf-8":
+    encoding = "utf-8-sig"
   try:
     text = path.read_text(encoding=encoding)
   except UnicodeDecodeError as err:
