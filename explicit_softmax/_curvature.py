@@ -126,11 +126,17 @@ class Whitening:
 
     A direction the data does not span has curvature ``l2`` alone; with
     ``l2 = 0`` a floor of ``1e-12`` times the mean curvature keeps (8) defined
-    there (the gradient has no component along it).
+    there (the gradient has no component along it). The last ``l2``'s is
+    kept: an optimiser asks for it at every evaluation.
     """
+    cached = self.__dict__.get("_curvature")
+    if cached is not None and cached[0] == l2:
+      return cached[1]
     c = self.spectrum / self.n_classes
     floor = 1e-12 * max(float(c.mean()), 1e-300) if len(c) else 0.0
-    return np.sqrt(c + l2 + floor)
+    root = np.sqrt(c + l2 + floor)
+    object.__setattr__(self, "_curvature", (l2, root))
+    return root
 
   def to_theta(self, v: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
     """``(W, b)`` of the (N+1, M) variables ``V`` (the inverse of (8))."""

@@ -22,11 +22,11 @@ from explicit_softmax import host_lbfgs
 from explicit_softmax import model as model_lib
 from explicit_softmax import objective
 
-# Problems with at most this many parameters (N+1) M, and rows times N+1 (a dense
-# copy of X1), end with exact Newton steps (newton_polish): the optimum to
-# float64 precision, at the cost of a few (N+1) M Hessians.
+# Problems with at most this many parameters (N+1) M, whose Hessian costs at most
+# POLISH_MAX_WORK multiply-adds (T (N+1)^2 M^2), end with exact Newton steps
+# (newton_polish): the optimum to float64 precision, for a few milliseconds.
 POLISH_MAX_PARAMETERS = 256
-POLISH_MAX_ENTRIES = 2**22
+POLISH_MAX_WORK = 2**24
 
 
 class WhitenedProblem:
@@ -133,8 +133,8 @@ def _polishable(problem: WhitenedProblem) -> bool:
   if problem.targets is None:
     return False  # partitioned: no rows in one place
   t, n = problem.design.shape
-  return ((n + 1) * problem.whitening.n_classes <= POLISH_MAX_PARAMETERS
-          and t * (n + 1) <= POLISH_MAX_ENTRIES)
+  parameters = (n + 1) * problem.whitening.n_classes
+  return parameters <= POLISH_MAX_PARAMETERS and t * parameters**2 <= POLISH_MAX_WORK
 
 
 def softmax_curvature(design, w: np.ndarray, weights: np.ndarray,

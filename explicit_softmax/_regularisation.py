@@ -41,7 +41,7 @@ STEP = 0.5
 LOG10_ALPHA_RANGE = (-4.0, 6.0)
 # The relative gradient norm (5) of the search's fits: (9) needs ``L``, ``U*``
 # and ``A`` to a few digits, not the optimum to the final tol.
-SEARCH_TOL = 1e-4
+SEARCH_TOL = 1e-3
 
 
 def log_evidence(problem: _optimum.WhitenedProblem, v: np.ndarray, total_weight: float,

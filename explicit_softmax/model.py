@@ -89,8 +89,8 @@ def objective(design, targets: _targets.Targets, w: np.ndarray, weights: np.ndar
   """The mean cross-entropy (1) and its gradient (2) in float64, on the host.
 
   No compilation: the products with ``X`` are the design's (BLAS, scipy.sparse,
-  gathers) and the softmax is scipy's, one chunk of rows at a time, so that
-  the (rows, M) probability block stays near 32 MiB whatever ``M``.
+  gathers), one chunk of rows at a time, so that the (rows, M) probability
+  block stays near 32 MiB whatever ``M``.
 
   Args:
     design: the validated design matrix (see ``_design.as_design``).
@@ -114,17 +114,26 @@ def objective(design, targets: _targets.Targets, w: np.ndarray, weights: np.ndar
   g_b = np.zeros(m) if need_grad else None
   for start in range(0, t, rows):
     sl = slice(start, min(start + rows, t))
-    part, part_t, part_w = design.take(sl), targets.take(sl), w[sl]
-    log_p = scipy.special.log_softmax(part.logits(weights, np.float64) + bias, axis=1)
+    # One block is the whole design when it is small: no copies of its rows.
+    part, part_t = (design, targets) if rows >= t else (design.take(sl), targets.take(sl))
+    part_w = w[sl]
+    # log p = z - logsumexp(z), in place on the logits block (a few passes over
+    # (rows, M) instead of scipy.special.log_softmax's general-purpose ones).
+    z = part.logits(weights, np.float64)
+    z += bias
+    z -= z.max(axis=1, keepdims=True)
+    log_norm = np.log(np.exp(z).sum(axis=1))
     if part_t.labels is not None:
-      picked = log_p[np.arange(len(log_p)), part_t.labels]
+      index = np.arange(len(z))
+      picked = z[index, part_t.labels] - log_norm
     else:
-      picked = (part_t.probs * log_p).sum(axis=1)
+      picked = np.einsum("ij,ij->i", part_t.probs, z) - log_norm
     loss -= float(part_w @ picked)
     if need_grad:
-      resid = np.exp(log_p)                       # P
+      z -= log_norm[:, None]
+      resid = np.exp(z, out=z)                    # P
       if part_t.labels is not None:
-        resid[np.arange(len(resid)), part_t.labels] -= 1.0
+        resid[index, part_t.labels] -= 1.0
       else:
         resid -= part_t.probs
       resid *= part_w[:, None]                    # diag(w) (P - Y)
