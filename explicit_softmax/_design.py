@@ -465,6 +465,14 @@ class HostDesign:
     return mean + self.offset, sq + 2 * self.offset * mean + self.offset**2
 
 
+def logits_by_class(design, weights: np.ndarray) -> np.ndarray:
+  """``(X W)^T``, (M, T) C-contiguous float64: the logits laid out by class."""
+  if isinstance(design, HostDesign) and not sp.issparse(design.x):
+    # One product, (W^T X^T), straight into the class-major layout.
+    return np.asarray(np.asarray(weights, design.x.dtype).T @ design.x.T, np.float64)
+  return np.ascontiguousarray(design.logits(weights, np.float64).T)
+
+
 def statistics_copies(design) -> int:
   """(N, M) float64 arrays a statistics pass holds at its peak (an estimate): one per
   thread of a dense pass plus their sum and the result; for sparse and token

@@ -117,28 +117,31 @@ def objective(design, targets: _targets.Targets, w: np.ndarray, weights: np.ndar
     # One block is the whole design when it is small: no copies of its rows.
     part, part_t = (design, targets) if rows >= t else (design.take(sl), targets.take(sl))
     part_w = w[sl]
-    # log p = z - logsumexp(z), in place on the logits block (a few passes over
-    # (rows, M) instead of scipy.special.log_softmax's general-purpose ones).
-    z = part.logits(weights, np.float64)
-    z += bias
-    z -= z.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(z).sum(axis=1))
+    # Logits by class, (M, rows): every reduction over the classes below is
+    # then one pass along whole rows (numpy's per-row reductions of a tall,
+    # narrow (rows, M) block cost more than the products when M is small).
+    # log p = z - logsumexp(z), in place.
+    z = _design.logits_by_class(part, weights)
+    z += bias[:, None]
+    z -= z.max(axis=0)
+    p = np.exp(z)
+    norm = p.sum(axis=0)
+    log_norm = np.log(norm)
     if part_t.labels is not None:
-      index = np.arange(len(z))
-      picked = z[index, part_t.labels] - log_norm
+      index = np.arange(z.shape[1])
+      picked = z[part_t.labels, index] - log_norm
     else:
-      picked = np.einsum("ij,ij->i", part_t.probs, z) - log_norm
+      picked = np.einsum("ji,ij->i", part_t.probs, z) - log_norm
     loss -= float(part_w @ picked)
     if need_grad:
-      z -= log_norm[:, None]
-      resid = np.exp(z, out=z)                    # P
+      p /= norm                                    # P, by class
       if part_t.labels is not None:
-        resid[index, part_t.labels] -= 1.0
+        p[part_t.labels, index] -= 1.0
       else:
-        resid -= part_t.probs
-      resid *= part_w[:, None]                    # diag(w) (P - Y)
-      g_w += part.rmatmul(resid)
-      g_b += resid.sum(axis=0)
+        p -= part_t.probs.T
+      p *= part_w                                  # (P - Y)^T diag(w)
+      g_w += part.rmatmul(p.T)
+      g_b += p.sum(axis=1)
   total = float(w.sum())
   if need_grad:
     return loss / total, g_w / total, g_b / total
