@@ -50,7 +50,7 @@ RANGE_FLOOR = 1 / 6
 MAX_EIGEN_FEATURES = 1024
 # Rows of the covariance estimate of the eigenbasis: it only shapes the path of
 # the optimiser (and the evidence's spectrum), not the optimum.
-COVARIANCE_ROWS = 20_000
+COVARIANCE_ROWS = 8192
 
 
 @dataclasses.dataclass(frozen=True)

@@ -107,8 +107,7 @@ def _transposed_rows(g: sp.csr_matrix, rows: slice) -> sp.csc_array:
 
 def _n_workers(n_chunks: int) -> int:
   """Threads for a chunked pass: one per core, at most one per chunk."""
-  cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-  return max(1, min(cores or 1, n_chunks, MAX_WORKERS))
+  return max(1, min(cores(), n_chunks, MAX_WORKERS))
 
 
 def _summary(total, total_sq, weight, low, high, origin):
@@ -411,21 +410,27 @@ class HostDesign:
   ``X W`` free of the cancellation between large feature means and the bias,
   which float32 products would otherwise pay for. The model's bias is then
   ``c = b + offset^T W`` (see :func:`explicit_softmax.fitting`). Sparse ``X`` is
-  CSR in float64 and never centred (``offset`` is zero). Products with float32
-  ``x`` accumulate over row blocks in float64, so that a sum over many rows
-  does not depend on one long float32 accumulation.
+  CSR in float64 and never centred (``offset`` is zero).
+
+  Dense products run over fixed blocks of ``BLOCK_ROWS`` rows, summed in
+  float64 in block order: a sum over many rows never rests on one long float32
+  accumulation, and the result does not depend on how many ``workers`` (threads,
+  each with single-threaded BLAS) computed the blocks.
 
   Attributes:
     x: (T, N) float32 or float64 array, or a float64 CSR matrix.
     offset: (N,) float64 column offsets subtracted from ``X``.
+    workers: threads for the blocks of large products (1: the caller's thread).
   """
 
-  # Rows per float32 block of ``X^T G``.
   BLOCK_ROWS = 16384
+  # Products with fewer multiply-adds per class than this stay in one thread.
+  PARALLEL_MIN_ENTRIES = 2**20
 
-  def __init__(self, x, offset: np.ndarray):
+  def __init__(self, x, offset: np.ndarray, workers: int = 1):
     self.x = x
     self.offset = offset
+    self.workers = workers
 
   result_dtype = np.float64
 
@@ -437,24 +442,65 @@ class HostDesign:
   def dtype(self):
     return self.x.dtype
 
+  def _blocks(self) -> list[slice]:
+    t = self.x.shape[0]
+    return [slice(i, min(i + self.BLOCK_ROWS, t)) for i in range(0, t, self.BLOCK_ROWS)]
+
+  def _map(self, fn, blocks: list[slice]) -> list:
+    """``fn`` over ``blocks``, in order; on ``workers`` threads when it pays."""
+    if self.workers > 1 and len(blocks) > 1 and self.x.size >= self.PARALLEL_MIN_ENTRIES:
+      return list(_pool(self.workers).map(fn, blocks))
+    return [fn(rows) for rows in blocks]
+
   def logits(self, w, dtype=np.float64):
     out = self.x @ np.asarray(w, self.x.dtype)
     return np.asarray(out, dtype)
 
+  def logits_by_class(self, weights: np.ndarray) -> np.ndarray:
+    """``(X W)^T`` (M, T) C-contiguous float64 (see :func:`logits_by_class`)."""
+    if sp.issparse(self.x):
+      return np.ascontiguousarray(self.logits(weights).T)
+    w_t = np.asarray(weights, self.x.dtype).T
+    out = np.empty((w_t.shape[0], self.x.shape[0]), np.float64)
+
+    def block(rows):
+      out[:, rows] = w_t @ self.x[rows].T  # (W^T X^T): straight into the class-major layout
+
+    self._map(block, self._blocks())
+    return out
+
   def rmatmul(self, g):
     g = g.toarray() if sp.issparse(g) else np.asarray(g)
-    if self.x.dtype == np.float64 or sp.issparse(self.x):
+    if sp.issparse(self.x):
       out = self.x.T @ np.asarray(g, np.float64)
       return out.toarray() if sp.issparse(out) else np.asarray(out)
     g = np.asarray(g, self.x.dtype)
+    parts = self._map(lambda rows: self.x[rows].T @ g[rows], self._blocks())
     out = np.zeros((self.x.shape[1], g.shape[1]), np.float64)
-    for start in range(0, self.x.shape[0], self.BLOCK_ROWS):
-      rows = slice(start, start + self.BLOCK_ROWS)
-      out += self.x[rows].T @ g[rows]
+    for part in parts:  # block order: the same sum for any number of workers
+      out += part
+    return out
+
+  def weighted_gram(self, w: np.ndarray, shift: np.ndarray) -> np.ndarray:
+    """``sum_t w_t (x_t - shift)(x_t - shift)^T`` (N, N) float64, in blocks."""
+    if sp.issparse(self.x):  # X^T diag(w) X - ..., without densifying X
+      second = np.asarray((self.x.T @ self.x.multiply(w[:, None]).tocsr()).toarray())
+      first = np.asarray(self.x.T @ w).ravel()
+      return (second - np.outer(first, shift) - np.outer(shift, first)
+              + w.sum() * np.outer(shift, shift))
+    shift = shift.astype(self.x.dtype)
+
+    def block(rows):
+      d = self.x[rows] - shift
+      return (d * w[rows, None].astype(self.x.dtype)).T @ d
+
+    out = np.zeros((self.x.shape[1], self.x.shape[1]), np.float64)
+    for part in self._map(block, self._blocks()):
+      out += part
     return out
 
   def take(self, rows) -> "HostDesign":
-    return HostDesign(self.x[rows], self.offset)
+    return HostDesign(self.x[rows], self.offset, self.workers)
 
   def column_moments(self) -> tuple[np.ndarray, np.ndarray]:
     """Column means of ``X`` and of ``X**2`` (float64; ``X = x + offset``)."""
@@ -465,11 +511,21 @@ class HostDesign:
     return mean + self.offset, sq + 2 * self.offset * mean + self.offset**2
 
 
+@functools.cache
+def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
+  """A process-wide pool of ``workers`` threads for :class:`HostDesign`'s blocks."""
+  return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="explicit-softmax")
+
+
+def cores() -> int:
+  """The cores this process may run on."""
+  return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def logits_by_class(design, weights: np.ndarray) -> np.ndarray:
   """``(X W)^T``, (M, T) C-contiguous float64: the logits laid out by class."""
-  if isinstance(design, HostDesign) and not sp.issparse(design.x):
-    # One product, (W^T X^T), straight into the class-major layout.
-    return np.asarray(np.asarray(weights, design.x.dtype).T @ design.x.T, np.float64)
+  if isinstance(design, HostDesign):
+    return design.logits_by_class(weights)
   return np.ascontiguousarray(design.logits(weights, np.float64).T)
 
 
@@ -482,7 +538,8 @@ def statistics_copies(design) -> int:
   return 3
 
 
-def as_host(design, dtype=np.float64, offset: np.ndarray | None = None) -> HostDesign:
+def as_host(design, dtype=np.float64, offset: np.ndarray | None = None, *,
+            workers: int = 1) -> HostDesign:
   """``design`` held once as a :class:`HostDesign` (dense: centred by ``offset``).
 
   Args:
@@ -490,6 +547,7 @@ def as_host(design, dtype=np.float64, offset: np.ndarray | None = None) -> HostD
     dtype: float64 or float32, the precision of dense products.
     offset: (N,) column offsets to subtract from dense ``X`` (None: zero).
       Ignored for sparse and token inputs, which stay uncentred.
+    workers: threads for the blocks of large dense products.
   """
   if isinstance(design, HostDesign):
     return design
@@ -500,8 +558,8 @@ def as_host(design, dtype=np.float64, offset: np.ndarray | None = None) -> HostD
     shift = offset.astype(dtype)
     for rows, chunk in design.chunks():  # checks finiteness once, chunk by chunk
       np.subtract(chunk, shift, out=x[rows], casting="unsafe")
-    return HostDesign(x, offset)
-  return HostDesign(design.x.astype(np.float64).tocsr(), np.zeros(n))
+    return HostDesign(x, offset, workers)
+  return HostDesign(design.x.astype(np.float64).tocsr(), np.zeros(n), workers)
 
 
 def as_design(x, *, n_features: int | None = None, layout=None):

@@ -18,6 +18,7 @@ import numpy as np
 import scipy.special
 
 from explicit_softmax import _curvature
+from explicit_softmax import _design
 from explicit_softmax import host_lbfgs
 from explicit_softmax import model as model_lib
 from explicit_softmax import objective
@@ -27,6 +28,9 @@ from explicit_softmax import objective
 # (newton_polish): the optimum to float64 precision, for a few milliseconds.
 POLISH_MAX_PARAMETERS = 256
 POLISH_MAX_WORK = 2**24
+# The relative gradient norm at which the polish stops: float64 rounding of the
+# sums over rows is about this large.
+ROUNDING_FLOOR = 1e-13
 
 
 class WhitenedProblem:
@@ -147,12 +151,13 @@ def softmax_curvature(design, w: np.ndarray, weights: np.ndarray,
   """
   m = weights.shape[1]
   out = np.zeros((m, m))
-  rows = max(256, 2**22 // m)
+  rows = model_lib.eval_rows(m)
   for start in range(0, design.shape[0], rows):
     part = slice(start, start + rows)
-    p = scipy.special.softmax(design.take(part).logits(weights, np.float64) + bias, axis=1)
-    pw = p * w[part, None]
-    out += np.diag(pw.sum(axis=0)) - pw.T @ p
+    block = design if rows >= design.shape[0] else design.take(part)
+    p = scipy.special.softmax(_design.logits_by_class(block, weights) + bias[:, None], axis=0)
+    pw = p * w[part]
+    out += np.diag(pw.sum(axis=1)) - pw @ p.T
   return out
 
 
@@ -195,6 +200,7 @@ def newton_polish(problem: WhitenedProblem, v: np.ndarray, *,
 
   theta = problem.theta(v)
   value, grad = value_and_grad(theta)
+  floor_reference = float(np.linalg.norm(value_and_grad(np.zeros_like(theta))[1]))
   taken = 0
   for _ in range(steps):
     hess = objective.hessian(theta, x1, problem.w, per_feature)
@@ -217,9 +223,8 @@ def newton_polish(problem: WhitenedProblem, v: np.ndarray, *,
       break
     if not new_value <= value:
       break
-    # Newton near the optimum shrinks the gradient quadratically; once a step
-    # shrinks it by less than 4x, what is left is float64 rounding.
-    done = not np.linalg.norm(new_grad) < 0.25 * np.linalg.norm(grad)
+    # Below this relative gradient norm what is left is float64 rounding.
+    done = np.linalg.norm(new_grad) <= ROUNDING_FLOOR * floor_reference
     theta, value, grad, taken = candidate, new_value, new_grad, taken + 1
     if done:
       break

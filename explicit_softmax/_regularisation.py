@@ -17,10 +17,11 @@ features, whose eigenvalues the whitening (8) already has, so (9) costs one
 pass over the rows beyond the fit. The curvature ``A`` changes with ``alpha``
 (weaker penalties give more confident predictions), so (9) is maximised as a
 function, not through MacKay's fixed point ``alpha ||U*||^2 = gamma``, which
-ignores that change. :func:`evidence_l2` walks ``log10 alpha`` in half-decade
-steps from ``alpha = 1`` in the direction in which (9) rises, each fit
-warm-started from the last, until it falls, and takes the vertex of the
-parabola through the best point and its neighbours.
+ignores that change; it serves as the first guess. :func:`evidence_l2` fits at
+``alpha = 1``, jumps to the half-decade grid point nearest that fixed point,
+then walks ``log10 alpha`` in half-decade steps in the direction in which (9)
+rises, each fit warm-started from the last, until it falls, and takes the
+vertex of the parabola through the best point and its neighbours.
 
 References:
   D. J. C. MacKay, "The evidence framework applied to classification
@@ -39,22 +40,30 @@ from explicit_softmax import _optimum
 # Steps of the walk in log10(alpha), and its limits (alpha = 1 / C).
 STEP = 0.5
 LOG10_ALPHA_RANGE = (-4.0, 6.0)
+# The largest first jump, in log alpha (three decades).
+MAX_JUMP = 3 * np.log(10)
 # The relative gradient norm (5) of the search's fits: (9) needs ``L``, ``U*``
 # and ``A`` to a few digits, not the optimum to the final tol.
 SEARCH_TOL = 1e-3
 
 
 def log_evidence(problem: _optimum.WhitenedProblem, v: np.ndarray, total_weight: float,
-                 loss: float) -> float:
-  """(9) at the optimum ``V = v`` of ``problem`` (up to a constant), ``loss`` its ``L``."""
+                 loss: float) -> tuple[float, float]:
+  """(9) at the optimum ``V = v`` of ``problem`` (up to a constant), ``loss`` its ``L``,
+  and MacKay's ``log(gamma / (alpha ||U||^2))``, ``gamma = sum_k h_k / (h_k + alpha)``:
+  the sign of (9)'s slope in ``alpha`` at fixed curvature, and about how far (in
+  ``log alpha``) its maximum is."""
   whitening, l2 = problem.whitening, problem.l2
   weights, bias = whitening.to_theta(v, l2)
   a = np.linalg.eigvalsh(_optimum.softmax_curvature(problem.design, problem.w, weights, bias))
   h = total_weight * np.outer(np.clip(a, 0.0, None), whitening.spectrum)
   alpha = l2 * total_weight
   u2 = float(((weights * whitening.units.scale[:, None]) ** 2).sum())
-  return float(-total_weight * loss - 0.5 * alpha * u2 + 0.5 * h.size * np.log(alpha)
-               - 0.5 * np.log(h + alpha).sum())
+  value = float(-total_weight * loss - 0.5 * alpha * u2 + 0.5 * h.size * np.log(alpha)
+                - 0.5 * np.log(h + alpha).sum())
+  gamma = float((h / (h + alpha)).sum())
+  gap = float(np.log(gamma / (alpha * u2))) if gamma > 0 and u2 > 0 else np.inf
+  return value, gap
 
 
 def evidence_l2(design, targets, w: np.ndarray, whitening: _curvature.Whitening,
@@ -92,12 +101,23 @@ def evidence_l2(design, targets, w: np.ndarray, whitening: _curvature.Whitening,
       steps += solution.steps
       weights, bias = whitening.to_theta(solution.v, l2)
       loss = problem.loss_and_grad(weights, bias, need_grad=False)[0]
-      fits[la] = (log_evidence(problem, solution.v, total_weight, loss), solution.v)
+      value, gaps[la] = log_evidence(problem, solution.v, total_weight, loss)
+      fits[la] = (value, solution.v)
       last_v, last_l2 = solution.v, l2
     return fits[la][0]
 
-  la = float(np.clip(np.round(np.log10(l2_start * total_weight) / STEP) * STEP, lo, hi))
-  here = evaluate(la)
+  def on_grid(la: float) -> float:
+    return float(np.clip(np.round(la / STEP) * STEP, lo, hi))
+
+  gaps: dict[float, float] = {}
+  la = on_grid(np.log10(l2_start * total_weight))
+  evaluate(la)
+  # MacKay's fixed point alpha <- gamma / ||U||^2 says about where the maximum
+  # is (it ignores how the curvature changes with alpha): jump there first.
+  jump = on_grid(la + float(np.clip(gaps[la], -MAX_JUMP, MAX_JUMP)) / np.log(10))
+  if jump != la and evaluate(jump) > fits[la][0]:
+    la = jump
+  here = fits[la][0]
   # The direction in which (9) rises: try the weaker penalty first (its fit,
   # warm-started from a stronger one, is the cheaper to reach), then the other.
   direction = -1.0

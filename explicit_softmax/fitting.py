@@ -52,7 +52,7 @@ DEFAULT_TOL = 1e-4
 MAX_STEPS = 1000
 # Above this many rows, l2 is chosen on a stratified subset of this size; the
 # evidence's alpha = 1 / C is a prior precision, the same for any number of rows.
-SEARCH_MAX_ROWS = 10_000
+SEARCH_MAX_ROWS = 4096
 # Dense products run in float32 (sums in float64) above this much work per
 # evaluation (entries of X times classes) when tol allows it; below it float64
 # costs little.
@@ -117,7 +117,8 @@ class _Placed:
   weights stay with the partitions.
   """
 
-  def __init__(self, design, targets, w_raw, n_classes: int, *, tol: float):
+  def __init__(self, design, targets, w_raw, n_classes: int, *, tol: float,
+               workers: int = 1):
     self.targets, self.n_classes = targets, n_classes
     self.partitioned = isinstance(design, _partitioned.PartitionedDesign)
     self.t, self.n = design.shape
@@ -134,7 +135,7 @@ class _Placed:
       work = refinement.work_of(design, n_classes)
       dtype = (np.float32 if dense and work >= FLOAT32_MIN_WORK and tol >= FLOAT32_MIN_TOL
                else np.float64)
-      self.design = _design.as_host(design, dtype, offset=mean)
+      self.design = _design.as_host(design, dtype, offset=mean, workers=workers)
       self.w = w_raw / self.total_weight
       offset = self.design.offset
       covariance = None
@@ -180,18 +181,11 @@ def _covariance(design: _design.HostDesign, w: np.ndarray, shift: np.ndarray) ->
   storage of the same ``X`` give the same matrix.
   """
   t = design.shape[0]
-  rows: slice | np.ndarray = slice(None)
   if t > _curvature.COVARIANCE_ROWS:
     rows = np.sort(np.random.default_rng(0).choice(t, _curvature.COVARIANCE_ROWS,
                                                    replace=False))
-  x, wr = design.x[rows], w[rows]
-  wr = wr / wr.sum()
-  if hasattr(x, "toarray"):  # sparse: X^T diag(w) X - m m^T, without densifying X
-    second = np.asarray((x.T @ x.multiply(wr[:, None]).tocsr()).toarray())
-    first = np.asarray(x.T @ wr).ravel()
-    return second - np.outer(first, shift) - np.outer(shift, first) + np.outer(shift, shift)
-  x = np.asarray(x, np.float64) - shift
-  return (x * wr[:, None]).T @ x
+    design, w = design.take(rows), w[rows]
+  return design.weighted_gram(w / w.sum(), shift)
 
 
 @model_lib.keeps_feature_names
@@ -249,10 +243,10 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
   _validation.check_dense_size(design.shape[1], m)
   refinement.check_memory(design, m, lambda: _validation.describe_classes(
       n_classes, m, None if targets is None else targets.labels))
-  with refinement.blas_threads_for(refinement.work_of(design, m)), \
+  with refinement.single_threaded_blas() as workers, \
       _progress.progress(desc="es.fit", unit="step", delay=PROGRESS_DELAY_SECONDS,
                          disable=not verbose) as bar:
-    placed = _Placed(design, targets, w_raw, m, tol=tol)
+    placed = _Placed(design, targets, w_raw, m, tol=tol, workers=workers)
     start_model = _explicit_start(start, X, y, sample_weight, m)
     placed.seconds = {"statistics": time.perf_counter() - entry}
     model = _fit(placed, start_model, l2=l2, tol=tol, cv=cv, seed=seed, bar=bar, entry=entry)

@@ -75,6 +75,24 @@ def blas_threads_for(work: int):
   return controller.limit(limits=1, user_api="blas")
 
 
+@contextlib.contextmanager
+def single_threaded_blas():
+  """A context in which BLAS runs one thread; yields the threads its caller may run
+  itself (the cores; 1 where BLAS cannot be limited, without threadpoolctl).
+
+  An iterative fit's products are many and small: BLAS's own threads, which
+  spin while they wait, cost more than they save there, and more still when
+  other processes share the cores. The fit splits its large products over
+  row blocks in threads of its own instead (``_design.HostDesign``).
+  """
+  controller = _blas_controller()
+  if controller is None:
+    yield 1
+    return
+  with controller.limit(limits=1, user_api="blas"):
+    yield _design.cores()
+
+
 def work_of(design, n_classes: int) -> int:
   """Multiply-adds of one product ``X W``: stored entries of ``X`` times classes."""
   t, n = design.shape
