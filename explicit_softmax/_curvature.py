@@ -158,6 +158,13 @@ class Whitening:
     r = v[:-1] / self.curvature(l2)[:, None]
     return r if self.basis is None else self.basis @ r
 
+  def restrict(self, columns: np.ndarray) -> "Whitening":
+    """The diagonal whitening of ``columns`` only (a subproblem on fewer features)."""
+    if self.basis is not None:
+      raise ValueError("only a diagonal whitening restricts to columns")
+    units = Units(self.units.mean[columns], self.units.scale[columns])
+    return Whitening(units, None, self.spectrum[columns], self.n_classes)
+
   def penalty(self, v: np.ndarray, l2: float) -> tuple[float, np.ndarray]:
     """``(l2 / 2) ||S W||^2`` and its gradient in ``V`` (N+1, M)."""
     d2 = self.curvature(l2) ** 2

@@ -110,11 +110,12 @@ def _n_workers(n_chunks: int) -> int:
   return max(1, min(cores(), n_chunks, MAX_WORKERS))
 
 
-def _summary(total, total_sq, weight, low, high, origin):
-  """``(mean, variance, min, max)`` from weighted sums of ``X - origin``."""
+def _summary(total, total_sq, weight, low, high, origin, density):
+  """``(mean, variance, min, max, density)`` from weighted sums of ``X - origin``;
+  ``density`` is the fraction of nonzero entries."""
   mean = total / weight
   variance = np.maximum(total_sq / weight - mean**2, 0.0)
-  return mean + origin, variance, low, high
+  return mean + origin, variance, low, high, density
 
 
 class DenseDesign:
@@ -244,11 +245,12 @@ class DenseDesign:
       total_sq += np.einsum("ij,ij->j", chunk, chunk)
     return total / self.x.shape[0], total_sq / self.x.shape[0]
 
-  def column_summary(self, w: np.ndarray) -> tuple[np.ndarray, ...]:
-    """Weighted column means and variances, minima and maxima (float64, one pass).
+  def column_summary(self, w: np.ndarray) -> tuple:
+    """Weighted column means and variances, minima and maxima (float64), and the
+    fraction of nonzero entries, in one pass.
 
     ``w`` (T,) are nonnegative weights; rows of zero weight count in none of
-    the four. Sums are taken about the first such row, so that a column of
+    the five. Sums are taken about the first such row, so that a column of
     large mean and small spread keeps its variance in float64.
     """
     n = self.x.shape[1]
@@ -256,15 +258,19 @@ class DenseDesign:
     origin = np.asarray(self.x[int(np.argmax(keep))], np.float64)
     total, total_sq = np.zeros(n), np.zeros(n)
     low, high = np.full(n, np.inf), np.full(n, -np.inf)
+    nonzero = 0
     for rows, chunk in self.chunks():
       chunk_w, chunk_keep = w[rows], keep[rows]
       if not chunk_keep.any():
         continue
-      d = chunk[chunk_keep].astype(np.float64) - origin
+      kept = chunk[chunk_keep]
+      nonzero += int(np.count_nonzero(kept))
+      d = kept.astype(np.float64) - origin
       total += chunk_w[chunk_keep] @ d
       total_sq += chunk_w[chunk_keep] @ (d * d)
       low, high = np.minimum(low, d.min(axis=0)), np.maximum(high, d.max(axis=0))
-    return _summary(total, total_sq, float(w.sum()), low + origin, high + origin, origin)
+    return _summary(total, total_sq, float(w.sum()), low + origin, high + origin, origin,
+                    nonzero / max(int(keep.sum()) * n, 1))
 
   def take(self, rows) -> "DenseDesign":
     return DenseDesign(self.x[rows])
@@ -326,7 +332,7 @@ class SparseDesign:
     return (np.asarray(x64.mean(axis=0)).ravel(),
             np.asarray(x64.multiply(x64).mean(axis=0)).ravel())
 
-  def column_summary(self, w: np.ndarray) -> tuple[np.ndarray, ...]:
+  def column_summary(self, w: np.ndarray) -> tuple:
     """As :meth:`DenseDesign.column_summary` (implicit zeros are values)."""
     keep = np.flatnonzero(w > 0)
     x64 = self.x[keep].astype(np.float64)
@@ -335,7 +341,9 @@ class SparseDesign:
     total_sq = np.asarray(x64.multiply(x64).T @ wk).ravel()
     low = x64.min(axis=0).toarray().ravel()
     high = x64.max(axis=0).toarray().ravel()
-    return _summary(total, total_sq, float(wk.sum()), low, high, np.zeros(x64.shape[1]))
+    density = np.count_nonzero(x64.data) / max(x64.shape[0] * x64.shape[1], 1)
+    return _summary(total, total_sq, float(wk.sum()), low, high, np.zeros(x64.shape[1]),
+                    density)
 
   def min_value(self) -> float:
     # Implicit zeros count when some entry of X is not stored.
@@ -539,27 +547,29 @@ def statistics_copies(design) -> int:
 
 
 def as_host(design, dtype=np.float64, offset: np.ndarray | None = None, *,
-            workers: int = 1) -> HostDesign:
-  """``design`` held once as a :class:`HostDesign` (dense: centred by ``offset``).
+            columns: np.ndarray | None = None, workers: int = 1) -> HostDesign:
+  """``design``'s ``columns`` held once as a :class:`HostDesign` (dense: centred by ``offset``).
 
   Args:
     design: a validated in-memory design.
     dtype: float64 or float32, the precision of dense products.
     offset: (N,) column offsets to subtract from dense ``X`` (None: zero).
       Ignored for sparse and token inputs, which stay uncentred.
+    columns: the columns to keep (None: all).
     workers: threads for the blocks of large dense products.
   """
   if isinstance(design, HostDesign):
     return design
-  n = design.shape[1]
+  keep = slice(None) if columns is None else columns
+  n = design.shape[1] if columns is None else len(columns)
   if isinstance(design, DenseDesign):
-    offset = np.zeros(n) if offset is None else np.asarray(offset, np.float64)
-    x = np.empty(design.x.shape, dtype)
+    offset = np.zeros(n) if offset is None else np.asarray(offset, np.float64)[keep]
+    x = np.empty((design.shape[0], n), dtype)
     shift = offset.astype(dtype)
     for rows, chunk in design.chunks():  # checks finiteness once, chunk by chunk
-      np.subtract(chunk, shift, out=x[rows], casting="unsafe")
+      np.subtract(chunk[:, keep], shift, out=x[rows], casting="unsafe")
     return HostDesign(x, offset, workers)
-  return HostDesign(design.x.astype(np.float64).tocsr(), np.zeros(n), workers)
+  return HostDesign(design.x.tocsr()[:, keep].astype(np.float64).tocsr(), np.zeros(n), workers)
 
 
 def as_design(x, *, n_features: int | None = None, layout=None):

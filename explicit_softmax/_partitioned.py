@@ -58,20 +58,24 @@ def _partition_moments(part: _partition.Partition, n_classes: int, second: bool)
 
 
 def _partition_summary(part: _partition.Partition, n_classes: int):
-  """``(sum w x, sum w x^2, min x, max x, sum w)`` of one partition (rows of positive weight)."""
+  """``(sum w x, sum w x^2, min x, max x, sum w, nonzero entries, entries)`` of one
+  partition (rows of positive weight)."""
   design, _, w = _partition.checked(part, n_classes)
   n = design.shape[1]
   total = float(w.sum())
   if total == 0:
     if isinstance(design, _design.DenseDesign):
       design.check_finite()
-    return np.zeros(n), np.zeros(n), np.full(n, np.inf), np.full(n, -np.inf), 0.0
-  mean, variance, low, high = design.column_summary(w)
-  return mean * total, (variance + mean**2) * total, low, high, total
+    return np.zeros(n), np.zeros(n), np.full(n, np.inf), np.full(n, -np.inf), 0.0, 0.0, 0.0
+  mean, variance, low, high, density = design.column_summary(w)
+  entries = float((w > 0).sum() * n)
+  return (mean * total, (variance + mean**2) * total, low, high, total, density * entries,
+          entries)
 
 
 def _add_summaries(a: tuple, b: tuple) -> tuple:
-  return a[0] + b[0], a[1] + b[1], np.minimum(a[2], b[2]), np.maximum(a[3], b[3]), a[4] + b[4]
+  return (a[0] + b[0], a[1] + b[1], np.minimum(a[2], b[2]), np.maximum(a[3], b[3]),
+          a[4] + b[4], a[5] + b[5], a[6] + b[6])
 
 
 def _partition_covariance(part: _partition.Partition, n_classes: int, mean: np.ndarray):
@@ -125,13 +129,14 @@ class PartitionedDesign:
     return total / t, total_sq / t
 
   def column_summary(self) -> tuple:
-    """``(mean, variance, min, max, total weight)`` of the columns over all rows of
-    positive weight (one pass; as ``DenseDesign.column_summary``)."""
-    total, total_sq, low, high, weight = self._reduce(_partition_summary,
-                                                      combine=_add_summaries)
+    """``(mean, variance, min, max, density, total weight)`` of the columns over all
+    rows of positive weight (one pass; as ``DenseDesign.column_summary``)."""
+    total, total_sq, low, high, weight, nonzero, entries = self._reduce(
+        _partition_summary, combine=_add_summaries)
     _validation.check_sample_weight(np.array([weight]), 1)  # a positive total weight
     mean = total / weight
-    return mean, np.maximum(total_sq / weight - mean**2, 0.0), low, high, weight
+    return (mean, np.maximum(total_sq / weight - mean**2, 0.0), low, high,
+            nonzero / max(entries, 1.0), weight)
 
   def covariance(self, mean: np.ndarray, weight: float) -> np.ndarray:
     """The weighted covariance of the columns about ``mean`` (one pass; (N, N) float64),

@@ -176,7 +176,8 @@ def folds(targets, cv, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
 
 
 def heldout_l2(design, targets, w_raw: np.ndarray, whitening: _curvature.Whitening,
-               v0: np.ndarray, *, cv, seed: int, report=None) -> tuple[float, dict, np.ndarray]:
+               v0: np.ndarray, l2_v0: float, *, cv, seed: int,
+               report=None) -> tuple[float, dict, np.ndarray]:
   """``l2`` of lowest mean held-out log loss along a warm-started path over ``C_GRID``.
 
   Every fold's path starts at ``v0`` with the strongest penalty; the path ends
@@ -184,44 +185,48 @@ def heldout_l2(design, targets, w_raw: np.ndarray, whitening: _curvature.Whiteni
   risen ``PATIENCE`` grid points in a row.
 
   Args:
-    design: the host design of all rows.
+    design: the host design of the rows.
     targets: their targets.
     w_raw: (T,) their raw weights.
     whitening: the change of variables (8).
-    v0: the start, (8) at the first grid point.
-    cv: the number of stratified folds, or (train, validation) index pairs.
+    v0: the start, (8) at ``l2_v0``.
+    l2_v0: the ``l2`` of ``v0``.
+    cv: the number of stratified folds (1: one 80/20 split), or (train,
+      validation) index pairs.
     seed: seed of the folds.
     report: passed to every fit's :func:`_optimum.solve`.
 
   Returns:
-    ``(l2, record, v)`` as :func:`evidence_l2` returns them, for all rows.
+    ``(l2, record, v)`` as :func:`evidence_l2` returns them, for these rows.
   """
-  splits = [(tr, va) for tr, va in folds(targets, cv, seed)
-            if w_raw[tr].sum() > 0 and w_raw[va].sum() > 0]
+  # One fold of a k-fold split is an 80/20 split for k = 5: cv=1 asks for that one.
+  splits = folds(targets, 5, seed)[:1] if isinstance(cv, (int, np.integer)) and cv == 1 \
+      else folds(targets, cv, seed)
+  splits = [(tr, va) for tr, va in splits if w_raw[tr].sum() > 0 and w_raw[va].sum() > 0]
   total = float(w_raw.sum())
   if not splits:
     return 1.0 / total, {"method": "heldout", "C": 1.0, "folds": 0,
                          "note": "no fold with positive weight on both sides: C = 1"}, v0
-  states = [(v0, 1.0 / (C_GRID[0] * w_raw[tr].sum())) for tr, _ in splits]
-  means, best, worse, steps = [], np.inf, 0, 0
+  # Each fold's rows, once: (training design, targets, weights; validation ditto).
+  parts = [(design.take(tr), targets.take(tr), w_raw[tr], design.take(va), targets.take(va),
+            w_raw[va]) for tr, va in splits]
+  states = [(v0, l2_v0)] * len(parts)
+  means, best, worse, steps, first = [], np.inf, 0, 0, []
   for c in C_GRID:
     loss, weight = 0.0, 0.0
-    for f, (train, val) in enumerate(splits):
-      w_train = w_raw[train]
-      l2 = 1.0 / (c * w_train.sum())
+    for f, (x_tr, y_tr, w_tr, x_va, y_va, w_va) in enumerate(parts):
+      l2 = 1.0 / (c * w_tr.sum())
       v, l2_v = states[f]
-      problem = _optimum.WhitenedProblem(design.take(train), targets.take(train),
-                                         w_train / w_train.sum(), whitening, l2)
+      problem = _optimum.WhitenedProblem(x_tr, y_tr, w_tr / w_tr.sum(), whitening, l2)
       solution = _optimum.solve(problem, whitening.to_v(*whitening.to_theta(v, l2_v), l2),
                                 tol=SEARCH_TOL, steps=1000, report=report)
       states[f] = (solution.v, l2)
       steps += solution.steps
       weights, bias = whitening.to_theta(solution.v, l2)
-      w_val = w_raw[val]
-      loss += float(w_val.sum()) * _optimum.WhitenedProblem(
-          design.take(val), targets.take(val), w_val / w_val.sum(), whitening,
-          l2).loss_and_grad(weights, bias, need_grad=False)[0]
-      weight += float(w_val.sum())
+      held = _optimum.WhitenedProblem(x_va, y_va, w_va / w_va.sum(), whitening, l2)
+      loss += float(w_va.sum()) * held.loss_and_grad(weights, bias, need_grad=False)[0]
+      weight += float(w_va.sum())
+    first.append(states[0])
     means.append(loss / weight)
     worse = worse + 1 if means[-1] > best else 0
     best = min(best, means[-1])
@@ -232,4 +237,5 @@ def heldout_l2(design, targets, w_raw: np.ndarray, whitening: _curvature.Whiteni
   record = {"method": "heldout", "C": float(c), "C_grid": [float(x) for x in C_GRID[:len(means)]],
             "heldout_loss": [float(x) for x in means], "folds": len(splits), "steps": steps}
   l2 = 1.0 / (c * total)
-  return l2, record, whitening.to_v(*whitening.to_theta(v0, 1.0 / (C_GRID[0] * total)), l2)
+  v, l2_v = first[k]  # the first fold's fit at C: a warm start for all rows
+  return l2, record, whitening.to_v(*whitening.to_theta(v, l2_v), l2)

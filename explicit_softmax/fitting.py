@@ -53,6 +53,17 @@ MAX_STEPS = 1000
 # Above this many rows, l2 is chosen on a stratified subset of this size; the
 # evidence's alpha = 1 / C is a prior precision, the same for any number of rows.
 SEARCH_MAX_ROWS = 4096
+# Features with fewer nonzero entries than this (bags of words, token contexts)
+# get l2 from held-out loss: there most features are rare, the Gaussian prior of
+# the evidence (9) is far from their weights (most near zero, a few large), and
+# the evidence chose a penalty 10 to 30 times too strong on tiny Shakespeare's
+# speakers at every vocabulary size tried (see docs/fitting.md).
+SPARSE_DENSITY = 0.1
+# Held-out loss: CV_FOLDS stratified folds up to SMALL_SAMPLES rows, else one
+# 80/20 split of at most HELDOUT_MAX_ROWS (C carries over to all rows).
+CV_FOLDS = 5
+SMALL_SAMPLES = 2000
+HELDOUT_MAX_ROWS = 20_000
 # Dense products run in float32 (sums in float64) above this much work per
 # evaluation (entries of X times classes) when tol allows it; below it float64
 # costs little.
@@ -110,65 +121,102 @@ def _explicit_start(start, X, y, sample_weight, n_classes: int):
 class _Placed:
   """Validated data where it lives, and everything one pass over it gives.
 
-  In memory: a :class:`~explicit_softmax._design.HostDesign` (dense ``X``
-  centred by its column means, in the compute precision), its targets and
-  weights. Partitioned (dask, several JAX processes): the
-  :class:`~explicit_softmax._partitioned.PartitionedDesign`, whose targets and
-  weights stay with the partitions.
+  In memory: a :class:`~explicit_softmax._design.HostDesign` of the columns
+  that vary over the rows of positive weight (dense ``X`` centred by its column
+  means, in the compute precision), its targets and weights. A constant column
+  has weight 0 at the optimum of (6) (the bias absorbs its value, the penalty
+  does the rest), so it is left out of the optimisation; on a bag of words
+  most of a large vocabulary may be absent. Partitioned (dask, several JAX
+  processes): the :class:`~explicit_softmax._partitioned.PartitionedDesign`,
+  whose targets and weights stay with the partitions.
   """
 
   def __init__(self, design, targets, w_raw, n_classes: int, *, tol: float,
                workers: int = 1):
     self.targets, self.n_classes = targets, n_classes
     self.partitioned = isinstance(design, _partitioned.PartitionedDesign)
-    self.t, self.n = design.shape
+    self.t, self.n_all = design.shape
     if self.partitioned:
-      mean, variance, low, high, self.total_weight = design.column_summary()
-      covariance = (design.covariance(mean, self.total_weight) if self.n <= _curvature.MAX_EIGEN_FEATURES
-                    else None)
+      mean, variance, low, high, self.density, self.total_weight = design.column_summary()
+      self.columns = np.arange(self.n_all)
+      covariance = (design.covariance(mean, self.total_weight)
+                    if self.n_all <= _curvature.MAX_EIGEN_FEATURES else None)
       self.design, self.w = design, None
-      offset = np.zeros(self.n)
+      offset = np.zeros(self.n_all)
     else:
-      mean, variance, low, high = design.column_summary(w_raw)
+      mean, variance, low, high, self.density = design.column_summary(w_raw)
       self.total_weight = float(w_raw.sum())
-      dense = isinstance(design, _design.DenseDesign)
+      self.columns = np.flatnonzero(high > low)
       work = refinement.work_of(design, n_classes)
+      dense = isinstance(design, _design.DenseDesign)
       dtype = (np.float32 if dense and work >= FLOAT32_MIN_WORK and tol >= FLOAT32_MIN_TOL
                else np.float64)
-      self.design = _design.as_host(design, dtype, offset=mean, workers=workers)
+      self.design = _design.as_host(
+          design, dtype, offset=mean,
+          columns=None if len(self.columns) == self.n_all else self.columns, workers=workers)
       self.w = w_raw / self.total_weight
-      offset = self.design.offset
+      offset = mean[self.columns] if dense else np.zeros(len(self.columns))
       covariance = None
-      if self.n <= _curvature.MAX_EIGEN_FEATURES:
-        covariance = _covariance(self.design, self.w, mean - offset)
-    self.units = _curvature.units_of(mean, variance, low, high)
+      if 0 < len(self.columns) <= _curvature.MAX_EIGEN_FEATURES:
+        covariance = _covariance(self.design, self.w, mean[self.columns] - offset)
+    self.units = _curvature.units_of(mean, variance, low, high)  # of every column: the record
+    self.n = len(self.columns)
     self.offset = offset
-    # The whitening sees the design's own (possibly centred) columns.
-    centred = _curvature.Units(self.units.mean - offset, self.units.scale)
+    # The whitening sees the design's own (kept, possibly centred) columns.
+    kept = _curvature.Units(self.units.mean[self.columns] - offset,
+                            self.units.scale[self.columns])
     if covariance is not None:
-      covariance = covariance / np.outer(self.units.scale, self.units.scale)
-    self.whitening = _curvature.whitening(centred, covariance, variance, n_classes)
+      covariance = covariance / np.outer(kept.scale, kept.scale)
+    self.whitening = _curvature.whitening(kept, covariance, variance[self.columns], n_classes)
     self.w_raw = w_raw
     self.seconds: dict[str, float] = {}
 
-  def problem(self, l2: float, rows=None) -> _optimum.WhitenedProblem:
-    """(6) at ``l2`` on all rows, or on the in-memory ``rows``."""
-    if rows is None:
-      return _optimum.WhitenedProblem(self.design, self.targets, self.w, self.whitening, l2)
-    w = self.w_raw[rows]
-    return _optimum.WhitenedProblem(self.design.take(rows), self.targets.take(rows),
-                                    w / w.sum(), self.whitening, l2)
+  def problem(self, l2: float) -> _optimum.WhitenedProblem:
+    """(6) at ``l2`` on all rows."""
+    return _optimum.WhitenedProblem(self.design, self.targets, self.w, self.whitening, l2)
+
+  def subset(self, rows: np.ndarray) -> tuple[object, object, np.ndarray, _curvature.Whitening,
+                                             np.ndarray]:
+    """``(design, targets, w_raw, whitening, index)`` of the in-memory ``rows``.
+
+    With a diagonal whitening (many features) the subset keeps only the
+    columns that vary on its rows (``index`` into the kept columns): a sample
+    of a bag of words holds a small part of its vocabulary, and the optimiser's
+    cost grows with the number of weights.
+    """
+    design = self.design.take(rows)
+    index = np.arange(self.n)
+    whitening = self.whitening
+    if whitening.basis is None and self.n:
+      x = design.x
+      varies = (x.getnnz(axis=0) > 0 if hasattr(x, "getnnz")
+                else np.ptp(np.asarray(x), axis=0) > 0)
+      index = np.flatnonzero(varies)
+      design = _design.HostDesign(x[:, index], design.offset[index], design.workers)
+      whitening = whitening.restrict(index)
+    return design, self.targets.take(rows), self.w_raw[rows], whitening, index
+
+  def expand(self, v: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """(8) of all kept columns from that of ``index`` (the others: weight 0)."""
+    if len(index) == self.n:
+      return v
+    out = np.zeros((self.n + 1, self.n_classes))
+    out[index], out[-1] = v[:-1], v[-1]
+    return out
 
   def model(self, v: np.ndarray, l2: float) -> tuple[np.ndarray, np.ndarray]:
-    """``(W, b)`` of ``V``: the bias of centred columns, ``c = b + offset^T W``, undone."""
-    weights, bias = self.whitening.to_theta(v, l2)
-    return weights, bias - self.offset @ weights
+    """``(W, b)`` of ``V`` over every column: the bias of centred columns,
+    ``c = b + offset^T W``, undone; constant columns weigh 0."""
+    kept, bias = self.whitening.to_theta(v, l2)
+    weights = np.zeros((self.n_all, self.n_classes))
+    weights[self.columns] = kept
+    return weights, bias - self.offset @ kept
 
   def v_of(self, model: model_lib.SoftmaxModel | None, l2: float) -> np.ndarray:
     """(8) of ``model`` (None: the uniform model, ``V = 0``)."""
     if model is None:
       return np.zeros((self.n + 1, self.n_classes))
-    weights = model.weights.astype(np.float64)
+    weights = model.weights.astype(np.float64)[self.columns]
     return self.whitening.to_v(weights, model.bias + self.offset @ weights, l2)
 
 
@@ -259,28 +307,46 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
 
 def _choose_l2(placed: _Placed, v0: np.ndarray, *, cv, seed: int, bar) -> tuple[float, dict,
                                                                                  np.ndarray]:
-  """``(l2, record, v)`` for all rows: the evidence (9) or held-out loss, on a subset of
-  rows when there are many (``alpha = l2 T_w`` carries over to all of them)."""
+  """``(l2, record, v)`` for all rows: the evidence (9), or held-out loss where ``cv``
+  asks for it or the features are sparse, on a subset of rows when there are many
+  (``alpha = l2 T_w`` carries over to all of them)."""
   if placed.partitioned:
     return _choose_l2_on_sample(placed, v0, cv=cv, seed=seed)
+  heldout = cv is not None or placed.density < SPARSE_DENSITY
   rows = None
-  if placed.t > SEARCH_MAX_ROWS and cv is None:
-    rows = _subset(placed.targets, SEARCH_MAX_ROWS, seed)
-  problem = placed.problem(0.0, rows)
-  total = placed.total_weight if rows is None else float(placed.w_raw[rows].sum())
-  bar.set_description("es.fit: choosing l2")
   if cv is None:
-    l2, record, v = _regularisation.evidence_l2(
-        problem.design, problem.targets, problem.w, placed.whitening, total, v0,
-        1.0 / total, report=_advance(bar))
+    limit = HELDOUT_MAX_ROWS if heldout else SEARCH_MAX_ROWS
+    if placed.t > limit:
+      rows = _subset(placed.targets, limit, seed)
+  if rows is None:
+    design, targets, w_raw = placed.design, placed.targets, placed.w_raw
+    whitening, index = placed.whitening, np.arange(placed.n)
   else:
-    l2, record, v = _regularisation.heldout_l2(
-        placed.design, placed.targets, placed.w_raw, placed.whitening, v0, cv=cv, seed=seed,
+    design, targets, w_raw, whitening, index = placed.subset(rows)
+  total = float(w_raw.sum())
+  # v0 is (8) at the probe l2 = 1 / T_w of all rows; the search starts at 1 / total.
+  weights, bias = placed.whitening.to_theta(v0, 1.0 / placed.total_weight)
+  v_start = whitening.to_v(weights[index], bias, 1.0 / total)
+  bar.set_description("es.fit: choosing l2")
+  if heldout:
+    folds = cv if cv is not None else (CV_FOLDS if len(targets) <= SMALL_SAMPLES else 1)
+    l2, record, v = _regularisation.heldout_l2(design, targets, w_raw, whitening, v_start,
+                                               1.0 / total, cv=folds, seed=seed,
+                                               report=_advance(bar))
+    if cv is None:
+      record["why"] = (f"sparse features ({100 * placed.density:.2g}% nonzero): held-out "
+                       "loss, not the evidence")
+  else:
+    l2, record, v = _regularisation.evidence_l2(
+        design, targets, w_raw / total, whitening, total, v_start, 1.0 / total,
         report=_advance(bar))
   if rows is not None:
     record["rows"] = int(len(rows))
   final = l2 * total / placed.total_weight  # alpha = l2 T_w, the same for all rows
-  return final, record, placed.whitening.to_v(*placed.whitening.to_theta(v, l2), final)
+  weights, bias = whitening.to_theta(v, l2)
+  full = np.zeros((placed.n, placed.n_classes))
+  full[index] = weights
+  return final, record, placed.whitening.to_v(full, bias, final)
 
 
 def _choose_l2_on_sample(placed: _Placed, v0, *, cv, seed: int):
