@@ -152,9 +152,11 @@ def _vertex(best: float, fits: dict) -> float:
 # -- held-out folds ------------------------------------------------------------------
 
 # Inverse strengths C = 1 / alpha of the held-out path, strongest first.
-C_GRID = tuple(10.0 ** np.arange(-3.0, 4.01, 0.5))
-# The path stops once the mean held-out loss has risen this many grid points in a row.
-PATIENCE = 2
+C_EXPONENTS = tuple(np.arange(-3.0, 4.01, STEP))
+C_GRID = tuple(10.0**e for e in C_EXPONENTS)
+# The path stops once the mean held-out loss has risen this many grid points in a row
+# (a mean over folds on a half-decade grid: one rise is a trend, not noise).
+PATIENCE = 1
 
 
 def folds(targets, cv, seed: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -233,9 +235,12 @@ def heldout_l2(design, targets, w_raw: np.ndarray, whitening: _curvature.Whiteni
     if worse >= PATIENCE:
       break
   k = int(np.argmin(means))
-  c = C_GRID[k]
+  # The vertex of the parabola through the best grid point and its neighbours,
+  # in log10 alpha = -log10 C (as for the evidence, with the loss negated).
+  grid = {-C_EXPONENTS[i]: (-means[i], None) for i in range(len(means))}
+  c = 10.0 ** -_vertex(-C_EXPONENTS[k], grid)
   record = {"method": "heldout", "C": float(c), "C_grid": [float(x) for x in C_GRID[:len(means)]],
             "heldout_loss": [float(x) for x in means], "folds": len(splits), "steps": steps}
   l2 = 1.0 / (c * total)
-  v, l2_v = first[k]  # the first fold's fit at C: a warm start for all rows
+  v, l2_v = first[k]  # the first fold's fit at the best grid point: a warm start
   return l2, record, whitening.to_v(*whitening.to_theta(v, l2_v), l2)

@@ -22,6 +22,9 @@ import scipy.optimize
 
 from explicit_softmax import objective
 
+# Correction pairs L-BFGS keeps (scipy's maxcor): its cost per step grows with it.
+MEMORY = 10
+
 
 class Problem(Protocol):
   """What :func:`minimise` needs of an objective in the variables ``V``."""
@@ -121,7 +124,7 @@ def minimise(problem: Problem, v0: np.ndarray, steps: int, threshold: float,
   # line search that cannot progress in float64) ends the run.
   result = scipy.optimize.minimize(
       fun, v0.ravel(), jac=True, method="L-BFGS-B", callback=callback,
-      options={"maxiter": steps, "ftol": 0.0, "gtol": 0.0, "maxcor": 10,
+      options={"maxiter": steps, "ftol": 0.0, "gtol": 0.0, "maxcor": MEMORY,
                "maxfun": 20 * steps + 20})
   if reason == "steps" and taken < steps:
     reason = "stalled"
