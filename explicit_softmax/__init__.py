@@ -18,7 +18,6 @@ Public API (flat, as in optax)::
 
 from explicit_softmax import data
 from explicit_softmax import diagnostics
-from explicit_softmax import sharding
 from explicit_softmax._design import TokenFeatures
 from explicit_softmax.model import History, SoftmaxModel, load
 from explicit_softmax.calibration import calibrate
@@ -50,3 +49,11 @@ __all__ = [
     "sharding",
     "solve",
 ]
+
+
+def __getattr__(name: str):
+  # es.sharding imports JAX; load it on first use, so that a fit on host data never does.
+  if name == "sharding":
+    import importlib
+    return importlib.import_module("explicit_softmax.sharding")
+  raise AttributeError(f"module 'explicit_softmax' has no attribute {name!r}")

@@ -22,6 +22,7 @@ import concurrent.futures
 import dataclasses
 import functools
 import os
+import sys
 from typing import Iterator
 
 import numpy as np
@@ -82,6 +83,13 @@ class TokenFeatures:
     return sp.csr_matrix(
         (np.ones(t * k, np.float32), self.feature_indices().ravel(),
          np.arange(0, t * k + 1, k)), shape=self.shape)
+
+
+def is_jax_array(x) -> bool:
+  """Whether ``x`` is a ``jax.Array``, without importing JAX (an array of a library that
+  was never imported cannot be one): a fit on host data never loads JAX."""
+  jax = sys.modules.get("jax")
+  return jax is not None and isinstance(x, jax.Array)
 
 
 def _chunk_min(chunk: np.ndarray) -> float:

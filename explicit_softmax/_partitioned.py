@@ -157,6 +157,8 @@ def partitioned(X, y, sample_weight=None, n_classes: int | None = None):
   """
   if _dask.is_dask(X):
     return PartitionedDesign(_dask.DaskParts(X, y, sample_weight, n_classes))
+  if not _design.is_jax_array(X):
+    return None
   from explicit_softmax import sharding  # lazy: jax's multi-process helpers
   if sharding.spans_processes(X):
     return PartitionedDesign(sharding.ProcessLocalParts(X, y, sample_weight, n_classes))

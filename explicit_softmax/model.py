@@ -9,8 +9,8 @@ whose gradient is ``dL/dW = X^T diag(w) (P - Y) / T_w`` and
 
 Products with ``X`` run on the host (BLAS / scipy.sparse, chunked) and the
 objective is evaluated there in float64 (:func:`objective`), with no
-compilation; :func:`weighted_cross_entropy` is its JAX form for jitted
-refinement.
+compilation; its JAX form for jitted refinement is
+:func:`explicit_softmax.optax_loop.weighted_cross_entropy`.
 """
 
 from __future__ import annotations
@@ -24,9 +24,7 @@ import tempfile
 import zipfile
 from typing import NamedTuple
 
-import jax.numpy as jnp
 import numpy as np
-import optax
 import scipy.special
 
 from explicit_softmax import _design
@@ -57,24 +55,6 @@ class History(NamedTuple):
   loss: np.ndarray
   grad_norm: np.ndarray
   seconds: np.ndarray
-
-
-def weighted_cross_entropy(logits, y, w):
-  """The weighted cross-entropy sum of (1), ``-sum_t w_t sum_j Y_tj log p_tj``.
-
-  Args:
-    logits: (rows, M) ``x W + b``.
-    y: (rows,) integer labels or (rows, M) soft labels.
-    w: (rows,) sample weights (divide by their total for the mean (1)).
-
-  Returns:
-    A scalar; differentiable (its gradient in ``logits`` is ``diag(w)(P - Y)``).
-  """
-  if y.ndim == 1:
-    losses = optax.losses.softmax_cross_entropy_with_integer_labels(logits, y)
-  else:
-    losses = optax.losses.softmax_cross_entropy(logits, y)
-  return jnp.sum(w * losses)
 
 
 def eval_rows(n_classes: int) -> int:

@@ -16,8 +16,6 @@ the quantity :func:`explicit_softmax.diagnostics.optimality_certificate` reports
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import scipy.special
 
@@ -71,31 +69,6 @@ def relative_grad_norm(norm: float, zero_norm: float) -> float:
   if zero_norm > 0:
     return norm / zero_norm
   return 0.0 if norm == 0 else np.inf
-
-
-def unpack(params, precond):
-  """``(W, b)`` from the optimised variables: themselves, or ``[W; b] = P V`` (jax)."""
-  if precond is None:
-    return params
-  theta = jnp.matmul(precond, params, precision=jax.lax.Precision.HIGHEST)  # not TF32 on GPUs
-  return theta[:-1], theta[-1]
-
-
-def device_objective(params, data, y, w, l2, precond, logits_fn):
-  """``J`` (4) in jax: weighted mean cross-entropy (1) plus ``(l2/2)||W||^2``.
-
-  Args:
-    params: ``(W, b)``, or ``V`` with ``[W; b] = P V``.
-    data: the design's device form; ``logits_fn(data, W)`` gives ``X W``.
-    y: (T,) labels or (T, M) soft labels.
-    w: (T,) sample weights summing to one.
-    l2: the penalty on ``W``.
-    precond: ``P`` as a dense array, or None.
-    logits_fn: the design's jax product.
-  """
-  weights, bias = unpack(params, precond)
-  logits = logits_fn(data, weights) + bias
-  return model_lib.weighted_cross_entropy(logits, y, w) + 0.5 * l2 * jnp.sum(weights**2)
 
 
 def hessian(theta: np.ndarray, x1: np.ndarray, w: np.ndarray, l2) -> np.ndarray:

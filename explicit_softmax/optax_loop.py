@@ -33,7 +33,6 @@ import optax
 from explicit_softmax import _design
 from explicit_softmax import _targets
 from explicit_softmax import convergence
-from explicit_softmax import objective
 
 # The named first-order methods and their default learning rates.
 FACTORIES = {"adam": optax.adam, "sgd": optax.sgd}
@@ -59,6 +58,49 @@ def _with_rate(state, rate):
   return state._replace(hyperparams={**state.hyperparams, "learning_rate": rate})
 
 
+def weighted_cross_entropy(logits, y, w):
+  """The weighted cross-entropy sum of (1), ``-sum_t w_t sum_j Y_tj log p_tj``.
+
+  Args:
+    logits: (rows, M) ``x W + b``.
+    y: (rows,) integer labels or (rows, M) soft labels.
+    w: (rows,) sample weights (divide by their total for the mean (1)).
+
+  Returns:
+    A scalar; differentiable (its gradient in ``logits`` is ``diag(w)(P - Y)``).
+  """
+  if y.ndim == 1:
+    losses = optax.losses.softmax_cross_entropy_with_integer_labels(logits, y)
+  else:
+    losses = optax.losses.softmax_cross_entropy(logits, y)
+  return jnp.sum(w * losses)
+
+
+def unpack(params, precond):
+  """``(W, b)`` from the optimised variables: themselves, or ``[W; b] = P V`` (jax)."""
+  if precond is None:
+    return params
+  theta = jnp.matmul(precond, params, precision=jax.lax.Precision.HIGHEST)  # not TF32 on GPUs
+  return theta[:-1], theta[-1]
+
+
+def device_objective(params, data, y, w, l2, precond, logits_fn):
+  """``J`` (4) in jax: weighted mean cross-entropy (1) plus ``(l2/2)||W||^2``.
+
+  Args:
+    params: ``(W, b)``, or ``V`` with ``[W; b] = P V``.
+    data: the design's device form; ``logits_fn(data, W)`` gives ``X W``.
+    y: (T,) labels or (T, M) soft labels.
+    w: (T,) sample weights summing to one.
+    l2: the penalty on ``W``.
+    precond: ``P`` as a dense array, or None.
+    logits_fn: the design's jax product.
+  """
+  weights, bias = unpack(params, precond)
+  logits = logits_fn(data, weights) + bias
+  return weighted_cross_entropy(logits, y, w) + 0.5 * l2 * jnp.sum(weights**2)
+
+
 @functools.partial(jax.tree_util.register_dataclass,
                    data_fields=["data", "y", "w", "l2", "precond"], meta_fields=["logits_fn"])
 @dataclasses.dataclass(frozen=True)
@@ -82,7 +124,7 @@ class DeviceObjective:
   logits_fn: Callable
 
   def __call__(self, params):
-    return objective.device_objective(params, self.data, self.y, self.w, self.l2,
+    return device_objective(params, self.data, self.y, self.w, self.l2,
                                       self.precond, self.logits_fn)
 
   def rows(self, idx) -> "DeviceObjective":
@@ -173,7 +215,7 @@ class _Steps:
 
   def theta(self) -> np.ndarray:
     """``[W; b]`` (float64 host array) of the current parameters."""
-    weights, bias = objective.unpack(self.params, self.fn.precond)
+    weights, bias = unpack(self.params, self.fn.precond)
     return np.vstack([np.asarray(weights, np.float64), np.asarray(bias, np.float64)])
 
 

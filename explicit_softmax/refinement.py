@@ -15,10 +15,9 @@ from __future__ import annotations
 import contextlib
 import functools
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import optax
 import scipy.sparse
 
 from explicit_softmax import _design
@@ -28,9 +27,11 @@ from explicit_softmax import convergence
 from explicit_softmax import host_lbfgs
 from explicit_softmax import model as model_lib
 from explicit_softmax import objective
-from explicit_softmax import optax_loop
 from explicit_softmax import preconditioning
 from explicit_softmax._typing import Features, Labels, SampleWeight
+
+if TYPE_CHECKING:  # optax (and JAX under it) load only when a device loop runs
+  import optax
 
 # The named methods: host or jitted L-BFGS, and shortcuts for optax.adam and optax.sgd.
 METHODS = ("lbfgs", "adam", "sgd")
@@ -150,7 +151,7 @@ def _optimiser(method, learning_rate, batch_size):
   ``tx`` is ``"lbfgs"`` or an ``optax.GradientTransformation``; ``rate_at`` is
   None where ``tx`` carries its own step sizes.
   """
-  if isinstance(method, optax.GradientTransformation):
+  if not isinstance(method, str) and _is_transformation(method):
     if learning_rate is not None:
       raise ValueError(
           f"learning_rate={learning_rate!r} is for method='adam' or 'sgd'; an "
@@ -166,8 +167,15 @@ def _optimiser(method, learning_rate, batch_size):
       raise ValueError(
           "L-BFGS takes its step sizes from a line search; leave learning_rate=None.")
     return method, None, None
+  from explicit_softmax import optax_loop  # JAX, for the jitted loop only
   rate = optax_loop.DEFAULT_LEARNING_RATE[method] if learning_rate is None else learning_rate
   return optax_loop.shortcut(method), _rate_schedule(rate), rate
+
+
+def _is_transformation(method) -> bool:
+  """Whether ``method`` is an ``optax.GradientTransformation`` (optax imported only to ask)."""
+  import optax
+  return isinstance(method, optax.GradientTransformation)
 
 
 def _data(model: model_lib.SoftmaxModel, X, y, sample_weight, method):
@@ -346,6 +354,7 @@ def _minimise(model, design, targets, w, l2: float, tol: float, precond, *, on_h
   else:
     if isinstance(design, _design.DenseDesign):
       design.check_finite()  # every row, also those no minibatch has drawn yet
+    from explicit_softmax import optax_loop  # JAX, for the jitted loop only
     theta, reason = optax_loop.run(
         theta0, precond, design, targets, w, l2, tx=tx, rate_at=rate_at, batch_size=batch_size,
         steps=record.steps, threshold=threshold, seed=seed, record=record)

@@ -30,9 +30,14 @@ from explicit_softmax import _design
 from explicit_softmax import _partition
 from explicit_softmax import _progress
 from explicit_softmax import _validation
-from explicit_softmax import sharding
 from explicit_softmax._typing import Features, Labels, SampleWeight
 
+
+
+def _sharding():
+  """:mod:`explicit_softmax.sharding`, imported (with JAX) only for jax.Array inputs."""
+  from explicit_softmax import sharding
+  return sharding
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,7 +166,8 @@ class SoftmaxStats:
       # in-memory check raises its message for a total that is not positive).
       _validation.check_sample_weight(np.array([total.total_weight]), 1)
       return total
-    if sharding.computes_on_device(X):  # a jax.Array on accelerators: reduce it there
+    if _design.is_jax_array(X) and _sharding().computes_on_device(X):
+      # A jax.Array on accelerators or several devices: reduce it there.
       return cls.from_sharded(X, y, n_classes=n_classes, sample_weight=sample_weight,
                               gram=gram)
     design = _design.as_design(X)
@@ -202,7 +208,7 @@ class SoftmaxStats:
     Returns:
       A :class:`SoftmaxStats` in float64 on the host, equal on every process.
     """
-    return cls(**sharding.sharded_sums(X, y, n_classes=n_classes, sample_weight=sample_weight,
+    return cls(**_sharding().sharded_sums(X, y, n_classes=n_classes, sample_weight=sample_weight,
                                        gram=gram, chunk_rows=chunk_rows))
 
   @classmethod

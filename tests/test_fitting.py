@@ -246,3 +246,19 @@ def test_bad_arguments_name_the_fix():
     es.fit_optimum(x, y, start="ones")
   with pytest.raises(ValueError, match="units must have a mean and a scale of shape"):
     es.diagnostics.optimality_certificate(es.fit(x, y), x, y, units=([0.0], [1.0]))
+
+
+def test_a_fit_on_host_data_never_loads_jax():
+  """Importing the library and fitting host data load no JAX (seconds per process):
+  it loads with the first jitted loop, device array or sharded pass."""
+  import subprocess
+  import sys
+  code = ("import sys, numpy as np, explicit_softmax as es\n"
+          "x = np.random.default_rng(0).normal(size=(200, 5)); y = (x[:, 0] > 0).astype(int)\n"
+          "m = es.fit(x, y); es.refine(m, x, y, steps=3)\n"
+          "es.calibrate(es.fit(x, y, method='newton'), x, y)\n"
+          "assert 'jax' not in sys.modules and 'optax' not in sys.modules, 'JAX was loaded'\n"
+          "es.refine(m, x, y, method='adam', steps=2)\n"
+          "assert 'jax' in sys.modules\n")
+  run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+  assert run.returncode == 0, run.stderr[-2000:]

@@ -22,8 +22,6 @@ import dataclasses
 import functools
 from typing import Sequence
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 import scipy.special
 
@@ -310,9 +308,10 @@ class LogLinearSource:
     # Sequential by nature: one lax.scan step per token (numpy would pay
     # interpreter overhead per token), drawing by inverse CDF from numpy's
     # uniforms.
+    import jax.numpy as jnp  # JAX loads with the first draw, not with the library
     lags = jnp.asarray(start[::-1].copy())  # lag 1 (the latest token) first
     uniforms = jnp.asarray(rng.random(n_tokens - k), jnp.float32)
-    tail = _loglinear_scan(jnp.asarray(self.log_potentials), lags, uniforms)
+    tail = _loglinear_scan()(jnp.asarray(self.log_potentials), lags, uniforms)
     return np.concatenate([start, np.asarray(tail, np.int32)])
 
   def conditional_entropies(self, tokens: ArrayLike) -> np.ndarray:
@@ -364,26 +363,33 @@ class LogLinearSource:
     return float(h.mean()), float(batches.std(ddof=1) / np.sqrt(len(batches)))
 
 
-@jax.jit
-def _loglinear_scan(log_potentials: jax.Array, lags: jax.Array,
-                    uniforms: jax.Array) -> jax.Array:
-  """Draws ``len(uniforms)`` tokens from (1) of :class:`LogLinearSource`.
+@functools.cache
+def _loglinear_scan():
+  """The jitted sampler of :class:`LogLinearSource` (built, with JAX, on first use)."""
+  import jax
+  import jax.numpy as jnp
 
-  Args:
-    log_potentials: ``A``, (K, V, V).
-    lags: (K,) the current context, the latest token (lag 1) first.
-    uniforms: (n,) uniforms in [0, 1), one per token, inverted through the CDF.
+  @jax.jit
+  def scan(log_potentials, lags, uniforms):
+    """Draws ``len(uniforms)`` tokens from (1) of :class:`LogLinearSource`.
 
-  Returns:
-    (n,) the drawn tokens.
-  """
-  order, v = log_potentials.shape[:2]
+    Args:
+      log_potentials: ``A``, (K, V, V).
+      lags: (K,) the current context, the latest token (lag 1) first.
+      uniforms: (n,) uniforms in [0, 1), one per token, inverted through the CDF.
 
-  def step(lags, u):
-    logits = log_potentials[jnp.arange(order), lags].sum(axis=0)
-    cdf = jnp.cumsum(jnp.exp(logits - logits.max()))
-    token = jnp.minimum(jnp.searchsorted(cdf, u * cdf[-1], side="right"), v - 1)
-    return jnp.concatenate([token[None].astype(lags.dtype), lags[:-1]]), token
+    Returns:
+      (n,) the drawn tokens.
+    """
+    order, v = log_potentials.shape[:2]
 
-  return jax.lax.scan(step, lags, uniforms)[1]
+    def step(lags, u):
+      logits = log_potentials[jnp.arange(order), lags].sum(axis=0)
+      cdf = jnp.cumsum(jnp.exp(logits - logits.max()))
+      token = jnp.minimum(jnp.searchsorted(cdf, u * cdf[-1], side="right"), v - 1)
+      return jnp.concatenate([token[None].astype(lags.dtype), lags[:-1]]), token
+
+    return jax.lax.scan(step, lags, uniforms)[1]
+
+  return scan
 
