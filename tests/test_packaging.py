@@ -77,3 +77,17 @@ def test_the_installed_wheel_runs_a_benchmark_into_its_out_folder(installed):
   assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
   assert (out / "fit.json").exists()
   assert sorted(p.name for p in installed["work"].iterdir()) == ["results"]  # nothing else
+
+
+def test_the_metadata_names_the_license_and_the_project(installed):
+  """``pip show`` and PyPI read the license, classifiers and project URLs from here."""
+  import email
+  with zipfile.ZipFile(installed["wheel"]) as wheel:
+    name = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+    meta = email.message_from_bytes(wheel.read(name))
+    assert any(n.endswith("licenses/LICENSE") for n in wheel.namelist())
+  assert meta["License-Expression"] == "Apache-2.0"
+  assert (ROOT / "LICENSE").read_text().lstrip().startswith("Apache License")
+  assert any(c.startswith("Topic :: Scientific/Engineering") for c in meta.get_all("Classifier"))
+  urls = dict(u.split(", ", 1) for u in meta.get_all("Project-URL"))
+  assert {"Homepage", "Documentation", "Source", "Issues"} <= set(urls)
