@@ -19,9 +19,9 @@ import scipy.special
 
 from explicit_softmax import _curvature
 from explicit_softmax import _design
-from explicit_softmax import host_lbfgs
+from explicit_softmax import _lbfgs
 from explicit_softmax import model as model_lib
-from explicit_softmax import objective
+from explicit_softmax import _objective
 
 # Problems with at most this many parameters (N+1) M, whose Hessian costs at most
 # POLISH_MAX_WORK multiply-adds (T (N+1)^2 M^2), end with exact Newton steps
@@ -34,7 +34,7 @@ ROUNDING_FLOOR = 1e-13
 
 
 class WhitenedProblem:
-  """``J`` (6) at ``l2`` as a function of ``V`` (8) (a :class:`host_lbfgs.Problem`).
+  """``J`` (6) at ``l2`` as a function of ``V`` (8) (a :class:`_lbfgs.Problem`).
 
   Args:
     design: a validated in-memory design (a ``HostDesign``, or a partitioned one).
@@ -52,7 +52,7 @@ class WhitenedProblem:
     """``L`` (1) and its gradient (2) at ``(W, b)`` (float64)."""
     if self.targets is None:  # sums over partitions held elsewhere
       return self.design.objective(weights, bias, need_grad=need_grad)
-    return model_lib.objective(self.design, self.targets, self.w, weights, bias,
+    return _objective.objective(self.design, self.targets, self.w, weights, bias,
                                need_grad=need_grad)
 
   def theta(self, v: np.ndarray) -> np.ndarray:
@@ -81,7 +81,7 @@ class Solution:
 
   Attributes:
     v: (N+1, M) the final variables ``V``.
-    reason: a key of ``convergence.REASONS``.
+    reason: a key of ``_convergence.REASONS``.
     steps: L-BFGS iterations taken.
     evaluations: loss-and-gradient evaluations (passes over the data).
     relative_grad_norm: the left side of (5) at ``v``, in the penalty's units.
@@ -120,7 +120,7 @@ def solve(problem: WhitenedProblem, v0: np.ndarray, *, tol: float, steps: int,
     taken[0] = step + 1
     return bool(report(step, theta_fn, loss, norm)) if report is not None else False
 
-  v, reason, evaluations, norm = host_lbfgs.minimise(problem, v0, steps, tol * reference,
+  v, reason, evaluations, norm = _lbfgs.minimise(problem, v0, steps, tol * reference,
                                                      counting)
   polished = 0
   if _polishable(problem):
@@ -129,7 +129,7 @@ def solve(problem: WhitenedProblem, v0: np.ndarray, *, tol: float, steps: int,
       norm = problem.norm(problem.value_and_grad(v)[1])
       reason = "tol" if norm <= tol * reference else reason
   return Solution(v, reason, taken[0], evaluations,
-                  float(objective.relative_grad_norm(norm, reference)), polished)
+                  float(_objective.relative_grad_norm(norm, reference)), polished)
 
 
 def _polishable(problem: WhitenedProblem) -> bool:
@@ -151,7 +151,7 @@ def softmax_curvature(design, w: np.ndarray, weights: np.ndarray,
   """
   m = weights.shape[1]
   out = np.zeros((m, m))
-  rows = model_lib.eval_rows(m)
+  rows = _objective.eval_rows(m)
   for start in range(0, design.shape[0], rows):
     part = slice(start, start + rows)
     block = design if rows >= design.shape[0] else design.take(part)
@@ -168,7 +168,7 @@ def newton_polish(problem: WhitenedProblem, v: np.ndarray, *,
   Near the optimum Newton converges quadratically, to the limit of float64,
   where L-BFGS stops at ``tol``: equal data in another form (weights for
   repeated rows, sparse for dense, a shuffle) then gives the same model, not
-  two points within ``tol`` of it. The Hessian (:func:`objective.hessian`, in
+  two points within ``tol`` of it. The Hessian (:func:`_objective.hessian`, in
   ``(W, c)`` with the penalty ``l2 s_i^2`` of (6)) is singular along a common
   shift of the biases; the gradient has no component there, and the
   pseudo-inverse gives the minimum-norm step.
@@ -203,7 +203,7 @@ def newton_polish(problem: WhitenedProblem, v: np.ndarray, *,
   floor_reference = float(np.linalg.norm(value_and_grad(np.zeros_like(theta))[1]))
   taken = 0
   for _ in range(steps):
-    hess = objective.hessian(theta, x1, problem.w, per_feature)
+    hess = _objective.hessian(theta, x1, problem.w, per_feature)
     # The pseudo-inverse step: the Hessian is singular along the bias shift, and
     # nearly so along any direction a nearly separable problem barely penalises.
     spectrum, basis = np.linalg.eigh(hess)

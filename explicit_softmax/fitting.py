@@ -32,12 +32,12 @@ import numpy as np
 from explicit_softmax import _curvature
 from explicit_softmax import _design
 from explicit_softmax import _optimum
-from explicit_softmax import _partitioned
+from explicit_softmax import _placement
 from explicit_softmax import _progress
 from explicit_softmax import _regularisation
 from explicit_softmax import _targets
 from explicit_softmax import _validation
-from explicit_softmax import convergence
+from explicit_softmax import _convergence
 from explicit_softmax import model as model_lib
 from explicit_softmax import refinement
 from explicit_softmax import solvers
@@ -128,14 +128,14 @@ class _Placed:
   has weight 0 at the optimum of (6) (the bias absorbs its value, the penalty
   does the rest), so it is left out of the optimisation; on a bag of words
   most of a large vocabulary may be absent. Partitioned (dask, several JAX
-  processes): the :class:`~explicit_softmax._partitioned.PartitionedDesign`,
+  processes): the :class:`~explicit_softmax._placement.PartitionedDesign`,
   whose targets and weights stay with the partitions.
   """
 
   def __init__(self, design, targets, w_raw, n_classes: int, *, tol: float,
                workers: int = 1):
     self.targets, self.n_classes = targets, n_classes
-    self.partitioned = isinstance(design, _partitioned.PartitionedDesign)
+    self.partitioned = isinstance(design, _placement.PartitionedDesign)
     self.t, self.n_all = design.shape
     if self.partitioned:
       mean, variance, low, high, self.density, self.total_weight = design.column_summary()
@@ -278,7 +278,7 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
   tol = _validation.check_number("tol", tol)
   verbose = _validation.check_bool("verbose", verbose)
   entry = time.perf_counter()
-  design = _partitioned.partitioned(X, y, sample_weight, n_classes)
+  design = _placement.partitioned(X, y, sample_weight, n_classes)
   if design is None:
     design = _design.as_design(X)
     targets = _validation.check_targets(y, design.shape[0], n_classes)
@@ -397,7 +397,7 @@ def _fit(placed: _Placed, start_model, *, l2, tol: float, cv, seed: int, bar,
   placed.seconds["l2"] = time.perf_counter() - clock
   clock = time.perf_counter()
   initial = placed.model(v0, l2)
-  recorder = convergence.Recorder(
+  recorder = _convergence.Recorder(
       model_lib.SoftmaxModel(*initial), None, 1, MAX_STEPS, entry)
   bar.set_description("es.fit")
 
@@ -413,7 +413,7 @@ def _fit(placed: _Placed, start_model, *, l2, tol: float, cv, seed: int, bar,
   bias = bias - bias.mean()
   record = {
       "method": "lbfgs", "l2": l2, "tol": tol, "converged": solution.reason == "tol",
-      "reason": convergence.REASONS[solution.reason], "steps": solution.steps,
+      "reason": _convergence.REASONS[solution.reason], "steps": solution.steps,
       "evaluations": solution.evaluations, "newton_polish_steps": solution.polish_steps,
       "relative_grad_norm": solution.relative_grad_norm,
       "precision": "float32" if getattr(placed.design, "dtype", None) == np.float32
@@ -490,7 +490,7 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
   smoothing = _validation.check_number("smoothing", smoothing)
   ridge = _validation.check_number("ridge", ridge)
   if method == "auto":
-    parts = _partitioned.partitioned(X, y, sample_weight, n_classes)
+    parts = _placement.partitioned(X, y, sample_weight, n_classes)
     if parts is not None:  # dask or several JAX processes: one pass decides
       n_classes = parts.parts.n_classes
       # min: "all partitions one-hot" (as 0/1, which also crosses processes).
@@ -517,5 +517,5 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
 
 def _partition_one_hot(part, n_classes: int) -> bool:
   """:func:`is_one_hot` of one partition."""
-  from explicit_softmax import _partition
-  return is_one_hot(_partition.checked(part, n_classes)[0])
+  from explicit_softmax import _placement
+  return is_one_hot(_placement.checked(part, n_classes)[0])

@@ -10,7 +10,7 @@ whose gradient is ``dL/dW = X^T diag(w) (P - Y) / T_w`` and
 Products with ``X`` run on the host (BLAS / scipy.sparse, chunked) and the
 objective is evaluated there in float64 (:func:`objective`), with no
 compilation; its JAX form for jitted refinement is
-:func:`explicit_softmax.optax_loop.weighted_cross_entropy`.
+:func:`explicit_softmax._optax_loop.weighted_cross_entropy`.
 """
 
 from __future__ import annotations
@@ -28,15 +28,13 @@ import numpy as np
 import scipy.special
 
 from explicit_softmax import _design
+from explicit_softmax import _objective
 from explicit_softmax import _targets
 from explicit_softmax import _validation
 from explicit_softmax._typing import Features, Labels, PathLike, SampleWeight
 
 _FORMAT = "explicit-softmax"
 _FORMAT_VERSION = 1
-# Rows per chunk when evaluating on many samples: a chunk's (rows, M) float64
-# probability block stays near 32 MiB whatever the number of classes.
-_EVAL_ELEMENTS = 2**22
 
 
 class History(NamedTuple):
@@ -55,77 +53,6 @@ class History(NamedTuple):
   loss: np.ndarray
   grad_norm: np.ndarray
   seconds: np.ndarray
-
-
-def eval_rows(n_classes: int) -> int:
-  """Rows per chunk of :func:`objective`: (rows, M) blocks near ``_EVAL_ELEMENTS``
-  floats, and at least one row (not 256: with M in the millions a block of 256
-  rows would hold gigabytes)."""
-  return max(1, _EVAL_ELEMENTS // n_classes)
-
-
-def objective(design, targets: _targets.Targets, w: np.ndarray, weights: np.ndarray,
-              bias: np.ndarray, *, need_grad: bool = True):
-  """The mean cross-entropy (1) and its gradient (2) in float64, on the host.
-
-  No compilation: the products with ``X`` are the design's (BLAS, scipy.sparse,
-  gathers), one chunk of rows at a time, so that the (rows, M) probability
-  block stays near 32 MiB whatever ``M``.
-
-  Args:
-    design: the validated design matrix (see ``_design.as_design``).
-    targets: validated targets of its rows.
-    w: (T,) nonnegative sample weights (any total).
-    weights: (N, M) ``W``.
-    bias: (M,) ``b``.
-    need_grad: also return the gradient.
-
-  Returns:
-    ``(L, dL/dW, dL/db)``: a float and float64 arrays (None, None without
-    ``need_grad``).
-  """
-  t = design.shape[0]
-  weights = np.asarray(weights, np.float64)
-  bias = np.asarray(bias, np.float64)
-  m = weights.shape[1]
-  rows = eval_rows(m)
-  loss = 0.0
-  g_w = np.zeros_like(weights) if need_grad else None
-  g_b = np.zeros(m) if need_grad else None
-  for start in range(0, t, rows):
-    sl = slice(start, min(start + rows, t))
-    # One block is the whole design when it is small: no copies of its rows.
-    part, part_t = (design, targets) if rows >= t else (design.take(sl), targets.take(sl))
-    part_w = w[sl]
-    # Logits by class, (M, rows): every reduction over the classes below is
-    # then one pass along whole rows (numpy's per-row reductions of a tall,
-    # narrow (rows, M) block cost more than the products when M is small).
-    # log p = z - logsumexp(z), in place.
-    z = _design.logits_by_class(part, weights)
-    z += bias[:, None]
-    z -= z.max(axis=0)
-    p = np.exp(z)
-    norm = p.sum(axis=0)
-    log_norm = np.log(norm)
-    if part_t.labels is not None:
-      index = np.arange(z.shape[1])
-      picked = z[part_t.labels, index] - log_norm
-    else:
-      picked = np.einsum("ji,ij->i", part_t.probs, z) - log_norm
-    loss -= float(part_w @ picked)
-    if need_grad:
-      p /= norm                                    # P, by class
-      if part_t.labels is not None:
-        p[part_t.labels, index] -= 1.0
-      else:
-        p -= part_t.probs.T
-      p *= part_w                                  # (P - Y)^T diag(w)
-      g_w += part.rmatmul(p.T)
-      g_b += p.sum(axis=1)
-  total = float(w.sum())
-  if need_grad:
-    return loss / total, g_w / total, g_b / total
-  return loss / total, None, None
 
 
 def _read_only(*_, **__):
@@ -275,7 +202,8 @@ class SoftmaxModel:
     t = design.shape[0]
     targets = _validation.check_targets(y, t, self.n_classes)
     w = _validation.check_sample_weight(sample_weight, t)
-    return objective(design, targets, w, self.weights, self.bias, need_grad=need_grad)
+    return _objective.objective(design, targets, w, self.weights, self.bias,
+                                need_grad=need_grad)
 
   def log_loss(self, X: Features, y: Labels, sample_weight: SampleWeight = None) -> float:
     """Mean cross-entropy (1) in nats."""

@@ -1,13 +1,13 @@
 """Iterative refinement of a softmax model to the optimum of the penalised objective.
 
-``refine`` minimises ``J`` (4) of :mod:`explicit_softmax.objective` (the mean
+``refine`` minimises ``J`` (4) of :mod:`explicit_softmax._objective` (the mean
 cross-entropy (1) of :mod:`explicit_softmax.model` plus ``(l2 / 2) ||W||^2``)
 from any starting model and records loss, gradient norm and wall time per step
-(:mod:`explicit_softmax.convergence`), so that refinement from an explicit
+(:mod:`explicit_softmax._convergence`), so that refinement from an explicit
 solution and gradient descent from zero run the very same code. Small
-full-batch L-BFGS runs on the host in float64 (:mod:`explicit_softmax.host_lbfgs`);
+full-batch L-BFGS runs on the host in float64 (:mod:`explicit_softmax._lbfgs`);
 everything else, any ``optax.GradientTransformation`` included, runs the jitted
-float32 loop of :mod:`explicit_softmax.optax_loop`.
+float32 loop of :mod:`explicit_softmax._optax_loop`.
 """
 
 from __future__ import annotations
@@ -21,13 +21,14 @@ import numpy as np
 import scipy.sparse
 
 from explicit_softmax import _design
-from explicit_softmax import _partitioned
+from explicit_softmax import _placement
 from explicit_softmax import _validation
-from explicit_softmax import convergence
-from explicit_softmax import host_lbfgs
+from explicit_softmax import _convergence
+from explicit_softmax import _lbfgs
 from explicit_softmax import model as model_lib
-from explicit_softmax import objective
-from explicit_softmax import preconditioning
+from explicit_softmax import _objective
+from explicit_softmax import _preconditioning
+from explicit_softmax._preconditioning import Standardizer, gram_preconditioner
 from explicit_softmax._typing import Features, Labels, SampleWeight
 
 if TYPE_CHECKING:  # optax (and JAX under it) load only when a device loop runs
@@ -97,7 +98,7 @@ def single_threaded_blas():
 def work_of(design, n_classes: int) -> int:
   """Multiply-adds of one product ``X W``: stored entries of ``X`` times classes."""
   t, n = design.shape
-  if isinstance(design, _partitioned.PartitionedDesign):
+  if isinstance(design, _placement.PartitionedDesign):
     return (t or 0) * n * n_classes  # dense bound; its rows are elsewhere anyway
   if isinstance(design, _design.TokenDesign):
     stored = design.tokens.ids.size
@@ -110,7 +111,7 @@ def uses_host(method, design, n_classes: int, minibatch: bool) -> bool:
   """Whether ``method`` on ``design`` runs host float64 L-BFGS (else the jitted loop)."""
   if not (isinstance(method, str) and method == "lbfgs") or minibatch:
     return False
-  if isinstance(design, _partitioned.PartitionedDesign):
+  if isinstance(design, _placement.PartitionedDesign):
     return True  # float64 scipy L-BFGS, one distributed pass per evaluation
   return work_of(design, n_classes) <= HOST_MAX_WORK
 
@@ -122,7 +123,7 @@ def check_memory(design, n_classes: int, asked, *, method="lbfgs",
   t = design.shape[0] or 1  # partitioned data: per-partition blocks
   minibatch = batch_size is not None and batch_size < t
   on_host = uses_host(method, design, n_classes, minibatch)
-  rows = (min(t, model_lib.eval_rows(n_classes)) if on_host
+  rows = (min(t, _objective.eval_rows(n_classes)) if on_host
           else batch_size if minibatch else t)
   _validation.check_optimiser_memory(design.shape[1], n_classes, rows, on_host=on_host,
                                      asked=asked)
@@ -167,9 +168,9 @@ def _optimiser(method, learning_rate, batch_size):
       raise ValueError(
           "L-BFGS takes its step sizes from a line search; leave learning_rate=None.")
     return method, None, None
-  from explicit_softmax import optax_loop  # JAX, for the jitted loop only
-  rate = optax_loop.DEFAULT_LEARNING_RATE[method] if learning_rate is None else learning_rate
-  return optax_loop.shortcut(method), _rate_schedule(rate), rate
+  from explicit_softmax import _optax_loop  # JAX, for the jitted loop only
+  rate = _optax_loop.DEFAULT_LEARNING_RATE[method] if learning_rate is None else learning_rate
+  return _optax_loop.shortcut(method), _rate_schedule(rate), rate
 
 
 def _is_transformation(method) -> bool:
@@ -184,7 +185,7 @@ def _data(model: model_lib.SoftmaxModel, X, y, sample_weight, method):
   Data no single process holds is checked in its first pass; its targets and
   weights stay with the partitions (None here).
   """
-  design = _partitioned.partitioned(X, y, sample_weight, model.n_classes)
+  design = _placement.partitioned(X, y, sample_weight, model.n_classes)
   if design is None:
     design = _design.for_model(X, model)
     t = design.shape[0]
@@ -203,11 +204,11 @@ def _data(model: model_lib.SoftmaxModel, X, y, sample_weight, method):
 
 def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels,
            method: str | optax.GradientTransformation = "lbfgs", steps: int = 100, *,
-           tol: float = objective.DEFAULT_TOL, l2: float = 0.0, batch_size: int | None = None,
+           tol: float = _objective.DEFAULT_TOL, l2: float = 0.0, batch_size: int | None = None,
            learning_rate: float | Callable[[int], float] | None = None,
            sample_weight: SampleWeight = None,
            callback: Callable | None = None, callback_every: int = 1,
-           precondition: bool | str | preconditioning.Standardizer | np.ndarray = False,
+           precondition: bool | str | Standardizer | np.ndarray = False,
            seed: int = 0) -> model_lib.SoftmaxModel:
   """Refines ``model`` by minimising ``J`` (4), mean cross-entropy plus ``(l2/2) ||W||^2``.
 
@@ -257,9 +258,9 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels,
       time closest to an unobserved run.
     precondition: optimise ``V`` with ``[W; b] = P V`` (same optimum, another
       path). ``True``: whitened by the input Gram matrix (see
-      :func:`explicit_softmax.preconditioning.gram_preconditioner`, whose
+      :func:`explicit_softmax.refinement.gram_preconditioner`, whose
       factor may be passed instead). ``"standardize"`` (or a
-      :class:`~explicit_softmax.preconditioning.Standardizer`): centred
+      :class:`~explicit_softmax.refinement.Standardizer`): centred
       features of unit variance, O(N M) per step, sparse inputs included.
     seed: nonnegative integer seed of the minibatch order and of the
       preconditioner's rows.
@@ -298,39 +299,39 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels,
   check_memory(design, model.n_classes, f"refining a model of {model.n_classes:,} classes",
                method=method, batch_size=batch_size)
   minibatch = batch_size is not None and batch_size < design.shape[0]
-  precond = preconditioning.reparametrisation(precondition, design, seed, model.n_classes, l2)
+  precond = _preconditioning.reparametrisation(precondition, design, seed, model.n_classes, l2)
   on_host = uses_host(method, design, model.n_classes, minibatch)
-  if on_host and not isinstance(design, _partitioned.PartitionedDesign):
+  if on_host and not isinstance(design, _placement.PartitionedDesign):
     design = _design.as_host(design)
-  record = convergence.Recorder(model, callback, every, steps, entry)
+  record = _convergence.Recorder(model, callback, every, steps, entry)
   theta, reason, evaluations, relative = _minimise(
       model, design, targets, w, l2, tol, precond, on_host=on_host, tx=tx, rate_at=rate_at,
       batch_size=batch_size if minibatch else None, seed=seed, record=record)
-  said = convergence.REASONS[reason]
+  said = _convergence.REASONS[reason]
   if reason == "stalled" and not record.losses:  # no step at all: say why
-    said = convergence.explain_stall(model, design, targets, w, l2)
+    said = _convergence.explain_stall(model, design, targets, w, l2)
   info = dict(model.info)
   info["refine"] = {
       "method": _name(method), "l2": float(l2), "batch_size": batch_size,
       "learning_rate": "schedule" if callable(rate) else rate,
-      "precondition": preconditioning.describe(precondition), "converged": reason == "tol",
+      "precondition": _preconditioning.describe(precondition), "converged": reason == "tol",
       "reason": said, "steps": len(record.losses),
       "relative_grad_norm": relative, "tol": tol,
       "precision": "float64" if on_host else "float32", "evaluations": evaluations}
-  if isinstance(design, _partitioned.PartitionedDesign):
+  if isinstance(design, _placement.PartitionedDesign):
     # Every pass over the partitions: evaluations, the reference norm, moments.
     info["refine"]["passes"] = design.passes
-  return convergence.refined(model, theta, len(record.losses) - 1, info=info,
+  return _convergence.refined(model, theta, len(record.losses) - 1, info=info,
                              history=record.history())
 
 
 def _minimise(model, design, targets, w, l2: float, tol: float, precond, *, on_host: bool,
-              tx, rate_at, batch_size: int | None, seed: int, record: convergence.Recorder):
+              tx, rate_at, batch_size: int | None, seed: int, record: _convergence.Recorder):
   """Runs the host or the jitted loop from ``model`` until (5) holds or it stops.
 
   Returns:
     ``(theta, reason, evaluations, relative)``: ``[W; b]``, the key of
-    :data:`~explicit_softmax.convergence.REASONS`, host L-BFGS's evaluations
+    :data:`~explicit_softmax._convergence.REASONS`, host L-BFGS's evaluations
     (None on the jitted path) and the final relative gradient norm (5) (None
     for minibatches, whose gradients say nothing about the full objective).
   """
@@ -341,25 +342,25 @@ def _minimise(model, design, targets, w, l2: float, tol: float, precond, *, on_h
   # Minibatch runs have no convergence test, so they need no reference norm.
   # The host path measures gradients in (W, b), as the certificate does.
   norm_precond = None if on_host else precond
-  zero_norm = np.inf if minibatch else objective.zero_grad_norm(
+  zero_norm = np.inf if minibatch else _objective.zero_grad_norm(
       design, targets, w, model.n_classes, norm_precond)
   threshold = -np.inf if minibatch else tol * zero_norm
   evaluations = None  # optax's line search evaluates inside the jitted step
   if on_host:
     with blas_threads_for(work_of(design, model.n_classes)):
-      problem = host_lbfgs.PenalisedProblem(design, targets, w, float(l2), precond)
-      v, reason, evaluations, _ = host_lbfgs.minimise(problem, theta0, record.steps,
+      problem = _lbfgs.PenalisedProblem(design, targets, w, float(l2), precond)
+      v, reason, evaluations, _ = _lbfgs.minimise(problem, theta0, record.steps,
                                                       threshold, record)
       theta = problem.theta(v)
   else:
     if isinstance(design, _design.DenseDesign):
       design.check_finite()  # every row, also those no minibatch has drawn yet
-    from explicit_softmax import optax_loop  # JAX, for the jitted loop only
-    theta, reason = optax_loop.run(
+    from explicit_softmax import _optax_loop  # JAX, for the jitted loop only
+    theta, reason = _optax_loop.run(
         theta0, precond, design, targets, w, l2, tx=tx, rate_at=rate_at, batch_size=batch_size,
         steps=record.steps, threshold=threshold, seed=seed, record=record)
   if minibatch:
     return theta, reason, evaluations, None
-  norm = record.norms[-1] if record.norms else objective.grad_norm(
+  norm = record.norms[-1] if record.norms else _objective.grad_norm(
       design, targets, w, theta, l2, norm_precond)
-  return theta, reason, evaluations, float(objective.relative_grad_norm(norm, zero_norm))
+  return theta, reason, evaluations, float(_objective.relative_grad_norm(norm, zero_norm))

@@ -27,7 +27,7 @@ import numpy as np
 
 from explicit_softmax import _dask
 from explicit_softmax import _design
-from explicit_softmax import _partition
+from explicit_softmax import _placement
 from explicit_softmax import _progress
 from explicit_softmax import _validation
 from explicit_softmax._typing import Features, Labels, SampleWeight
@@ -155,7 +155,7 @@ class SoftmaxStats:
       ValueError: for invalid ``X``, ``y`` or weights, or a Gram matrix too
         large for memory.
     """
-    if _dask.is_dask(X):  # partitions reduced on the workers, summed in a tree
+    if _placement.is_dask(X):  # partitions reduced on the workers, summed in a tree
       parts = _dask.DaskParts(X, y, sample_weight, n_classes)
       _validation.check_dense_size(parts.n_features, parts.n_classes)
       _validation.check_gram_size(parts.n_features, gram)
@@ -268,10 +268,10 @@ class SoftmaxStats:
         min(self.min_feature, other.min_feature))
 
 
-def _partition_statistics(part: _partition.Partition, n_classes: int,
+def _partition_statistics(part: _placement.Partition, n_classes: int,
                           gram: bool) -> SoftmaxStats:
   """The statistics of one partition (of a dask collection), with the in-memory checks."""
-  design, targets, w = _partition.checked(part, n_classes)
+  design, targets, w = _placement.checked(part, n_classes)
   y = targets.labels if targets.labels is not None else targets.probs
   if w.any():
     return SoftmaxStats.from_data(design, y, n_classes=n_classes, sample_weight=w, gram=gram)

@@ -242,21 +242,21 @@ def test_refine_says_why_it_stopped():
 def test_float32_device_lbfgs_records_how_it_stopped(monkeypatch):
   """Above ``HOST_MAX_WORK`` L-BFGS runs jitted in float32: still monotone, and
   its record says whether it converged or stalled (never a silent stop)."""
-  from explicit_softmax import convergence, refinement
+  from explicit_softmax import _convergence, refinement
   monkeypatch.setattr(refinement, "HOST_MAX_WORK", 0)
   x, y = dense_data(np.random.default_rng(9), 300, 6, 3)
   run = es.refine(es.fit(x, y, method="cooccurrence"), x, y, steps=300, l2=1e-2, tol=1e-3)
   record = run.info["refine"]
   assert record["precision"] == "float32"
   assert np.all(np.diff(run.history.loss) <= 0)
-  assert record["reason"] in (convergence.REASONS["tol"], convergence.REASONS["stalled"])
+  assert record["reason"] in (_convergence.REASONS["tol"], _convergence.REASONS["stalled"])
   assert record["converged"] == (record["relative_grad_norm"] <= 1e-3)
 
 
 def test_gram_preconditioner_is_a_damped_cholesky_factor():
-  from explicit_softmax import _design, preconditioning
+  from explicit_softmax import _design, refinement
   x, _ = dense_data(np.random.default_rng(7), 200, 5, 2)
-  chol = preconditioning.gram_preconditioner(_design.as_design(x), rows=10_000, ridge=0.5)
+  chol = refinement.gram_preconditioner(_design.as_design(x), rows=10_000, ridge=0.5)
   x1 = np.hstack([x, np.ones((200, 1))])
   gram = x1.T @ x1 / 200
   expected = gram + 0.5 * np.trace(gram) / 6 * np.eye(6)
@@ -326,7 +326,7 @@ def test_an_optax_transformation_reaches_the_optimum_of_the_named_methods():
   import json
 
   import optax
-  from explicit_softmax import _design, _validation, objective
+  from explicit_softmax import _design, _objective, _validation
   x, y = dense_data(np.random.default_rng(11), 300, 6, 3)
   l2, tol = 1e-2, 1e-4
   zero = es.SoftmaxModel(np.zeros((6, 3)), np.zeros(3))
@@ -346,7 +346,7 @@ def test_an_optax_transformation_reaches_the_optimum_of_the_named_methods():
 
   def objective_and_grad(model):
     theta = np.vstack([model.weights, model.bias]).astype(np.float64)
-    return (*objective.penalised_objective(design, targets, w, theta, l2), theta)
+    return (*_objective.penalised_objective(design, targets, w, theta, l2), theta)
 
   best, _, theta_star = objective_and_grad(optimum)
   for run in [named] + runs:
@@ -392,3 +392,13 @@ def test_refine_rejects_what_is_not_an_optimiser():
   with pytest.raises(ValueError, match=r"learning_rate=0.1 is for method='adam' or 'sgd'.*"
                                        r"Leave learning_rate=None"):
     es.refine(model, x, y, method=optax.adam(1e-3), learning_rate=0.1)
+
+
+def test_the_old_preconditioning_module_still_imports_with_a_deprecation_warning():
+  import importlib
+  import sys
+  from explicit_softmax import refinement
+  sys.modules.pop("explicit_softmax.preconditioning", None)
+  with pytest.warns(DeprecationWarning, match="explicit_softmax.refinement.Standardizer"):
+    old = importlib.import_module("explicit_softmax.preconditioning")
+  assert old.Standardizer is refinement.Standardizer

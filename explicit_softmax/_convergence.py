@@ -13,9 +13,9 @@ from typing import Callable
 
 import numpy as np
 
-from explicit_softmax import _partitioned
+from explicit_softmax import _placement
 from explicit_softmax import model as model_lib
-from explicit_softmax import objective
+from explicit_softmax import _objective
 
 REASONS = {
     "tol": "converged: relative gradient norm <= tol",
@@ -41,10 +41,10 @@ def explain_stall(model: model_lib.SoftmaxModel, design, targets, w, l2: float) 
   misclassified rows' margins, is too large for a step to change it visibly.
   """
   theta = np.vstack([model.weights, model.bias]).astype(np.float64)
-  loss = objective.penalised_objective(design, targets, w, theta, l2, need_grad=False)[0]
+  loss = _objective.penalised_objective(design, targets, w, theta, l2, need_grad=False)[0]
   text = (f"{REASONS['stalled']}, before the first step: the penalised loss at the start is "
           f"{loss:.3g} nats")
-  if not isinstance(design, _partitioned.PartitionedDesign):
+  if not isinstance(design, _placement.PartitionedDesign):
     with np.errstate(over="ignore", invalid="ignore"):
       top = float(np.abs(design.logits(theta[:-1], np.float64) + theta[-1]).max())
     if not top <= SATURATED_LOGIT:

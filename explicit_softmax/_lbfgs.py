@@ -1,8 +1,8 @@
 """Full-batch L-BFGS on the host in float64 (scipy's L-BFGS-B), no compilation.
 
-Minimises ``J`` (4) of :mod:`explicit_softmax.objective` in optimised variables
+Minimises ``J`` (4) of :mod:`explicit_softmax._objective` in optimised variables
 ``V`` with ``[W; b] = P V`` (the identity, a preconditioner of
-:mod:`explicit_softmax.preconditioning`, or the whitening of
+:mod:`explicit_softmax._preconditioning`, or the whitening of
 :mod:`explicit_softmax._curvature`), until the relative gradient norm (5),
 measured by the problem's own norm, falls to ``tol``.
 
@@ -20,7 +20,7 @@ from typing import Callable, Protocol
 import numpy as np
 import scipy.optimize
 
-from explicit_softmax import objective
+from explicit_softmax import _objective
 
 # Correction pairs L-BFGS keeps (scipy's maxcor): its cost per step grows with it.
 MEMORY = 10
@@ -54,7 +54,7 @@ class PenalisedProblem:
     return v if self.precond is None else self.precond.apply(v)
 
   def value_and_grad(self, v: np.ndarray) -> tuple[float, np.ndarray]:
-    loss, grad = objective.penalised_objective(self.design, self.targets, self.w,
+    loss, grad = _objective.penalised_objective(self.design, self.targets, self.w,
                                                self.theta(v), self.l2)
     self._grad_theta = grad
     if self.precond is not None:
@@ -96,7 +96,7 @@ def minimise(problem: Problem, v0: np.ndarray, steps: int, threshold: float,
 
   Returns:
     ``(v, reason, evaluations, norm)``: the final variables, a key of
-    :data:`explicit_softmax.convergence.REASONS`, the number of
+    :data:`explicit_softmax._convergence.REASONS`, the number of
     loss-and-gradient evaluations (passes over the data) and the problem's
     gradient norm at ``v``.
   """

@@ -5,7 +5,7 @@ minibatches drawn without replacement (one permutation per epoch); the named
 methods ``"adam"`` and ``"sgd"`` are shortcuts (:func:`shortcut`) for
 ``optax.adam`` and ``optax.sgd``. A step's update is ``tx.update(grad J, state,
 params)`` and the new parameters ``optax.apply_updates`` of it, in the variables
-``(W, b)`` or ``V`` with ``[W; b] = P V`` (:mod:`explicit_softmax.preconditioning`).
+``(W, b)`` or ``V`` with ``[W; b] = P V`` (:mod:`explicit_softmax._preconditioning`).
 Full-batch L-BFGS on data too large for the host runs optax's ``lbfgs`` here too.
 
 Steps are module-level jitted functions taking the data as arguments, so their
@@ -32,7 +32,7 @@ import optax
 
 from explicit_softmax import _design
 from explicit_softmax import _targets
-from explicit_softmax import convergence
+from explicit_softmax import _convergence
 
 # The named first-order methods and their default learning rates.
 FACTORIES = {"adam": optax.adam, "sgd": optax.sgd}
@@ -310,14 +310,14 @@ class _Minibatches(_FullBatch):
 
 
 def _drive(steps_of: _LBFGS | _FullBatch, steps: int, threshold: float, reason: str,
-           record: convergence.Recorder) -> str:
+           record: _convergence.Recorder) -> str:
   """Runs segments of steps until ``steps``, the callback, or ``||grad J|| <= threshold``.
 
   Segments end at the steps the callback is due (``record.segment``); the
   steps of one segment share its time evenly.
 
   Returns:
-    The key of :data:`explicit_softmax.convergence.REASONS` (``reason`` after
+    The key of :data:`explicit_softmax._convergence.REASONS` (``reason`` after
     all ``steps``).
   """
   clock, every, k = record.clock, record.segment, 0
@@ -341,7 +341,7 @@ def _drive(steps_of: _LBFGS | _FullBatch, steps: int, threshold: float, reason: 
 
 def run(theta0: np.ndarray, precond, design, targets, w, l2: float, *, tx, rate_at,
         batch_size: int | None, steps: int, threshold: float, seed: int,
-        record: convergence.Recorder) -> tuple[np.ndarray, str]:
+        record: _convergence.Recorder) -> tuple[np.ndarray, str]:
   """Minimises ``J`` (4) from ``theta0`` with jitted float32 steps.
 
   Args:
@@ -355,7 +355,7 @@ def run(theta0: np.ndarray, precond, design, targets, w, l2: float, *, tx, rate_
     steps: the maximum number of steps.
     threshold: stop once the full-batch gradient norm is at most this.
     seed: seed of the minibatch order.
-    record: the run's :class:`~explicit_softmax.convergence.Recorder`.
+    record: the run's :class:`~explicit_softmax._convergence.Recorder`.
 
   Returns:
     ``(theta, reason)`` with ``theta = [W; b]`` (float64 host array).

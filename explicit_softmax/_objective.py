@@ -1,7 +1,7 @@
-"""The penalised objective, its gradient, the convergence measure and Newton's polish.
+"""The cross-entropy (1), its gradient (2), the penalised objective (4) and its Hessian.
 
-With the weighted mean cross-entropy ``L`` (1) and its gradient (2) of
-:mod:`explicit_softmax.model`, refinement minimises
+:func:`objective` evaluates ``L`` (1) and its gradient (2) on the host; with
+them, refinement minimises
 
     J(W, b) = L(W, b) + (l2 / 2) ||W||^2,                                 (4)
 
@@ -19,11 +19,88 @@ from __future__ import annotations
 import numpy as np
 import scipy.special
 
-from explicit_softmax import _partitioned
-from explicit_softmax import model as model_lib
+from explicit_softmax import _design
+from explicit_softmax import _targets
 
 # The default ``tol`` of (5).
 DEFAULT_TOL = 1e-6
+
+# Rows per chunk when evaluating on many samples: a chunk's (rows, M) float64
+# probability block stays near 32 MiB whatever the number of classes.
+_EVAL_ELEMENTS = 2**22
+
+
+def eval_rows(n_classes: int) -> int:
+  """Rows per chunk of :func:`objective`: (rows, M) blocks near ``_EVAL_ELEMENTS``
+  floats, and at least one row (not 256: with M in the millions a block of 256
+  rows would hold gigabytes)."""
+  return max(1, _EVAL_ELEMENTS // n_classes)
+
+
+def objective(design, targets: _targets.Targets, w: np.ndarray, weights: np.ndarray,
+              bias: np.ndarray, *, need_grad: bool = True):
+  """The mean cross-entropy (1) and its gradient (2) in float64, on the host.
+
+  No compilation: the products with ``X`` are the design's (BLAS, scipy.sparse,
+  gathers), one chunk of rows at a time, so that the (rows, M) probability
+  block stays near 32 MiB whatever ``M``.
+
+  Args:
+    design: the validated design matrix (see ``_design.as_design``).
+    targets: validated targets of its rows.
+    w: (T,) nonnegative sample weights (any total).
+    weights: (N, M) ``W``.
+    bias: (M,) ``b``.
+    need_grad: also return the gradient.
+
+  Returns:
+    ``(L, dL/dW, dL/db)``: a float and float64 arrays (None, None without
+    ``need_grad``).
+  """
+  t = design.shape[0]
+  weights = np.asarray(weights, np.float64)
+  bias = np.asarray(bias, np.float64)
+  m = weights.shape[1]
+  rows = eval_rows(m)
+  loss = 0.0
+  g_w = np.zeros_like(weights) if need_grad else None
+  g_b = np.zeros(m) if need_grad else None
+  for start in range(0, t, rows):
+    sl = slice(start, min(start + rows, t))
+    # One block is the whole design when it is small: no copies of its rows.
+    part, part_t = (design, targets) if rows >= t else (design.take(sl), targets.take(sl))
+    part_w = w[sl]
+    # Logits by class, (M, rows): every reduction over the classes below is
+    # then one pass along whole rows (numpy's per-row reductions of a tall,
+    # narrow (rows, M) block cost more than the products when M is small).
+    # log p = z - logsumexp(z), in place.
+    z = _design.logits_by_class(part, weights)
+    z += bias[:, None]
+    z -= z.max(axis=0)
+    p = np.exp(z)
+    norm = p.sum(axis=0)
+    log_norm = np.log(norm)
+    if part_t.labels is not None:
+      index = np.arange(z.shape[1])
+      picked = z[part_t.labels, index] - log_norm
+    else:
+      picked = np.einsum("ji,ij->i", part_t.probs, z) - log_norm
+    loss -= float(part_w @ picked)
+    if need_grad:
+      p /= norm                                    # P, by class
+      if part_t.labels is not None:
+        p[part_t.labels, index] -= 1.0
+      else:
+        p -= part_t.probs.T
+      p *= part_w                                  # (P - Y)^T diag(w)
+      g_w += part.rmatmul(p.T)
+      g_b += p.sum(axis=1)
+  total = float(w.sum())
+  if need_grad:
+    return loss / total, g_w / total, g_b / total
+  return loss / total, None, None
+
+
 
 
 def penalised_objective(design, targets, w, theta: np.ndarray, l2: float, *,
@@ -41,11 +118,10 @@ def penalised_objective(design, targets, w, theta: np.ndarray, l2: float, *,
   Returns:
     ``(J, grad J)``.
   """
-  if isinstance(design, _partitioned.PartitionedDesign):  # sums over partitions held elsewhere
+  if targets is None:  # a partitioned design: sums over partitions held elsewhere
     loss, g_w, g_b = design.objective(theta[:-1], theta[-1], need_grad=need_grad)
   else:
-    loss, g_w, g_b = model_lib.objective(design, targets, w, theta[:-1], theta[-1],
-                                         need_grad=need_grad)
+    loss, g_w, g_b = objective(design, targets, w, theta[:-1], theta[-1], need_grad=need_grad)
   value = loss + 0.5 * l2 * float((theta[:-1] ** 2).sum())
   return value, (np.vstack([g_w + l2 * theta[:-1], g_b]) if need_grad else None)
 
