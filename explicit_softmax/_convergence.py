@@ -13,7 +13,6 @@ from typing import Callable
 
 import numpy as np
 
-from explicit_softmax import _placement
 from explicit_softmax import model as model_lib
 from explicit_softmax import _objective
 
@@ -44,7 +43,7 @@ def explain_stall(model: model_lib.SoftmaxModel, design, targets, w, l2: float) 
   loss = _objective.penalised_objective(design, targets, w, theta, l2, need_grad=False)[0]
   text = (f"{REASONS['stalled']}, before the first step: the penalised loss at the start is "
           f"{loss:.3g} nats")
-  if not isinstance(design, _placement.PartitionedDesign):
+  if design.local:
     with np.errstate(over="ignore", invalid="ignore"):
       top = float(np.abs(design.logits(theta[:-1], np.float64) + theta[-1]).max())
     if not top <= SATURATED_LOGIT:

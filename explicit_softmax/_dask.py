@@ -27,13 +27,20 @@ from typing import Callable
 import numpy as np
 
 from explicit_softmax import _design
-from explicit_softmax import _placement
-from explicit_softmax._placement import is_dask
+from explicit_softmax import _one_partition
 from explicit_softmax import _validation
 
 INSTALL = "pip install 'explicit-softmax[dask]'"
 # Partial results combined per task of the reduction tree (dask's default for bags).
 SPLIT_EVERY = 8
+
+
+def is_dask(x) -> bool:
+  """Whether ``x`` is a dask collection (without importing dask if nobody has)."""
+  dask = sys.modules.get("dask")
+  if dask is None:  # no dask collection can exist without dask imported
+    return False
+  return bool(dask.is_dask_collection(x))
 
 
 def require():
@@ -62,23 +69,23 @@ def _is_frame(x) -> bool:
 
 
 def _pack(index, offset, x, y, w):
-  """One bag partition: a list holding the :class:`_placement.Partition`."""
-  return [_placement.Partition(index, offset, x, np.asarray(y), None if w is None else
+  """One bag partition: a list holding the :class:`_one_partition.Partition`."""
+  return [_one_partition.Partition(index, offset, x, np.asarray(y), None if w is None else
                                np.asarray(w))]
 
 
 def _pack_frame(index, frame, features, label, weight, y, w):
-  """A pandas partition as a :class:`_placement.Partition` (features in ``features`` order)."""
+  """A pandas partition as a :class:`_one_partition.Partition` (features in ``features`` order)."""
   x = frame[list(features)].to_numpy()
   y = frame[label].to_numpy() if label is not None else np.asarray(y)
   if weight is not None:
     w = frame[weight].to_numpy()
-  return [_placement.Partition(index, None, x, y, None if w is None else np.asarray(w))]
+  return [_one_partition.Partition(index, None, x, y, None if w is None else np.asarray(w))]
 
 
 def _apply(partitions, fn, args, n_classes):
   """``[fn(part, *args)]`` for the (single) partition of a bag partition."""
-  return [_placement.run(fn, part, args, n_classes) for part in partitions if len(part)]
+  return [_one_partition.run(fn, part, args, n_classes) for part in partitions if len(part)]
 
 
 def _combine(combine, results):
@@ -128,7 +135,7 @@ class DaskParts:
     else:
       # One pass: each partition's labels through the in-memory check (which
       # infers max + 1), the largest over partitions.
-      n_classes = self.map_reduce(_placement.classes_of, (), combine=max, n_classes=None)
+      n_classes = self.map_reduce(_one_partition.classes_of, (), combine=max, n_classes=None)
     self.n_classes = int(n_classes)
 
   # -- pairing the blocks ---------------------------------------------------------
@@ -227,7 +234,7 @@ class DaskParts:
     """``combine`` over partitions of ``fn(partition, *args)``, in a tree on the workers.
 
     Args:
-      fn: a module-level (picklable) function of a :class:`_placement.Partition`.
+      fn: a module-level (picklable) function of a :class:`_one_partition.Partition`.
       args: further arguments, shipped once per evaluation (one graph key, not
         one copy per task).
       combine: an associative binary function of two results.
@@ -256,7 +263,7 @@ class DaskParts:
     return gather_sample(pieces)
 
 
-def _partition_sample(part: _placement.Partition, fraction: float, seed: int):
+def _partition_sample(part: _one_partition.Partition, fraction: float, seed: int):
   """Rows of ``part`` kept with probability ``fraction``, seeded by (seed, index)."""
   keep = np.random.default_rng([seed, part.index]).random(len(part)) < fraction
   rows = np.flatnonzero(keep)

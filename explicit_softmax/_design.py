@@ -1,29 +1,26 @@
-"""The design matrix ``X``: dense, sparse and token inputs behind one interface.
+"""The design matrix ``X``: dense, sparse, token and host-held inputs behind one interface.
 
-Every computation in the library touches ``X`` through a few products, so each
-input kind implements exactly these (``W`` is (N, M), ``G`` is (T, M)):
-
-* ``logits(W)``       -> ``X W``  (T, M), for predictions;
-* ``rmatmul(G)``      -> ``X^T G``  (N, M) float64, for gradients;
-* ``one_pass(G, w)``  -> ``(X^T G, X 1, X^T diag(w) X, min X)`` in one read of
-  ``X``: co-occurrences, per-sample feature mass, (if ``w`` is given) the Gram
-  matrix of the Newton solver, and the smallest entry (the co-occurrence
-  solution needs nonnegative features; everything else takes any real ones);
-* ``take(rows)``, ``jax_data()``, ``jax_logits(data, W)``: row subsets and the
-  device-side form used by jitted refinement.
-
-Inputs are validated where they are read (chunk by chunk for dense arrays), so a
-bad value raises a ``ValueError`` that names it instead of a NaN downstream.
+Every computation in the library touches ``X`` through the :class:`Design`
+protocol, so that a new input type is one class and no code elsewhere asks
+which class it has. Inputs are validated where they are read (chunk by chunk
+for dense arrays), so a bad value raises a ``ValueError`` that names it instead
+of a NaN downstream. The classes: :class:`DenseDesign` (numpy or JAX arrays,
+read in chunks), :class:`SparseDesign` (``scipy.sparse``, never densified),
+:class:`TokenDesign` (:class:`TokenFeatures`: gathers instead of products) and
+:class:`HostDesign` (``X`` held once, centred and in the compute precision,
+for the hundreds of products of an iterative fit). Data held in partitions
+elsewhere is ``_placement.PartitionedDesign``, whose ``local`` is False.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import dataclasses
 import functools
 import os
 import sys
-from typing import Iterator
+from typing import Iterator, Protocol
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,6 +36,49 @@ from explicit_softmax import _validation
 CHUNK_ROWS = 1024
 # Threads for the statistics pass; it is memory-bound, so more rarely help.
 MAX_WORKERS = 8
+
+
+class Design(Protocol):
+  """What the library needs of ``X`` (``W`` is (N, M), ``G`` is (T, M)).
+
+  Attributes:
+    shape: ``(T, N)``.
+    local: whether this process holds the rows (else ``objective`` and the
+      column sums come from the partitions, one pass each).
+    dense: whether ``X`` is stored dense.
+    layout: ``[K, V]`` of token contexts, else None.
+  """
+
+  shape: tuple[int, int]
+  local: bool
+  dense: bool
+  layout: list[int] | None
+
+  def logits(self, w: np.ndarray, dtype=np.float32) -> np.ndarray:
+    """``X W``, (T, M)."""
+
+  def rmatmul(self, g) -> np.ndarray:
+    """``X^T G``, (N, M) float64."""
+
+  def one_pass(self, g, w=None):
+    """``(X^T G, X 1, X^T diag(w) X or None, min X)`` in one read of ``X``: the
+    statistics of :class:`explicit_softmax.SoftmaxStats`."""
+
+  def column_summary(self, w: np.ndarray) -> tuple:
+    """``(mean, variance, min, max, density)`` of the columns (weighted, one pass)."""
+
+  def take(self, rows) -> "Design":
+    """The rows ``rows``."""
+
+  def work(self, n_classes: int) -> int:
+    """Multiply-adds of one product ``X W``: stored entries of ``X`` times classes."""
+
+  def is_one_hot(self) -> bool:
+    """Whether every row has exactly one nonzero entry, equal to 1."""
+
+  def check_finite(self) -> None:
+    """A ``ValueError`` naming the first row with NaN or inf (a no-op where the
+    whole of ``X`` was checked when it was wrapped)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -129,8 +169,19 @@ def _summary(total, total_sq, weight, low, high, origin, density):
 class DenseDesign:
   """A dense (T, N) array; read in chunks of ``CHUNK_ROWS`` rows."""
 
+  local, dense, layout = True, True, None
+
   def __init__(self, x: np.ndarray):
     self.x = x
+
+  def work(self, n_classes: int) -> int:
+    return self.x.shape[0] * self.x.shape[1] * n_classes
+
+  def is_one_hot(self) -> bool:
+    for _, chunk in self.chunks():
+      if not (((chunk != 0).sum(axis=1) == 1).all() and (chunk.sum(axis=1) == 1).all()):
+        return False
+    return True
 
   @property
   def result_dtype(self):
@@ -308,8 +359,21 @@ class DenseDesign:
 class SparseDesign:
   """A ``scipy.sparse`` matrix, kept in CSR form and never densified."""
 
+  local, dense = True, False
+  layout: list[int] | None = None
+
   def __init__(self, x: sp.spmatrix):
     self.x = x
+
+  def work(self, n_classes: int) -> int:
+    return self.x.nnz * n_classes
+
+  def is_one_hot(self) -> bool:
+    x = self.x
+    return bool(x.nnz == x.shape[0] and (x.getnnz(axis=1) == 1).all() and (x.data == 1).all())
+
+  def check_finite(self) -> None:
+    """Checked when wrapped (``_validation.check_sparse_array``)."""
 
   @property
   def result_dtype(self):
@@ -379,6 +443,13 @@ class TokenDesign(SparseDesign):
 
   def __init__(self, tokens: TokenFeatures):
     self.tokens = tokens
+    self.layout = [tokens.ids.shape[1], tokens.vocab_size]
+
+  def work(self, n_classes: int) -> int:
+    return self.tokens.ids.size * n_classes
+
+  def is_one_hot(self) -> bool:
+    return self.tokens.ids.shape[1] == 1
 
   result_dtype = np.float32
 
@@ -443,10 +514,25 @@ class HostDesign:
   # Products with fewer multiply-adds per class than this stay in one thread.
   PARALLEL_MIN_ENTRIES = 2**20
 
+  local, layout = True, None
+
   def __init__(self, x, offset: np.ndarray, workers: int = 1):
     self.x = x
     self.offset = offset
     self.workers = workers
+
+  @property
+  def dense(self) -> bool:
+    return not sp.issparse(self.x)
+
+  def work(self, n_classes: int) -> int:
+    return (self.x.nnz if sp.issparse(self.x) else self.x.size) * n_classes
+
+  def is_one_hot(self) -> bool:
+    return False  # only ever built for the optimum, which one-hot inputs skip
+
+  def check_finite(self) -> None:
+    """Checked when built (``as_host`` reads every row once)."""
 
   result_dtype = np.float64
 
@@ -531,6 +617,56 @@ class HostDesign:
 def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
   """A process-wide pool of ``workers`` threads for :class:`HostDesign`'s blocks."""
   return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="explicit-softmax")
+
+
+# Host L-BFGS on problems up to this much work per evaluation (stored entries
+# of X times classes) runs with one BLAS thread. OpenBLAS's threads cost more
+# than they save on such products: on 2 cores, es.fit on scikit-learn's digits
+# took 8.6 s with two threads and 0.49 s with one (5,000 MNIST rows: 18.7 s and
+# 9.8 s); LogisticRegression() showed the same (0.32 s and 0.016 s).
+SINGLE_THREAD_MAX_WORK = 2**26
+
+
+@functools.cache
+def _blas_controller():
+  """threadpoolctl's view of the loaded BLAS libraries, found once per process
+  (finding them reads the process's memory map: 2.5 ms a call, which the 60
+  fits of a regularisation path on iris would pay 60 times); None without
+  threadpoolctl."""
+  try:
+    from threadpoolctl import ThreadpoolController
+  except ImportError:
+    return None
+  return ThreadpoolController()
+
+
+def blas_threads_for(work: int):
+  """A context that limits BLAS to one thread for small ``work`` (see above).
+
+  Uses threadpoolctl (installed with scikit-learn); without it, a no-op.
+  """
+  controller = _blas_controller() if work <= SINGLE_THREAD_MAX_WORK else None
+  if controller is None:
+    return contextlib.nullcontext()
+  return controller.limit(limits=1, user_api="blas")
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+  """A context in which BLAS runs one thread; yields the threads its caller may run
+  itself (the cores; 1 where BLAS cannot be limited, without threadpoolctl).
+
+  An iterative fit's products are many and small: BLAS's own threads, which
+  spin while they wait, cost more than they save there, and more still when
+  other processes share the cores. The fit splits its large products over
+  row blocks in threads of its own instead (``_design.HostDesign``).
+  """
+  controller = _blas_controller()
+  if controller is None:
+    yield 1
+    return
+  with controller.limit(limits=1, user_api="blas"):
+    yield cores()
 
 
 def cores() -> int:

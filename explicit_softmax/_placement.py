@@ -6,7 +6,7 @@ Every quantity the library needs is a sum over samples, so it is computed per
 partition where the rows live and the small results are added: statistics,
 column moments, the loss (1) and its gradient (2). :func:`partitioned` makes
 the decision; :class:`PartitionedDesign` offers the sums the pipeline needs
-(one pass each); :class:`Partition` and :func:`checked` run one partition
+(one pass each); :class:`_one_partition.Partition` and :func:`checked` run one partition
 through the in-memory checks, and :func:`run` makes their ``ValueError`` name
 the partition and the row. The engines are :class:`explicit_softmax._dask.DaskParts`
 and :class:`explicit_softmax.sharding.ProcessLocalParts`.
@@ -14,137 +14,14 @@ and :class:`explicit_softmax.sharding.ProcessLocalParts`.
 
 from __future__ import annotations
 
-import dataclasses
-import sys
-from typing import Any, Callable
 
 import numpy as np
 
+from explicit_softmax import _dask
 from explicit_softmax import _design
+from explicit_softmax import _one_partition
 from explicit_softmax import _objective
 from explicit_softmax import _validation
-
-
-def is_dask(x) -> bool:
-  """Whether ``x`` is a dask collection (without importing dask if nobody has)."""
-  dask = sys.modules.get("dask")
-  if dask is None:  # no dask collection can exist without dask imported
-    return False
-  return bool(dask.is_dask_collection(x))
-
-
-@dataclasses.dataclass(frozen=True)
-class Partition:
-  """The rows of one partition.
-
-  Attributes:
-    index: the partition's number (dask block or partition index, or shard number).
-    offset: the row of ``X`` at which the partition starts (None if unknown, as
-      for dask dataframes whose partition lengths are not computed).
-    x: (t, N) features: numpy array or ``scipy.sparse`` matrix.
-    y: (t,) labels or (t, M) soft labels.
-    w: (t,) sample weights, or None.
-  """
-
-  index: int
-  offset: int | None
-  x: Any
-  y: Any
-  w: Any = None
-
-  def __len__(self) -> int:
-    return self.x.shape[0]
-
-  def head(self, rows: int) -> "Partition":
-    """The first ``rows`` rows (used to locate the first invalid row)."""
-    return Partition(self.index, self.offset, self.x[:rows], np.asarray(self.y)[:rows],
-                     None if self.w is None else np.asarray(self.w)[:rows])
-
-
-def checked(part: Partition, n_classes: int | None):
-  """``(design, targets, w)`` of a partition, through the in-memory checks.
-
-  Args:
-    part: the partition.
-    n_classes: M (None: inferred from this partition's labels).
-
-  Returns:
-    The validated design, :class:`~explicit_softmax._targets.Targets` and (t,) float64 weights.
-    A partition whose weights are all zero is valid here (it adds nothing); the
-    total weight is checked once the partitions are summed.
-  """
-  design = _design.as_design(part.x)
-  t = design.shape[0]
-  targets = _validation.check_targets(part.y, t, n_classes)
-  w = part.w
-  if w is not None and np.ndim(w) == 1 and len(w) == t and not np.any(np.asarray(w) != 0):
-    return design, targets, np.zeros(t)
-  return design, targets, _validation.check_sample_weight(w, t)
-
-
-def classes_of(part: Partition) -> int:
-  """M of one partition's labels, through the in-memory check (which infers max + 1)."""
-  return checked(part, None)[1].n_classes
-
-
-def first_invalid_row(part: Partition, n_classes: int | None) -> int | None:
-  """The first row of ``part`` whose prefix fails :func:`checked`, by bisection.
-
-  The checks of features, labels (with ``n_classes`` given) and weights are
-  row by row, so "the first ``r + 1`` rows fail" is monotone in ``r``; the
-  checks themselves are the in-memory ones (nothing re-implemented).
-  """
-  def fails(rows: int) -> bool:
-    try:
-      design = checked(part.head(rows), n_classes)[0]
-      if isinstance(design, _design.DenseDesign):
-        design.check_finite()  # dense X is checked where it is read, in the pass
-    except ValueError:
-      return True
-    return False
-
-  t = len(part)
-  if t == 0 or not fails(t):
-    return None
-  lo, hi = 1, t  # the shortest failing prefix has hi rows
-  while lo < hi:
-    mid = (lo + hi) // 2
-    if fails(mid):
-      hi = mid
-    else:
-      lo = mid + 1
-  return hi - 1
-
-
-def run(fn: Callable, part: Partition, args: tuple, n_classes: int | None):
-  """``fn(part, *args)``; a ``ValueError`` is re-raised naming the partition and row.
-
-  Args:
-    fn: the per-partition function.
-    part: the partition.
-    args: further arguments of ``fn``.
-    n_classes: M, to locate an invalid label (None: inferred per partition).
-
-  Raises:
-    ValueError: ``fn``'s, prefixed with ``partition i, row r of the partition
-      (row R of X)``; row numbers inside the original message count from the
-      partition's first row.
-  """
-  try:
-    return fn(part, *args)
-  except ValueError as err:
-    try:
-      row = first_invalid_row(part, n_classes)
-    except Exception:  # locating is a courtesy; never hide the original error
-      row = None
-    where = f"partition {part.index}"
-    if row is not None:
-      where += f", row {row} of the partition"
-      if part.offset is not None:
-        where += f" (row {part.offset + row} of X)"
-    elif part.offset is not None:
-      where += f" (rows {part.offset}..{part.offset + len(part) - 1} of X)"
-    raise ValueError(f"{where}: {err}") from err
 
 
 def add(a: tuple, b: tuple) -> tuple:
@@ -152,18 +29,17 @@ def add(a: tuple, b: tuple) -> tuple:
   return tuple(u + v for u, v in zip(a, b))
 
 
-def _partition_objective(part: Partition, n_classes: int, weights: np.ndarray,
+def _partition_objective(part: _one_partition.Partition, n_classes: int, weights: np.ndarray,
                          bias: np.ndarray, need_grad: bool):
   """Sums of one partition: ``(sum_t w_t l_t, X^T diag(w)(P - Y), 1^T diag(w)(P - Y), sum w)``.
 
   The in-memory objective (1)-(2) in float64 gives weighted means; times the
   partition's weight they are sums, which add over partitions.
   """
-  design, targets, w = checked(part, n_classes)
+  design, targets, w = _one_partition.checked(part, n_classes)
   total = float(w.sum())
   if total == 0:  # all weights zero: nothing to add (its rows were checked above)
-    if isinstance(design, _design.DenseDesign):
-      design.check_finite()
+    design.check_finite()
     return 0.0, 0.0, 0.0, 0.0
   loss, g_w, g_b = _objective.objective(design, targets, w, weights, bias, need_grad=need_grad)
   if not need_grad:
@@ -171,29 +47,27 @@ def _partition_objective(part: Partition, n_classes: int, weights: np.ndarray,
   return loss * total, g_w * total, g_b * total, total
 
 
-def _partition_moments(part: Partition, n_classes: int, second: bool):
+def _partition_moments(part: _one_partition.Partition, n_classes: int, second: bool):
   """``(sum_t x_t, sum_t x_t^2, rows)``, or with ``second`` ``(X1^T X1, rows)``, X1 = [X, 1]."""
-  design = checked(part, n_classes)[0]
+  design = _one_partition.checked(part, n_classes)[0]
   t = design.shape[0]
   if second:
     x = design.x.toarray() if hasattr(design.x, "toarray") else np.asarray(design.x)
-    if isinstance(design, _design.DenseDesign):
-      design.check_finite()
+    design.check_finite()
     x1 = np.hstack([x.astype(np.float64), np.ones((t, 1))])
     return x1.T @ x1, float(t)
   mean, mean_sq = design.column_moments()  # checks every row of dense X
   return mean * t, mean_sq * t, float(t)
 
 
-def _partition_summary(part: Partition, n_classes: int):
+def _partition_summary(part: _one_partition.Partition, n_classes: int):
   """``(sum w x, sum w x^2, min x, max x, sum w, nonzero entries, entries)`` of one
   partition (rows of positive weight)."""
-  design, _, w = checked(part, n_classes)
+  design, _, w = _one_partition.checked(part, n_classes)
   n = design.shape[1]
   total = float(w.sum())
   if total == 0:
-    if isinstance(design, _design.DenseDesign):
-      design.check_finite()
+    design.check_finite()
     return np.zeros(n), np.zeros(n), np.full(n, np.inf), np.full(n, -np.inf), 0.0, 0.0, 0.0
   mean, variance, low, high, density = design.column_summary(w)
   entries = float((w > 0).sum() * n)
@@ -206,9 +80,9 @@ def _add_summaries(a: tuple, b: tuple) -> tuple:
           a[4] + b[4], a[5] + b[5], a[6] + b[6])
 
 
-def _partition_covariance(part: Partition, n_classes: int, mean: np.ndarray):
+def _partition_covariance(part: _one_partition.Partition, n_classes: int, mean: np.ndarray):
   """``sum_t w_t (x_t - mean)(x_t - mean)^T`` of one partition (dense (N, N))."""
-  design, _, w = checked(part, n_classes)
+  design, _, w = _one_partition.checked(part, n_classes)
   x = design.x.toarray() if hasattr(design.x, "toarray") else np.asarray(design.x)
   d = x.astype(np.float64) - mean
   return (d * w[:, None]).T @ d
@@ -224,9 +98,20 @@ class PartitionedDesign:
       ``map_reduce(fn, args, combine)``.
   """
 
+  local, dense, layout = False, True, None
+
   def __init__(self, parts):
     self.parts = parts
     self.passes = 0
+
+  def work(self, n_classes: int) -> int:
+    """A dense bound on the multiply-adds of ``X W``: the rows are elsewhere anyway."""
+    t, n = self.shape
+    return (t or 0) * n * n_classes
+
+  def is_one_hot(self) -> bool:
+    """Every partition one-hot (one pass; ``min`` of 0/1 also crosses processes)."""
+    return bool(self.parts.map_reduce(_partition_one_hot, (self.parts.n_classes,), min))
 
   @property
   def shape(self):
@@ -277,14 +162,26 @@ class PartitionedDesign:
     return gram / t
 
 
+def _partition_one_hot(part: _one_partition.Partition, n_classes: int) -> bool:
+  """Whether one partition's rows are one-hot."""
+  return _one_partition.checked(part, n_classes)[0].is_one_hot()
+
+
+def place(X, y, sample_weight=None, n_classes: int | None = None):
+  """Where ``X``'s rows live, decided once: a :class:`PartitionedDesign` if no single
+  process holds them, else ``X`` validated and wrapped in memory
+  (``_design.as_design``). Either is a ``_design.Design``."""
+  remote = partitioned(X, y, sample_weight, n_classes)
+  return remote if remote is not None else _design.as_design(X)
+
+
 def partitioned(X, y, sample_weight=None, n_classes: int | None = None):
   """``X`` as a :class:`PartitionedDesign` if no single process holds it, else None.
 
   That is a dask collection, or a ``jax.Array`` whose rows span several
   processes (multi-controller JAX).
   """
-  if is_dask(X):
-    from explicit_softmax import _dask  # the dask engine, for dask collections only
+  if _dask.is_dask(X):
     return PartitionedDesign(_dask.DaskParts(X, y, sample_weight, n_classes))
   if not _design.is_jax_array(X):
     return None

@@ -17,11 +17,14 @@ References:
 from __future__ import annotations
 
 import dataclasses
+from typing import Any
 
 import numpy as np
 import scipy.linalg
 
-from explicit_softmax import _placement
+from explicit_softmax import _design
+from explicit_softmax._typing import Features
+
 
 # Rows and relative ridge (damping) of the Gram preconditioner. A few thousand
 # rows estimate the dominant directions of the (N+1)^2 second-moment matrix at a
@@ -114,7 +117,7 @@ class GramFactor:
     return self.apply(np.eye(len(self.chol)))
 
 
-def gram_preconditioner(design, *, seed: int = 0, rows: int = PRECONDITIONER_ROWS,
+def gram_preconditioner(X: Features, *, seed: int = 0, rows: int = PRECONDITIONER_ROWS,
                         ridge: float = PRECONDITIONER_RIDGE) -> np.ndarray:
   """Cholesky factor ``L`` of ``X1^T X1 / T + r I`` on a row subsample.
 
@@ -123,7 +126,7 @@ def gram_preconditioner(design, *, seed: int = 0, rows: int = PRECONDITIONER_ROW
   it). Optimising ``V = L^T [W; b]`` removes the input factor's conditioning.
 
   Args:
-    design: the validated design matrix.
+    X: (T, N) features, as ``es.refine`` takes them.
     seed: seed of the row subsample.
     rows: number of rows used (all rows if fewer).
     ridge: ridge relative to the mean diagonal.
@@ -131,12 +134,14 @@ def gram_preconditioner(design, *, seed: int = 0, rows: int = PRECONDITIONER_ROW
   Returns:
     (N+1, N+1) lower-triangular float64 ``L``.
   """
+  # A design already (es.refine's own, or partitions held elsewhere), or user input.
+  design: Any = X if hasattr(X, "local") else _design.as_design(X)
   t, n = design.shape
   if n + 1 > _MAX_PRECONDITIONER_FEATURES:
     raise ValueError(
         f"precondition=True needs an ({n + 1})^2 Cholesky factor; above "
         f"{_MAX_PRECONDITIONER_FEATURES} features use precondition='standardize'.")
-  if isinstance(design, _placement.PartitionedDesign):
+  if not design.local:
     # Rows held elsewhere: a subsample would cost a pass anyway, so all rows.
     gram = design.input_second_moment()
   else:

@@ -31,6 +31,7 @@ import numpy as np
 
 from explicit_softmax import _curvature
 from explicit_softmax import _design
+from explicit_softmax import _objective
 from explicit_softmax import _optimum
 from explicit_softmax import _placement
 from explicit_softmax import _progress
@@ -39,7 +40,6 @@ from explicit_softmax import _targets
 from explicit_softmax import _validation
 from explicit_softmax import _convergence
 from explicit_softmax import model as model_lib
-from explicit_softmax import refinement
 from explicit_softmax import solvers
 from explicit_softmax import statistics
 from explicit_softmax._typing import Features, Labels, SampleWeight, Splits
@@ -72,21 +72,6 @@ FLOAT32_MIN_WORK = 2**22
 FLOAT32_MIN_TOL = 1e-5
 # A fit that runs longer than this shows a progress bar (verbose=True).
 PROGRESS_DELAY_SECONDS = 2.0
-
-
-def is_one_hot(design) -> bool:
-  """Whether every row of ``X`` has exactly one nonzero entry, equal to 1."""
-  if isinstance(design, _design.TokenDesign):
-    return design.tokens.ids.shape[1] == 1
-  if isinstance(design, _design.SparseDesign):
-    x = design.x
-    return bool(x.nnz == x.shape[0] and (x.getnnz(axis=1) == 1).all() and (x.data == 1).all())
-  x = design.x
-  for start in range(0, x.shape[0], _design.CHUNK_ROWS):
-    chunk = x[start:start + _design.CHUNK_ROWS]
-    if not (((chunk != 0).sum(axis=1) == 1).all() and (chunk.sum(axis=1) == 1).all()):
-      return False
-  return True
 
 
 def _y(targets: _targets.Targets) -> np.ndarray:
@@ -135,7 +120,7 @@ class _Placed:
   def __init__(self, design, targets, w_raw, n_classes: int, *, tol: float,
                workers: int = 1):
     self.targets, self.n_classes = targets, n_classes
-    self.partitioned = isinstance(design, _placement.PartitionedDesign)
+    self.partitioned = not design.local
     self.t, self.n_all = design.shape
     if self.partitioned:
       mean, variance, low, high, self.density, self.total_weight = design.column_summary()
@@ -148,8 +133,8 @@ class _Placed:
       mean, variance, low, high, self.density = design.column_summary(w_raw)
       self.total_weight = float(w_raw.sum())
       self.columns = np.flatnonzero(high > low)
-      work = refinement.work_of(design, n_classes)
-      dense = isinstance(design, _design.DenseDesign)
+      work = design.work(n_classes)
+      dense = design.dense
       dtype = (np.float32 if dense and work >= FLOAT32_MIN_WORK and tol >= FLOAT32_MIN_TOL
                else np.float64)
       self.design = _design.as_host(
@@ -273,14 +258,25 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
   """
   if not isinstance(start, model_lib.SoftmaxModel):
     _validation.check_choice("start", start, STARTS, otherwise="a SoftmaxModel")
+  entry = time.perf_counter()
+  design = _placement.place(X, y, sample_weight, n_classes)
+  start_model = _explicit_start(start, X, y, sample_weight, n_classes)
+  return _fit_placed(design, y, n_classes, l2=l2, tol=tol, sample_weight=sample_weight, cv=cv,
+                     seed=seed, verbose=verbose, start=start_model, entry=entry)
+
+
+def _fit_placed(design, y, n_classes: int | None, *, l2, tol, sample_weight, cv,
+                seed: int = 0, verbose: bool = True,
+                start: model_lib.SoftmaxModel | None = None,
+                entry: float | None = None) -> model_lib.SoftmaxModel:
+  """:func:`fit_optimum` on a placed design (``_placement.place``): the pipeline's
+  checks, one pass of statistics, ``l2``, the fit and the record."""
+  entry = time.perf_counter() if entry is None else entry
   seed = _validation.check_integer("seed", seed, minimum=0)
   l2 = _validation.check_l2(l2)
   tol = _validation.check_number("tol", tol)
   verbose = _validation.check_bool("verbose", verbose)
-  entry = time.perf_counter()
-  design = _placement.partitioned(X, y, sample_weight, n_classes)
-  if design is None:
-    design = _design.as_design(X)
+  if design.local:
     targets = _validation.check_targets(y, design.shape[0], n_classes)
     w_raw = _validation.check_sample_weight(sample_weight, design.shape[0])
     m = targets.n_classes
@@ -290,19 +286,18 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
   else:
     targets, w_raw, m = None, None, design.parts.n_classes
   _validation.check_dense_size(design.shape[1], m)
-  refinement.check_memory(design, m, lambda: _validation.describe_classes(
-      n_classes, m, None if targets is None else targets.labels))
-  with refinement.single_threaded_blas() as workers, \
+  _validation.check_optimiser_memory(
+      design.shape[1], m, min(design.shape[0] or 1, _objective.eval_rows(m)), on_host=True,
+      asked=lambda: _validation.describe_classes(
+          n_classes, m, None if targets is None else targets.labels))
+  with _design.single_threaded_blas() as workers, \
       _progress.progress(desc="es.fit", unit="step", delay=PROGRESS_DELAY_SECONDS,
                          disable=not verbose) as bar:
     placed = _Placed(design, targets, w_raw, m, tol=tol, workers=workers)
-    start_model = _explicit_start(start, X, y, sample_weight, m)
     placed.seconds = {"statistics": time.perf_counter() - entry}
-    model = _fit(placed, start_model, l2=l2, tol=tol, cv=cv, seed=seed, bar=bar, entry=entry)
-  if isinstance(design, _design.TokenDesign):  # checked against token inputs at predict time
-    tokens = design.tokens
-    model = model.replace(info={**model.info,
-                                "token_layout": [tokens.ids.shape[1], tokens.vocab_size]})
+    model = _fit(placed, start, l2=l2, tol=tol, cv=cv, seed=seed, bar=bar, entry=entry)
+  if design.layout is not None:  # checked against token inputs at predict time
+    model = model.replace(info={**model.info, "token_layout": design.layout})
   return model
 
 
@@ -489,33 +484,16 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
   # Checked whichever path applies, so that a wrong value never passes unseen.
   smoothing = _validation.check_number("smoothing", smoothing)
   ridge = _validation.check_number("ridge", ridge)
+  design = _placement.place(X, y, sample_weight, n_classes)  # where the rows live: once
   if method == "auto":
-    parts = _placement.partitioned(X, y, sample_weight, n_classes)
-    if parts is not None:  # dask or several JAX processes: one pass decides
-      n_classes = parts.parts.n_classes
-      # min: "all partitions one-hot" (as 0/1, which also crosses processes).
-      if parts.parts.map_reduce(_partition_one_hot, (n_classes,), min):
-        method = "cooccurrence"
-      else:
-        return fit_optimum(X, y, n_classes, l2=l2, tol=tol, sample_weight=sample_weight, cv=cv,
-                           verbose=verbose)
-  if method == "auto":
-    design = _design.as_design(X)
-    if is_one_hot(design):
-      method = "cooccurrence"
-    else:
-      return fit_optimum(design, y, n_classes, l2=l2, tol=tol, sample_weight=sample_weight,
+    if not design.is_one_hot():
+      return _fit_placed(design, y, n_classes, l2=l2, tol=tol, sample_weight=sample_weight,
                          cv=cv, verbose=verbose)
-  stats = statistics.SoftmaxStats.from_data(
-      X, y, n_classes=n_classes, sample_weight=sample_weight, gram=(method == "newton"))
+    method = "cooccurrence"
+  stats = statistics.SoftmaxStats.from_design(design, X, y, n_classes=n_classes,
+                                              sample_weight=sample_weight,
+                                              gram=method == "newton")
   model = solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
-  if isinstance(X, _design.TokenFeatures):  # checked against token inputs at predict time
-    model = model.replace(info={**model.info,
-                                "token_layout": [X.ids.shape[1], X.vocab_size]})
+  if design.layout is not None:  # checked against token inputs at predict time
+    model = model.replace(info={**model.info, "token_layout": design.layout})
   return model
-
-
-def _partition_one_hot(part, n_classes: int) -> bool:
-  """:func:`is_one_hot` of one partition."""
-  from explicit_softmax import _placement
-  return is_one_hot(_placement.checked(part, n_classes)[0])

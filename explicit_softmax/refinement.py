@@ -12,13 +12,10 @@ float32 loop of :mod:`explicit_softmax._optax_loop`.
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import time
 from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import scipy.sparse
 
 from explicit_softmax import _design
 from explicit_softmax import _placement
@@ -45,75 +42,18 @@ METHODS = ("lbfgs", "adam", "sgd")
 # is below. Above it the jitted float32 JAX path is faster per step.
 HOST_MAX_WORK = 2**29
 
-# Host L-BFGS on problems up to this much work per evaluation (stored entries
-# of X times classes) runs with one BLAS thread. OpenBLAS's threads cost more
-# than they save on such products: on 2 cores, es.fit on scikit-learn's digits
-# took 8.6 s with two threads and 0.49 s with one (5,000 MNIST rows: 18.7 s and
-# 9.8 s); LogisticRegression() showed the same (0.32 s and 0.016 s).
-SINGLE_THREAD_MAX_WORK = 2**26
-
-
-@functools.cache
-def _blas_controller():
-  """threadpoolctl's view of the loaded BLAS libraries, found once per process
-  (finding them reads the process's memory map: 2.5 ms a call, which the 60
-  fits of a regularisation path on iris would pay 60 times); None without
-  threadpoolctl."""
-  try:
-    from threadpoolctl import ThreadpoolController
-  except ImportError:
-    return None
-  return ThreadpoolController()
-
-
-def blas_threads_for(work: int):
-  """A context that limits BLAS to one thread for small ``work`` (see above).
-
-  Uses threadpoolctl (installed with scikit-learn); without it, a no-op.
-  """
-  controller = _blas_controller() if work <= SINGLE_THREAD_MAX_WORK else None
-  if controller is None:
-    return contextlib.nullcontext()
-  return controller.limit(limits=1, user_api="blas")
-
-
-@contextlib.contextmanager
-def single_threaded_blas():
-  """A context in which BLAS runs one thread; yields the threads its caller may run
-  itself (the cores; 1 where BLAS cannot be limited, without threadpoolctl).
-
-  An iterative fit's products are many and small: BLAS's own threads, which
-  spin while they wait, cost more than they save there, and more still when
-  other processes share the cores. The fit splits its large products over
-  row blocks in threads of its own instead (``_design.HostDesign``).
-  """
-  controller = _blas_controller()
-  if controller is None:
-    yield 1
-    return
-  with controller.limit(limits=1, user_api="blas"):
-    yield _design.cores()
-
-
 def work_of(design, n_classes: int) -> int:
   """Multiply-adds of one product ``X W``: stored entries of ``X`` times classes."""
-  t, n = design.shape
-  if isinstance(design, _placement.PartitionedDesign):
-    return (t or 0) * n * n_classes  # dense bound; its rows are elsewhere anyway
-  if isinstance(design, _design.TokenDesign):
-    stored = design.tokens.ids.size
-  else:
-    stored = design.x.nnz if scipy.sparse.issparse(design.x) else t * n
-  return stored * n_classes
+  return design.work(n_classes)
 
 
 def uses_host(method, design, n_classes: int, minibatch: bool) -> bool:
   """Whether ``method`` on ``design`` runs host float64 L-BFGS (else the jitted loop)."""
   if not (isinstance(method, str) and method == "lbfgs") or minibatch:
     return False
-  if isinstance(design, _placement.PartitionedDesign):
+  if not design.local:
     return True  # float64 scipy L-BFGS, one distributed pass per evaluation
-  return work_of(design, n_classes) <= HOST_MAX_WORK
+  return design.work(n_classes) <= HOST_MAX_WORK
 
 
 def check_memory(design, n_classes: int, asked, *, method="lbfgs",
@@ -301,7 +241,7 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels,
   minibatch = batch_size is not None and batch_size < design.shape[0]
   precond = _preconditioning.reparametrisation(precondition, design, seed, model.n_classes, l2)
   on_host = uses_host(method, design, model.n_classes, minibatch)
-  if on_host and not isinstance(design, _placement.PartitionedDesign):
+  if on_host and design.local:
     design = _design.as_host(design)
   record = _convergence.Recorder(model, callback, every, steps, entry)
   theta, reason, evaluations, relative = _minimise(
@@ -318,7 +258,7 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels,
       "reason": said, "steps": len(record.losses),
       "relative_grad_norm": relative, "tol": tol,
       "precision": "float64" if on_host else "float32", "evaluations": evaluations}
-  if isinstance(design, _placement.PartitionedDesign):
+  if not design.local:
     # Every pass over the partitions: evaluations, the reference norm, moments.
     info["refine"]["passes"] = design.passes
   return _convergence.refined(model, theta, len(record.losses) - 1, info=info,
@@ -347,14 +287,13 @@ def _minimise(model, design, targets, w, l2: float, tol: float, precond, *, on_h
   threshold = -np.inf if minibatch else tol * zero_norm
   evaluations = None  # optax's line search evaluates inside the jitted step
   if on_host:
-    with blas_threads_for(work_of(design, model.n_classes)):
+    with _design.blas_threads_for(work_of(design, model.n_classes)):
       problem = _lbfgs.PenalisedProblem(design, targets, w, float(l2), precond)
       v, reason, evaluations, _ = _lbfgs.minimise(problem, theta0, record.steps,
                                                       threshold, record)
       theta = problem.theta(v)
   else:
-    if isinstance(design, _design.DenseDesign):
-      design.check_finite()  # every row, also those no minibatch has drawn yet
+    design.check_finite()  # every row, also those no minibatch has drawn yet
     from explicit_softmax import _optax_loop  # JAX, for the jitted loop only
     theta, reason = _optax_loop.run(
         theta0, precond, design, targets, w, l2, tx=tx, rate_at=rate_at, batch_size=batch_size,

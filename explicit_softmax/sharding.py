@@ -46,7 +46,7 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
 from explicit_softmax import _device_pass
-from explicit_softmax import _placement
+from explicit_softmax import _one_partition
 from explicit_softmax import _validation
 from explicit_softmax._typing import Features, Labels, SampleWeight
 
@@ -345,7 +345,7 @@ class ProcessLocalParts:
 
   Attributes:
     n_samples, n_features, n_classes: T, N and M.
-    parts: this process's :class:`explicit_softmax._placement.Partition` list.
+    parts: this process's :class:`explicit_softmax._one_partition.Partition` list.
   """
 
   def __init__(self, X: jax.Array, y: Labels, sample_weight: SampleWeight = None,
@@ -386,11 +386,11 @@ class ProcessLocalParts:
       x = np.asarray(shard.data)
       pick = lambda a: a.get(start) if isinstance(a, dict) else a[start:start + len(x)]
       # Row shards of a NamedSharding are equal in size: the shard's number.
-      self.parts.append(_placement.Partition(
+      self.parts.append(_one_partition.Partition(
           start // max(len(x), 1), start, x, pick(ys),
           None if sample_weight is None else pick(ws)))
     if n_classes is None:
-      n_classes = int(self.map_reduce(_placement.classes_of, (), max, n_classes=None))
+      n_classes = int(self.map_reduce(_one_partition.classes_of, (), max, n_classes=None))
     self.n_classes = int(n_classes)
 
   def map_reduce(self, fn, args=(), combine=None, *, n_classes="default"):
@@ -407,7 +407,7 @@ class ProcessLocalParts:
     local, error = None, ""
     try:
       for part in self.parts:
-        out = _placement.run(fn, part, args, m)
+        out = _one_partition.run(fn, part, args, m)
         local = out if local is None else combine(local, out)
       if local is None:
         error = f"process {jax.process_index()} holds no rows; give every process some."

@@ -40,7 +40,6 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted
 
 from explicit_softmax import _dask
-from explicit_softmax import _placement
 from explicit_softmax import _validation
 from explicit_softmax import calibration
 from explicit_softmax import fitting
@@ -174,7 +173,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
         ones with ``method="cooccurrence"``), or all-zero weights.
     """
     self._check_params()
-    if _placement.is_dask(X):
+    if _dask.is_dask(X):
       return self._fit_dask(X, y, sample_weight)
     _check_features(X)
     X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=True)
@@ -344,7 +343,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
   def _logits(self, X) -> np.ndarray:
     """(T, M) float64 logits ``X W + b``."""
     check_is_fitted(self)
-    if _placement.is_dask(X):  # lazy (T, M) logits, one block per partition
+    if _dask.is_dask(X):  # lazy (T, M) logits, one block per partition
       return _dask.logits(X, self.model_.weights, self.model_.bias,
                           getattr(self, "feature_names_in_", None))
     _check_features(X)
@@ -373,21 +372,21 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     """``p(y|x) = softmax(x W + b)``, (T, M), columns ordered as ``classes_``
     (a lazy dask array for dask ``X``)."""
     z = self._logits(X)
-    if _placement.is_dask(z):
+    if _dask.is_dask(z):
       return _dask.softmax_blocks(z)
     return scipy.special.softmax(z, axis=1)
 
   def predict_log_proba(self, X) -> np.ndarray:
     """``log p(y|x)``, (T, M), columns ordered as ``classes_``."""
     z = self._logits(X)
-    if _placement.is_dask(z):
+    if _dask.is_dask(z):
       return _dask.softmax_blocks(z, log=True)
     return scipy.special.log_softmax(z, axis=1)
 
   def predict(self, X) -> np.ndarray:
     """The most probable label of each sample, (T,) taken from ``classes_``."""
     z = self._logits(X)
-    if _placement.is_dask(z):
+    if _dask.is_dask(z):
       return _dask.take_classes(z, self.classes_)
     return self.classes_[np.argmax(z, axis=1)]
 

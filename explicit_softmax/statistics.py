@@ -27,7 +27,7 @@ import numpy as np
 
 from explicit_softmax import _dask
 from explicit_softmax import _design
-from explicit_softmax import _placement
+from explicit_softmax import _one_partition
 from explicit_softmax import _progress
 from explicit_softmax import _validation
 from explicit_softmax._typing import Features, Labels, SampleWeight
@@ -155,7 +155,7 @@ class SoftmaxStats:
       ValueError: for invalid ``X``, ``y`` or weights, or a Gram matrix too
         large for memory.
     """
-    if _placement.is_dask(X):  # partitions reduced on the workers, summed in a tree
+    if _dask.is_dask(X):  # partitions reduced on the workers, summed in a tree
       parts = _dask.DaskParts(X, y, sample_weight, n_classes)
       _validation.check_dense_size(parts.n_features, parts.n_classes)
       _validation.check_gram_size(parts.n_features, gram)
@@ -170,7 +170,21 @@ class SoftmaxStats:
       # A jax.Array on accelerators or several devices: reduce it there.
       return cls.from_sharded(X, y, n_classes=n_classes, sample_weight=sample_weight,
                               gram=gram)
-    design = _design.as_design(X)
+    return cls._of_local(_design.as_design(X), y, n_classes, sample_weight, gram)
+
+  @classmethod
+  def from_design(cls, design, X: Features, y: Labels, *, n_classes: int | None = None,
+                  sample_weight: SampleWeight = None, gram: bool = False) -> "SoftmaxStats":
+    """:meth:`from_data` of ``X`` already placed as ``design`` (``_placement.place``):
+    in memory it is not validated again."""
+    if design.local and not _design.is_jax_array(X):
+      return cls._of_local(design, y, n_classes, sample_weight, gram)
+    return cls.from_data(X, y, n_classes=n_classes, sample_weight=sample_weight, gram=gram)
+
+  @classmethod
+  def _of_local(cls, design, y: Labels, n_classes: int | None, sample_weight: SampleWeight,
+                gram: bool) -> "SoftmaxStats":
+    """The statistics of an in-memory design, in one pass (see :meth:`from_data`)."""
     t, n = design.shape
     targets = _validation.check_targets(y, t, n_classes)
     _validation.check_dense_size(
@@ -268,10 +282,10 @@ class SoftmaxStats:
         min(self.min_feature, other.min_feature))
 
 
-def _partition_statistics(part: _placement.Partition, n_classes: int,
+def _partition_statistics(part: _one_partition.Partition, n_classes: int,
                           gram: bool) -> SoftmaxStats:
   """The statistics of one partition (of a dask collection), with the in-memory checks."""
-  design, targets, w = _placement.checked(part, n_classes)
+  design, targets, w = _one_partition.checked(part, n_classes)
   y = targets.labels if targets.labels is not None else targets.probs
   if w.any():
     return SoftmaxStats.from_data(design, y, n_classes=n_classes, sample_weight=w, gram=gram)

@@ -166,11 +166,11 @@ def test_bad_data_names_the_partition_and_row(client, data):
 
 
 def test_missing_dask_names_the_extra(monkeypatch):
-  from explicit_softmax import _dask, _placement
+  from explicit_softmax import _dask
   # sys.modules[name] = None makes "import name" fail, as without the package.
   for name in [n for n in sys.modules if n == "dask" or n.startswith("dask.")]:
     monkeypatch.setitem(sys.modules, name, None)
   monkeypatch.setitem(sys.modules, "dask", None)
   with pytest.raises(ImportError, match=r"pip install 'explicit-softmax\[dask\]'"):
     _dask.require()
-  assert not _placement.is_dask(np.zeros(3))  # no dask: nothing is a dask collection
+  assert not _dask.is_dask(np.zeros(3))  # no dask: nothing is a dask collection

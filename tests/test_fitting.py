@@ -39,8 +39,8 @@ def test_one_hot_inputs_get_the_exact_count_solution():
   assert auto.info["method"] == "cooccurrence"
   one_token = es.TokenFeatures(np.random.default_rng(1).integers(0, 5, 300), 5)
   assert es.fit(one_token, np.arange(300) % 3).info["method"] == "cooccurrence"
-  assert fitting.is_one_hot(_design.as_design(sp.csr_matrix(x)))
-  assert not fitting.is_one_hot(_design.as_design(2 * x))
+  assert _design.as_design(sp.csr_matrix(x)).is_one_hot()
+  assert not _design.as_design(2 * x).is_one_hot()
 
 
 def test_several_tokens_and_their_csr_form_get_the_same_optimum():

@@ -57,12 +57,12 @@ def test_gradient_matches_autodiff(seed):
 
 def test_loss_is_chunked_consistently(monkeypatch):
   """Chunked evaluation (many rows) equals evaluation in one piece."""
-  from explicit_softmax import model as model_lib
+  from explicit_softmax import _objective
   rng = np.random.default_rng(0)
   model = _model(rng)
   x, y = dense_data(rng, 3000, 5, 3)
   whole = model.log_loss(x, y)
-  monkeypatch.setattr(model_lib, "_EVAL_ELEMENTS", 300 * 3)
+  monkeypatch.setattr(_objective, "_EVAL_ELEMENTS", 300 * 3)
   assert model.log_loss(x, y) == pytest.approx(whole, rel=1e-6)
   np.testing.assert_allclose(model.gradient(x, y)[0], model.gradient(x, y)[0])
 
