@@ -56,11 +56,21 @@ def plot(payload: dict, path, *, title: str | None = None) -> None:
       bounds = [(i, s) for i, s, b in seconds if b]
       if bounds:  # a peer stopped by the timeout: at least this long
         axes[1].plot(*zip(*bounds), color=colors[key], marker="^", ls="none", ms=9)
+    if key != OURS:  # the peer as users run it: cold, default threads (hollow)
+      cold = [(i, a["cold_seconds"]) for i, a in enumerate(arms) if a.get("status") == "ok"]
+      if cold:
+        axes[1].plot(*zip(*cold), **{**style, "mfc": "none", "label": None})
   axes[0].axhline(1.0, color="k", lw=1, ls="--", label="target bound")
   axes[0].set_yscale("log")
   axes[0].set_ylabel("held-out log loss / (1.02 min(LR, LRCV) + 0.005), log scale")
   axes[1].set_yscale("log")
-  axes[1].set_ylabel("fit seconds (default: cold; peers: best), log scale")
+  axes[1].set_ylabel("fit seconds, log scale\n(default: cold; peers: best, hollow: cold)")
+  from matplotlib.ticker import FormatStrFormatter, NullFormatter  # 0.8, 1, 2: not 8 x 10^-1
+  for ax in axes:
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+  # The ratio spans less than a decade: label its minor ticks too, not the seconds'.
+  axes[0].yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+  axes[1].yaxis.set_minor_formatter(NullFormatter())
   axes[1].set_xticks(list(x))
   axes[1].set_xticklabels(names, rotation=60 if len(names) > 8 else 0, ha="right"
                           if len(names) > 8 else "center", fontsize=8 if len(names) > 8 else 10)
