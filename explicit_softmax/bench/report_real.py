@@ -148,6 +148,11 @@ def _verdict(ok) -> str:
   return "met" if ok else "**not met**"
 
 
+def _times_x(r: float) -> str:
+  """A ratio as ``2.3x``, ``72x``, ``480x``."""
+  return f"{r:,.0f}x" if r >= 100 else f"{r:.2g}x"
+
+
 def _count(summary: dict, n: int) -> str:
   return f"{n - len(summary['failed'])} of {n} data set{'s' * (n != 1)}"
 
@@ -239,7 +244,7 @@ def _times(d: dict, t: dict | None) -> tuple[str, str, str]:
   for key in (LR, LRCV):
     r = None if t is None else t.get(f"{key}_ratio")
     bound = t is not None and t.get(f"{key}_seconds_at_least")
-    ratios.append("–" if r is None else (">" if bound else "") + f"{r:.2g}x")
+    ratios.append("–" if r is None else (">" if bound else "") + _times_x(r))
   return " / ".join(cells), ratios[0], ratios[1]
 
 
@@ -315,14 +320,16 @@ def peer_timing_table(datasets: dict) -> list[str]:
       continue
     ours, _ = headline_seconds(OURS, d["arms"].get(OURS, {}))
 
-    def ratio(x):
-      return "–" if ours is None or x is None else f"{x / max(ours, 1e-12):.2g}x"
+    def ratio(x, at_least=False):
+      if ours is None or x is None:
+        return "–"
+      return (">" if at_least else "") + _times_x(x / max(ours, 1e-12))
 
     for key in (LR, LRCV):
       arm = d["arms"].get(key, {})
       if arm.get("status") == "timeout":
         bound = arm.get("seconds_at_least", 0)
-        lines.append(f"| {name} | {arm['label']} | >{bound:.0f} | | | | >{ratio(bound)} | | "
+        lines.append(f"| {name} | {arm['label']} | >{bound:.0f} | | | | {ratio(bound, True)} | | "
                      f"| | timed out |")
         continue
       if arm.get("status") != "ok":
