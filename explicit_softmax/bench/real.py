@@ -1,88 +1,77 @@
-"""Real data: the default classifier against scikit-learn peers, cold and warm.
+"""Real data: the default classifier against scikit-learn's peers, cold, as users run them.
 
-Data sets nobody here wrote, each in a fresh Python process (this script
-re-invoked with ``--one NAME``, which prints one JSON line):
+Data sets, each split once (every arm sees the same split):
 
 * scikit-learn's bundled ``iris``, ``wine``, ``breast_cancer`` and ``digits``:
   stratified 75/25 split (``random_state=0``), ``StandardScaler`` fitted on the
-  training part (so the features have negative values);
-* ``mnist``: ``explicit_softmax.data.load_mnist`` train (the first
-  ``--mnist-rows`` images, default all 60,000) and test (10,000), pixels / 255
-  as float32. Skipped with a one-line note if the files are not found (searched
-  in ``$EXPLICIT_SOFTMAX_DATA``, set to ``../shared/data`` next to the repository
-  when unset and that directory exists, then the user cache);
-* ``shakespeare``: bag of words of the speeches of the ten most frequent
-  speakers of tiny Shakespeare (``--text``, default
-  ``../shared/data/tinyshakespeare.txt`` next to the repository, then
-  ``$EXPLICIT_SOFTMAX_DATA/tinyshakespeare.txt``): the corpus is blocks
-  ``"NAME:\\nline\\nline\\n\\n"``, each block (its lines joined) is a document
-  labelled by its speaker; stratified 75/25 split (seed 0), ``CountVectorizer()``
-  fitted on the training part. Skipped with a one-line note if the file is absent.
+  training part; ``breast_cancer_raw`` and ``digits_raw``: the same without the
+  scaler (raw units, as a user loads them);
+* ``badly_scaled``: 20,000 training rows of 200 correlated Gaussian features from a
+  seeded log-linear source, 10 classes, each feature then scaled by 10^U(-3,3) and
+  offset (raw; ``real_data.badly_scaled``; stratified 75/25);
+* ``mnist``: ``explicit_softmax.data.load_mnist`` train (the first ``--mnist-rows``
+  images, default all 60,000) and test (10,000), pixels / 255 as float32. Skipped
+  with a one-line note if the files are not found (searched in
+  ``$EXPLICIT_SOFTMAX_DATA``, set to ``../shared/data`` next to the repository when
+  unset and that directory exists, then the user cache);
+* ``shakespeare``: bag of words of the speeches of the ten most frequent speakers of
+  tiny Shakespeare (``--text``, default ``../shared/data/tinyshakespeare.txt`` next to
+  the repository, then ``$EXPLICIT_SOFTMAX_DATA/tinyshakespeare.txt``), each speech a
+  document labelled by its speaker; stratified 75/25 split (seed 0),
+  ``CountVectorizer()`` fitted on the training part. Skipped if the file is absent;
+* ``wide_bow``: a 200,000-word bag of words, 3 Zipf-distributed words a row (CSR
+  counts), 20 classes from a seeded log-linear source, 200,000 training rows
+  (``real_data.wide_bag_of_words``; stratified 75/25).
 
-Arms, all fitted on the same split, in this order in each process:
+Arms. The headline arms each run in a fresh Python process of their own (this script
+re-invoked with ``--one NAME --arms KEY``), so that each one's cold fit is the first
+fit in its process, as a user's first call is:
 
-* ``ExplicitSoftmaxClassifier()`` with its defaults (the headline arm; its
-  ``get_params()`` are recorded), then the raw closed forms ``method="newton"``
-  and ``method="cooccurrence"``. An arm that raises a ``ValueError`` (e.g. the
-  co-occurrence form on negative features) is recorded as not applicable, with
-  the message; the Newton form is not applicable above ``--newton-max-features``
-  features (its Gram matrix is N^2);
-* ``LogisticRegression()`` (defaults, as users run it; its warnings are
-  suppressed and recorded), ``LogisticRegressionCV`` over
-  ``C in logspace(-3, 3, 7)`` with 3 stratified folds, ``max_iter=1000``,
-  scored by held-out log loss (the default scoring from scikit-learn 1.11),
-  ``MultinomialNB()`` (nonnegative features only: MNIST and the bag of words),
-  ``RidgeClassifier()`` (no ``predict_proba``: log loss null) and
-  ``SGDClassifier(loss="log_loss", random_state=0)``.
+* ``ExplicitSoftmaxClassifier()`` with its defaults (its ``get_params()`` and its
+  fit's record: seconds for the statistics, choosing ``l2`` and the final fit, the
+  ``C`` it chose, the search's fits and steps, the final fit's steps and relative
+  gradient norm); the library sets its own threads;
+* ``LogisticRegression()`` and ``LogisticRegressionCV()`` (its defaults: 5 folds, 10
+  Cs; see ``real_arms.LRCV_FUTURE_DEFAULTS`` for the three announced defaults spelled
+  out). Each peer is timed cold with the default threads, then (threadpoolctl) at 1
+  BLAS thread and at all cores; its *best* time is the smallest of the three.
+
+Then, in one more process, the other arms: the raw closed forms
+``ExplicitSoftmaxClassifier(method="newton")`` (not above ``--newton-max-features``
+features) and ``method="cooccurrence"``, ``MultinomialNB()`` (nonnegative features
+only), ``RidgeClassifier()`` (no ``predict_proba``: log loss null) and
+``SGDClassifier(loss="log_loss", random_state=0)`` (``--no-others`` skips them).
+An arm that raises a ``ValueError`` is recorded as not applicable, with the message.
 
 Per arm: held-out accuracy and log loss (``sklearn.metrics.log_loss`` with
-``labels=clf.classes_``), the cold fit (the first construct + fit in the process,
-after data loading: the library's first arm includes JAX's compilation) and the
-warm fit (median of ``--warm-repeats`` further fits; none, and warm null, when the
-cold fit took more than ``--warm-cap`` seconds: on all of MNIST the tuned
-``LogisticRegressionCV`` takes minutes per fit on two cores). Imports are timed
-separately, scikit-learn first, then the library on top of it (``import_seconds``:
-JAX and the library).
+``labels=clf.classes_``), the cold fit (after data loading; imports excluded) and the
+median of ``--warm-repeats`` further fits (none when the cold fit took over
+``--warm-cap`` seconds; a peer's thread settings then get one fit each, and none
+when its cold fit took over ``--thread-cap`` seconds).
 
-Which explicit start pays (``starts`` in each data set's record; ``--no-starts``
-skips it): after the arms, in the same process (compilation already paid),
-``es.fit_optimum(X, codes, l2=l2, start=START, tol=1e-6)`` at the ``l2`` that the
-default arm chose there, from each start: ``zero``; ``newton`` and
-``newton+calibrate`` (``es.calibrate(..., l2=1/T)``; skipped above
-``--starts-newton-max-features`` features, default 5,000: its Gram matrix is
-(N+1)^2); on nonnegative features only (MNIST, the bag of words) also
-``cooccurrence``, ``cooccurrence+calibrate`` and ``class_normalised`` (multinomial
-naive Bayes weights ``log((F + 1) / (F^T 1 + N))`` and the log class prior, from the
-same co-occurrence statistics). Per start: the cost of computing it from scratch
-and of the refinement (one untimed run, then medians of 3 timed runs, or 1 where a
-run takes over 20 s), the start's own held-out log loss and accuracy, the final
-fit's L-BFGS steps, convergence and held-out log loss (all starts should reach the
-same optimum: the largest weight difference from the zero start's fit is
-recorded). Once ``--starts-budget`` seconds (default 600) have gone on a data set,
-its remaining starts are skipped. ``report.start_section`` renders it.
+Targets (issue 22; ``report.peer_targets``, per data set and overall): held-out log
+loss at most ``1.02 min(LR(), LRCV()) + 0.005``; accuracy at most one point below the
+better peer; the default's cold fit no slower than ``LogisticRegression()``'s best
+on every set with at least 1,000 training rows; its total over all sets below
+``LogisticRegression()``'s total (stretch: half); at least 5x below
+``LogisticRegressionCV()``'s best on every set.
 
-Targets (``report.real_targets``; per data set and overall): the default
-estimator's held-out log loss at most 2% above ``LogisticRegression()``'s, its
-accuracy at most one point below, and its total cold fit time over all data sets
-below ``LogisticRegression()``'s (ratio LR / ours > 1).
+Which explicit start pays (``--starts``; off by default, it doubles the run): after
+the default arm's fit, in its process, ``es.fit_optimum`` at the ``l2`` it chose from
+each explicit start (``real_starts``; ``report.start_section`` renders it).
 
-Writes ``real.json``, ``real.md`` and ``real.png`` to ``--out`` (default
-``benchmarks/results``).
+Each process is stopped after ``--timeout`` seconds: a headline arm stopped in its
+cold fit is recorded as a timeout, with the seconds it ran (a lower bound on its fit
+time). Writes ``real.json``, ``real.md`` and ``real.png`` to ``--out``.
 
-MNIST (all 60,000 rows by default) takes most of the default run's time, above all
-the tuned ``LogisticRegressionCV``; ``--mnist-rows 10000`` shortens it (the rows
-used are recorded). Each data set's process is stopped after ``--timeout`` seconds
-(recorded as an error).
-
-Usage: python benchmarks/bench_real.py [--quick] [--mnist-rows N] [--text PATH] [--out DIR]
+Usage: explicit-softmax bench real [--quick] [-- --datasets iris,wine --mnist-rows N]
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import subprocess
-import sys
 import time
 
 from explicit_softmax.bench import report  # noqa: E402
@@ -91,99 +80,137 @@ from explicit_softmax.bench._harness import write_json  # noqa: E402
 from explicit_softmax.bench import _harness  # noqa: E402
 # The data sets, the arms, the starts study and the output, one module each; re-exported
 # here (``dask_cluster`` loads its data sets through ``real.load``).
-from explicit_softmax.bench.real_arms import ARMS, CS, run_one  # noqa: F401
+from explicit_softmax.bench.real_arms import (ARMS, HEADLINE, OTHERS, child_main,  # noqa: F401
+                                              lrcv_params, run_dataset)
 from explicit_softmax.bench.real_data import (DATASETS, N_SPEAKERS, QUICK, Skip,  # noqa: F401
                                               _plain, load)
 from explicit_softmax.bench.real_output import _summary, markdown, plot
 from explicit_softmax.bench.real_starts import STARTS, run_starts  # noqa: F401
 
 
-# -- the parent: one process per data set, then the outputs ---------------------------------
+def _names(values, allowed) -> list[str]:
+  """Names given as ``a b`` or ``a,b``, each checked against ``allowed``."""
+  names = [n for v in values for n in v.split(",") if n]
+  unknown = [n for n in names if n not in allowed]
+  if unknown:
+    raise ValueError(f"unknown name{'s' * (len(unknown) > 1)} {', '.join(unknown)}; choose "
+                     f"from {', '.join(allowed)}.")
+  return names
 
-def _child(name: str, args) -> dict:
-  cmd = [sys.executable, "-m", "explicit_softmax.bench.real", "--one", name,
-         "--warm-repeats", str(args.warm_repeats), "--warm-cap", str(args.warm_cap),
-         "--newton-max-features", str(args.newton_max_features),
-         "--starts-newton-max-features", str(args.starts_newton_max_features),
-         "--starts-budget", str(args.starts_budget)]
-  if args.no_starts:
-    cmd.append("--no-starts")
-  if args.mnist_rows:
-    cmd += ["--mnist-rows", str(args.mnist_rows)]
-  if args.text:
-    cmd += ["--text", str(args.text)]
-  start = time.perf_counter()
-  try:
-    proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=args.timeout)
-  except subprocess.TimeoutExpired:
-    return {"name": name, "status": "error", "reason": f"timed out after {args.timeout} s"}
-  wall = time.perf_counter() - start
-  lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
-  if proc.returncode != 0 or not lines:
-    return {"name": name, "status": "error", "process_seconds": wall,
-            "reason": f"child exited with status {proc.returncode} and no result "
-                      "(its stderr is above)"}
-  return {**json.loads(lines[-1]), "process_seconds": wall}
+
+def child_args(args) -> list[str]:
+  """The options a data set's child processes get from the parent's."""
+  out = ["--warm-repeats", str(args.warm_repeats), "--warm-cap", str(args.warm_cap),
+         "--thread-cap", str(args.thread_cap),
+         "--newton-max-features", str(args.newton_max_features)]
+  if getattr(args, "starts", False):
+    out += ["--starts", "--starts-newton-max-features", str(args.starts_newton_max_features),
+            "--starts-budget", str(args.starts_budget)]
+  if getattr(args, "mnist_rows", None):
+    out += ["--mnist-rows", str(args.mnist_rows)]
+  if getattr(args, "text", None):
+    out += ["--text", str(args.text)]
+  return out
+
+
+def add_arm_options(parser) -> None:
+  """The options of the arms' timing, shared with ``bench tabular``."""
+  parser.add_argument("--warm-repeats", type=int, default=3,
+                      help="further fits after the cold one (median reported)")
+  parser.add_argument("--warm-cap", type=float, default=30.0,
+                      help="an arm whose cold fit took longer (seconds) gets no warm fits, "
+                           "and one fit per thread setting")
+  parser.add_argument("--thread-cap", type=float, default=120.0,
+                      help="a peer whose cold fit took longer (seconds) is not timed at "
+                           "other thread settings")
+  parser.add_argument("--newton-max-features", type=int, default=20_000)
+  parser.add_argument("--timeout", type=float, default=1800.0,
+                      help="seconds per process (each headline arm of a data set has one)")
+  parser.add_argument("--no-others", action="store_true",
+                      help="only the default and the two LogisticRegression peers")
+  parser.add_argument("--arms", default=None, help="(internal) the arms of a child process")
 
 
 def parse_args(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
-  parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=None,
-                      help="run these data sets (default: all, or the --quick ones)")
+  parser.add_argument("--datasets", nargs="+", default=None,
+                      help=f"run these data sets (default: all, or the --quick ones; "
+                           f"from {', '.join(DATASETS)})")
   parser.add_argument("--mnist-rows", type=int, default=None,
                       help="MNIST training rows used (the first ones; default all 60,000)")
   parser.add_argument("--text", default=None, help="tiny Shakespeare (default "
                       "../shared/data/tinyshakespeare.txt next to the repository)")
-  parser.add_argument("--warm-repeats", type=int, default=3)
-  parser.add_argument("--warm-cap", type=float, default=30.0,
-                      help="an arm whose cold fit took longer (seconds) gets no warm fits")
-  parser.add_argument("--newton-max-features", type=int, default=20_000)
-  parser.add_argument("--timeout", type=float, default=1800.0, help="seconds per data set")
-  parser.add_argument("--no-starts", action="store_true",
-                      help="skip the study of explicit starts for fit_optimum")
+  add_arm_options(parser)
+  parser.add_argument("--starts", action="store_true",
+                      help="study which explicit start pays for fit_optimum (doubles the run)")
   parser.add_argument("--starts-newton-max-features", type=int, default=5000,
                       help="the starts study skips the Newton starts above this many features")
   parser.add_argument("--starts-budget", type=float, default=600.0,
                       help="seconds per data set after which the remaining starts are skipped")
   parser.add_argument("--out", default=None, help="output directory (default benchmarks/results)")
   parser.add_argument("--one", choices=DATASETS, default=None,
-                      help="(internal) run one data set here and print one JSON line")
-  return parser.parse_args(argv)
+                      help="(internal) run one data set's --arms here, printing JSON lines")
+  args = parser.parse_args(argv)
+  args.datasets = _names(args.datasets, DATASETS) if args.datasets else None
+  return args
+
+
+def config(args, names) -> dict:
+  """What the run measured and how (stored in the JSON)."""
+  return {"datasets": list(names), "quick": getattr(args, "quick", False),
+          "warm_repeats": args.warm_repeats, "warm_cap_seconds": args.warm_cap,
+          "thread_cap_seconds": args.thread_cap, "timeout_seconds": args.timeout,
+          "newton_max_features": args.newton_max_features, "others": not args.no_others,
+          "logreg_cv_params": {k: _plain(v) if not isinstance(v, tuple) else list(v)
+                               for k, v in lrcv_params().items()}}
+
+
+def default_params(results: dict) -> dict:
+  """The default estimator's ``get_params()`` as recorded (or as constructed here)."""
+  found = next((d["arms"]["explicit_default"].get("params") for d in results.values()
+                if d.get("status") == "ok"
+                and d["arms"].get("explicit_default", {}).get("status") == "ok"), None)
+  if found is None:  # the default arm failed everywhere: its parameters all the same
+    from explicit_softmax.sklearn import ExplicitSoftmaxClassifier
+    found = {k: _plain(v) for k, v in ExplicitSoftmaxClassifier().get_params().items()}
+  return found
+
+
+def process_groups(args) -> list[list[str]]:
+  """The arms of a data set's processes: each headline arm alone, then the others."""
+  return [[k] for k in HEADLINE] + ([] if args.no_others else [list(OTHERS)])
 
 
 def main(argv=None):
   args = parse_args(argv)
   if args.one:
-    print(json.dumps(run_one(args.one, args), default=_plain), flush=True)
+    starts = None
+    if args.starts:
+      starts = functools.partial(run_starts, newton_max_features=args.starts_newton_max_features,
+                                 budget=args.starts_budget)
+    child_main(load, args.one, _names([args.arms], ARMS), args, starts=starts)
     return None
   names = args.datasets or (QUICK if args.quick else DATASETS)
   start = time.perf_counter()
   results = {}
   for name in names:
-    results[name] = _child(name, args)
+    results[name] = run_dataset("explicit_softmax.bench.real", name, process_groups(args),
+                                child_args(args), args.timeout)
     print(_summary(results[name]), flush=True)
-  default_params = next((d["arms"]["explicit_default"].get("params") for d in results.values()
-                         if d["status"] == "ok"
-                         and d["arms"]["explicit_default"]["status"] == "ok"), None)
-  if default_params is None:  # the default arm failed everywhere: its parameters all the same
-    from explicit_softmax.sklearn import ExplicitSoftmaxClassifier
-    default_params = {k: _plain(v) for k, v in ExplicitSoftmaxClassifier().get_params().items()}
   payload = {
-      "config": {"datasets": list(names), "quick": args.quick, "mnist_rows": args.mnist_rows,
-                 "warm_repeats": args.warm_repeats, "warm_cap_seconds": args.warm_cap,
-                 "newton_max_features": args.newton_max_features, "n_speakers": N_SPEAKERS,
-                 "logreg_cv_Cs": CS.tolist()},
-      "default_params": default_params,
+      "config": {**config(args, names), "mnist_rows": args.mnist_rows,
+                 "n_speakers": N_SPEAKERS, "starts": args.starts},
+      "default_params": default_params(results),
       "datasets": results,
-      "targets": report.real_targets(results),
+      "targets": report.peer_targets(results),
       "total_seconds": time.perf_counter() - start,
   }
   path = write_json("real.json", payload, args.out)
   payload = json.loads(path.read_text())  # with the machine facts
   (path.parent / "real.md").write_text(markdown(payload))
   plot(payload, path.parent / "real.png")
-  for sentence in report.real_verdicts(payload["targets"]):
+  for sentence in report.peer_verdicts(payload["targets"]):
     print(sentence)
   print(f"wrote {path}, real.md and real.png ({payload['total_seconds']:.0f} s)")
   return payload

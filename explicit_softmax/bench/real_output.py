@@ -1,12 +1,12 @@
-"""The real-data benchmark's output: ``real.md``, ``real.png`` and the printed summary."""
+"""The outputs of the benchmarks against scikit-learn: ``real.md`` (and ``tabular.md``),
+the plots and the printed summary lines."""
 
 from __future__ import annotations
 
-import json
-
 from explicit_softmax.bench import report
-from explicit_softmax.bench.real_arms import ARMS
 from explicit_softmax.bench import _harness
+from explicit_softmax.bench.real_arms import ARMS, HEADLINE, LR, LRCV, OURS
+from explicit_softmax.bench.report_real import _marks, headline_seconds
 
 
 def _cell(x, spec):
@@ -14,108 +14,93 @@ def _cell(x, spec):
 
 
 def markdown(payload: dict) -> str:
-  """``real.md``: every arm of every data set, then the targets' verdicts."""
+  """``real.md``: the report's real-data section (every table and verdict) on its own."""
   m = payload["machine"]
-  lines = ["# Real data: the default classifier against scikit-learn\n",
-           f"Machine: {m['cores']} cores, {m['cpu']}, {m['date']}. Cold: first fit in a fresh "
-           "process (JAX compilation included for the library's first arm, imports excluded); "
-           f"warm: median of {payload['config']['warm_repeats']} further fits.\n"]
-  for name, d in payload["datasets"].items():
-    if d["status"] != "ok":
-      lines.append(f"**{name}**: {d['status']} ({d.get('reason', '')}).\n")
-      continue
-    lines.append(f"## {name}\n")
-    lines.append(f"{d['n_train']:,} train / {d['n_test']:,} test, {d['n_features']:,} features, "
-                 f"{d['n_classes']} classes; {d['features']}; {d['split']}. Imports: scikit-learn "
-                 f"{d['peer_import_seconds']:.2f} s, then the library {d['import_seconds']:.2f} s; "
-                 f"process {d['process_seconds']:.1f} s.\n")
-    lines.append("| arm | accuracy | log loss | cold s | warm s | notes |")
-    lines.append("| --- | ---: | ---: | ---: | ---: | --- |")
-    for a in d["arms"].values():
-      if a["status"] != "ok":
-        reason = a["reason"].strip().splitlines()[0][:160].replace("|", "\\|")
-        lines.append(f"| {a['label']} | | | | | {a['status']}: {reason} |")
-        continue
-      notes = []
-      if "C" in a:
-        notes.append(f"C = {a['C']:g}")
-      if "n_iter" in a:
-        notes.append(f"{a['n_iter']} iterations")
-      if a["convergence_warning"]:
-        notes.append("ConvergenceWarning")
-      if len(a["warm_runs"]) < payload["config"]["warm_repeats"]:
-        notes.append(f"no warm fits (cold > {payload['config']['warm_cap_seconds']:g} s)")
-      lines.append(f"| {a['label']} | {a['accuracy']:.4f} | {_cell(a['log_loss'], '.4f')} | "
-                   f"{a['cold_seconds']:.3f} | {_cell(a['warm_seconds'], '.3f')} | "
-                   f"{'; '.join(notes)} |")
-    lines.append("")
-  starts = report.start_section(payload)
-  if starts:
-    lines.append(starts)
-  lines.append("## Targets\n")
-  lines.extend(f"- {s}" for s in report.real_verdicts(payload["targets"]))
-  params = payload.get("default_params")
-  if params:
-    lines.append(f"\nDefault parameters: `{json.dumps(params)}`.")
-  return "\n".join(lines) + "\n"
+  return ("# Real data: the default classifier against scikit-learn\n\n"
+          f"Machine: {m['cores']} cores, {m['cpu']}, {m['date']}, load average "
+          f"{', '.join(f'{x:.1f}' for x in m.get('loadavg', []))} at the end.\n\n"
+          + report.real_section(payload).replace("benchmarks/results/", ""))
 
 
-def plot(payload: dict, path) -> None:
-  """Held-out log loss and fit seconds (cold filled, warm hollow) per data set and arm."""
+def plot(payload: dict, path, *, title: str | None = None) -> None:
+  """Held-out log loss against its target bound, and the seconds of the headline arms
+  (the default cold, each peer's best), per data set."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
-  from matplotlib.lines import Line2D
 
-  names = [n for n, d in payload["datasets"].items() if d["status"] == "ok"]
+  sets = payload["datasets"]
+  t = report.peer_targets(sets)
+  names = [n for n in sets if n in t["per_dataset"]]
   if not names:
     return
-  fig, axes = plt.subplots(1, 2, figsize=(14, 6))
-  colors = plt.get_cmap("tab10").colors
-  keys = list(ARMS)
-  width = 0.8 / len(keys)
-  handles = []
-  for i, key in enumerate(keys):
-    # The headline arm stands out: a larger star.
-    style = dict(color=colors[i % 10], marker="*" if key == "explicit_default" else "o",
-                 ls="none", ms=12 if key == "explicit_default" else 6)
-    pts = [(j, payload["datasets"][n]["arms"].get(key, {})) for j, n in enumerate(names)]
-    pts = [(j - 0.4 + (i + 0.5) * width, a) for j, a in pts if a.get("status") == "ok"]
-    loss = [(p, a["log_loss"]) for p, a in pts if a["log_loss"] is not None]
+  per = t["per_dataset"]
+  fig, axes = plt.subplots(2, 1, figsize=(max(8, 0.45 * len(names) + 3), 8), sharex=True)
+  x = range(len(names))
+  colors = {OURS: "C3", LR: "C0", LRCV: "C2"}
+  for key in HEADLINE:
+    arms = [sets[n]["arms"].get(key, {}) for n in names]
+    loss = [(i, a["log_loss"] / per[n]["log_loss_bound"]) for i, (n, a) in
+            enumerate(zip(names, arms)) if a.get("status") == "ok" and a.get("log_loss")]
+    style = dict(color=colors[key], marker="*" if key == OURS else "o", ls="none",
+                 ms=11 if key == OURS else 6, label=ARMS[key])
     if loss:
       axes[0].plot(*zip(*loss), **style)
-    if pts:
-      handles.append(Line2D([], [], label=ARMS[key], **style))
-      axes[1].plot([p for p, _ in pts], [a["cold_seconds"] for _, a in pts], **style)
-      warm = [(p, a["warm_seconds"]) for p, a in pts if a["warm_seconds"]]
-      if warm:
-        axes[1].plot(*zip(*warm), **{**style, "mfc": "none"})
-  for ax, label in zip(axes, ("held-out log loss (nats, log scale)",
-                              "fit seconds, log scale (filled: cold, hollow: warm)")):
-    ax.set_yscale("log")
-    ax.set_ylabel(label)
-    ax.set_xticks(range(len(names)))
-    ax.set_xticklabels(names)
-    for j in range(len(names) - 1):
-      ax.axvline(j + 0.5, color="0.85", lw=0.8)
+    seconds = []
+    for i, (n, a) in enumerate(zip(names, arms)):
+      s, bound = headline_seconds(key, a)
+      if s is not None:
+        seconds.append((i, s, bound))
+    if seconds:
+      axes[1].plot([i for i, _, _ in seconds], [s for _, s, _ in seconds], **style)
+      bounds = [(i, s) for i, s, b in seconds if b]
+      if bounds:  # a peer stopped by the timeout: at least this long
+        axes[1].plot(*zip(*bounds), color=colors[key], marker="^", ls="none", ms=9)
+    if key != OURS:  # the peer as users run it: cold, default threads (hollow)
+      cold = [(i, a["cold_seconds"]) for i, a in enumerate(arms) if a.get("status") == "ok"]
+      if cold:
+        axes[1].plot(*zip(*cold), **{**style, "mfc": "none", "label": None})
+  axes[0].axhline(1.0, color="k", lw=1, ls="--", label="target bound")
+  axes[0].set_yscale("log")
+  axes[0].set_ylabel("held-out log loss / (1.02 min(LR, LRCV) + 0.005), log scale")
+  axes[1].set_yscale("log")
+  axes[1].set_ylabel("fit seconds, log scale\n(default: cold; peers: best, hollow: cold)")
+  from matplotlib.ticker import FormatStrFormatter, NullFormatter  # 0.8, 1, 2: not 8 x 10^-1
+  for ax in axes:
+    ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+  # The ratio spans less than a decade: label its minor ticks too, not the seconds'.
+  axes[0].yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+  axes[1].yaxis.set_minor_formatter(NullFormatter())
+  axes[1].set_xticks(list(x))
+  axes[1].set_xticklabels(names, rotation=60 if len(names) > 8 else 0, ha="right"
+                          if len(names) > 8 else "center", fontsize=8 if len(names) > 8 else 10)
+  for ax in axes:
     ax.grid(alpha=0.3, which="both", axis="y")
-  fig.legend(handles=handles, loc="lower center", ncol=4, fontsize=8)
-  fig.suptitle("Real data: each data set in a fresh process, same split for every arm")
-  _harness.save_figure(fig, path, dpi=110, rect=(0, 0.1, 1, 1))
+  axes[0].legend(fontsize=8, loc="best")
+  fig.suptitle(title or "Real data: the default against scikit-learn, each arm cold in a "
+               "fresh process")
+  _harness.save_figure(fig, path, dpi=110)
 
 
 def _summary(d: dict) -> str:
-  if d["status"] != "ok":
-    return f"{d['name']}: {d['status']} ({d.get('reason', '')})"
+  """One data set in a line: accuracy, log loss and seconds of the headline arms."""
+  if d.get("status") != "ok":
+    return f"{d['name']}: {d.get('status')} ({d.get('reason', '')})"
   parts = []
-  for key in ("explicit_default", "logreg"):
-    a = d["arms"][key]
-    parts.append(f"{a['label']} " + (
-        f"acc {a['accuracy']:.4f} loss {_cell(a['log_loss'], '.4f')} cold "
-        f"{a['cold_seconds']:.2f} s warm "
-        + ("n/a" if a["warm_seconds"] is None else f"{a['warm_seconds']:.3f} s")
-        if a["status"] == "ok" else a["status"]))
-  text = f"{d['name']} ({d['process_seconds']:.1f} s): " + "; ".join(parts)
+  for key in HEADLINE:
+    a = d["arms"].get(key, {})
+    if a.get("status") == "ok":
+      best = a.get("best_seconds")
+      parts.append(f"{ARMS[key]} acc {a['accuracy']:.4f} loss {_cell(a['log_loss'], '.4f')} "
+                   f"cold {a['cold_seconds']:.3g} s"
+                   + (f" best {best:.3g} s" if best is not None else ""))
+    else:
+      parts.append(f"{ARMS[key]} {a.get('status', 'missing')}")
+  t = report.dataset_targets(d)
+  missed = f"not compared: {t['missing']}" if "missing" in t else _marks(t)
+  text = (f"{d['name']} ({d.get('process_seconds', 0):.1f} s): " + "; ".join(parts)
+          + f" [targets: {missed}]")
   if d.get("starts"):
     text += "\n  starts: " + report.start_sentence(d["name"], d["starts"])
   return text
+
