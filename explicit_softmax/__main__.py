@@ -1,4 +1,4 @@
-"""``python -m explicit_softmax``: the ``explicit-softmax`` command line (see :mod:`.cli`)."""
+"""``python -m explicit_softmax``: the ``explicit-softmax`` command line (see ``cli``)."""
 
 from __future__ import annotations
 

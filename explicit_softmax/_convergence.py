@@ -1,8 +1,8 @@
 """The record of a refinement run: per-step loss, gradient norm and time, and why it stopped.
 
-Every loop reports each step to a :class:`Recorder`, which keeps the
-:class:`~explicit_softmax.model.History`, runs the user's callback and refuses a
-diverged run; the reason a run stopped is one of :data:`REASONS`, as in scipy's
+Every loop reports each step to a ``Recorder``, which keeps the
+[`History`][explicit_softmax.model.History], runs the user's callback and refuses a
+diverged run; the reason a run stopped is one of ``REASONS``, as in scipy's
 ``OptimizeResult``.
 """
 

@@ -1,6 +1,6 @@
 """Curvature from one pass of statistics: the units of the penalty and the whitening.
 
-The iterative optimum (the default of :func:`explicit_softmax.fit`) minimises
+The iterative optimum (the default of [`es.fit`][explicit_softmax.fitting.fit]) minimises
 
     J(W, b) = L(W, b) + (l2 / 2) ||S W||^2,   S = diag(s),                 (6)
 
@@ -9,10 +9,10 @@ the cross-entropy (1) plus a penalty on the weights measured in the units
 computed from column sums and the weighted covariance of the features, one pass
 over ``X``:
 
-* :func:`units_of` chooses ``s`` (the rule of (7)): the standard deviation of a
+* ``units_of`` chooses ``s`` (the rule of (7)): the standard deviation of a
   feature, floored for features that are almost constant, so that rescaling or
   shifting any feature changes nothing the fitted model predicts;
-* :class:`Whitening` is the change of variables ``[W; b] = P(V)`` in which the
+* ``Whitening`` is the change of variables ``[W; b] = P(V)`` in which the
   Hessian of (6) at the uniform model is the identity. In the coordinates
   ``X~ = (X - m) / s`` the Hessian of ``L`` at ``W = 0`` is
   ``(I - 11^T/M)/M (x) [[C, 0], [0, 1]]`` with ``C`` the covariance of ``X~``
@@ -23,13 +23,13 @@ over ``X``:
 
   have unit curvature in every direction the penalty or the data determines.
   L-BFGS then needs no steps to learn the feature scales and correlations.
-  Above :data:`MAX_EIGEN_FEATURES` features (and for sparse or token inputs) the
+  Above ``MAX_EIGEN_FEATURES`` features (and for sparse or token inputs) the
   basis ``Q`` is the identity and ``lambda`` the variances: the diagonal of (8).
 
 References:
   D. Boehning, "Multinomial logistic regression algorithm", Annals of the
-  Institute of Statistical Mathematics 44 (1992): the bound ``H <= 1/2 (I -
-  11^T/M) (x) X1^T X1`` on the Hessian.
+  Institute of Statistical Mathematics 44 (1992): the bound
+  ``H <= 1/2 (I - 11^T/M) (x) X1^T X1`` on the Hessian.
   J. Nocedal and S. J. Wright, "Numerical Optimization", 2nd ed., Springer
   (2006), section 5.1 (preconditioning as a change of variables).
 """
@@ -92,7 +92,7 @@ def units_of(mean: np.ndarray, variance: np.ndarray, low: np.ndarray,
     high: (N,) column maxima.
 
   Returns:
-    The :class:`Units`.
+    The ``Units``.
   """
   spread = np.sqrt(np.maximum(variance, 0.0))
   scale = np.maximum(spread, RANGE_FLOOR * (high - low))
@@ -105,7 +105,7 @@ class Whitening:
   """The change of variables (8) between ``V`` and ``(W, b)`` for a given ``l2``.
 
   Attributes:
-    units: the :class:`Units` of the penalty.
+    units: the ``Units`` of the penalty.
     basis: (N, N) orthonormal eigenvectors ``Q`` of the covariance of ``X~``,
       or None (the identity: the diagonal whitening).
     spectrum: (N,) the eigenvalues ``lambda`` (or the variances of ``X~``).
@@ -187,10 +187,9 @@ class Whitening:
   def units_norm(self, g_v: np.ndarray, l2: float) -> float:
     """``||grad J||`` in the units' coordinates ``(S^-1 W, b + m^T W)`` from ``grad_V J``.
 
-    ``Q`` is orthonormal, so the norm needs no rotation: ``grad_U = Q diag(d)
-    grad_V_w`` and ``grad_c = sqrt(M) grad_V_b``, where ``U = S W`` and
-    ``c = b + m^T W``. This is the relative gradient norm's numerator (5) in
-    the coordinates where every feature has unit scale.
+    ``Q`` is orthonormal, so the norm needs no rotation: ``grad_U = Q diag(d) grad_V_w`` and
+    ``grad_c = sqrt(M) grad_V_b``, where ``U = S W`` and ``c = b + m^T W``. This is the relative
+    gradient norm's numerator (5) in the coordinates where every feature has unit scale.
     """
     g_u = g_v[:-1] * self.curvature(l2)[:, None]
     g_c = g_v[-1] / np.sqrt(self.n_classes)
@@ -199,7 +198,7 @@ class Whitening:
 
 def whitening(units: Units, covariance: np.ndarray | None, variance: np.ndarray,
               n_classes: int) -> Whitening:
-  """The :class:`Whitening` of (8) from the covariance of ``X~`` (or its diagonal).
+  """The ``Whitening`` of (8) from the covariance of ``X~`` (or its diagonal).
 
   Args:
     units: the penalty's units.

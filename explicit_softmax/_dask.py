@@ -2,14 +2,14 @@
 
 The statistics of the explicit solutions and the loss and gradient of the softmax
 model are sums over samples. For a dask array (dense or ``scipy.sparse`` chunks) or
-a dask dataframe split along the sample axis, :class:`DaskParts` pairs the blocks of
+a dask dataframe split along the sample axis, ``DaskParts`` pairs the blocks of
 ``X`` with those of the labels (and weights) and runs one function per partition,
 where the partition lives; dask.bag's ``reduction`` adds the results in a tree
 (``split_every`` at a time), so only small sums travel: the (N, M) co-occurrences,
 the Gram matrix for ``method="newton"``, or one (N+1, M) gradient per evaluation.
 
 dask itself is imported only when a dask collection is given (``dask`` in
-``sys.modules``); :func:`require` names the extra to install.
+``sys.modules``); ``require`` names the extra to install.
 
 References:
   Dask Development Team, "Dask: Library for dynamic task scheduling" (2016),
@@ -69,13 +69,13 @@ def _is_frame(x) -> bool:
 
 
 def _pack(index, offset, x, y, w):
-  """One bag partition: a list holding the :class:`_one_partition.Partition`."""
+  """One bag partition: a list holding the ``_one_partition.Partition``."""
   return [_one_partition.Partition(index, offset, x, np.asarray(y), None if w is None else
                                np.asarray(w))]
 
 
 def _pack_frame(index, frame, features, label, weight, y, w):
-  """A pandas partition as a :class:`_one_partition.Partition` (features in ``features`` order)."""
+  """A pandas partition as a ``_one_partition.Partition`` (features in ``features`` order)."""
   x = frame[list(features)].to_numpy()
   y = frame[label].to_numpy() if label is not None else np.asarray(y)
   if weight is not None:
@@ -234,7 +234,7 @@ class DaskParts:
     """``combine`` over partitions of ``fn(partition, *args)``, in a tree on the workers.
 
     Args:
-      fn: a module-level (picklable) function of a :class:`_one_partition.Partition`.
+      fn: a module-level (picklable) function of a ``_one_partition.Partition``.
       args: further arguments, shipped once per evaluation (one graph key, not
         one copy per task).
       combine: an associative binary function of two results.
@@ -272,7 +272,7 @@ def _partition_sample(part: _one_partition.Partition, fraction: float, seed: int
 
 
 def gather_sample(pieces):
-  """Concatenates the pieces of :meth:`DaskParts.sample` (dense or sparse rows)."""
+  """Concatenates the pieces of ``DaskParts.sample`` (dense or sparse rows)."""
   import scipy.sparse as sp
   xs = [p[0] for p in pieces]
   x = sp.vstack(xs).tocsr() if sp.issparse(xs[0]) else np.concatenate(xs)

@@ -1,13 +1,13 @@
 """The design matrix ``X``: dense, sparse, token and host-held inputs behind one interface.
 
-Every computation in the library touches ``X`` through the :class:`Design`
+Every computation in the library touches ``X`` through the ``Design``
 protocol, so that a new input type is one class and no code elsewhere asks
 which class it has. Inputs are validated where they are read (chunk by chunk
 for dense arrays), so a bad value raises a ``ValueError`` that names it instead
-of a NaN downstream. The classes: :class:`DenseDesign` (numpy or JAX arrays,
-read in chunks), :class:`SparseDesign` (``scipy.sparse``, never densified),
-:class:`TokenDesign` (:class:`TokenFeatures`: gathers instead of products) and
-:class:`HostDesign` (``X`` held once, centred and in the compute precision,
+of a NaN downstream. The classes: ``DenseDesign`` (numpy or JAX arrays,
+read in chunks), ``SparseDesign`` (``scipy.sparse``, never densified),
+``TokenDesign`` ([`TokenFeatures`][explicit_softmax.TokenFeatures]: gathers instead of products) and
+``HostDesign`` (``X`` held once, centred and in the compute precision,
 for the hundreds of products of an iterative fit). Data held in partitions
 elsewhere is ``_placement.PartitionedDesign``, whose ``local`` is False.
 """
@@ -28,11 +28,9 @@ import scipy.sparse as sp
 from explicit_softmax import _validation
 
 # Rows per chunk for dense products. Statistics are accumulated in float64, so
-# they do not depend on how the data is split; float32 BLAS summation was
-# seen to drift by 3e-6 relative over 1,000 rows of narrow X (the data of
-# tests/test_statistics.py::test_from_batches_streams_a_generator), more than the
-# 1e-6 we promise. Each chunk is converted to float64 while it is small enough
-# to stay in cache (1,024 x 784 doubles: 6 MiB), measured fastest of 256..2048.
+# they do not depend on how the data is split (float32 BLAS summation drifts by
+# more than the 1e-6 we promise; docs/fitting.md, "Why these constants"). Each
+# chunk is converted to float64 while it is small enough to stay in cache.
 CHUNK_ROWS = 1024
 # Threads for the statistics pass; it is memory-bound, so more rarely help.
 MAX_WORKERS = 8
@@ -62,7 +60,7 @@ class Design(Protocol):
 
   def one_pass(self, g, w=None):
     """``(X^T G, X 1, X^T diag(w) X or None, min X)`` in one read of ``X``: the
-    statistics of :class:`explicit_softmax.SoftmaxStats`."""
+    statistics of [`es.SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats]."""
 
   def column_summary(self, w: np.ndarray) -> tuple:
     """``(mean, variance, min, max, density)`` of the columns (weighted, one pass)."""
@@ -246,7 +244,7 @@ class DenseDesign:
       gram = None if w is None else np.zeros((n, n), np.float64)
       x_min = np.inf
       # One reused buffer: a fresh float64 array per chunk page-faults its memory
-      # in again every time (several times slower than the copy itself on this VM).
+      # in again every time, which costs more than the copy itself.
       buf = np.empty((min(CHUNK_ROWS, t), n), np.float64)
       for start in part:
         if halt is not None and halt[0] < index:
@@ -405,7 +403,7 @@ class SparseDesign:
             np.asarray(x64.multiply(x64).mean(axis=0)).ravel())
 
   def column_summary(self, w: np.ndarray) -> tuple:
-    """As :meth:`DenseDesign.column_summary` (implicit zeros are values)."""
+    """As ``DenseDesign.column_summary`` (implicit zeros are values)."""
     keep = np.flatnonzero(w > 0)
     x64 = self.x[keep].astype(np.float64)
     wk = np.asarray(w, np.float64)[keep]
@@ -496,7 +494,7 @@ class HostDesign:
   means ``offset`` subtracted (``x = X - offset``): centred columns keep
   ``X W`` free of the cancellation between large feature means and the bias,
   which float32 products would otherwise pay for. The model's bias is then
-  ``c = b + offset^T W`` (see :func:`explicit_softmax.fitting`). Sparse ``X`` is
+  ``c = b + offset^T W`` (see ``es.fitting``). Sparse ``X`` is
   CSR in float64 and never centred (``offset`` is zero).
 
   Dense products run over fixed blocks of ``BLOCK_ROWS`` rows, summed in
@@ -559,7 +557,7 @@ class HostDesign:
     return np.asarray(out, dtype)
 
   def logits_by_class(self, weights: np.ndarray) -> np.ndarray:
-    """``(X W)^T`` (M, T) C-contiguous float64 (see :func:`logits_by_class`)."""
+    """``(X W)^T`` (M, T) C-contiguous float64 (see ``logits_by_class``)."""
     if sp.issparse(self.x):
       return np.ascontiguousarray(self.logits(weights).T)
     w_t = np.asarray(weights, self.x.dtype).T
@@ -615,24 +613,22 @@ class HostDesign:
 
 @functools.cache
 def _pool(workers: int) -> concurrent.futures.ThreadPoolExecutor:
-  """A process-wide pool of ``workers`` threads for :class:`HostDesign`'s blocks."""
+  """A process-wide pool of ``workers`` threads for ``HostDesign``'s blocks."""
   return concurrent.futures.ThreadPoolExecutor(workers, thread_name_prefix="explicit-softmax")
 
 
 # Host L-BFGS on problems up to this much work per evaluation (stored entries
-# of X times classes) runs with one BLAS thread. OpenBLAS's threads cost more
-# than they save on such products: on 2 cores, es.fit on scikit-learn's digits
-# took 8.6 s with two threads and 0.49 s with one (5,000 MNIST rows: 18.7 s and
-# 9.8 s); LogisticRegression() showed the same (0.32 s and 0.016 s).
+# of X times classes) runs with one BLAS thread: OpenBLAS's threads spin while
+# they wait and cost more than they save on such products (docs/fitting.md,
+# "Why these constants").
 SINGLE_THREAD_MAX_WORK = 2**26
 
 
 @functools.cache
 def _blas_controller():
   """threadpoolctl's view of the loaded BLAS libraries, found once per process
-  (finding them reads the process's memory map: 2.5 ms a call, which the 60
-  fits of a regularisation path on iris would pay 60 times); None without
-  threadpoolctl."""
+  (finding them reads the process's memory map, which every fit of a
+  regularisation path would pay again); None without threadpoolctl."""
   try:
     from threadpoolctl import ThreadpoolController
   except ImportError:
@@ -692,7 +688,7 @@ def statistics_copies(design) -> int:
 
 def as_host(design, dtype=np.float64, offset: np.ndarray | None = None, *,
             columns: np.ndarray | None = None, workers: int = 1) -> HostDesign:
-  """``design``'s ``columns`` held once as a :class:`HostDesign` (dense: centred by ``offset``).
+  """``design``'s ``columns`` held once as a ``HostDesign`` (dense: centred by ``offset``).
 
   Args:
     design: a validated in-memory design.
@@ -721,7 +717,7 @@ def as_design(x, *, n_features: int | None = None, layout=None):
 
   Args:
     x: (T, N) real dense array (numpy or JAX, any real dtype, uint8 images
-      included), a ``scipy.sparse`` matrix, or a :class:`TokenFeatures`.
+      included), a ``scipy.sparse`` matrix, or a [`TokenFeatures`][explicit_softmax.TokenFeatures].
     n_features: if given, the number of columns ``X`` must have (at predict time).
     layout: if given, the ``[n_context, vocab_size]`` that token inputs must
       have (a model fitted on K = 2 blocks of V = 7 has 14 features, as one of
@@ -749,7 +745,7 @@ def as_design(x, *, n_features: int | None = None, layout=None):
 
 
 def for_model(x, model):
-  """Validates ``X`` against a fitted model and wraps it as :func:`as_design` does.
+  """Validates ``X`` against a fitted model and wraps it as ``as_design`` does.
 
   Besides the width and the token layout, a DataFrame whose column names are
   strings is matched to the model's ``info["feature_names"]`` (when it has them)

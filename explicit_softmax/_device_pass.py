@@ -1,4 +1,4 @@
-"""The per-device pass of :func:`explicit_softmax.sharding.sharded_sums`.
+"""The per-device pass of [`es.sharding.sharded_sums`][explicit_softmax.sharding.sharded_sums].
 
 One jitted ``shard_map``: each device scans its rows in chunks, forms a chunk's
 sums (``X^T diag(w) Y``, ``Y^T w``, ``sum w``, ``sum w |x|_1^2``, optionally the
@@ -6,7 +6,7 @@ Gram matrix) in float32 as sums of row blocks, accumulates the chunks with
 compensated (Kahan) summation, and reduces the validation checks of every chunk
 (first non-finite row, label range, soft-label sums) alongside; collectives
 over the row axes then add the devices' sums and combine their checks. The host
-side (placement, errors, float64 totals) is :mod:`explicit_softmax.sharding`.
+side (placement, errors, float64 totals) is [`es.sharding`][explicit_softmax.sharding].
 
 References:
   W. Kahan, "Further remarks on reducing truncation errors", Communications of
@@ -25,8 +25,8 @@ from jax.sharding import PartitionSpec
 from explicit_softmax import _validation
 
 # Full float32 products. On GPUs, JAX's default float32 matmul rounds its inputs
-# to TF32 (10-bit mantissa): the sums then drift by ~5e-5 relative (measured on
-# an H100), and one-hot counts above 2^11 stop being exact.
+# to TF32 (10-bit mantissa): the sums then drift (docs/scaling.md, "One
+# accelerator"), and one-hot counts above 2^11 stop being exact.
 _EXACT = jax.lax.Precision.HIGHEST
 
 # A chunk's products are formed as sums of blocks of this many rows ...

@@ -13,13 +13,13 @@ Recognised by extension:
 
 A table with a header row gives its feature columns' names; ``fit`` stores them
 (and the label column's name) in the model, and ``predict``/``evaluate`` then
-select a table's columns by name (:func:`read_data` with ``feature_names``), so
+select a table's columns by name (``read_data`` with ``feature_names``), so
 that reordered columns give the same predictions and a missing or unexpected
 column is refused by name.
 
 Labels that are integers ``0..M-1`` are used as class indices; any other labels
-(strings, ``-1/+1``, ...) are encoded in sorted order (:func:`encode_labels`) and
-mapped back through the stored classes (:func:`map_labels`).
+(strings, ``-1/+1``, ...) are encoded in sorted order (``encode_labels``) and
+mapped back through the stored classes (``map_labels``).
 """
 
 from __future__ import annotations
@@ -53,7 +53,7 @@ LABEL_NAMES = ("label", "labels", "target", "class", "y")
 
 
 class Data(NamedTuple):
-  """What :func:`read_data` read.
+  """What ``read_data`` read.
 
   Attributes:
     x: (T, N) features, dense or ``scipy.sparse`` (with ``feature_names`` of a
@@ -132,7 +132,7 @@ def read_csv(path, label_column: str | None = None, n_features: int | None = Non
   Args:
     path: the file.
     label_column: the label column's header name or index (default: see
-      :func:`_default_label_column`).
+      ``_default_label_column``).
     n_features: the number of features a model expects; a table without a
       header and with exactly that many columns has no label column.
     feature_names: the names a model was fitted on: a table with a header is
@@ -141,7 +141,7 @@ def read_csv(path, label_column: str | None = None, n_features: int | None = Non
       labels, not an unexpected feature).
 
   Returns:
-    :class:`Data`: (T, N) float64 features and (T,) labels (numbers if every
+    ``Data``: (T, N) float64 features and (T,) labels (numbers if every
     label is numeric, else strings), or None when there is no label column.
 
   Raises:
@@ -263,7 +263,7 @@ def read_data(paths, *, labels_path=None, label_column=None, n_features=None,
     label_name: the model's label column name.
 
   Returns:
-    :class:`Data`: features (dense array or ``scipy.sparse``), labels or
+    ``Data``: features (dense array or ``scipy.sparse``), labels or
     None, the feature names (if the file has them) and where the labels came from.
 
   Raises:
@@ -417,7 +417,7 @@ def encode_labels(y, n_classes: int | None = None):
   soft labels (T, M) too. Other labels are encoded in sorted order.
 
   Returns:
-    ``(targets, classes)``: targets for :func:`explicit_softmax.fit` and None or
+    ``(targets, classes)``: targets for [`es.fit`][explicit_softmax.fitting.fit] and None or
     the list of class labels (index ``i`` is class ``classes[i]``).
   """
   y = np.asarray(y)

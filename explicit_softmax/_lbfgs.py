@@ -1,9 +1,9 @@
 """Full-batch L-BFGS on the host in float64 (scipy's L-BFGS-B), no compilation.
 
-Minimises ``J`` (4) of :mod:`explicit_softmax._objective` in optimised variables
+Minimises ``J`` (4) of ``es._objective`` in optimised variables
 ``V`` with ``[W; b] = P V`` (the identity, a preconditioner of
-:mod:`explicit_softmax._preconditioning`, or the whitening of
-:mod:`explicit_softmax._curvature`), until the relative gradient norm (5),
+``es._preconditioning``, or the whitening of
+``es._curvature``), until the relative gradient norm (5),
 measured by the problem's own norm, falls to ``tol``.
 
 References:
@@ -27,7 +27,7 @@ MEMORY = 10
 
 
 class Problem(Protocol):
-  """What :func:`minimise` needs of an objective in the variables ``V``."""
+  """What ``minimise`` needs of an objective in the variables ``V``."""
 
   def value_and_grad(self, v: np.ndarray) -> tuple[float, np.ndarray]:
     """``J`` and ``grad_V J`` at the (N+1, M) variables ``v``."""
@@ -87,7 +87,7 @@ def minimise(problem: Problem, v0: np.ndarray, steps: int, threshold: float,
   """L-BFGS from ``v0`` until ``problem.norm(grad) <= threshold`` or ``steps`` iterations.
 
   Args:
-    problem: the objective in the variables ``V`` (see :class:`Problem`).
+    problem: the objective in the variables ``V`` (see ``Problem``).
     v0: (N+1, M) start.
     steps: the maximum number of iterations.
     threshold: ``tol`` times the reference norm of (5).
@@ -96,7 +96,7 @@ def minimise(problem: Problem, v0: np.ndarray, steps: int, threshold: float,
 
   Returns:
     ``(v, reason, evaluations, norm)``: the final variables, a key of
-    :data:`explicit_softmax._convergence.REASONS`, the number of
+    ``es._convergence.REASONS``, the number of
     loss-and-gradient evaluations (passes over the data) and the problem's
     gradient norm at ``v``.
   """

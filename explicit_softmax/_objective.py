@@ -1,6 +1,6 @@
 """The cross-entropy (1), its gradient (2), the penalised objective (4) and its Hessian.
 
-:func:`objective` evaluates ``L`` (1) and its gradient (2) on the host; with
+``objective`` evaluates ``L`` (1) and its gradient (2) on the host; with
 them, refinement minimises
 
     J(W, b) = L(W, b) + (l2 / 2) ||W||^2,                                 (4)
@@ -10,8 +10,9 @@ relative to that of the uniform model,
 
     ||grad J(W, b)|| / ||grad J(0, 0)|| <= tol,                           (5)
 
-the quantity :func:`explicit_softmax.diagnostics.optimality_certificate` reports.
-``theta = [W; b]`` stacks the (N, M) weights over the (M,) bias.
+the quantity
+[`es.diagnostics.optimality_certificate`][explicit_softmax.diagnostics.optimality_certificate]
+reports. ``theta = [W; b]`` stacks the (N, M) weights over the (M,) bias.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ _EVAL_ELEMENTS = 2**22
 
 
 def eval_rows(n_classes: int) -> int:
-  """Rows per chunk of :func:`objective`: (rows, M) blocks near ``_EVAL_ELEMENTS``
+  """Rows per chunk of ``objective``: (rows, M) blocks near ``_EVAL_ELEMENTS``
   floats, and at least one row (not 256: with M in the millions a block of 256
   rows would hold gigabytes)."""
   return max(1, _EVAL_ELEMENTS // n_classes)

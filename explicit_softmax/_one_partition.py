@@ -2,9 +2,9 @@
 
 Data that no single process holds (a dask collection, the rows of a multi-process
 ``jax.Array``) is a sequence of partitions along the sample axis
-(:mod:`explicit_softmax._placement`). This module holds what every engine
-(:mod:`explicit_softmax._dask`, :mod:`explicit_softmax.sharding`) shares: the
-:class:`Partition` record, the checks of one partition (the in-memory checks,
+(``es._placement``). This module holds what every engine
+(``es._dask``, [`es.sharding`][explicit_softmax.sharding]) shares: the
+``Partition`` record, the checks of one partition (the in-memory checks,
 called unchanged) and the wrapping of their ``ValueError`` so that it names the
 partition and the row.
 """
@@ -56,7 +56,7 @@ def checked(part: Partition, n_classes: int | None):
     n_classes: M (None: inferred from this partition's labels).
 
   Returns:
-    The validated design, :class:`~explicit_softmax._targets.Targets` and (t,) float64 weights.
+    The validated design, ``Targets`` and (t,) float64 weights.
     A partition whose weights are all zero is valid here (it adds nothing); the
     total weight is checked once the partitions are summed.
   """
@@ -75,7 +75,7 @@ def classes_of(part: Partition) -> int:
 
 
 def first_invalid_row(part: Partition, n_classes: int | None) -> int | None:
-  """The first row of ``part`` whose prefix fails :func:`checked`, by bisection.
+  """The first row of ``part`` whose prefix fails ``checked``, by bisection.
 
   The checks of features, labels (with ``n_classes`` given) and weights are
   row by row, so "the first ``r + 1`` rows fail" is monotone in ``r``; the
@@ -112,9 +112,8 @@ def run(fn: Callable, part: Partition, args: tuple, n_classes: int | None):
     n_classes: M, to locate an invalid label (None: inferred per partition).
 
   Raises:
-    ValueError: ``fn``'s, prefixed with ``partition i, row r of the partition
-      (row R of X)``; row numbers inside the original message count from the
-      partition's first row.
+    ValueError: ``fn``'s, prefixed with ``partition i, row r of the partition (row R of X)``; row
+      numbers inside the original message count from the partition's first row.
   """
   try:
     return fn(part, *args)

@@ -1,12 +1,11 @@
 """The jitted float32 loop: optax transformations minimising ``J`` (4) on the device.
 
-Any ``optax.GradientTransformation`` takes the steps, full batch or on
-minibatches drawn without replacement (one permutation per epoch); the named
-methods ``"adam"`` and ``"sgd"`` are shortcuts (:func:`shortcut`) for
-``optax.adam`` and ``optax.sgd``. A step's update is ``tx.update(grad J, state,
-params)`` and the new parameters ``optax.apply_updates`` of it, in the variables
-``(W, b)`` or ``V`` with ``[W; b] = P V`` (:mod:`explicit_softmax._preconditioning`).
-Full-batch L-BFGS on data too large for the host runs optax's ``lbfgs`` here too.
+Any ``optax.GradientTransformation`` takes the steps, full batch or on minibatches drawn without
+replacement (one permutation per epoch); the named methods ``"adam"`` and ``"sgd"`` are shortcuts
+(``shortcut``) for ``optax.adam`` and ``optax.sgd``. A step's update is
+``tx.update(grad J, state, params)`` and the new parameters ``optax.apply_updates`` of it, in the
+variables ``(W, b)`` or ``V`` with ``[W; b] = P V`` (``es._preconditioning``). Full-batch L-BFGS on
+data too large for the host runs optax's ``lbfgs`` here too.
 
 Steps are module-level jitted functions taking the data as arguments, so their
 compilation is cached across calls (per input kind, shape and transformation).
@@ -129,7 +128,7 @@ class DeviceObjective:
 
   def rows(self, idx) -> "DeviceObjective":
     """``J`` on the rows ``idx``, their weights renormalised to sum to one (see
-    :func:`batch_weights`)."""
+    ``batch_weights``)."""
     return dataclasses.replace(self, data=self.data[idx], y=self.y[idx],
                                w=batch_weights(self.w[idx]))
 
@@ -257,7 +256,7 @@ class _Minibatches(_FullBatch):
   """Steps on batches of ``batch_size`` rows, one seeded permutation per epoch.
 
   On the device the steps up to ``limit`` (within an epoch) run in one jitted
-  loop, :func:`_epoch`. A sparse matrix cannot be row-gathered inside jit: it
+  loop, ``_epoch``. A sparse matrix cannot be row-gathered inside jit: it
   is sliced on the host and densified one batch at a time (``host`` holds its
   design, targets and weights).
   """
@@ -317,7 +316,7 @@ def _drive(steps_of: _LBFGS | _FullBatch, steps: int, threshold: float, reason: 
   steps of one segment share its time evenly.
 
   Returns:
-    The key of :data:`explicit_softmax._convergence.REASONS` (``reason`` after
+    The key of ``es._convergence.REASONS`` (``reason`` after
     all ``steps``).
   """
   clock, every, k = record.clock, record.segment, 0
@@ -350,12 +349,12 @@ def run(theta0: np.ndarray, precond, design, targets, w, l2: float, *, tx, rate_
     design: the validated design; targets, w: its targets and weights (sum 1).
     l2: the penalty on ``W``.
     tx: ``"lbfgs"`` (optax's, full batch) or an ``optax.GradientTransformation``.
-    rate_at: ``step -> learning rate`` of a :func:`shortcut` (None: ``tx``'s own).
+    rate_at: ``step -> learning rate`` of a ``shortcut`` (None: ``tx``'s own).
     batch_size: rows per step (None or at least T: full batch).
     steps: the maximum number of steps.
     threshold: stop once the full-batch gradient norm is at most this.
     seed: seed of the minibatch order.
-    record: the run's :class:`~explicit_softmax._convergence.Recorder`.
+    record: the run's ``Recorder``.
 
   Returns:
     ``(theta, reason)`` with ``theta = [W; b]`` (float64 host array).

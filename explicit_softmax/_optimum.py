@@ -1,11 +1,11 @@
 """One fit of the penalised objective (6) at a given ``l2``, in the whitened variables (8).
 
-:class:`WhitenedProblem` evaluates ``J`` (6) and its gradient in ``V`` on the
+``WhitenedProblem`` evaluates ``J`` (6) and its gradient in ``V`` on the
 host (float64 sums; float32 or float64 products, see
-``_design.HostDesign``); :func:`solve` runs host L-BFGS on it until the
+``_design.HostDesign``); ``solve`` runs host L-BFGS on it until the
 relative gradient norm (5), measured in the units of the penalty, falls to
-``tol``. The choice of ``l2`` (:mod:`explicit_softmax._regularisation`) and the
-one-call fit (:mod:`explicit_softmax.fitting`) call :func:`solve` at every
+``tol``. The choice of ``l2`` (``es._regularisation``) and the
+one-call fit (``es.fitting``) call ``solve`` at every
 ``l2`` they try.
 """
 
@@ -34,7 +34,7 @@ ROUNDING_FLOOR = 1e-13
 
 
 class WhitenedProblem:
-  """``J`` (6) at ``l2`` as a function of ``V`` (8) (a :class:`_lbfgs.Problem`).
+  """``J`` (6) at ``l2`` as a function of ``V`` (8) (a ``_lbfgs.Problem``).
 
   Args:
     design: a validated in-memory design (a ``HostDesign``, or a partitioned one).
@@ -85,7 +85,7 @@ class Solution:
     steps: L-BFGS iterations taken.
     evaluations: loss-and-gradient evaluations (passes over the data).
     relative_grad_norm: the left side of (5) at ``v``, in the penalty's units.
-    polish_steps: exact Newton steps taken after L-BFGS (:func:`newton_polish`).
+    polish_steps: exact Newton steps taken after L-BFGS (``newton_polish``).
   """
 
   v: np.ndarray
@@ -111,7 +111,7 @@ def solve(problem: WhitenedProblem, v0: np.ndarray, *, tol: float, steps: int,
       iteration (True stops), or None.
 
   Returns:
-    The :class:`Solution`.
+    The ``Solution``.
   """
   reference = problem.reference_norm() if reference is None else reference
   taken = [0]
@@ -133,7 +133,7 @@ def solve(problem: WhitenedProblem, v0: np.ndarray, *, tol: float, steps: int,
 
 
 def _polishable(problem: WhitenedProblem) -> bool:
-  """Whether :func:`newton_polish` is cheap for ``problem`` (in memory, few parameters)."""
+  """Whether ``newton_polish`` is cheap for ``problem`` (in memory, few parameters)."""
   if problem.targets is None:
     return False  # partitioned: no rows in one place
   t, n = problem.design.shape
@@ -147,7 +147,7 @@ def softmax_curvature(design, w: np.ndarray, weights: np.ndarray,
 
   ``w`` sums to one; ``p_t = softmax(x_t W + b)``. With the covariance of the
   features it gives the Kronecker approximation ``A (x) C`` of the Hessian of (1)
-  that the evidence of :mod:`explicit_softmax._regularisation` uses.
+  that the evidence of ``es._regularisation`` uses.
   """
   m = weights.shape[1]
   out = np.zeros((m, m))
@@ -168,7 +168,7 @@ def newton_polish(problem: WhitenedProblem, v: np.ndarray, *,
   Near the optimum Newton converges quadratically, to the limit of float64,
   where L-BFGS stops at ``tol``: equal data in another form (weights for
   repeated rows, sparse for dense, a shuffle) then gives the same model, not
-  two points within ``tol`` of it. The Hessian (:func:`_objective.hessian`, in
+  two points within ``tol`` of it. The Hessian (``_objective.hessian``, in
   ``(W, c)`` with the penalty ``l2 s_i^2`` of (6)) is singular along a common
   shift of the biases; the gradient has no component there, and the
   pseudo-inverse gives the minimum-norm step.

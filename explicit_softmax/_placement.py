@@ -4,12 +4,12 @@ Data that no single process holds (a dask collection, the rows of a
 multi-process ``jax.Array``) is a sequence of partitions along the sample axis.
 Every quantity the library needs is a sum over samples, so it is computed per
 partition where the rows live and the small results are added: statistics,
-column moments, the loss (1) and its gradient (2). :func:`partitioned` makes
-the decision; :class:`PartitionedDesign` offers the sums the pipeline needs
-(one pass each); :class:`_one_partition.Partition` and :func:`checked` run one partition
-through the in-memory checks, and :func:`run` makes their ``ValueError`` name
-the partition and the row. The engines are :class:`explicit_softmax._dask.DaskParts`
-and :class:`explicit_softmax.sharding.ProcessLocalParts`.
+column moments, the loss (1) and its gradient (2). ``partitioned`` makes
+the decision; ``PartitionedDesign`` offers the sums the pipeline needs
+(one pass each); ``_one_partition.Partition`` and ``checked`` run one partition
+through the in-memory checks, and ``run`` makes their ``ValueError`` name
+the partition and the row. The engines are ``es._dask.DaskParts``
+and [`es.sharding.ProcessLocalParts`][explicit_softmax.sharding.ProcessLocalParts].
 """
 
 from __future__ import annotations
@@ -125,7 +125,7 @@ class PartitionedDesign:
     return out
 
   def objective(self, weights, bias, need_grad: bool = True):
-    """``(L, dL/dW, dL/db)`` as :func:`_objective.objective`, summed over the partitions."""
+    """``(L, dL/dW, dL/db)`` as ``_objective.objective``, summed over the partitions."""
     loss, g_w, g_b, total = self._reduce(
         _partition_objective, np.asarray(weights, np.float64), np.asarray(bias, np.float64),
         need_grad)
@@ -168,7 +168,7 @@ def _partition_one_hot(part: _one_partition.Partition, n_classes: int) -> bool:
 
 
 def place(X, y, sample_weight=None, n_classes: int | None = None):
-  """Where ``X``'s rows live, decided once: a :class:`PartitionedDesign` if no single
+  """Where ``X``'s rows live, decided once: a ``PartitionedDesign`` if no single
   process holds them, else ``X`` validated and wrapped in memory
   (``_design.as_design``). Either is a ``_design.Design``."""
   remote = partitioned(X, y, sample_weight, n_classes)
@@ -176,7 +176,7 @@ def place(X, y, sample_weight=None, n_classes: int | None = None):
 
 
 def partitioned(X, y, sample_weight=None, n_classes: int | None = None):
-  """``X`` as a :class:`PartitionedDesign` if no single process holds it, else None.
+  """``X`` as a ``PartitionedDesign`` if no single process holds it, else None.
 
   That is a dask collection, or a ``jax.Array`` whose rows span several
   processes (multi-controller JAX).

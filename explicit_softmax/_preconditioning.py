@@ -4,10 +4,10 @@ Optimising ``J(P V)`` over ``V`` has the same minimiser ``[W; b] = P V*`` as
 optimising ``J`` over ``[W; b]``; only the path, and its speed, change. The
 gradient in ``V`` is ``P^T grad J`` (the chain rule). Two choices of ``P``:
 
-* :class:`Standardizer`: centred features of unit variance, ``O(N M)`` per step
-  at any width, sparse inputs included;
-* :func:`gram_preconditioner`: whitening by the input Gram matrix, the
-  Kronecker factor of the Hessian at the uniform model.
+* [`Standardizer`][explicit_softmax.refinement.Standardizer]: centred features of unit variance,
+  ``O(N M)`` per step at any width, sparse inputs included;
+* [`gram_preconditioner`][explicit_softmax.refinement.gram_preconditioner]: whitening by the input
+  Gram matrix, the Kronecker factor of the Hessian at the uniform model.
 
 References:
   J. Nocedal and S. J. Wright, "Numerical Optimization", 2nd ed., Springer
@@ -30,10 +30,8 @@ from explicit_softmax._typing import Features
 # rows estimate the dominant directions of the (N+1)^2 second-moment matrix at a
 # fraction of one pass over large data. The damping, relative to the mean
 # diagonal, keeps directions the data hardly spans (always-blank pixels) from
-# being amplified: in a sweep over {1e-2, 0.1, 1, 10} on MNIST, near-full
-# whitening overfit within about 10 L-BFGS steps and 1.0 reached the lowest
-# held-out loss (0.2714 nats in benchmarks/results/mnist.json); treat the value
-# as tuned on that data.
+# being amplified: near-full whitening overfits within a few L-BFGS steps. The
+# value was tuned on MNIST (docs/fitting.md, "Why these constants").
 PRECONDITIONER_ROWS = 4096
 PRECONDITIONER_RIDGE = 1.0
 _MAX_PRECONDITIONER_FEATURES = 8192
@@ -96,7 +94,8 @@ class Standardizer:
 
 @dataclasses.dataclass(frozen=True)
 class GramFactor:
-  """``[W; b] = P V`` for a dense ``P = L^{-T}``, ``L`` from :func:`gram_preconditioner`."""
+  """``[W; b] = P V`` for a dense ``P = L^{-T}``, ``L`` from
+  [`gram_preconditioner`][explicit_softmax.refinement.gram_preconditioner]."""
 
   chol: np.ndarray
 
@@ -158,9 +157,8 @@ def reparametrisation(precondition, design, seed: int, n_classes: int, l2: float
   """``precondition`` (as ``refine`` takes it) as a ``P``, or None for none.
 
   Returns:
-    None, a :class:`Standardizer` or a :class:`GramFactor`: objects with
-    ``apply`` (``P V``), ``apply_transpose`` (``P^T g``), ``inverse`` and
-    ``matrix``.
+    None, a [`Standardizer`][explicit_softmax.refinement.Standardizer] or a ``GramFactor``: objects
+    with ``apply`` (``P V``), ``apply_transpose`` (``P^T g``), ``inverse`` and ``matrix``.
   """
   if precondition is None or precondition is False:
     return None

@@ -80,7 +80,7 @@ def progress(iterable: Iterable | None = None, **kwargs):
 
   Returns:
     A tqdm bar (hidden when stderr is not a terminal) if tqdm is installed, else
-    a :class:`TextBar`.
+    a ``TextBar``.
   """
   try:
     from tqdm.auto import tqdm

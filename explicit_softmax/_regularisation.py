@@ -1,7 +1,7 @@
 """Choosing ``l2`` of (6) from the training data alone: the Laplace evidence.
 
 With the penalty read as a Gaussian prior ``U = S W ~ N(0, I / alpha)`` on the
-weights in the units of :mod:`explicit_softmax._curvature`, and the likelihood
+weights in the units of ``es._curvature``, and the likelihood
 of the weighted training data, ``alpha = l2 T_w`` (``T_w`` the total sample
 weight; scikit-learn's ``C = 1 / alpha``) is chosen where the Laplace
 approximation of the marginal likelihood (the evidence),
@@ -17,7 +17,7 @@ features, whose eigenvalues the whitening (8) already has, so (9) costs one
 pass over the rows beyond the fit. The curvature ``A`` changes with ``alpha``
 (weaker penalties give more confident predictions), so (9) is maximised as a
 function, not through MacKay's fixed point ``alpha ||U*||^2 = gamma``, which
-ignores that change; it serves as the first guess. :func:`evidence_l2` fits at
+ignores that change; it serves as the first guess. ``evidence_l2`` fits at
 ``alpha = 1``, jumps to the half-decade grid point nearest that fixed point,
 then walks ``log10 alpha`` in half-decade steps in the direction in which (9)
 rises, each fit warm-started from the last, until it falls, and takes the
@@ -79,7 +79,7 @@ def evidence_l2(design, targets, w: np.ndarray, whitening: _curvature.Whitening,
     total_weight: ``T_w``, the total raw weight of these rows.
     v0: the start of the first fit, (8) at ``l2_start``.
     l2_start: the first ``l2`` tried (rounded to the half-decade grid of alpha).
-    report: passed to every fit's :func:`_optimum.solve`.
+    report: passed to every fit's ``_optimum.solve``.
 
   Returns:
     ``(l2, record, v)``: the chosen ``l2`` (for these rows: ``alpha / T_w``),
@@ -196,10 +196,10 @@ def heldout_l2(design, targets, w_raw: np.ndarray, whitening: _curvature.Whiteni
     cv: the number of stratified folds (1: one 80/20 split), or (train,
       validation) index pairs.
     seed: seed of the folds.
-    report: passed to every fit's :func:`_optimum.solve`.
+    report: passed to every fit's ``_optimum.solve``.
 
   Returns:
-    ``(l2, record, v)`` as :func:`evidence_l2` returns them, for these rows.
+    ``(l2, record, v)`` as ``evidence_l2`` returns them, for these rows.
   """
   # One fold of a k-fold split is an 80/20 split for k = 5: cv=1 asks for that one.
   splits = folds(targets, 5, seed)[:1] if isinstance(cv, (int, np.integer)) and cv == 1 \

@@ -1,4 +1,4 @@
-"""The target matrix ``Y``, as :func:`explicit_softmax._validation.check_targets` returns it.
+"""The target matrix ``Y``, as ``es._validation.check_targets`` returns it.
 
 ``y`` is either (T,) integer labels in ``[0, M)`` (one-hot rows of ``Y``, kept as
 labels or as a sparse matrix, never a dense T x M array) or (T, M) soft labels:

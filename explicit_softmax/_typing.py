@@ -2,7 +2,7 @@
 
 ``X`` is anything the library reads as a design matrix; ``y`` labels or soft
 labels; sample weights a scalar or one weight per row. The checks behind these
-types live in :mod:`explicit_softmax._validation`.
+types live in ``es._validation``.
 """
 
 from __future__ import annotations

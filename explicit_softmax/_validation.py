@@ -8,7 +8,7 @@ it got and what to pass instead.
 
 Checks that need a pass over the data come in two halves: a summary (a
 minimum, a maximum, the first bad row) computed where the data lives (numpy
-here, a jitted reduction in :mod:`explicit_softmax.sharding`), and a
+here, a jitted reduction in [`es.sharding`][explicit_softmax.sharding]), and a
 ``check_*_summary`` function here that turns the summary into the error.
 
 References:
@@ -288,7 +288,7 @@ def check_memory(asked, arrays: Sequence[tuple[str, tuple, int, int]],
     arrays: ``(purpose, shape, itemsize, count)`` of the arrays the work holds
       at its peak (an estimate of the path's own arrays).
     advice: what to do instead.
-    available: the bytes available (default :func:`available_memory`; a
+    available: the bytes available (default ``available_memory``; a
       device's free memory for device work).
 
   Raises:
@@ -388,9 +388,9 @@ def check_optimiser_memory(n_features: int, n_classes: int, rows: int, *, on_hos
 def check_label_codes(hi: int, distinct: int, m: int) -> None:
   """Refuses labels that look like ids rather than the class codes ``0..M-1``.
 
-  Class codes mostly occur; a few labels up to 2e8 are not codes, and ``M =
-  max + 1`` columns would exhaust memory. Above ``MAX_SPARSE_CODES`` classes,
-  ``M`` may exceed 16 times the distinct labels only if ``n_classes`` says so.
+  Class codes mostly occur; a few labels up to 2e8 are not codes, and ``M = max + 1`` columns would
+  exhaust memory. Above ``MAX_SPARSE_CODES`` classes, ``M`` may exceed 16 times the distinct labels
+  only if ``n_classes`` says so.
 
   Args:
     hi: the largest label.
@@ -413,7 +413,7 @@ def check_classes_occur(targets: Targets, n_classes) -> None:
   A class without samples has no finite optimum (its bias falls for ever), and
   each costs (N + 1) parameters: ``n_classes=10**7`` for three labels is a slip,
   not a model. Above ``MAX_SPARSE_CODES`` classes, at least one in 16 must occur
-  (the rule of :func:`check_label_codes` for inferred ``M``).
+  (the rule of ``check_label_codes`` for inferred ``M``).
   """
   if n_classes is None or targets.labels is None or targets.n_classes <= MAX_SPARSE_CODES:
     return
@@ -758,7 +758,7 @@ def check_layout(y, n_samples: int, n_classes) -> int | None:
   """The checks of ``y`` that need only its shape and dtype (host or device array).
 
   Returns:
-    ``n_classes`` as an int (None stays None), checked by :func:`check_integer`.
+    ``n_classes`` as an int (None stays None), checked by ``check_integer``.
   """
   if y.dtype == object:
     raise ValueError(
@@ -833,7 +833,7 @@ def check_targets(y, n_samples: int, n_classes: int | None = None) -> Targets:
     n_classes: M; inferred as ``max(y) + 1`` (labels) or ``y.shape[1]`` if None.
 
   Returns:
-    A :class:`~explicit_softmax._targets.Targets`.
+    A ``Targets``.
 
   Raises:
     ValueError: on any inconsistency, naming the problem and the fix.

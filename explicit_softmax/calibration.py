@@ -29,13 +29,12 @@ def calibrate(model: model_lib.SoftmaxModel, X: Features, y: Labels, *,
               steps: int = 30) -> model_lib.SoftmaxModel:
   """Fits a global temperature and class biases to the cross-entropy on ``(X, y)``.
 
-  The calibrated logits are ``tau z_t + beta`` with ``z_t = x_t W + b``: ``M + 1``
-  parameters in which the cross-entropy is convex. ``Z`` is computed in one pass
-  over ``X`` and kept ((T, M) floats); damped Newton steps with a backtracking
-  line search then solve for ``(tau, beta)`` on it, at O(T M^2 + M^3) per step
-  and without compilation. With ``u = (tau, beta)`` and ``d logits_t / d u =
-  [z_t, I]``, the Hessian is ``sum_t w_t [z_t, I]^T (diag p_t - p_t p_t^T) [z_t, I]``
-  (plus ``l2 I`` on the ``beta`` block).
+  The calibrated logits are ``tau z_t + beta`` with ``z_t = x_t W + b``: ``M + 1`` parameters in
+  which the cross-entropy is convex. ``Z`` is computed in one pass over ``X`` and kept ((T, M)
+  floats); damped Newton steps with a backtracking line search then solve for ``(tau, beta)`` on it,
+  at O(T M^2 + M^3) per step and without compilation. With ``u = (tau, beta)`` and
+  ``d logits_t / d u = [z_t, I]``, the Hessian is
+  ``sum_t w_t [z_t, I]^T (diag p_t - p_t p_t^T) [z_t, I]`` (plus ``l2 I`` on the ``beta`` block).
 
   Maximum likelihood needs every class in the calibration data: a class with
   no target mass there would get ``beta = -inf`` (the loss falls for ever as
@@ -55,7 +54,8 @@ def calibrate(model: model_lib.SoftmaxModel, X: Features, y: Labels, *,
     steps: maximum Newton steps (it usually converges in 5 to 10).
 
   Returns:
-    A :class:`SoftmaxModel` with weights ``tau W`` and bias ``tau b + beta``.
+    A [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] with weights ``tau W`` and bias
+    ``tau b + beta``.
 
   References:
     C. Guo, G. Pleiss, Y. Sun and K. Q. Weinberger, "On Calibration of Modern
@@ -113,9 +113,8 @@ def _newton_step(u: np.ndarray, p: np.ndarray, z: np.ndarray, y: np.ndarray, w: 
                  l2: float) -> np.ndarray | None:
   """The Newton step ``-H^{-1} g`` in ``u = (tau, beta)`` (None: a numerically zero ``H``).
 
-  With ``d logits_t / d u = [z_t, I]`` the gradient is ``sum_t w_t [z_t, I]^T
-  (p_t - y_t)`` and the Hessian ``sum_t w_t [z_t, I]^T (diag p_t - p_t p_t^T)
-  [z_t, I]``, plus ``l2`` on ``beta``.
+  With ``d logits_t / d u = [z_t, I]`` the gradient is ``sum_t w_t [z_t, I]^T (p_t - y_t)`` and the
+  Hessian ``sum_t w_t [z_t, I]^T (diag p_t - p_t p_t^T) [z_t, I]``, plus ``l2`` on ``beta``.
   """
   m = z.shape[1]
   r = w[:, None] * (p - y)                     # dL/dlogits

@@ -5,7 +5,7 @@ the commands and examples. Errors in files or arguments are reported as one
 line on stderr with a nonzero exit status, never as a traceback.
 
 Data files (``DATA``): ``.npz`` (``X``, ``y``), ``.npy`` pairs, svmlight/libsvm
-text and CSV/TSV tables with a label column; :mod:`explicit_softmax._files` says
+text and CSV/TSV tables with a label column; ``es._files`` says
 how each is read and how labels that are not the codes ``0..M-1`` are encoded
 (and stored in the model file, so ``predict`` prints them back).
 """
@@ -441,7 +441,7 @@ def _add_evaluate(sub) -> None:
 
 
 def _add_bench(sub) -> None:
-  """``bench NAME``: one benchmark of :mod:`explicit_softmax.bench`."""
+  """``bench NAME``: one benchmark of ``es.bench``."""
   from explicit_softmax.bench import MODULES
   bench = _subcommand(
       sub, "bench", _cmd_bench, "run a benchmark (JSON + PNG results)",

@@ -1,14 +1,17 @@
 """Looking inside a fitted model: optimality, loss-gradient width, agreement.
 
-* :func:`optimality_certificate`: how far a model is from stationarity of the
-  training objective, and what that implies for its distance to the optimum
-  where a bound exists.
-* :func:`loss_gradient_width` / :func:`gradient_set_width`: a Monte-Carlo
-  estimate of the Gaussian width of the set of per-sample loss gradients.
-* :func:`agreement`, :func:`mean_kl`, :func:`weight_cosine`: how close two
-  models are, in their predictions and in their (shift-free) parameters.
+* [`optimality_certificate`][explicit_softmax.diagnostics.optimality_certificate]: how far a model
+  is from stationarity of the training objective, and what that implies for its distance to the
+  optimum where a bound exists.
+* [`loss_gradient_width`][explicit_softmax.diagnostics.loss_gradient_width] /
+  [`gradient_set_width`][explicit_softmax.diagnostics.gradient_set_width]: a Monte-Carlo estimate of
+  the Gaussian width of the set of per-sample loss gradients.
+* [`agreement`][explicit_softmax.diagnostics.agreement],
+  [`mean_kl`][explicit_softmax.diagnostics.mean_kl],
+  [`weight_cosine`][explicit_softmax.diagnostics.weight_cosine]: how close two models are, in their
+  predictions and in their (shift-free) parameters.
 
-The objective is that of :mod:`explicit_softmax.model`, the weighted mean
+The objective is that of ``es.model``, the weighted mean
 cross-entropy ``L(W, b)`` (1) with gradient (2), plus an optional L2 term
 
     J(W, b) = L(W, b) + (l2 / 2) ||W||^2 [+ (l2 / 2) ||b||^2].            (3)
@@ -48,7 +51,7 @@ class Certificate:
     penalize_bias: whether (3) penalises the bias as well.
     distance_bound: an upper bound on ``||theta - theta*||`` (Euclidean, over W
       and b), or None where the objective gives none (see
-      :func:`optimality_certificate`).
+      [`optimality_certificate`][explicit_softmax.diagnostics.optimality_certificate]).
     suboptimality_bound: an upper bound on ``J(theta) - J*``, or None.
   """
 
@@ -75,10 +78,10 @@ def optimality_certificate(model: model_lib.SoftmaxModel, X: Features, y: Labels
                            units: dict | tuple | None = None) -> Certificate:
   """The relative gradient norm of the objective (3), and bounds it implies.
 
-  The gradient is that of :meth:`SoftmaxModel.gradient`, (2), plus ``l2 W`` (and
-  ``l2 b`` with ``penalize_bias``), over all parameters; it is divided by the
-  gradient norm of the zero (uniform) model, so that the certificate is 1 at
-  the uniform model and 0 at a stationary point, whatever the scale of ``X``.
+  The gradient is that of [`SoftmaxModel.gradient`][explicit_softmax.model.SoftmaxModel.gradient],
+  (2), plus ``l2 W`` (and ``l2 b`` with ``penalize_bias``), over all parameters; it is divided by
+  the gradient norm of the zero (uniform) model, so that the certificate is 1 at the uniform model
+  and 0 at a stationary point, whatever the scale of ``X``.
 
   Bounds. With ``l2 > 0`` and ``penalize_bias=True`` the objective (3) is
   ``l2``-strongly convex (``L`` is convex), so for its unique minimiser
@@ -111,7 +114,8 @@ def optimality_certificate(model: model_lib.SoftmaxModel, X: Features, y: Labels
 
   Args:
     model: the model to certify.
-    X: (T, N) training features (dense, sparse or :class:`TokenFeatures`).
+    X: (T, N) training features (dense, sparse or
+      [`TokenFeatures`][explicit_softmax.TokenFeatures]).
     y: (T,) labels or (T, M) soft labels.
     sample_weight: optional (T,) nonnegative weights of the objective.
     l2: ``l2 >= 0`` of (3).
@@ -120,7 +124,7 @@ def optimality_certificate(model: model_lib.SoftmaxModel, X: Features, y: Labels
       ``info["units"]`` (or a ``(m, s)`` pair) of (N,) arrays, ``s > 0``.
 
   Returns:
-    A :class:`Certificate`.
+    A [`Certificate`][explicit_softmax.diagnostics.Certificate].
 
   Raises:
     ValueError: for ``l2 < 0`` or invalid data.
@@ -187,7 +191,8 @@ def _draw_streams(seed: int) -> tuple[np.random.Generator, np.random.Generator]:
 
 def gaussian_draws(seed: int, n_draws: int, n_features: int,
                    n_classes: int) -> tuple[np.ndarray, np.ndarray]:
-  """The draws :func:`gradient_set_width` uses: ``(G, g_b)``, (n, N, M) and (n, M).
+  """The draws [`gradient_set_width`][explicit_softmax.diagnostics.gradient_set_width] uses:
+  ``(G, g_b)``, (n, N, M) and (n, M).
 
   Standard normal float64 from two independent streams spawned from
   ``np.random.SeedSequence(seed)``; the widths draw them block by block in the
@@ -223,14 +228,15 @@ def gradient_set_width(X: Features, residuals: ArrayLike, *, n_draws: int = 64, 
   set of few samples may come out slightly negative; see ``std_error``.
 
   Args:
-    X: (T, N) features (dense, sparse or :class:`TokenFeatures`).
+    X: (T, N) features (dense, sparse or [`TokenFeatures`][explicit_softmax.TokenFeatures]).
     residuals: (T, M) ``R``, e.g. ``P - Y`` at a model.
     n_draws: the number of Gaussian draws.
-    seed: the seed of the draws (see :func:`gaussian_draws`).
+    seed: the seed of the draws (see
+      [`gaussian_draws`][explicit_softmax.diagnostics.gaussian_draws]).
     include_bias: also include the bias block ``<g_b, r_t>``.
 
   Returns:
-    A :class:`GaussianWidth`.
+    A [`GaussianWidth`][explicit_softmax.diagnostics.GaussianWidth].
 
   Raises:
     ValueError: for mismatched shapes, non-finite residuals or ``n_draws < 1``.
@@ -250,7 +256,7 @@ def loss_gradient_width(model: model_lib.SoftmaxModel, X: Features, y: Labels, *
 
   The gradient of sample ``t``'s loss ``-log p(y_t | x_t)`` is
   ``x_t (p_t - y_t)^T`` in ``W`` and ``p_t - y_t`` in ``b``; this is
-  :func:`gradient_set_width` with ``R = P - Y``.
+  [`gradient_set_width`][explicit_softmax.diagnostics.gradient_set_width] with ``R = P - Y``.
 
   Why it is of interest: generalization bounds for gradient-trained models can
   be stated through the Gaussian (or Rademacher) complexity of the set of
@@ -273,7 +279,7 @@ def loss_gradient_width(model: model_lib.SoftmaxModel, X: Features, y: Labels, *
     include_bias: also include the bias block.
 
   Returns:
-    A :class:`GaussianWidth`.
+    A [`GaussianWidth`][explicit_softmax.diagnostics.GaussianWidth].
   """
   _validation.check_instance("model", model, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
   design = _design.for_model(X, model)
@@ -325,7 +331,7 @@ class Agreement:
   Attributes:
     mean_kl: weighted mean over samples of ``KL(p_a(.|x) || p_b(.|x))`` in nats.
     top1_agreement: weighted fraction of samples with the same predicted class.
-    weight_cosine: cosine of the shift-free parameters (see :func:`weight_cosine`).
+    weight_cosine: cosine of the shift-free parameters (see ``weight_cosine``).
   """
 
   mean_kl: float
@@ -421,7 +427,7 @@ def agreement(model_a: model_lib.SoftmaxModel, model_b: model_lib.SoftmaxModel, 
     sample_weight: optional (T,) nonnegative weights of the samples.
 
   Returns:
-    An :class:`Agreement`.
+    An [`Agreement`][explicit_softmax.diagnostics.Agreement].
   """
   _validation.check_instance("model_a", model_a, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")
   _validation.check_instance("model_b", model_b, model_lib.SoftmaxModel, "fit one with es.fit(X, y)")

@@ -2,7 +2,7 @@
 
 * One-hot inputs (one token per row, or rows with a single 1): the
   co-occurrence (count) solution, the exact optimum there
-  (:func:`explicit_softmax.cooccurrence_weights`).
+  ([`es.cooccurrence_weights`][explicit_softmax.solvers.cooccurrence_weights]).
 * Any other features (real values, bags of words, several tokens per row): the
   L2-regularised optimum of (6), ``L(W, b) + (l2 / 2) ||S W||^2``, with the
   penalty in the units ``S`` of (7) (so that rescaling or shifting a feature
@@ -11,10 +11,9 @@
   one pass of column statistics and the features' covariance. It stops once
   the relative gradient norm (5), in the penalty's units, is below ``tol``.
 
-The pipeline, in order (:func:`fit_optimum`): validate and place the data
-(in memory, or partitions that a dask cluster or several JAX processes hold),
-one pass of column statistics, the units (7) and the whitening (8), ``l2``,
-the fit, the record.
+The pipeline, in order ([`fit_optimum`][explicit_softmax.fitting.fit_optimum]): validate and place
+the data (in memory, or partitions that a dask cluster or several JAX processes hold), one pass of
+column statistics, the units (7) and the whitening (8), ``l2``, the fit, the record.
 
 References:
   D. J. C. MacKay, "The evidence framework applied to classification
@@ -47,8 +46,8 @@ from explicit_softmax._typing import Features, Labels, SampleWeight, Splits
 METHODS = ("auto",) + solvers.METHODS
 STARTS = ("auto", "zero", "newton", "cooccurrence")
 # The relative gradient norm (5) at which the default fit stops: the held-out
-# loss there was within 0.6% of the converged model's on every set measured
-# (docs/fitting.md, "The stopping tolerance").
+# loss there is close to the converged model's at a fraction of the steps
+# (measured in docs/fitting.md, "The stopping tolerance").
 DEFAULT_TOL = 1e-3
 MAX_STEPS = 1000
 # Above this many rows, l2 is chosen on a stratified subset of this size; the
@@ -57,8 +56,8 @@ SEARCH_MAX_ROWS = 4096
 # Features with fewer nonzero entries than this (bags of words, token contexts)
 # get l2 from held-out loss: there most features are rare, the Gaussian prior of
 # the evidence (9) is far from their weights (most near zero, a few large), and
-# the evidence chose a penalty 10 to 30 times too strong on tiny Shakespeare's
-# speakers at every vocabulary size tried (see docs/fitting.md).
+# the evidence chose far too strong a penalty on bags of words (measured in
+# docs/fitting.md, "The pipeline").
 SPARSE_DENSITY = 0.1
 # Held-out loss: CV_FOLDS stratified folds up to SMALL_SAMPLES rows, else one
 # 80/20 split of at most HELDOUT_MAX_ROWS (C carries over to all rows).
@@ -107,13 +106,13 @@ def _explicit_start(start, X, y, sample_weight, n_classes: int):
 class _Placed:
   """Validated data where it lives, and everything one pass over it gives.
 
-  In memory: a :class:`~explicit_softmax._design.HostDesign` of the columns
+  In memory: a ``HostDesign`` of the columns
   that vary over the rows of positive weight (dense ``X`` centred by its column
   means, in the compute precision), its targets and weights. A constant column
   has weight 0 at the optimum of (6) (the bias absorbs its value, the penalty
   does the rest), so it is left out of the optimisation; on a bag of words
   most of a large vocabulary may be absent. Partitioned (dask, several JAX
-  processes): the :class:`~explicit_softmax._placement.PartitionedDesign`,
+  processes): the ``PartitionedDesign``,
   whose targets and weights stay with the partitions.
   """
 
@@ -225,24 +224,23 @@ def _covariance(design: _design.HostDesign, w: np.ndarray, shift: np.ndarray) ->
 @model_lib.keeps_feature_names
 def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
                 l2: float | str = "auto", start: str | model_lib.SoftmaxModel = "auto",
-                tol: float = DEFAULT_TOL, sample_weight: SampleWeight = None,
+                tol: float = 1e-3, sample_weight: SampleWeight = None,
                 cv: Splits = None, seed: int = 0,
                 verbose: bool = True) -> model_lib.SoftmaxModel:
   """The L2-regularised multinomial optimum (6), in the units (7) of each feature.
 
   Args:
-    X: (T, N) real features (dense, sparse or :class:`TokenFeatures`), or data
-      held in partitions (a dask array or DataFrame, a multi-process
-      ``jax.Array``).
+    X: (T, N) real features (dense, sparse or [`TokenFeatures`][explicit_softmax.TokenFeatures]), or
+      data held in partitions (a dask array or DataFrame, a multi-process ``jax.Array``).
     y: (T,) labels or (T, M) soft labels (for a dask DataFrame the name of its
       label column).
     n_classes: M; inferred from ``y`` if None.
     l2: ``"auto"`` (the evidence (9), or held-out loss on ``cv``) or a number
       ``>= 0``, the strength of (6) per unit of sample weight (scikit-learn's
       ``C`` is ``1 / (l2 T_w)``).
-    start: ``"auto"`` or ``"zero"`` (the uniform model), ``"newton"``,
-      ``"cooccurrence"`` or a :class:`SoftmaxModel`. Whichever has the lower
-      objective, the start or the uniform model, is used.
+    start: ``"auto"`` or ``"zero"`` (the uniform model), ``"newton"``, ``"cooccurrence"`` or a
+      [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel]. Whichever has the lower objective, the
+      start or the uniform model, is used.
     tol: the relative gradient norm (5), in the units (7), at which the fit
       stops.
     sample_weight: optional (T,) nonnegative weights.
@@ -252,7 +250,7 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
     verbose: show a progress bar once the fit has run for two seconds.
 
   Returns:
-    The :class:`SoftmaxModel`; ``info["refine"]`` certifies it (its
+    The [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel]; ``info["refine"]`` certifies it (its
     ``relative_grad_norm`` is measured in the units ``info["units"]``) and
     ``info["l2_path"]`` records how ``l2`` was chosen.
   """
@@ -269,8 +267,9 @@ def _fit_placed(design, y, n_classes: int | None, *, l2, tol, sample_weight, cv,
                 seed: int = 0, verbose: bool = True,
                 start: model_lib.SoftmaxModel | None = None,
                 entry: float | None = None) -> model_lib.SoftmaxModel:
-  """:func:`fit_optimum` on a placed design (``_placement.place``): the pipeline's
-  checks, one pass of statistics, ``l2``, the fit and the record."""
+  """[`fit_optimum`][explicit_softmax.fitting.fit_optimum] on a placed design
+  (``_placement.place``): the pipeline's checks, one pass of statistics, ``l2``, the fit and the
+  record."""
   entry = time.perf_counter() if entry is None else entry
   seed = _validation.check_integer("seed", seed, minimum=0)
   l2 = _validation.check_l2(l2)
@@ -346,7 +345,7 @@ def _choose_l2(placed: _Placed, v0: np.ndarray, *, cv, seed: int, bar) -> tuple[
 
 
 def _choose_l2_on_sample(placed: _Placed, v0, *, cv, seed: int):
-  """:func:`_choose_l2` for partitioned data: on a seeded sample of about
+  """``_choose_l2`` for partitioned data: on a seeded sample of about
   ``SEARCH_MAX_ROWS`` rows brought into memory."""
   parts = placed.design.parts
   if not hasattr(parts, "sample"):
@@ -377,7 +376,8 @@ def _advance(bar):
 
 def _fit(placed: _Placed, start_model, *, l2, tol: float, cv, seed: int, bar,
          entry: float) -> model_lib.SoftmaxModel:
-  """The steps of :func:`fit_optimum` after placement: ``l2``, the fit, the record."""
+  """The steps of [`fit_optimum`][explicit_softmax.fitting.fit_optimum] after placement: ``l2``, the
+  fit, the record."""
   path = None
   clock = time.perf_counter()
   probe = 1.0 / placed.total_weight if isinstance(l2, str) else float(l2)
@@ -442,22 +442,22 @@ def _better_start(placed: _Placed, v: np.ndarray, l2: float) -> np.ndarray:
 
 @model_lib.keeps_feature_names
 def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "auto", *,
-        smoothing: float = solvers.DEFAULT_SMOOTHING, ridge: float = solvers.DEFAULT_RIDGE,
-        l2: float | str = "auto", tol: float = DEFAULT_TOL,
+        smoothing: float = 0.1, ridge: float = 1e-3,
+        l2: float | str = "auto", tol: float = 1e-3,
         sample_weight: SampleWeight = None, cv: Splits = None,
         verbose: bool = True) -> model_lib.SoftmaxModel:
   """Fits a softmax model in one call.
 
   Args:
     X: (T, N) features: dense numpy/JAX array (uint8 images accepted),
-      ``scipy.sparse`` matrix, or :class:`TokenFeatures`.
+      ``scipy.sparse`` matrix, or [`TokenFeatures`][explicit_softmax.TokenFeatures].
     y: (T,) integer labels in ``[0, M)`` or (T, M) soft labels.
     n_classes: M; inferred from ``y`` if None.
-    method: ``"auto"`` (default): the count solution on one-hot inputs (one
-      token per row, or rows with a single 1: the exact optimum there), else
-      the certified optimum of (6) (:func:`fit_optimum`). ``"cooccurrence"``
-      or ``"newton"``: the raw closed forms (see :func:`explicit_softmax.solve`),
-      one pass, no refinement.
+    method: ``"auto"`` (default): the count solution on one-hot inputs (one token per row, or rows
+      with a single 1: the exact optimum there), else the certified optimum of (6)
+      ([`fit_optimum`][explicit_softmax.fitting.fit_optimum]). ``"cooccurrence"`` or ``"newton"``:
+      the raw closed forms (see [`es.solve`][explicit_softmax.solvers.solve]), one pass, no
+      refinement.
     smoothing: additive smoothing of the co-occurrence solution (checked
       whichever method applies).
     ridge: relative ridge of the Newton solution (checked likewise).
@@ -465,7 +465,8 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
       (9), or held-out loss on ``cv``) or a number ``>= 0``.
     tol: relative gradient norm (5) at which ``method="auto"`` stops.
     sample_weight: optional (T,) nonnegative weights.
-    cv: held-out folds for ``l2="auto"`` (see :func:`fit_optimum`).
+    cv: held-out folds for ``l2="auto"`` (see
+      [`fit_optimum`][explicit_softmax.fitting.fit_optimum]).
     verbose: show a progress bar once a fit has run for two seconds.
 
   Data that no single process holds: a dask array or DataFrame (``y`` its
@@ -476,9 +477,9 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
   processes need a number).
 
   Returns:
-    A :class:`SoftmaxModel`; fitted on a DataFrame with string column names,
-    its ``info["feature_names"]`` lists them (and DataFrames given to it later
-    are matched by name).
+    A [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel]; fitted on a DataFrame with string
+    column names, its ``info["feature_names"]`` lists them (and DataFrames given to it later are
+    matched by name).
   """
   _validation.check_choice("method", method, METHODS)
   # Checked whichever path applies, so that a wrong value never passes unseen.

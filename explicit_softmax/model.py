@@ -8,9 +8,9 @@ whose gradient is ``dL/dW = X^T diag(w) (P - Y) / T_w`` and
 ``dL/db = 1^T diag(w) (P - Y) / T_w``                                 (2)
 
 Products with ``X`` run on the host (BLAS / scipy.sparse, chunked) and the
-objective is evaluated there in float64 (:func:`objective`), with no
+objective is evaluated there in float64 (``objective``), with no
 compilation; its JAX form for jitted refinement is
-:func:`explicit_softmax._optax_loop.weighted_cross_entropy`.
+``es._optax_loop.weighted_cross_entropy``.
 """
 
 from __future__ import annotations
@@ -38,7 +38,8 @@ _FORMAT_VERSION = 1
 
 
 class History(NamedTuple):
-  """Per-step record of an iterative optimisation (see :func:`refine`).
+  """Per-step record of an iterative optimisation (see
+  [`refine`][explicit_softmax.refinement.refine]).
 
   Attributes:
     loss: (S,) objective value at each step (training loss plus L2 term; for
@@ -122,12 +123,12 @@ class SoftmaxModel:
   Attributes:
     weights: ``W``, (N, M) float32.
     bias: ``b``, (M,) float32.
-    info: JSON-serialisable metadata (how the model was obtained), read-only
-      (a :class:`FrozenDict`; ``dict(model.info)`` is a mutable copy). A model
-      fitted on named columns (a DataFrame, a CSV header) keeps them in
-      ``info["feature_names"]``, and DataFrames given to it later are matched
-      by name.
-    history: per-step :class:`History` if the model came out of ``refine``.
+    info: JSON-serialisable metadata (how the model was obtained), read-only (a
+      [`FrozenDict`][explicit_softmax.model.FrozenDict]; ``dict(model.info)`` is a mutable copy). A
+      model fitted on named columns (a DataFrame, a CSV header) keeps them in
+      ``info["feature_names"]``, and DataFrames given to it later are matched by name.
+    history: per-step [`History`][explicit_softmax.model.History] if the model came out of
+      ``refine``.
   """
 
   weights: np.ndarray
@@ -157,7 +158,7 @@ class SoftmaxModel:
   def n_classes(self) -> int:
     return self.weights.shape[1]
 
-  def replace(self, **changes) -> "SoftmaxModel":
+  def replace(self, **changes) -> SoftmaxModel:
     """A copy with some fields changed (the model itself is immutable)."""
     return dataclasses.replace(self, **changes)
 
@@ -279,13 +280,14 @@ def keeps_feature_names(fit_function):
 
 
 def load(path: PathLike) -> SoftmaxModel:
-  """Reads a model written by :meth:`SoftmaxModel.save`.
+  """Reads a model written by [`SoftmaxModel.save`][explicit_softmax.model.SoftmaxModel.save].
 
   Args:
     path: the ``.npz`` file.
 
   Returns:
-    The :class:`SoftmaxModel` (``weights``, ``bias``, ``info``; no history).
+    The [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] (``weights``, ``bias``, ``info``; no
+    history).
 
   Raises:
     ValueError: if the file is missing, corrupted or not an explicit-softmax model.
@@ -343,8 +345,8 @@ def load(path: PathLike) -> SoftmaxModel:
 def write_archive(path: PathLike, meta: str, arrays: dict) -> None:
   """Writes ``arrays`` and the JSON string ``meta`` to an ``.npz`` file (no pickle).
 
-  As :meth:`SoftmaxModel.save`: written to a temporary file in the same folder
-  and renamed into place, so a failure never leaves a damaged file at ``path``.
+  As [`SoftmaxModel.save`][explicit_softmax.model.SoftmaxModel.save]: written to a temporary file in
+  the same folder and renamed into place, so a failure never leaves a damaged file at ``path``.
   """
   path = os.fspath(path)
   folder = os.path.dirname(os.path.abspath(path))
@@ -362,7 +364,7 @@ def write_archive(path: PathLike, meta: str, arrays: dict) -> None:
 
 def read_archive(path: PathLike, file_format: str, version: int,
                  kind: str) -> tuple[dict, dict]:
-  """Reads an archive written by :func:`write_archive` with ``meta["format"] == file_format``.
+  """Reads an archive written by ``write_archive`` with ``meta["format"] == file_format``.
 
   Args:
     path: the ``.npz`` file.

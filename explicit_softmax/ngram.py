@@ -1,13 +1,13 @@
 """n-gram language models as explicit softmax solutions, with Kneser-Ney smoothing.
 
 For one-hot contexts the count solution is the exact optimum of a softmax layer
-(:mod:`explicit_softmax.sparse_model`), so an n-gram model is an explicit
-solution whose quality is decided by its smoothing. :class:`NgramModel` offers
-three, all interpolated: with ``c`` the ``k - 1`` most recent tokens and ``c'``
-its suffix without the oldest token, order ``k`` of the model is
+(``es.sparse_model``), so an n-gram model is an explicit solution whose quality is decided by its
+smoothing. [`NgramModel`][explicit_softmax.ngram.NgramModel] offers three, all interpolated: with
+``c`` the ``k - 1`` most recent tokens and ``c'`` its suffix without the oldest token, order ``k``
+of the model is the interpolation
 
-    p_k(w | c) = max(a_k(c w) - D_k(a_k(c w)), 0) / A_k(c) + gamma_k(c) p_{k-1}(w | c'),   (1)
-    gamma_k(c) = (D_k1 N_1(c .) + D_k2 N_2(c .) + D_k3 N_3+(c .)) / A_k(c),              (2)
+    p_k(w | c) = max(a_k(c w) - D_k(a_k(c w)), 0) / A_k(c) + gamma_k(c) p_{k-1}(w | c'),
+    gamma_k(c) = (D_k1 N_1(c .) + D_k2 N_2(c .) + D_k3 N_3+(c .)) / A_k(c),
 
 with ``A_k(c) = sum_w a_k(c w)``, ``N_r(c .)`` the number of words ``w`` with
 ``a_k(c w) = r`` (``N_3+``: at least 3), ``D_k(a)`` the discount ``D_k1``,
@@ -20,19 +20,19 @@ discounted mass is exactly ``gamma_k(c)`` and every ``p_k(. | c)`` sums to 1.
   at the highest order ``a_n`` is the count ``c(c w)``; at lower orders the
   continuation count ``a_k(g) = N_1+(. g)``, the number of distinct tokens seen
   right before the k-gram ``g``. Three discounts per order from the counts of
-  counts ``n_r`` of that order's ``a_k``:
+  counts ``n_r`` of that order's ``a_k``, the estimated discounts
 
       Y = n_1 / (n_1 + 2 n_2),  D_k1 = 1 - 2 Y n_2 / n_1,
-      D_k2 = 2 - 3 Y n_3 / n_2,  D_k3 = 3 - 4 Y n_4 / n_3.                        (3)
+      D_k2 = 2 - 3 Y n_3 / n_2,  D_k3 = 3 - 4 Y n_4 / n_3.
 
-  Where (3) is undefined or leaves ``[0, r]`` (tiny corpora), that order takes
+  Where the estimate is undefined or leaves ``[0, r]`` (tiny corpora), that order takes
   KenLM's fallback discounts ``(0.5, 1, 1.5)``.
 * ``"kneser-ney-fixed"``: the same with one discount ``D`` for every count
   (Chen and Goodman's interpolated Kneser-Ney; ``D = 0.75`` by default).
-* ``"additive"``: ``p_n(w | c) = (c(c w) + s) / (c(c .) + V s)`` on the full
-  context (the co-occurrence solution of :class:`SparseCountModel`, ``s`` its
-  ``smoothing``), backing off to the additive model of order ``n - 1`` where
-  ``c`` was never seen.
+* ``"additive"``: ``p_n(w | c) = (c(c w) + s) / (c(c .) + V s)`` on the full context (the
+  co-occurrence solution of [`SparseCountModel`][explicit_softmax.sparse_model.SparseCountModel],
+  ``s`` its ``smoothing``), backing off to the additive model of order ``n - 1`` where ``c`` was
+  never seen.
 
 A context never seen at order ``k`` (``A_k(c) = 0``) backs off entirely,
 ``p_k(w | c) = p_{k-1}(w | c')``.
@@ -42,18 +42,19 @@ counts, memory O(observed n-grams). A k-gram ``g = (h, w)`` has the key
 ``id(h) V + w`` with ``id(h)`` the rank of its first ``k - 1`` tokens among the
 observed (k-1)-grams, so no key overflows whatever ``V`` and ``n``, and every
 look-up is a binary search (``np.searchsorted``), vectorised over queries.
-Fitting is one sort of the n-gram windows (cut at sequence ends, see
-:func:`_count_ngrams`); every lower order's counts and continuation counts are
-read off the sorted windows in linear passes.
+Fitting is one sort of the n-gram windows (cut at sequence ends); every lower
+order's counts and continuation counts are read off the sorted windows in
+linear passes.
 
-For ``order=2`` the log probabilities are explicit softmax weights
-``W[i, j] = log p(j | i)`` on one-hot contexts (:meth:`NgramModel.to_softmax_model`),
-which the adapters' SVD embedding and head initialisers accept.
+For ``order=2`` the log probabilities are explicit softmax weights ``W[i, j] = log p(j | i)`` on
+one-hot contexts
+([`NgramModel.to_softmax_model`][explicit_softmax.ngram.NgramModel.to_softmax_model]), which the
+adapters' SVD embedding and head initialisers accept.
 
 References:
   S. F. Chen and J. Goodman, "An empirical study of smoothing techniques for
   language modeling", Harvard TR-10-98 (1998): interpolated and modified
-  Kneser-Ney, the discounts (3).
+  Kneser-Ney, the estimated discounts.
   R. Kneser and H. Ney, "Improved backing-off for M-gram language modeling",
   ICASSP 1995: continuation counts.
   K. Heafield et al., "Scalable modified Kneser-Ney language model estimation",
@@ -76,7 +77,8 @@ from explicit_softmax import solvers
 from explicit_softmax._typing import ArrayLike, PathLike
 
 SMOOTHINGS = ("kneser-ney", "kneser-ney-fixed", "additive")
-# KenLM's --discount_fallback: (D1, D2, D3+) where (3) is undefined or out of range.
+# KenLM's --discount_fallback: (D1, D2, D3+) where the estimated discounts are undefined or out of
+# range.
 FALLBACK_DISCOUNTS = (0.5, 1.0, 1.5)
 # ``predict_log_proba`` and ``to_softmax_model`` refuse outputs larger than this many floats.
 MAX_DENSE_ELEMENTS = 2**26
@@ -90,10 +92,11 @@ Contexts = Union[ArrayLike, _design.TokenFeatures, None]
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class NgramModel:
-  """An interpolated n-gram language model (1), stored as sparse counts.
+  """An interpolated n-gram language model (``p_k`` of ``es.ngram``), stored as sparse counts.
 
-  Build it with :meth:`fit`; the constructor takes counts made by :meth:`fit`
-  (or read by :meth:`load`) and checks their consistency.
+  Build it with [`fit`][explicit_softmax.ngram.NgramModel.fit]; the constructor takes counts made by
+  [`fit`][explicit_softmax.ngram.NgramModel.fit] (or read by
+  [`load`][explicit_softmax.ngram.NgramModel.load]) and checks their consistency.
 
   Attributes:
     order: n (1: unigram, 2: bigram, ...).
@@ -119,7 +122,7 @@ class NgramModel:
   continuation: tuple
   smoothing: str = "kneser-ney"
   discounts: np.ndarray | None = None
-  pseudo_count: float = solvers.DEFAULT_SMOOTHING
+  pseudo_count: float = 0.1
   info: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
@@ -157,7 +160,7 @@ class NgramModel:
   @classmethod
   def fit(cls, tokens: Tokens, *, order: int, vocab_size: int | None = None,
           smoothing: str = "kneser-ney", discount: ArrayLike | None = None,
-          pseudo_count: float = solvers.DEFAULT_SMOOTHING) -> "NgramModel":
+          pseudo_count: float = 0.1) -> NgramModel:
     """Counts every k-gram (k = 1..n) of the token sequences in one sort.
 
     Args:
@@ -167,7 +170,8 @@ class NgramModel:
       vocab_size: V; ``max(tokens) + 1`` if None.
       smoothing: ``"kneser-ney"`` (modified, the default), ``"kneser-ney-fixed"``
         or ``"additive"`` (see the module docstring).
-      discount: ``"kneser-ney"``: None (estimated by (3)) or an (n, 3) array of
+      discount: ``"kneser-ney"``: None (estimated from the counts of counts, see
+        [`estimate_discounts`][explicit_softmax.ngram.estimate_discounts]) or an (n, 3) array of
         ``(D1, D2, D3+)`` per order, unigram first; ``"kneser-ney-fixed"``: one
         number in ``[0, 1]`` (default 0.75) or n of them. A unigram discount of
         0 leaves the unigram level undiscounted (NLTK's convention: tokens never
@@ -175,7 +179,7 @@ class NgramModel:
       pseudo_count: ``s > 0`` of ``"additive"`` smoothing.
 
     Returns:
-      The fitted :class:`NgramModel`.
+      The fitted [`NgramModel`][explicit_softmax.ngram.NgramModel].
 
     Raises:
       ValueError: for tokens that are not integer ids in ``[0, V)``, an order
@@ -189,7 +193,7 @@ class NgramModel:
     return cls(n, v, keys, counts, cont, smoothing, discounts, pseudo_count)
 
   def with_smoothing(self, smoothing: str, *, discount: ArrayLike | None = None,
-                     pseudo_count: float = solvers.DEFAULT_SMOOTHING) -> "NgramModel":
+                     pseudo_count: float = 0.1) -> NgramModel:
     """The same counts with another smoothing (no pass over the data)."""
     _validation.check_choice("smoothing", smoothing, SMOOTHINGS)
     discounts = _validation.check_discounts(smoothing, discount, self.order)
@@ -207,7 +211,7 @@ class NgramModel:
 
   @functools.cached_property
   def _levels(self) -> list:
-    """Per order k: the first term of (1) for every observed k-gram, and
+    """Per order k: the first term of the interpolation ``p_k`` for every observed k-gram, and
     ``gamma_k`` and whether ``A_k > 0`` for every (k-1)-gram context."""
     v, n = self.vocab_size, self.order
     levels = []
@@ -225,7 +229,7 @@ class NgramModel:
         alpha = a / norm[parent]
         gamma = v * self.pseudo_count / norm
       else:
-        # D_k(a) of (1): 0 for a = 0 (a k-gram seen only at a sequence start).
+        # D_k(a) of the interpolation: 0 for a = 0 (a k-gram seen only at a sequence start).
         d = np.concatenate([[0.0], self.discounts[k - 1]])[np.minimum(a_int, 3)]
         safe = np.where(seen, total, 1.0)
         alpha = np.maximum(a - d, 0.0) / safe[parent]
@@ -248,12 +252,12 @@ class NgramModel:
     return ids
 
   def log_prob(self, contexts: Contexts, targets: ArrayLike) -> np.ndarray:
-    """``log p(target | context)`` by (1), vectorised over the queries.
+    """``log p(target | context)`` by the interpolation ``p_k``, vectorised over the queries.
 
     Args:
       contexts: (T, n - 1) integer ids, the previous n - 1 tokens oldest first
         (the previous token last, as in the text); (T,) for a bigram model;
-        None or (T, 0) for a unigram model. :class:`TokenFeatures` with
+        None or (T, 0) for a unigram model. [`TokenFeatures`][explicit_softmax.TokenFeatures] with
         ``n - 1`` context tokens are accepted too (their column 0 is the
         previous token, so their columns are reversed).
       targets: (T,) integer ids.
@@ -286,16 +290,18 @@ class NgramModel:
     """``log p(w | context)`` for every token ``w``, (T, V) float64 (small batches).
 
     Args:
-      contexts: as in :meth:`log_prob`.
+      contexts: as in [`log_prob`][explicit_softmax.ngram.NgramModel.log_prob].
 
     Raises:
-      ValueError: if ``T V`` exceeds ``MAX_DENSE_ELEMENTS``; use :meth:`log_prob`.
+      ValueError: if ``T V`` exceeds ``MAX_DENSE_ELEMENTS``; use
+        [`log_prob`][explicit_softmax.ngram.NgramModel.log_prob].
     """
     with np.errstate(divide="ignore"):
       return np.log(self._proba(contexts))
 
   def predict_proba(self, contexts: Contexts) -> np.ndarray:
-    """``p(w | context)`` for every token ``w``, (T, V); see :meth:`predict_log_proba`."""
+    """``p(w | context)`` for every token ``w``, (T, V); see
+    [`predict_log_proba`][explicit_softmax.ngram.NgramModel.predict_log_proba]."""
     return self._proba(contexts)
 
   def _proba(self, contexts) -> np.ndarray:
@@ -382,8 +388,8 @@ class NgramModel:
     """The bigram model as explicit softmax weights ``W[i, j] = log p(j | i)``.
 
     On one-hot contexts (``TokenFeatures`` with one context token) the
-    :class:`SoftmaxModel` predicts ``log_softmax(W[i]) = W[i]``: each row is
-    already normalised, the bias is zero. The adapters' SVD embedding and head
+    [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] predicts ``log_softmax(W[i]) = W[i]``:
+    each row is already normalised, the bias is zero. The adapters' SVD embedding and head
     initialisers take this model (or the n-gram model itself) as their source.
 
     Raises:
@@ -426,8 +432,8 @@ class NgramModel:
     model_lib.write_archive(path, json.dumps(meta), arrays)
 
   @classmethod
-  def load(cls, path: PathLike) -> "NgramModel":
-    """Reads a model written by :meth:`save`.
+  def load(cls, path: PathLike) -> NgramModel:
+    """Reads a model written by [`save`][explicit_softmax.ngram.NgramModel.save].
 
     Raises:
       ValueError: if the file is missing, damaged or not an n-gram model.
@@ -459,13 +465,17 @@ class NgramModel:
 
 @dataclasses.dataclass(frozen=True)
 class _Level:
-  alpha: np.ndarray  # the first term of (1), per observed k-gram
-  gamma: np.ndarray  # gamma_k (2), per (k-1)-gram context
+  alpha: np.ndarray  # the first term of p_k, per observed k-gram
+  gamma: np.ndarray  # the back-off weight gamma_k, per (k-1)-gram context
   seen: np.ndarray   # A_k > 0, per (k-1)-gram context
 
 
 def estimate_discounts(counts_per_order: Sequence[np.ndarray]) -> tuple[np.ndarray, list[int]]:
-  """The modified Kneser-Ney discounts (3) of each order from its counts.
+  """The modified Kneser-Ney discounts of each order from its counts (Chen and Goodman 1998).
+
+  With ``n_r`` the number of k-grams of count ``r``, ``Y = n_1 / (n_1 + 2 n_2)`` and
+  ``D_r = r - (r + 1) Y n_{r+1} / n_r`` for ``r = 1, 2, 3`` (``D_3`` serves every count of at
+  least 3).
 
   Args:
     counts_per_order: per order k = 1..n, the counts ``a_k`` the order is
@@ -473,7 +483,7 @@ def estimate_discounts(counts_per_order: Sequence[np.ndarray]) -> tuple[np.ndarr
 
   Returns:
     ``(D, fallback)``: (n, 3) ``(D1, D2, D3+)`` per order, and the orders (1-based)
-    where (3) was undefined or outside ``0 <= D_r <= r`` and ``FALLBACK_DISCOUNTS``
+    where the estimate was undefined or outside ``0 <= D_r <= r`` and ``FALLBACK_DISCOUNTS``
     was used.
   """
   out, fallback = [], []
@@ -538,7 +548,7 @@ def _count_ngrams(sequences: list[np.ndarray], n: int, v: int):
       suffix = prefix_rank[row_of[pos[first[valid]] + 1]]
       cont.append(np.bincount(suffix, minlength=len(keys[k - 2])))
     # Invalid runs (ending in padding) get a rank too, but never have children.
-    # (astype before cumsum: numpy's cumsum of booleans is ten times slower.)
+    # (astype before cumsum: numpy's cumsum of booleans is much slower.)
     prefix_rank = (valid.astype(np.int64).cumsum() - 1)[new.astype(np.int64).cumsum() - 1]
   return keys, counts, cont
 

@@ -1,8 +1,8 @@
 """Deprecated alias: the changes of variables of ``es.refine(precondition=...)``.
 
-Use :class:`explicit_softmax.refinement.Standardizer` and
-:func:`explicit_softmax.refinement.gram_preconditioner`; this module goes away in
-the next minor release.
+Use [`es.refinement.Standardizer`][explicit_softmax.refinement.Standardizer] and
+[`es.refinement.gram_preconditioner`][explicit_softmax.refinement.gram_preconditioner]; this module
+goes away in the next minor release.
 """
 
 from __future__ import annotations

@@ -1,13 +1,13 @@
 """Iterative refinement of a softmax model to the optimum of the penalised objective.
 
-``refine`` minimises ``J`` (4) of :mod:`explicit_softmax._objective` (the mean
-cross-entropy (1) of :mod:`explicit_softmax.model` plus ``(l2 / 2) ||W||^2``)
+``refine`` minimises ``J`` (4) of ``es._objective`` (the mean
+cross-entropy (1) of ``es.model`` plus ``(l2 / 2) ||W||^2``)
 from any starting model and records loss, gradient norm and wall time per step
-(:mod:`explicit_softmax._convergence`), so that refinement from an explicit
+(``es._convergence``), so that refinement from an explicit
 solution and gradient descent from zero run the very same code. Small
-full-batch L-BFGS runs on the host in float64 (:mod:`explicit_softmax._lbfgs`);
+full-batch L-BFGS runs on the host in float64 (``es._lbfgs``);
 everything else, any ``optax.GradientTransformation`` included, runs the jitted
-float32 loop of :mod:`explicit_softmax._optax_loop`.
+float32 loop of ``es._optax_loop``.
 """
 
 from __future__ import annotations
@@ -37,9 +37,9 @@ METHODS = ("lbfgs", "adam", "sgd")
 # Full-batch L-BFGS runs on the host in float64 (scipy) when one evaluation of
 # the objective costs at most this many multiply-adds (stored entries of X
 # times classes): no compilation, and float64 reaches tolerances at which a
-# float32 line search stalls (MNIST on 20,000 rows in float32: 125 steps,
-# stalled at a relative gradient norm above 1e-6). MNIST, 60,000 x 784 x 10,
-# is below. Above it the jitted float32 JAX path is faster per step.
+# float32 line search stalls (docs/fitting.md, "Why these constants"). MNIST,
+# 60,000 x 784 x 10, is below. Above it the jitted float32 JAX path is faster
+# per step.
 HOST_MAX_WORK = 2**29
 
 def work_of(design, n_classes: int) -> int:
@@ -59,7 +59,7 @@ def uses_host(method, design, n_classes: int, minibatch: bool) -> bool:
 def check_memory(design, n_classes: int, asked, *, method="lbfgs",
                  batch_size: int | None = None) -> None:
   """Refuses a run whose parameters, optimiser state and evaluation blocks would not
-  fit in memory (see :func:`explicit_softmax._validation.check_optimiser_memory`)."""
+  fit in memory (see ``es._validation.check_optimiser_memory``)."""
   t = design.shape[0] or 1  # partitioned data: per-partition blocks
   minibatch = batch_size is not None and batch_size < t
   on_host = uses_host(method, design, n_classes, minibatch)
@@ -144,7 +144,7 @@ def _data(model: model_lib.SoftmaxModel, X, y, sample_weight, method):
 
 def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels,
            method: str | optax.GradientTransformation = "lbfgs", steps: int = 100, *,
-           tol: float = _objective.DEFAULT_TOL, l2: float = 0.0, batch_size: int | None = None,
+           tol: float = 1e-6, l2: float = 0.0, batch_size: int | None = None,
            learning_rate: float | Callable[[int], float] | None = None,
            sample_weight: SampleWeight = None,
            callback: Callable | None = None, callback_every: int = 1,
@@ -152,21 +152,19 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels,
            seed: int = 0) -> model_lib.SoftmaxModel:
   """Refines ``model`` by minimising ``J`` (4), mean cross-entropy plus ``(l2/2) ||W||^2``.
 
-  Full-batch runs stop once the relative gradient norm (5) falls to ``tol``
-  (the model is then certified, see
-  :func:`explicit_softmax.diagnostics.optimality_certificate`), or after
-  ``steps`` steps. L-BFGS up to ``HOST_MAX_WORK`` multiply-adds per evaluation
-  runs on the host in float64 (scipy, no compilation, tight tolerances);
-  everything else runs jitted float32 optax steps, where a line search may
-  stall near ``1e-4``, and the record then says so.
+  Full-batch runs stop once the relative gradient norm (5) falls to ``tol`` (the model is then
+  certified, see
+  [`es.diagnostics.optimality_certificate`][explicit_softmax.diagnostics.optimality_certificate]),
+  or after ``steps`` steps. L-BFGS up to ``HOST_MAX_WORK`` multiply-adds per evaluation runs on the
+  host in float64 (scipy, no compilation, tight tolerances); everything else runs jitted float32
+  optax steps, where a line search may stall near ``1e-4``, and the record then says so.
 
   Args:
     model: the starting point (an explicit solution, zeros, anything).
-    X: (T, N) real features (dense, sparse or :class:`TokenFeatures`). Data no
-      single process holds (a dask array or DataFrame, a ``jax.Array`` whose
-      rows span several JAX processes) takes the float64 L-BFGS, each
-      evaluation one pass summing every partition's loss and gradient where it
-      lives (``method="lbfgs"`` only).
+    X: (T, N) real features (dense, sparse or [`TokenFeatures`][explicit_softmax.TokenFeatures]).
+      Data no single process holds (a dask array or DataFrame, a ``jax.Array`` whose rows span
+      several JAX processes) takes the float64 L-BFGS, each evaluation one pass summing every
+      partition's loss and gradient where it lives (``method="lbfgs"`` only).
     y: (T,) labels or (T, M) soft labels (for a dask DataFrame the name of
       its label column).
     method: ``"lbfgs"`` (full batch; the training loss never increases),
@@ -198,20 +196,19 @@ def refine(model: model_lib.SoftmaxModel, X: Features, y: Labels,
       time closest to an unobserved run.
     precondition: optimise ``V`` with ``[W; b] = P V`` (same optimum, another
       path). ``True``: whitened by the input Gram matrix (see
-      :func:`explicit_softmax.refinement.gram_preconditioner`, whose
+      [`es.refinement.gram_preconditioner`][explicit_softmax.refinement.gram_preconditioner], whose
       factor may be passed instead). ``"standardize"`` (or a
-      :class:`~explicit_softmax.refinement.Standardizer`): centred
+      [`Standardizer`][explicit_softmax.refinement.Standardizer]): centred
       features of unit variance, O(N M) per step, sparse inputs included.
     seed: nonnegative integer seed of the minibatch order and of the
       preconditioner's rows.
 
   Returns:
-    The refined :class:`SoftmaxModel`, with its per-step :class:`History` and
-    ``info["refine"]``: ``converged``, ``reason``, ``steps``,
-    ``relative_grad_norm``, ``tol``, ``precision``, ``evaluations`` (of host
-    L-BFGS; None when jitted), the arguments (``method`` is
-    ``"optax.GradientTransformation"`` for one) and, on partitioned data,
-    ``passes``.
+    The refined [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel], with its per-step
+    [`History`][explicit_softmax.model.History] and ``info["refine"]``: ``converged``, ``reason``,
+    ``steps``, ``relative_grad_norm``, ``tol``, ``precision``, ``evaluations`` (of host L-BFGS; None
+    when jitted), the arguments (``method`` is ``"optax.GradientTransformation"`` for one) and, on
+    partitioned data, ``passes``.
 
   Raises:
     ValueError: for invalid arguments or data (naming the problem), a negative
@@ -271,7 +268,7 @@ def _minimise(model, design, targets, w, l2: float, tol: float, precond, *, on_h
 
   Returns:
     ``(theta, reason, evaluations, relative)``: ``[W; b]``, the key of
-    :data:`~explicit_softmax._convergence.REASONS`, host L-BFGS's evaluations
+    ``REASONS``, host L-BFGS's evaluations
     (None on the jitted path) and the final relative gradient norm (5) (None
     for minibatches, whose gradients say nothing about the full objective).
   """

@@ -1,24 +1,23 @@
 """Sufficient statistics of data sharded over several devices (and hosts).
 
-The statistics of :mod:`explicit_softmax.statistics` are sums over samples, so
+The statistics of ``es.statistics`` are sums over samples, so
 data split over devices along the sample axis needs one local pass per device
-and one all-reduce:
+and one all-reduce, e.g. for the co-occurrences
 
-    F = X^T diag(w) Y = sum_d X_d^T diag(w_d) Y_d,                     (1)
+    F = X^T diag(w) Y = sum_d X_d^T diag(w_d) Y_d,
 
-and likewise for ``c = Y^T w``, ``T_w``, ``sum_t w_t m_t^2`` and the Gram
-matrix. :func:`sharded_sums` runs that pass with ``jax.shard_map``: each
-device reads its rows in chunks of ``CHUNK_ROWS``, forms the chunk products in
-float32 (JAX computes in float32 unless x64 mode is on) as sums of 64-row
-blocks, accumulates the chunks with compensated (Kahan) summation, and
-``jax.lax.psum`` adds the per-device sums (their float32 high and low parts
-separately); the host adds the two parts in float64. The result agrees with the
-single-device (float64) statistics to ~3e-7 relative, whatever the number of
-devices, and one-hot counts stay exact far beyond float32's 2^24.
+and likewise for ``c = Y^T w``, ``T_w``, ``sum_t w_t m_t^2`` and the Gram matrix.
+[`sharded_sums`][explicit_softmax.sharding.sharded_sums] runs that pass with ``jax.shard_map``: each
+device reads its rows in chunks of ``CHUNK_ROWS``, forms the chunk products in float32 (JAX computes
+in float32 unless x64 mode is on) as sums of 64-row blocks, accumulates the chunks with compensated
+(Kahan) summation, and ``jax.lax.psum`` adds the per-device sums (their float32 high and low parts
+separately); the host adds the two parts in float64. The result agrees with the single-device
+(float64) statistics to ~3e-7 relative, whatever the number of devices, and one-hot counts stay
+exact far beyond float32's 2^24.
 
 ``SoftmaxStats.from_data`` (hence ``es.fit``) dispatches here whenever ``X`` is
 a ``jax.Array`` whose sharding spans more than one device, or that lives on one
-accelerator (see :func:`computes_on_device`), e.g.::
+accelerator (see [`computes_on_device`][explicit_softmax.sharding.computes_on_device]), e.g.::
 
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     X = jax.device_put(X, NamedSharding(mesh, PartitionSpec("data", None)))
@@ -59,7 +58,8 @@ def is_sharded(X: Features) -> bool:
   """True if ``X`` is a ``jax.Array`` whose sharding spans more than one device.
 
   Args:
-    X: any input accepted by :meth:`SoftmaxStats.from_data`.
+    X: any input accepted by
+      [`SoftmaxStats.from_data`][explicit_softmax.statistics.SoftmaxStats.from_data].
 
   Returns:
     Whether ``X`` is split over several devices.
@@ -73,14 +73,16 @@ def computes_on_device(X: Features) -> bool:
   That is the case for a ``jax.Array`` split over several devices, or held by one
   accelerator (GPU, TPU): its rows are reduced where they are, and only the
   (N, M) sums travel to the host. A ``jax.Array`` on the CPU takes the host
-  path (numpy and scipy), which is faster there: ``benchmarks/bench_fit.py``
-  times both.
+  path (numpy and scipy), which is faster there (``explicit-softmax bench fit``
+  times both).
 
   Args:
-    X: any input accepted by :meth:`SoftmaxStats.from_data`.
+    X: any input accepted by
+      [`SoftmaxStats.from_data`][explicit_softmax.statistics.SoftmaxStats.from_data].
 
   Returns:
-    Whether :meth:`SoftmaxStats.from_data` dispatches to :func:`sharded_sums`.
+    Whether [`SoftmaxStats.from_data`][explicit_softmax.statistics.SoftmaxStats.from_data]
+    dispatches to [`sharded_sums`][explicit_softmax.sharding.sharded_sums].
   """
   devices = _devices(X)
   return len(devices) > 1 or any(d.platform != "cpu" for d in devices)
@@ -99,9 +101,9 @@ def _devices(X) -> set:
 def spans_processes(X) -> bool:
   """True if ``X`` is a ``jax.Array`` whose rows live on several processes (hosts).
 
-  No process can read such an array whole (``np.asarray`` fails): the
-  statistics reduce it with :func:`sharded_sums`, and refinement
-  evaluates each process's rows where they are (:class:`ProcessLocalParts`).
+  No process can read such an array whole (``np.asarray`` fails): the statistics reduce it with
+  [`sharded_sums`][explicit_softmax.sharding.sharded_sums], and refinement evaluates each process's
+  rows where they are ([`ProcessLocalParts`][explicit_softmax.sharding.ProcessLocalParts]).
   """
   if not isinstance(X, jax.Array):
     return False
@@ -114,11 +116,12 @@ def spans_processes(X) -> bool:
 def sharded_sums(X: Features, y: Labels, *, n_classes: int | None = None,
                  sample_weight: SampleWeight = None, gram: bool = False,
                  chunk_rows: int | None = None) -> dict:
-  """The sums of (1) over data sharded over devices, reduced with ``psum``.
+  """The statistics' sums over data sharded over devices, reduced with ``psum``.
 
-  :meth:`explicit_softmax.SoftmaxStats.from_data` calls this for arrays on
-  accelerators or sharded over devices, and
-  :meth:`explicit_softmax.SoftmaxStats.from_sharded` on any ``jax.Array``.
+  [`es.SoftmaxStats.from_data`][explicit_softmax.statistics.SoftmaxStats.from_data] calls this for
+  arrays on accelerators or sharded over devices, and
+  [`es.SoftmaxStats.from_sharded`][explicit_softmax.statistics.SoftmaxStats.from_sharded] on any
+  ``jax.Array``.
 
   Args:
     X: (T, N) real ``jax.Array``: on one device, or with a
@@ -137,7 +140,7 @@ def sharded_sums(X: Features, y: Labels, *, n_classes: int | None = None,
       rounding error per chunk).
 
   Returns:
-    The fields of :class:`explicit_softmax.SoftmaxStats` (``cooccurrence``,
+    The fields of [`es.SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats] (``cooccurrence``,
     ``class_mass``, ``total_weight``, ``mass_sq``, ``n_samples``, ``gram``,
     ``min_feature``), float64 on the host, equal on every process.
 
@@ -259,7 +262,7 @@ _DEVICE_SUM_COPIES = 6
 
 def _device_free_bytes(mesh) -> int | None:
   """The least free memory of the mesh's accelerators (None for CPU devices: the
-  host's memory, checked by :func:`_validation.available_memory`)."""
+  host's memory, checked by ``_validation.available_memory``)."""
   free = []
   for device in mesh.devices.flat:
     try:
@@ -332,7 +335,7 @@ class ProcessLocalParts:
   all-gathered bit for bit (float64 as pairs of uint32 words: JAX computes in
   32 bits unless x64 is on, and a float32 ``psum`` would round the gradient)
   and added in process order. Every process thus gets the very same float64
-  sums, and a host optimiser (scipy's L-BFGS in :func:`explicit_softmax.refine`)
+  sums, and a host optimiser (scipy's L-BFGS in [`es.refine`][explicit_softmax.refinement.refine])
   takes the same steps on every process. Every process must make the same calls.
 
   Args:
@@ -344,8 +347,11 @@ class ProcessLocalParts:
     n_classes: M; inferred from the labels if None (one all-gather).
 
   Attributes:
-    n_samples, n_features, n_classes: T, N and M.
-    parts: this process's :class:`explicit_softmax._one_partition.Partition` list.
+    n_samples: T.
+    n_features: N.
+    n_classes: M.
+    parts: this process's partitions, one per addressable shard of rows (its rows of ``X``,
+      ``y`` and the weights, and where they start in ``X``).
   """
 
   def __init__(self, X: jax.Array, y: Labels, sample_weight: SampleWeight = None,

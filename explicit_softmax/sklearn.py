@@ -1,11 +1,11 @@
 """A scikit-learn classifier around the explicit softmax solution.
 
-:class:`ExplicitSoftmaxClassifier` follows the scikit-learn estimator contract
-(``fit``/``partial_fit``/``predict``/``predict_proba``/``score``, ``classes_``,
-``n_features_in_``, ``feature_names_in_``, cloning, pickling, pipelines, grid
-search) and passes ``sklearn.utils.estimator_checks``. Labels of any type are
-encoded through ``classes_``; the model itself is ``p(y|x) = softmax(x W + b)``
-with ``W, b`` from :func:`explicit_softmax.solve`.
+[`ExplicitSoftmaxClassifier`][explicit_softmax.sklearn.ExplicitSoftmaxClassifier] follows the
+scikit-learn estimator contract (``fit``/``partial_fit``/``predict``/``predict_proba``/``score``,
+``classes_``, ``n_features_in_``, ``feature_names_in_``, cloning, pickling, pipelines, grid search)
+and passes ``sklearn.utils.estimator_checks``. Labels of any type are encoded through ``classes_``;
+the model itself is ``p(y|x) = softmax(x W + b)`` with ``W, b`` from
+[`es.solve`][explicit_softmax.solvers.solve].
 
 For the closed forms the statistics ``F = X^T diag(w) Y`` are sums over
 samples, so ``partial_fit`` over batches gives exactly the model that ``fit``
@@ -63,7 +63,7 @@ _DTYPES = (np.float64, np.float32)
 class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
   """Softmax (multinomial logistic) classifier: closed forms and the certified optimum.
 
-  With the defaults, ``fit`` gives the model of :func:`explicit_softmax.fit`:
+  With the defaults, ``fit`` gives the model of [`es.fit`][explicit_softmax.fitting.fit]:
   on one-hot inputs the count solution (the exact optimum there); on any other
   features (StandardScaler output, counts, pixels, embeddings, bags of words)
   the L2-regularised multinomial optimum, with the penalty in units of each
@@ -108,20 +108,20 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
 
   Attributes:
     classes_: (M,) the sorted class labels.
-    model_: the fitted :class:`explicit_softmax.SoftmaxModel` (labels encoded as
+    model_: the fitted [`es.SoftmaxModel`][explicit_softmax.model.SoftmaxModel] (labels encoded as
       indices into ``classes_``); ``model_.info`` records how it was obtained
       (for ``method="auto"``: the convergence record and the ``l2`` path).
     coef_: (M, N) per-class weights ``W^T``.
     intercept_: (M,) per-class biases ``b``.
-    stats_: for the closed forms, the :class:`explicit_softmax.SoftmaxStats` of
-      all data seen by ``fit``/``partial_fit`` (merge them with ``+``).
+    stats_: for the closed forms, the [`es.SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats]
+      of all data seen by ``fit``/``partial_fit`` (merge them with ``+``).
     n_features_in_: N, the number of features seen during fit.
     feature_names_in_: feature names, when ``X`` had string column names.
   """
 
-  def __init__(self, method: str = "auto", smoothing: float = solvers.DEFAULT_SMOOTHING,
-               ridge: float = solvers.DEFAULT_RIDGE, l2: float | str = "auto",
-               tol: float = fitting.DEFAULT_TOL,
+  def __init__(self, method: str = "auto", smoothing: float = 0.1,
+               ridge: float = 1e-3, l2: float | str = "auto",
+               tol: float = 1e-3,
                cv: Splits = None, calibrate: bool = False,
                refine: str | None = None, refine_steps: int = 50):
     self.method = method
@@ -155,7 +155,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
 
   # -- fitting -----------------------------------------------------------------
   def fit(self, X: Features, y: Labels,
-          sample_weight: SampleWeight = None) -> "ExplicitSoftmaxClassifier":
+          sample_weight: SampleWeight = None) -> ExplicitSoftmaxClassifier:
     """Fits the model (see the class docstring).
 
     Args:
@@ -198,8 +198,9 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     self._set_model(model)
     return self
 
-  def _fit_dask(self, X, y, sample_weight) -> "ExplicitSoftmaxClassifier":
-    """:meth:`fit` on a dask array or DataFrame (``y``: labels, or its label column's name).
+  def _fit_dask(self, X, y, sample_weight) -> ExplicitSoftmaxClassifier:
+    """[`fit`][explicit_softmax.sklearn.ExplicitSoftmaxClassifier.fit] on a dask array or DataFrame
+    (``y``: labels, or its label column's name).
 
     Labels of any type are encoded per partition; the statistics, the optimum
     and ``refine`` run over the partitions (see ``docs/scaling.md``).
@@ -264,7 +265,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
 
   @available_if(_check_partial_fit)
   def partial_fit(self, X: Features, y: Labels, classes: ArrayLike | None = None,
-                  sample_weight: SampleWeight = None) -> "ExplicitSoftmaxClassifier":
+                  sample_weight: SampleWeight = None) -> ExplicitSoftmaxClassifier:
     """Adds a batch to the statistics and re-solves: exact incremental fitting.
 
     Available for ``method="cooccurrence"`` or ``"newton"`` without
@@ -286,8 +287,8 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
       self.
 
     Raises:
-      ValueError: as :meth:`fit`, plus for a missing or changed ``classes``,
-        labels outside ``classes``, or a changed number of features.
+      ValueError: as [`fit`][explicit_softmax.sklearn.ExplicitSoftmaxClassifier.fit], plus for a
+        missing or changed ``classes``, labels outside ``classes``, or a changed number of features.
     """
     self._check_params()
     first = not hasattr(self, "stats_")

@@ -1,7 +1,7 @@
 """Explicit (closed-form) solutions of the single-layer softmax model.
 
-Both solvers read the data only through :class:`SoftmaxStats`, so a model can be
-fitted from statistics that were streamed, merged or computed on shards.
+Both solvers read the data only through [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats],
+so a model can be fitted from statistics that were streamed, merged or computed on shards.
 
 References:
   J. R. Williams and H. Zhao, "Explicit Foundation Model Optimization with
@@ -36,7 +36,7 @@ def _check_stats(stats) -> None:
 
 
 def cooccurrence_weights(stats: statistics.SoftmaxStats,
-                         smoothing: float = DEFAULT_SMOOTHING) -> model_lib.SoftmaxModel:
+                         smoothing: float = 0.1) -> model_lib.SoftmaxModel:
   """The co-occurrence solution ``W_ij = log((F_ij + s) / (f_i + M s)) / K``, ``b = 0``.
 
   Derivation. The gradient of the mean cross-entropy vanishes where
@@ -63,7 +63,7 @@ def cooccurrence_weights(stats: statistics.SoftmaxStats,
       with every class (the optimum of an unobserved pair is ``-inf``).
 
   Returns:
-    A :class:`SoftmaxModel`.
+    A [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel].
 
   Raises:
     ValueError: for negative smoothing, or ``s = 0`` with unobserved pairs.
@@ -95,7 +95,7 @@ def cooccurrence_weights(stats: statistics.SoftmaxStats,
 
 
 def newton_weights(stats: statistics.SoftmaxStats,
-                   ridge: float = DEFAULT_RIDGE) -> model_lib.SoftmaxModel:
+                   ridge: float = 1e-3) -> model_lib.SoftmaxModel:
   """One exact Newton step from the uniform model ``W = 0, b = 0``.
 
   At ``W = 0`` every prediction is ``1/M``, so the Hessian of the mean
@@ -117,7 +117,7 @@ def newton_weights(stats: statistics.SoftmaxStats,
     ridge: ``r >= 0``.
 
   Returns:
-    A :class:`SoftmaxModel`.
+    A [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel].
 
   Raises:
     ValueError: if the statistics lack the Gram matrix, its diagonal underflowed
@@ -161,19 +161,20 @@ def newton_weights(stats: statistics.SoftmaxStats,
 
 
 def solve(stats: statistics.SoftmaxStats, method: str = "cooccurrence", *,
-          smoothing: float = DEFAULT_SMOOTHING,
-          ridge: float = DEFAULT_RIDGE) -> model_lib.SoftmaxModel:
+          smoothing: float = 0.1,
+          ridge: float = 1e-3) -> model_lib.SoftmaxModel:
   """Explicit weights from sufficient statistics.
 
   Args:
-    stats: :class:`SoftmaxStats` of the training data.
-    method: ``"cooccurrence"`` (:func:`cooccurrence_weights`) or ``"newton"``
-      (:func:`newton_weights`).
+    stats: [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats] of the training data.
+    method: ``"cooccurrence"``
+      ([`cooccurrence_weights`][explicit_softmax.solvers.cooccurrence_weights]) or ``"newton"``
+      ([`newton_weights`][explicit_softmax.solvers.newton_weights]).
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
 
   Returns:
-    A :class:`SoftmaxModel`.
+    A [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel].
   """
   _check_stats(stats)
   _validation.check_choice("method", method, METHODS)

@@ -1,31 +1,31 @@
 """The co-occurrence solution for large vocabularies, kept sparse.
 
-For ``K`` one-hot context tokens over a vocabulary of ``V`` (``N = K V``
-features) the co-occurrence solution of :func:`explicit_softmax.cooccurrence_weights`
-is
+For ``K`` one-hot context tokens over a vocabulary of ``V`` (``N = K V`` features) the co-occurrence
+solution of [`es.cooccurrence_weights`][explicit_softmax.solvers.cooccurrence_weights] is
 
-    W_ij = log((F_ij + s) / (f_i + M s)) / K,   b = 0,                    (1)
+    W_ij = log((F_ij + s) / (f_i + M s)) / K,   b = 0,
 
 with ``K`` the mean feature mass per sample (exactly the number of context
 positions for token features). A dense ``W`` has ``K V x M`` entries: 10 GB in
 float32 for ``V = M = 50,000``. But only the observed pairs differ from a row
-constant:
+constant, the split
 
     W_ij = c_i + D_ij,   c_i = log(s / (f_i + M s)) / K,
-    D_ij = log(1 + F_ij / s) / K   (zero where F_ij = 0),                 (2)
+    D_ij = log(1 + F_ij / s) / K   (zero where F_ij = 0),
 
 and ``c_i`` adds the same amount to every logit of a sample, so it cancels in
 the softmax. With ``S_t = sum_k D[i_tk]`` (nonzero only on the union of the
-context rows' observed pairs),
+context rows' observed pairs), the sparse log-probability
 
-    log p(j | x_t) = S_tj - log(M - |supp S_t| + sum_{l in supp S_t} exp(S_tl)).   (3)
+    log p(j | x_t) = S_tj - log(M - |supp S_t| + sum_{l in supp S_t} exp(S_tl)).
 
-:class:`SparseCountModel` stores ``F`` as a ``scipy.sparse`` CSR matrix (memory
-O(observed pairs)), evaluates (3) without ever forming a dense row, and equals
-the dense ``es.fit(X, y, method="cooccurrence")`` model on small vocabularies
-(:meth:`SparseCountModel.to_dense`). For ``K = 1`` (bigram models) (3) is
-``log((F_ij + s) / (f_i + M s))``, the smoothed conditional, and each row's
-normaliser is computed once.
+[`SparseCountModel`][explicit_softmax.sparse_model.SparseCountModel] stores ``F`` as a
+``scipy.sparse`` CSR matrix (memory O(observed pairs)), evaluates the sparse log-probability without
+ever forming a dense row, and equals the dense ``es.fit(X, y, method="cooccurrence")`` model on
+small vocabularies
+([`SparseCountModel.to_dense`][explicit_softmax.sparse_model.SparseCountModel.to_dense]). For
+``K = 1`` (bigram models) it is ``log((F_ij + s) / (f_i + M s))``, the smoothed conditional, and
+each row's normaliser is computed once.
 """
 
 from __future__ import annotations
@@ -51,10 +51,11 @@ _CHUNK_NNZ = 2**22
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class SparseCountModel:
-  """The co-occurrence solution (1) of token features, stored as sparse counts.
+  """The co-occurrence solution of token features, stored as sparse counts.
 
-  Build it with :meth:`fit` (or :meth:`from_batches`); the constructor takes
-  counts that were accumulated elsewhere.
+  Build it with [`fit`][explicit_softmax.sparse_model.SparseCountModel.fit] (or
+  [`from_batches`][explicit_softmax.sparse_model.SparseCountModel.from_batches]); the constructor
+  takes counts that were accumulated elsewhere.
 
   Attributes:
     counts: ``F``, the (K V, M) CSR matrix of (weighted) context-target counts:
@@ -70,7 +71,7 @@ class SparseCountModel:
   vocab_size: int
   total_weight: float
   n_samples: int
-  smoothing: float = solvers.DEFAULT_SMOOTHING
+  smoothing: float = 0.1
   info: dict = dataclasses.field(default_factory=dict)
 
   def __post_init__(self):
@@ -108,21 +109,24 @@ class SparseCountModel:
   # -- construction ------------------------------------------------------------
   @classmethod
   def fit(cls, X: Features, y: Labels, *, n_classes: int | None = None,
-          smoothing: float = solvers.DEFAULT_SMOOTHING,
-          sample_weight: SampleWeight = None) -> "SparseCountModel":
+          smoothing: float = 0.1,
+          sample_weight: SampleWeight = None) -> SparseCountModel:
     """Counts the co-occurrences of token contexts and targets in one pass.
 
     Args:
-      X: :class:`TokenFeatures` (T samples, K context tokens, vocabulary V).
+      X: [`TokenFeatures`][explicit_softmax.TokenFeatures] (T samples, K context tokens, vocabulary
+        V).
       y: (T,) integer targets in ``[0, M)`` (e.g. the next token).
-      n_classes: M; inferred as ``max(y) + 1`` if None (as ``es.fit`` does). Pass
-        ``n_classes=V`` for a language model, so that :meth:`sample` can feed
-        its output back as context.
-      smoothing: ``s > 0`` of (1).
+      n_classes: M; inferred as ``max(y) + 1`` if None (as ``es.fit`` does). Pass ``n_classes=V``
+        for a language model, so that
+        [`sample`][explicit_softmax.sparse_model.SparseCountModel.sample] can feed its output back
+        as context.
+      smoothing: ``s > 0`` of the co-occurrence solution.
       sample_weight: optional (T,) nonnegative weights.
 
     Returns:
-      A :class:`SparseCountModel`; memory O(distinct (context token, target) pairs).
+      A [`SparseCountModel`][explicit_softmax.sparse_model.SparseCountModel]; memory O(distinct
+      (context token, target) pairs).
 
     Raises:
       ValueError: if ``X`` is not token features, ``y`` holds soft labels or
@@ -134,20 +138,21 @@ class SparseCountModel:
 
   @classmethod
   def from_batches(cls, batches: Iterable, *, n_classes: int,
-                   smoothing: float = solvers.DEFAULT_SMOOTHING) -> "SparseCountModel":
+                   smoothing: float = 0.1) -> SparseCountModel:
     """Adds up the counts of ``(X, y)`` or ``(X, y, sample_weight)`` batches.
 
     Memory stays that of one batch plus the counts, so token streams larger
     than memory can be fitted.
 
     Args:
-      batches: iterable of tuples whose ``X`` are :class:`TokenFeatures` with the
-        same vocabulary and context size.
+      batches: iterable of tuples whose ``X`` are [`TokenFeatures`][explicit_softmax.TokenFeatures]
+        with the same vocabulary and context size.
       n_classes: M (required: a batch may lack some targets).
-      smoothing: ``s > 0`` of (1).
+      smoothing: ``s > 0`` of the co-occurrence solution.
 
     Returns:
-      The :class:`SparseCountModel` of all batches together.
+      The [`SparseCountModel`][explicit_softmax.sparse_model.SparseCountModel] of all batches
+      together.
     """
     total_counts, total, n, vocab = None, 0.0, 0, None
     for index, batch in enumerate(batches):
@@ -166,7 +171,7 @@ class SparseCountModel:
       raise ValueError("from_batches got no batches; the iterable was empty.")
     return cls(total_counts, vocab[1], total, n, smoothing)
 
-  def with_smoothing(self, smoothing: float) -> "SparseCountModel":
+  def with_smoothing(self, smoothing: float) -> SparseCountModel:
     """The same counts with another smoothing ``s`` (no pass over the data)."""
     return SparseCountModel(self.counts, self.vocab_size, self.total_weight, self.n_samples,
                             smoothing)
@@ -203,14 +208,16 @@ class SparseCountModel:
 
   @functools.cached_property
   def _excess(self) -> sp.csr_matrix:
-    """``D`` of (2): ``log(1 + F / s) / K`` on the observed pairs, same structure as F."""
+    """``D`` of the split ``W = c + D``: ``log(1 + F / s) / K`` on the observed pairs, same
+    structure as F."""
     d = self.counts.copy()
     d.data = np.log1p(d.data / self.smoothing) / self.mean_feature_mass
     return d
 
   @functools.cached_property
   def _row_log_normaliser(self) -> np.ndarray:
-    """``log(M - nnz_i + sum_j exp(D_ij))`` of every row: the normaliser (3) for K = 1."""
+    """``log(M - nnz_i + sum_j exp(D_ij))`` of every row: the normaliser of the sparse
+    log-probability for K = 1."""
     d = self._excess
     return _log_normalisers(d.data, d.indptr, self.n_classes)
 
@@ -221,7 +228,8 @@ class SparseCountModel:
     return rows * self.n_classes + self.counts.indices
 
   def row_constants(self) -> np.ndarray:
-    """``c_i`` of (2) for every feature (0 for features never seen), (K V,) float64."""
+    """``c_i`` of the split ``W = c + D`` for every feature (0 for features never seen), (K V,)
+    float64."""
     f = self._feature_mass
     c = np.zeros_like(f)
     seen = f > 0
@@ -231,11 +239,11 @@ class SparseCountModel:
 
   # -- evaluation ----------------------------------------------------------------
   def log_prob(self, X: Features, y: Labels) -> np.ndarray:
-    """``log p(y_t | x_t)`` of each sample by (3), without any dense row, (T,) float64.
+    """The sparse log-probability ``log p(y_t | x_t)`` of each sample (T,), no dense row formed.
 
     Args:
-      X: :class:`TokenFeatures` with this model's vocabulary and context size
-        (or a (T, K) integer array of token ids).
+      X: [`TokenFeatures`][explicit_softmax.TokenFeatures] with this model's vocabulary and context
+        size (or a (T, K) integer array of token ids).
       y: (T,) integer targets in ``[0, M)``.
 
     Returns:
@@ -253,7 +261,8 @@ class SparseCountModel:
     return out
 
   def log_loss(self, X: Features, y: Labels, sample_weight: SampleWeight = None) -> float:
-    """Mean cross-entropy in nats, as :meth:`SoftmaxModel.log_loss`, computed sparsely."""
+    """Mean cross-entropy in nats, as
+    [`SoftmaxModel.log_loss`][explicit_softmax.model.SoftmaxModel.log_loss], computed sparsely."""
     tokens = self._check_tokens(X)
     w = _validation.check_sample_weight(sample_weight, len(tokens))
     return float(-(w @ self.log_prob(tokens, y)) / w.sum())
@@ -262,8 +271,9 @@ class SparseCountModel:
     """``log p(y | x)`` for a small batch, (T, M) float64 (dense output).
 
     Raises:
-      ValueError: if ``T M`` exceeds ``MAX_DENSE_ELEMENTS``; use :meth:`log_prob`
-        or :meth:`log_loss` for many samples.
+      ValueError: if ``T M`` exceeds ``MAX_DENSE_ELEMENTS``; use
+        [`log_prob`][explicit_softmax.sparse_model.SparseCountModel.log_prob] or
+        [`log_loss`][explicit_softmax.sparse_model.SparseCountModel.log_loss] for many samples.
     """
     tokens = self._check_tokens(X)
     t, m = len(tokens), self.n_classes
@@ -282,7 +292,8 @@ class SparseCountModel:
     return out
 
   def predict_proba(self, X) -> np.ndarray:
-    """``p(y | x)`` for a small batch, (T, M) float64; see :meth:`predict_log_proba`."""
+    """``p(y | x)`` for a small batch, (T, M) float64; see
+    [`predict_log_proba`][explicit_softmax.sparse_model.SparseCountModel.predict_log_proba]."""
     return np.exp(self.predict_log_proba(X))
 
   def predict(self, X) -> np.ndarray:
@@ -306,7 +317,7 @@ class SparseCountModel:
   def sample(self, context: ArrayLike, n: int, seed: int = 0) -> np.ndarray:
     """Generates ``n`` tokens, each drawn from ``p(. | previous K tokens)``.
 
-    Each step draws from (3) exactly without a dense row: with probability
+    Each step draws from the sparse log-probability exactly without a dense row: with probability
     proportional to ``M - |supp S|`` a token uniform among the unobserved ones,
     otherwise a token of the support with probability ``∝ exp(S_j)``.
 
@@ -357,7 +368,8 @@ class SparseCountModel:
 
   # -- conversion ----------------------------------------------------------------
   def to_dense(self) -> model_lib.SoftmaxModel:
-    """The same model as a dense :class:`SoftmaxModel` (small vocabularies only).
+    """The same model as a dense [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] (small
+    vocabularies only).
 
     Equal to ``es.fit(X, y, method="cooccurrence", smoothing=s)`` on the same data
     up to float rounding.

@@ -35,7 +35,7 @@ from explicit_softmax._typing import Features, Labels, SampleWeight
 
 
 def _sharding():
-  """:mod:`explicit_softmax.sharding`, imported (with JAX) only for jax.Array inputs."""
+  """[`es.sharding`][explicit_softmax.sharding], imported (with JAX) only for jax.Array inputs."""
   from explicit_softmax import sharding
   return sharding
 
@@ -118,7 +118,7 @@ class SoftmaxStats:
 
   # -- construction ----------------------------------------------------------
   @classmethod
-  def empty(cls, n_features: int, n_classes: int, *, gram: bool = False) -> "SoftmaxStats":
+  def empty(cls, n_features: int, n_classes: int, *, gram: bool = False) -> SoftmaxStats:
     """Statistics of no data, the start of a stream of ``update`` calls."""
     n_features = _validation.check_integer("n_features", n_features)
     n_classes = _validation.check_integer("n_classes", n_classes)
@@ -130,15 +130,14 @@ class SoftmaxStats:
   @classmethod
   def from_data(cls, X: Features, y: Labels, *, n_classes: int | None = None,
                 sample_weight: SampleWeight = None,
-                gram: bool = False) -> "SoftmaxStats":
+                gram: bool = False) -> SoftmaxStats:
     """Computes the statistics in one pass over ``X``.
 
     Args:
-      X: (T, N) real features: dense numpy/JAX array (uint8 accepted),
-        ``scipy.sparse`` matrix, or :class:`TokenFeatures`. Rows of zeros are
-        valid samples (they inform only the class mass, hence the bias). A
-        dask array (dense or sparse chunks) or dask DataFrame is reduced on
-        its workers, partition by partition, and only the sums travel (see
+      X: (T, N) real features: dense numpy/JAX array (uint8 accepted), ``scipy.sparse`` matrix, or
+        [`TokenFeatures`][explicit_softmax.TokenFeatures]. Rows of zeros are valid samples (they
+        inform only the class mass, hence the bias). A dask array (dense or sparse chunks) or dask
+        DataFrame is reduced on its workers, partition by partition, and only the sums travel (see
         ``docs/scaling.md``).
       y: (T,) integer labels in ``[0, M)`` or (T, M) soft labels; for a dask
         DataFrame the name of its label column.
@@ -149,7 +148,7 @@ class SoftmaxStats:
         ``method="newton"``; costs O(T N^2) time and O(N^2) memory).
 
     Returns:
-      A :class:`SoftmaxStats`.
+      A [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats].
 
     Raises:
       ValueError: for invalid ``X``, ``y`` or weights, or a Gram matrix too
@@ -174,17 +173,18 @@ class SoftmaxStats:
 
   @classmethod
   def from_design(cls, design, X: Features, y: Labels, *, n_classes: int | None = None,
-                  sample_weight: SampleWeight = None, gram: bool = False) -> "SoftmaxStats":
-    """:meth:`from_data` of ``X`` already placed as ``design`` (``_placement.place``):
-    in memory it is not validated again."""
+                  sample_weight: SampleWeight = None, gram: bool = False) -> SoftmaxStats:
+    """[`from_data`][explicit_softmax.statistics.SoftmaxStats.from_data] of ``X`` already placed as
+    ``design`` (``_placement.place``): in memory it is not validated again."""
     if design.local and not _design.is_jax_array(X):
       return cls._of_local(design, y, n_classes, sample_weight, gram)
     return cls.from_data(X, y, n_classes=n_classes, sample_weight=sample_weight, gram=gram)
 
   @classmethod
   def _of_local(cls, design, y: Labels, n_classes: int | None, sample_weight: SampleWeight,
-                gram: bool) -> "SoftmaxStats":
-    """The statistics of an in-memory design, in one pass (see :meth:`from_data`)."""
+                gram: bool) -> SoftmaxStats:
+    """The statistics of an in-memory design, in one pass (see
+    [`from_data`][explicit_softmax.statistics.SoftmaxStats.from_data])."""
     t, n = design.shape
     targets = _validation.check_targets(y, t, n_classes)
     _validation.check_dense_size(
@@ -200,8 +200,8 @@ class SoftmaxStats:
           cooccurrence=cooccurrence,
           class_mass=targets.class_mass(w),
           total_weight=float(w.sum()),
-          # Not w @ mass**2: a BLAS dot leaves OpenBLAS threads spinning (~0.1 s),
-          # which would compete with the threads of the next statistics pass.
+          # Not w @ mass**2: a BLAS dot leaves OpenBLAS threads spinning, and they
+          # would compete with the threads of the next statistics pass.
           mass_sq=float((w * mass * mass).sum()),
           n_samples=t,
           gram=gram_matrix,
@@ -210,24 +210,25 @@ class SoftmaxStats:
   @classmethod
   def from_sharded(cls, X: Features, y: Labels, *, n_classes: int | None = None,
                    sample_weight: SampleWeight = None, gram: bool = False,
-                   chunk_rows: int | None = None) -> "SoftmaxStats":
+                   chunk_rows: int | None = None) -> SoftmaxStats:
     """The statistics of a ``jax.Array``, computed where its rows live.
 
-    A jitted pass on every device (or process) holding rows, reduced with
-    ``psum`` (:func:`explicit_softmax.sharding.sharded_sums`); ``from_data``
-    takes this path by itself for arrays on accelerators or sharded over
-    devices. Arguments as for :meth:`from_data`, plus ``chunk_rows``, the
-    rows per chunk of each device's pass.
+    A jitted pass on every device (or process) holding rows, reduced with ``psum``
+    ([`es.sharding.sharded_sums`][explicit_softmax.sharding.sharded_sums]); ``from_data`` takes this
+    path by itself for arrays on accelerators or sharded over devices. Arguments as for
+    [`from_data`][explicit_softmax.statistics.SoftmaxStats.from_data], plus ``chunk_rows``, the rows
+    per chunk of each device's pass.
 
     Returns:
-      A :class:`SoftmaxStats` in float64 on the host, equal on every process.
+      A [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats] in float64 on the host, equal on
+      every process.
     """
     return cls(**_sharding().sharded_sums(X, y, n_classes=n_classes, sample_weight=sample_weight,
                                        gram=gram, chunk_rows=chunk_rows))
 
   @classmethod
   def from_batches(cls, batches: Iterable, *, n_classes: int, gram: bool = False,
-                   progress: bool = False) -> "SoftmaxStats":
+                   progress: bool = False) -> SoftmaxStats:
     """Accumulates statistics over an iterable of ``(X, y)`` or ``(X, y, w)`` batches.
 
     Memory stays that of one batch plus the statistics, so data larger than
@@ -240,7 +241,7 @@ class SoftmaxStats:
       progress: show a progress bar on stderr (tqdm's if installed).
 
     Returns:
-      The :class:`SoftmaxStats` of all batches together.
+      The [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats] of all batches together.
     """
     it = _progress.progress(batches, desc="statistics", unit="batch") if progress else batches
     total = None
@@ -253,13 +254,13 @@ class SoftmaxStats:
       raise ValueError("from_batches got no batches; the iterable was empty.")
     return total
 
-  def update(self, X: Features, y: Labels, sample_weight: SampleWeight = None) -> "SoftmaxStats":
+  def update(self, X: Features, y: Labels, sample_weight: SampleWeight = None) -> SoftmaxStats:
     """Returns the statistics of the data seen so far plus ``(X, y)``."""
     return self + SoftmaxStats.from_data(
         X, y, n_classes=self.n_classes, sample_weight=sample_weight,
         gram=self.gram is not None)
 
-  def __add__(self, other: "SoftmaxStats") -> "SoftmaxStats":
+  def __add__(self, other: SoftmaxStats) -> SoftmaxStats:
     """Merges the statistics of two disjoint data sets (shards or batches)."""
     if not isinstance(other, SoftmaxStats):
       return NotImplemented

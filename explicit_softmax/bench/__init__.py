@@ -3,8 +3,8 @@
 Run one with ``explicit-softmax bench NAME [--quick] [--out DIR]`` (also from an
 installed wheel; the ``bench`` extra brings matplotlib, scikit-learn and
 psutil). Each writes JSON (with machine facts and library versions) and a PNG
-plot; :mod:`explicit_softmax.bench.report` turns the committed results into the
-README's and the documentation's tables. :mod:`explicit_softmax.bench._harness`
+plot; ``es.bench.report`` turns the committed results into the
+README's and the documentation's tables. ``es.bench._harness``
 holds what they share.
 """
 

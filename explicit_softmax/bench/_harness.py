@@ -1,6 +1,6 @@
 """The benchmarks' shared harness: where results go, machine facts, timing, JSON, errors.
 
-Every benchmark is a module of :mod:`explicit_softmax.bench`, run as
+Every benchmark is a module of ``es.bench``, run as
 ``explicit-softmax bench NAME`` (or ``python -m explicit_softmax.bench.NAME``).
 Results go to ``--out DIR`` of the command line, which sets
 ``EXPLICIT_SOFTMAX_BENCH_OUT`` for the benchmark process; without it, to a new

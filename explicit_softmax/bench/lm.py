@@ -1,7 +1,7 @@
 """Language models: explicit softmax fits against gradient descent, same data, same process.
 
 Next-token prediction from ``K`` previous tokens (positional one-hot blocks,
-:class:`explicit_softmax.TokenFeatures`), on three kinds of data:
+[`es.TokenFeatures`][explicit_softmax.TokenFeatures]), on three kinds of data:
 
 * ``markov1-K1``: a synthetic order-1 Markov source (``V = 2,000``, Zipf
   profile, exponent 1.1), 1,000,000 training tokens and an independently drawn
@@ -13,12 +13,11 @@ Next-token prediction from ``K`` previous tokens (positional one-hot blocks,
   grid would take hours on a small machine. The source's successors are a hash
   of the whole context, which a sum of per-position logits cannot represent, so
   every model of this class stays far above the entropy rate (reported).
-* ``additive-K2``, ``additive-K3``: a :class:`explicit_softmax.data.LogLinearSource`
-  of order ``K`` (``V`` as above), whose log-probabilities add up over the ``K``
-  context tokens: the model class contains the source, so the entropy rate
-  (estimated, its standard error in the description) is reachable, and the
-  co-occurrence solution is an approximation (``K > 1``) that refinement can
-  improve on.
+* ``additive-K2``, ``additive-K3``: a
+  [`es.data.LogLinearSource`][explicit_softmax.data.sources.LogLinearSource] of order ``K`` (``V``
+  as above), whose log-probabilities add up over the ``K`` context tokens: the model class contains
+  the source, so the entropy rate (estimated, its standard error in the description) is reachable,
+  and the co-occurrence solution is an approximation (``K > 1``) that refinement can improve on.
 * ``shakespeare-K1`` .. ``shakespeare-K4``: tiny Shakespeare at character level
   (``V = 65``), a contiguous 90/10 train/held-out split. Skipped with a note if
   the file is absent (``--text``, default ``$EXPLICIT_SOFTMAX_DATA/tinyshakespeare.txt``,

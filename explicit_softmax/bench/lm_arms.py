@@ -140,7 +140,7 @@ def _explicit_methods(data, v: int, k: int, args, out: dict):
 def _iterative_runs(data, v: int, k: int, spec: Spec, args, out: dict, explicit_fit) -> None:
   """Gradient methods from the explicit, zero, random (and optimal) starts into
   ``out["runs"]``; ``explicit_fit``: (explicit fit, training optimum, statistics, probe,
-  fit seconds), from :func:`_explicit_methods`."""
+  fit seconds), from ``_explicit_methods``."""
   x, y, _, _ = data
   t, m = len(y), v
   skipped = out["skipped"]

@@ -1,5 +1,5 @@
 """The language-model benchmark's settings and data sets: the sources, their specs and
-tokens (:mod:`explicit_softmax.bench.lm` runs them)."""
+tokens (``es.bench.lm`` runs them)."""
 
 from __future__ import annotations
 

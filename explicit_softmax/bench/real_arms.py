@@ -45,7 +45,7 @@ LRCV_FUTURE_DEFAULTS = {"scoring": "neg_log_loss", "l1_ratios": (0.0,),
 
 
 def lrcv_params() -> dict:
-  """The parameters that :func:`make` passes to ``LogisticRegressionCV`` (those this
+  """The parameters that ``make`` passes to ``LogisticRegressionCV`` (those this
   scikit-learn version has)."""
   from sklearn import linear_model
   known = inspect.signature(linear_model.LogisticRegressionCV).parameters
@@ -297,7 +297,7 @@ def run_child(cmd: list[str], name: str, arms: list[str], timeout: float) -> dic
 def run_dataset(module: str, name: str, groups: list[list[str]], extra: list[str],
                 timeout: float) -> dict:
   """One data set: a child process (``python -m module --one name --arms ...``) per group
-  of arms, in order, merged into one record (the arms in the order of :data:`ARMS`)."""
+  of arms, in order, merged into one record (the arms in the order of ``ARMS``)."""
   merged: dict = {"name": name, "arms": {}, "processes": {}}
   reasons = []
   for arms in groups:

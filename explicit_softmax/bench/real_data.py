@@ -1,6 +1,6 @@
 """The real-data benchmark's data sets: scikit-learn's bundled sets (standardised and
 raw), MNIST, tiny Shakespeare's speakers, and two seeded synthetic sets (badly scaled
-correlated features; a 200,000-word bag of words) that :mod:`explicit_softmax.bench.real`
+correlated features; a 200,000-word bag of words) that ``es.bench.real``
 runs."""
 
 from __future__ import annotations

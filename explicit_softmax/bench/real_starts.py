@@ -101,7 +101,7 @@ def time_start(name: str, data: tuple, n_classes: int, l2: float) -> dict:
       "converged": bool(record.get("converged", False)),
       "relative_grad_norm": _plain(record.get("relative_grad_norm")),
       "reason": _plain(record.get("reason")),
-      # fit_optimum starts from zero instead where zero has the lower objective (4).
+      # fit_optimum starts from zero instead where zero has the lower objective (6).
       "start_used": _plain(final.info.get("start")),
       "replaced_by_zero": name != "zero" and final.info.get("start") == "zero",
       "final_log_loss": float(final.log_loss(x_te, codes_te)),

@@ -1,7 +1,7 @@
 """What the report's sections share: the results folder, loading, formatting.
 
-:mod:`explicit_softmax.bench.report` assembles the sections; each section module reads
-the JSON through :func:`_load` here (so ``--results`` reaches every one of them).
+``es.bench.report`` assembles the sections; each section module reads
+the JSON through ``_load`` here (so ``--results`` reaches every one of them).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ def arm_seconds(arm: dict) -> tuple[float | None, bool]:
 
 def headline_seconds(key: str, arm: dict) -> tuple[float | None, bool]:
   """The seconds a headline arm is compared by: the default's cold fit, a peer's
-  :func:`arm_seconds`."""
+  ``arm_seconds``."""
   if key == OURS:
     return (float(arm["cold_seconds"]), False) if arm.get("status") == "ok" else (None, False)
   return arm_seconds(arm)

@@ -128,7 +128,7 @@ def read(path) -> tuple[np.ndarray, np.ndarray, dict]:
 
 def load(name: str, args=None) -> tuple:
   """``(x_train, y_train, x_test, y_test, info)`` of one data set: the KEEL file read by
-  :func:`read`, a stratified 75/25 split (seed 0), raw features, or for
+  ``read``, a stratified 75/25 split (seed 0), raw features, or for
   ``NAME_std`` a ``StandardScaler`` fitted on the training part."""
   from sklearn.model_selection import train_test_split
   del args

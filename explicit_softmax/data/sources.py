@@ -1,13 +1,12 @@
 """Synthetic token sources whose entropy rate is known: the yardstick of a language model.
 
-* :class:`MarkovSource`: a Markov source of any order whose every context has
-  the same Zipf next-token profile, so its entropy rate is exact in closed form;
-  a fitted model's held-out cross-entropy can be compared with the best
-  achievable one.
-* :class:`LogLinearSource`: one whose log-probabilities add up over the context
-  tokens, i.e. a source inside the single-layer softmax class over
-  :func:`~explicit_softmax.data.text.context_tokens` features; its entropy rate
-  is estimated from exact conditional entropies along a long sample.
+* [`MarkovSource`][explicit_softmax.data.sources.MarkovSource]: a Markov source of any order whose
+  every context has the same Zipf next-token profile, so its entropy rate is exact in closed form; a
+  fitted model's held-out cross-entropy can be compared with the best achievable one.
+* [`LogLinearSource`][explicit_softmax.data.sources.LogLinearSource]: one whose log-probabilities
+  add up over the context tokens, i.e. a source inside the single-layer softmax class over
+  [`context_tokens`][explicit_softmax.data.text.context_tokens] features; its entropy rate is
+  estimated from exact conditional entropies along a long sample.
 
 References:
   T. M. Cover and J. A. Thomas, "Elements of Information Theory", 2nd ed.
@@ -70,12 +69,12 @@ class MarkovSource:
   """A Markov token source of any order whose entropy rate is known exactly.
 
   Every context (the previous ``order`` tokens) has the same next-token profile:
-  Zipf probabilities ``p_r ∝ r^(-zipf_exponent)``, ``r = 1..support``, placed on
-  ``support`` distinct tokens that depend pseudo-randomly on the context. Since
-  the profile is the same everywhere, ``H(X_t | X_{t-order..t-1}) = H(p)`` for
-  every context and every starting distribution, so the entropy rate is exactly
-  the entropy of ``p`` (:meth:`entropy_rate`): the lowest cross-entropy any model
-  of the source can reach, and what an order-``order`` model tends to.
+  Zipf probabilities ``p_r ∝ r^(-zipf_exponent)``, ``r = 1..support``, placed on ``support``
+  distinct tokens that depend pseudo-randomly on the context. Since the profile is the same
+  everywhere, ``H(X_t | X_{t-order..t-1}) = H(p)`` for every context and every starting
+  distribution, so the entropy rate is exactly the entropy of ``p``
+  ([`entropy_rate`][explicit_softmax.data.sources.MarkovSource.entropy_rate]): the lowest
+  cross-entropy any model of the source can reach, and what an order-``order`` model tends to.
 
   The successors of a context are ``perm[(a + b r) mod V]`` for ranks
   ``r = 0..support-1``: ``perm`` is one seeded permutation of the vocabulary, and
@@ -223,21 +222,21 @@ class LogLinearSource:
   """A Markov source whose log-probabilities add up over the previous tokens.
 
   The next token after the context ``c_1 .. c_K`` (``c_k`` the token ``k``
-  positions back) has probability
+  positions back) has the source's probability
 
-      p(v | c) = exp(sum_k A_k[c_k, v]) / sum_u exp(sum_k A_k[c_k, u]),        (1)
+      p(v | c) = exp(sum_k A_k[c_k, v]) / sum_u exp(sum_k A_k[c_k, u]),
 
   exactly a single-layer softmax over ``K`` positional one-hot blocks (weights
   ``W[(k-1) V + c, v] = A_k[c, v]``, no bias): the model class of
-  :func:`context_tokens` features contains the source, unlike
-  :class:`MarkovSource` of order > 1, whose successors hash the whole context.
-  Each token at lag ``k`` raises the log-potential of ``support`` seeded
-  successors by ``strength decay^(k-1) zipf_exponent log((support + 1) / r)``
-  for ranks ``r = 1..support``: a Zipf-like boost that fades with the lag.
+  [`context_tokens`][explicit_softmax.data.text.context_tokens] features contains the source, unlike
+  [`MarkovSource`][explicit_softmax.data.sources.MarkovSource] of order > 1, whose successors hash
+  the whole context. Each token at lag ``k`` raises the log-potential of ``support`` seeded
+  successors by ``strength decay^(k-1) zipf_exponent log((support + 1) / r)`` for ranks
+  ``r = 1..support``: a Zipf-like boost that fades with the lag.
 
-  Its entropy rate (the lowest cross-entropy any model can reach) has no closed
-  form for ``K > 1``: :meth:`estimate_entropy_rate` averages the exact
-  conditional entropies of (1) along a long sample.
+  Its entropy rate (the lowest cross-entropy any model can reach) has no closed form for ``K > 1``:
+  [`estimate_entropy_rate`][explicit_softmax.data.sources.LogLinearSource.estimate_entropy_rate]
+  averages the exact conditional entropies of ``p(v | c)`` along a long sample.
 
   Attributes:
     vocab_size: V, tokens are ``0..V-1``.
@@ -279,17 +278,18 @@ class LogLinearSource:
     return a
 
   def model(self) -> model_lib.SoftmaxModel:
-    """The source as a :class:`SoftmaxModel` over :func:`context_tokens` features.
+    """The source as a [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] over
+    [`context_tokens`][explicit_softmax.data.text.context_tokens] features.
 
     Returns:
       The model with weights ``A`` reshaped to (K V, V) and a zero bias: its
-      probabilities are exactly (1).
+      probabilities are exactly the source's ``p(v | c)``.
     """
     k, v = self.order, self.vocab_size
     return model_lib.SoftmaxModel(self.log_potentials.reshape(k * v, v), np.zeros(v, np.float32))
 
   def sample(self, n_tokens: int, seed: int | None = None) -> np.ndarray:
-    """Generates a token sequence: ``K`` uniform tokens, then draws from (1).
+    """Generates a token sequence: ``K`` uniform tokens, then draws from ``p(v | c)``.
 
     Args:
       n_tokens: the length of the sequence.
@@ -318,13 +318,15 @@ class LogLinearSource:
     """``H(p(. | c_t))`` in nats for each position ``t >= K`` of ``tokens`` (exact).
 
     Args:
-      tokens: (T,) integer tokens in ``[0, vocab_size)``, e.g. from :meth:`sample`.
+      tokens: (T,) integer tokens in ``[0, vocab_size)``, e.g. from
+        [`sample`][explicit_softmax.data.sources.LogLinearSource.sample].
 
     Returns:
-      (T - K,) float64 conditional entropies of (1), one per predicted position.
+      (T - K,) float64 conditional entropies of ``p(v | c)``, one per predicted position.
 
     Raises:
-      ValueError: as :func:`context_tokens`, for tokens it refuses.
+      ValueError: as [`context_tokens`][explicit_softmax.data.text.context_tokens], for tokens it
+        refuses.
     """
     features, _ = context_tokens(tokens, self.order, self.vocab_size)
     model = self.model()
@@ -341,7 +343,7 @@ class LogLinearSource:
     """The entropy rate in nats per token, estimated along one long sample.
 
     The rate of a stationary Markov chain is the stationary mean of the exact
-    conditional entropies of (1); their average over a sample, after a burn-in,
+    conditional entropies of ``p(v | c)``; their average over a sample, after a burn-in,
     estimates it. The standard error comes from the means of 50 consecutive
     batches (which absorbs the chain's short-range correlation).
 
@@ -365,13 +367,15 @@ class LogLinearSource:
 
 @functools.cache
 def _loglinear_scan():
-  """The jitted sampler of :class:`LogLinearSource` (built, with JAX, on first use)."""
+  """The jitted sampler of [`LogLinearSource`][explicit_softmax.data.sources.LogLinearSource]
+  (built, with JAX, on first use)."""
   import jax
   import jax.numpy as jnp
 
   @jax.jit
   def scan(log_potentials, lags, uniforms):
-    """Draws ``len(uniforms)`` tokens from (1) of :class:`LogLinearSource`.
+    """Draws ``len(uniforms)`` tokens from ``p(v | c)`` of
+    [`LogLinearSource`][explicit_softmax.data.sources.LogLinearSource].
 
     Args:
       log_potentials: ``A``, (K, V, V).

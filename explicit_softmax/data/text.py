@@ -1,9 +1,12 @@
 """Text corpora as token ids, and the contexts a next-token model reads.
 
-* :func:`load_text`: character- or word-level token ids of a text corpus.
-* :func:`context_tokens` / :func:`context_features`: the ``K`` previous tokens of
+* [`load_text`][explicit_softmax.data.text.load_text]: character- or word-level token ids of a text
+  corpus.
+* [`context_tokens`][explicit_softmax.data.text.context_tokens] /
+  [`context_features`][explicit_softmax.data.text.context_features]: the ``K`` previous tokens of
   each position as ``K`` positional one-hot blocks (next-token prediction).
-* :func:`train_test_split_tokens`: a contiguous split of a token sequence.
+* [`train_test_split_tokens`][explicit_softmax.data.text.train_test_split_tokens]: a contiguous
+  split of a token sequence.
 
 References:
   Y. Bengio, R. Ducharme, P. Vincent and C. Jauvin, "A neural probabilistic
@@ -138,8 +141,8 @@ def context_tokens(tokens: ArrayLike, n_context: int,
     vocab_size: V.
 
   Returns:
-    ``(features, targets)``: a :class:`TokenFeatures` with (T-K, K) int32 ids and
-    (T-K,) int64 next tokens.
+    ``(features, targets)``: a [`TokenFeatures`][explicit_softmax.TokenFeatures] with (T-K, K) int32
+    ids and (T-K,) int64 next tokens.
 
   Raises:
     ValueError: for non-integer or out-of-range tokens, ``K < 1`` or ``T <= K``.
@@ -153,7 +156,8 @@ def context_tokens(tokens: ArrayLike, n_context: int,
 
 def context_features(tokens: ArrayLike, n_context: int,
                      vocab_size: int) -> tuple[sp.csr_matrix, np.ndarray]:
-  """:func:`context_tokens` as a ``scipy.sparse`` CSR matrix (T-K, K V) of ones.
+  """[`context_tokens`][explicit_softmax.data.text.context_tokens] as a ``scipy.sparse`` CSR matrix
+  (T-K, K V) of ones.
 
   Args:
     tokens: (T,) integer token sequence.
@@ -171,9 +175,9 @@ def train_test_split_tokens(tokens: ArrayLike,
                             test_fraction: float = 0.1) -> tuple[np.ndarray, np.ndarray]:
   """Splits a token sequence into a leading training part and a trailing test part.
 
-  The split is contiguous (a sequence is never shuffled), so no test position
-  has been seen in training; the first ``n_context`` test tokens serve only as
-  context when the test part goes through :func:`context_tokens`.
+  The split is contiguous (a sequence is never shuffled), so no test position has been seen in
+  training; the first ``n_context`` test tokens serve only as context when the test part goes
+  through [`context_tokens`][explicit_softmax.data.text.context_tokens].
 
   Args:
     tokens: (T,) sequence.
