@@ -66,8 +66,15 @@ def _article(page: str) -> str:
 
 
 def test_the_documentation_builds_in_strict_mode(site):
-  # The generated pages hold the committed results and their plots.
-  assert "<table" in (site / "benchmarks" / "index.html").read_text()
+  # The generated pages hold the committed results and their plots: the verdicts first,
+  # each linking to the page of its benchmark.
+  verdicts = (site / "benchmarks" / "index.html").read_text()
+  for page in ("real", "mnist", "lm", "ngram", "deep", "cost", "claims"):
+    assert f'href="{page}/"' in verdicts
+    text = (site / "benchmarks" / page / "index.html").read_text()
+    assert "<table" in text or "<img" in text, page
+  assert len(_article(verdicts).split()) < 1500
+  assert 'src="../../results/mnist.png"' in (site / "benchmarks" / "mnist" / "index.html").read_text()
   assert (site / "results" / "real.png").exists()
   assert "LogisticRegression" in (site / "choosing" / "index.html").read_text()
   assert "fit_optimum" in (site / "api" / "fitting" / "index.html").read_text()

@@ -266,43 +266,70 @@ def markdown_table(curves: dict, to_target: dict, target: float) -> str:
 
 
 def plot_curves(curves: dict, path, *, title: str, target: float | None = None,
-                floor: float | None = None) -> None:
+                floor: float | None = None, groups: list | None = None,
+                reference: str | None = None, note: str = "") -> None:
   """Held-out cross-entropy and accuracy against wall time (log-scaled), one line per method.
 
-  Ten colours, then the same colours dashed and dotted: every method keeps a
-  style of its own. Cross-entropy is on a log axis, so that the spread near the
-  target is visible beside starts several times higher. One legend under both.
+  One row of two panels (cross-entropy, accuracy) per group of ``groups``
+  (``(title, names)`` pairs; default: one row of every curve), each row with its
+  own legend below it, so that no legend outgrows the page: ten colours per
+  row, then the same colours dashed. ``reference`` (a curve's name) is drawn in
+  black in every row, as the yardstick the others are read against. The rows
+  share their axes. Cross-entropy is on a log axis, so that the spread near the
+  target is visible beside starts several times higher.
   """
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.ticker import FormatStrFormatter
 
-  fig, axes = plt.subplots(1, 2, figsize=(14, 6.5))
+  groups = groups or [("", list(curves))]
+  legend_rows = [-(-(len(names) + (reference is not None) + 1) // 2) for _, names in groups]
+  heights = [h for rows in legend_rows for h in (4.0, 0.2 * rows)]
+  fig = plt.figure(figsize=(10, sum(heights) + 0.8 * len(groups)))
+  grid = fig.add_gridspec(2 * len(groups), 2, height_ratios=heights, hspace=0.4)
   colors = plt.get_cmap("tab10").colors
-  for i, (name, points) in enumerate(curves.items()):
-    pts = [p for p in points if p.get("seconds", 0) > 0]
-    if not pts:
-      continue
-    t = [p["seconds"] for p in pts]
-    style = dict(color=colors[i % 10], label=name, ms=4 if len(pts) > 1 else 7,
-                 marker="." if len(pts) > 1 else "osD^"[i // 10 % 4],
-                 ls=("-", "--", ":")[i // 10 % 3] if len(pts) > 1 else "none")
-    axes[0].plot(t, [p["ce"] for p in pts], **style)
-    axes[1].plot(t, [p["acc"] for p in pts], **style)
-  for ax, label in zip(axes, ("held-out cross-entropy (nats, log scale)", "held-out accuracy")):
-    ax.set_xscale("log")
-    ax.set_xlabel("wall-clock seconds (log scale)")
-    ax.set_ylabel(label)
-    ax.grid(alpha=0.3, which="both")
-  axes[0].set_yscale("log")
-  from matplotlib.ticker import FormatStrFormatter  # plain 0.3, 0.4, ... not 3 x 10^-1
-  axes[0].yaxis.set_major_formatter(FormatStrFormatter("%g"))
-  axes[0].yaxis.set_minor_formatter(FormatStrFormatter("%g"))
-  if target is not None:
-    axes[0].axhline(target, color="k", ls="--", lw=1, label=f"target {target}")
-  if floor is not None:
-    axes[0].axhline(floor, color="r", ls=":", lw=1, label=f"entropy rate {floor:.3f}")
-  handles, labels = axes[0].get_legend_handles_labels()
-  fig.legend(handles, labels, loc="lower center", ncol=3, fontsize=8)
-  fig.suptitle(title)
-  save_figure(fig, path, dpi=110, rect=(0, 0.2, 1, 1))
+  axes = []
+  for row, (group, names) in enumerate(groups):
+    # Every row on the same axes as the first, so that the rows compare.
+    first = axes[0] if axes else (None, None)
+    ax_ce = fig.add_subplot(grid[2 * row, 0], sharex=first[0], sharey=first[0])
+    ax_acc = fig.add_subplot(grid[2 * row, 1], sharex=first[1], sharey=first[1])
+    legend_ax = fig.add_subplot(grid[2 * row + 1, :])
+    legend_ax.axis("off")
+    axes.append((ax_ce, ax_acc))
+    drawn = [n for n in names if n in curves] + ([reference] if reference in curves
+                                                 and reference not in names else [])
+    for i, name in enumerate(drawn):
+      pts = [p for p in curves[name] if p.get("seconds", 0) > 0]
+      if not pts:
+        continue
+      t = [p["seconds"] for p in pts]
+      ref = name == reference and name not in names
+      style = dict(color="k" if ref else colors[i % 10], ms=4 if len(pts) > 1 else 7,
+                   label="best explicit pipeline (reference)" if ref else name,
+                   lw=2 if ref else 1.2, marker="." if len(pts) > 1 else "osD^"[i // 10 % 4],
+                   ls=("-", "--")[i // 10 % 2] if len(pts) > 1 else "none")
+      ax_ce.plot(t, [p["ce"] for p in pts], **style)
+      ax_acc.plot(t, [p["acc"] for p in pts], **style)
+    for ax, label in ((ax_ce, "held-out cross-entropy (nats)"), (ax_acc, "held-out accuracy")):
+      ax.set_xscale("log")
+      ax.set_xlabel("wall-clock seconds (log scale)")
+      ax.set_ylabel(label)
+      ax.grid(alpha=0.3, which="both")
+    if group:
+      fig.text(0.5, ax_ce.get_position().y1 + 0.01, group, ha="center", va="bottom",
+               fontsize=11, fontweight="bold")
+    ax_ce.set_yscale("log")  # plain 0.3, 0.4, ... not 3 x 10^-1
+    ax_ce.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax_ce.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    if target is not None:
+      ax_ce.axhline(target, color="k", ls="--", lw=1, label=f"target {target}")
+    if floor is not None:
+      ax_ce.axhline(floor, color="r", ls=":", lw=1, label=f"entropy rate {floor:.3f}")
+    handles, labels = ax_ce.get_legend_handles_labels()
+    legend_ax.legend(handles, labels, loc="upper center", ncol=2, fontsize=9, frameon=False,
+                     bbox_to_anchor=(0.5, 1.0))
+  fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=11)
+  fig.savefig(path, dpi=110, bbox_inches="tight")
+  plt.close(fig)

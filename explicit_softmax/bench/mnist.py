@@ -377,11 +377,24 @@ def diagnostics(models: dict, x, y) -> dict:
   return out
 
 
+BEST_LR = " (best lr per budget)"
+
+
 def plot(result: dict, path) -> None:
-  """The curves of a result (this script's JSON) against wall time, as a PNG."""
-  _common.plot_curves(result["curves"], path, target=result["target_ce"],
-                      title=f"MNIST ({result['n_train']:,} train): held-out metrics against "
-                      "wall time")
+  """The curves of a result (this script's JSON) against wall time, as a PNG: the
+  explicit starts and their refinements in one row, the runs from zero or random
+  weights and scikit-learn in another, each against our best explicit pipeline."""
+  curves = {name.replace(BEST_LR, " *"): points for name, points in result["curves"].items()}
+  ours = [n for n in curves if n.startswith(("cooccurrence", "newton", "explicit"))]
+  pipeline = (result.get("ratios", {}).get("pipeline") or "").replace(BEST_LR, " *")
+  _common.plot_curves(
+      curves, path, target=result["target_ce"],
+      groups=[("explicit starts and their refinements", ours),
+              ("from zero or random weights, and scikit-learn",
+               [n for n in curves if n not in ours])],
+      reference=pipeline or None,
+      title=f"MNIST ({result['n_train']:,} train): held-out metrics against wall time",
+      note="* gradient descent at the best learning rate for each time budget")
 
 
 def _curves_and_ratios(explicit: dict, refined: dict, skl: dict, gd: dict):
