@@ -4,7 +4,7 @@ A model ``p(y|x) = softmax(x W + b)`` trained with cross-entropy is stationary
 where ``X^T P = X^T Y``. Explicit solutions of that condition are computed here
 from one pass of additive statistics, and refined to the certified optimum.
 
-Public API (flat, as in optax)::
+Public API (flat, as in optax):
 
     import explicit_softmax as es
     model = es.fit(X, y)                                  # the certified L2 optimum

@@ -17,7 +17,7 @@ exact far beyond float32's 2^24.
 
 ``SoftmaxStats.from_data`` (hence ``es.fit``) dispatches here whenever ``X`` is
 a ``jax.Array`` whose sharding spans more than one device, or that lives on one
-accelerator (see [`computes_on_device`][explicit_softmax.sharding.computes_on_device]), e.g.::
+accelerator (see [`computes_on_device`][explicit_softmax.sharding.computes_on_device]), e.g.:
 
     mesh = jax.make_mesh((jax.device_count(),), ("data",))
     X = jax.device_put(X, NamedSharding(mesh, PartitionSpec("data", None)))

@@ -12,7 +12,7 @@ samples, so ``partial_fit`` over batches gives exactly the model that ``fit``
 gives on the concatenated batches (up to float round-off), whatever classes
 each batch holds.
 
-Example::
+Example:
 
   from sklearn.pipeline import make_pipeline
   from sklearn.preprocessing import StandardScaler

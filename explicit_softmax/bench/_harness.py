@@ -281,11 +281,17 @@ def plot_curves(curves: dict, path, *, title: str, target: float | None = None,
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+
+  with plt.rc_context({"font.size": 11}):  # legible at the documentation's page width
+    _plot_curve_rows(plt, curves, path, title=title, target=target, floor=floor,
+                     groups=groups or [("", list(curves))], reference=reference, note=note)
+
+
+def _plot_curve_rows(plt, curves, path, *, title, target, floor, groups, reference, note):
   from matplotlib.ticker import FormatStrFormatter
 
-  groups = groups or [("", list(curves))]
   legend_rows = [-(-(len(names) + (reference is not None) + 1) // 2) for _, names in groups]
-  heights = [h for rows in legend_rows for h in (4.0, 0.2 * rows)]
+  heights = [h for rows in legend_rows for h in (4.0, 0.22 * rows)]
   fig = plt.figure(figsize=(10, sum(heights) + 0.8 * len(groups)))
   grid = fig.add_gridspec(2 * len(groups), 2, height_ratios=heights, hspace=0.4)
   colors = plt.get_cmap("tab10").colors
@@ -319,7 +325,7 @@ def plot_curves(curves: dict, path, *, title: str, target: float | None = None,
       ax.grid(alpha=0.3, which="both")
     if group:
       fig.text(0.5, ax_ce.get_position().y1 + 0.01, group, ha="center", va="bottom",
-               fontsize=11, fontweight="bold")
+               fontsize=12, fontweight="bold")
     ax_ce.set_yscale("log")  # plain 0.3, 0.4, ... not 3 x 10^-1
     ax_ce.yaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax_ce.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
@@ -328,8 +334,8 @@ def plot_curves(curves: dict, path, *, title: str, target: float | None = None,
     if floor is not None:
       ax_ce.axhline(floor, color="r", ls=":", lw=1, label=f"entropy rate {floor:.3f}")
     handles, labels = ax_ce.get_legend_handles_labels()
-    legend_ax.legend(handles, labels, loc="upper center", ncol=2, fontsize=9, frameon=False,
+    legend_ax.legend(handles, labels, loc="upper center", ncol=2, fontsize=10, frameon=False,
                      bbox_to_anchor=(0.5, 1.0))
-  fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=11)
+  fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=12)
   fig.savefig(path, dpi=110, bbox_inches="tight")
   plt.close(fig)

@@ -1,6 +1,6 @@
 """Explicit initialisation of deeper models, then brief fine-tuning (Flax and PyTorch).
 
-One command::
+One command:
 
     python benchmarks/bench_init.py           # full run (3 seeds)
     python benchmarks/bench_init.py --quick   # reduced run (1 seed, short budgets)

@@ -89,7 +89,8 @@ def _lm_lines(lm) -> list[str]:
       continue
     t, ce = d["target"], d["methods"]["explicit"]["ce"]
     gd = (f"never matched it within {t['ratio']:.0f}x the fit's time" if t["lower_bound"]
-          else f"matched it in {t['ratio']:.1f}x the fit's time, then went lower")
+          else f"matched it after {t['gd_seconds']:.2f} s (the fit: {t['fit_seconds']:.2f} s), "
+               "then went lower")
     out.append(f"**Only a rough start** with {d['n_context']} context tokens ({name}): "
                f"{ce - d['entropy_rate']:.2f} nats above the entropy rate; SGD/Adam {gd}.")
   return out
@@ -133,18 +134,18 @@ def _deep_lines(deep) -> list[str]:
 
 def _peer_line(label: str, d: dict) -> str:
   t = peer_targets(d["datasets"])
-  n = len(t["per_dataset"])
+  keys = ("log_loss", "accuracy", "fit_time", "lrcv")
 
   def count(key):
-    return f"{len(t[key]['sets']) - len(t[key]['failed'])} of {len(t[key]['sets'])}"
+    return f"{len(t[key]['sets']) - len(t[key]['failed'])}/{len(t[key]['sets'])}"
 
   total = t["total"]
-  return (f"**{label}**: log loss within its bound on {count('log_loss')} data sets, accuracy "
-          f"within a point on {count('accuracy')}, no slower than `LogisticRegression()` on "
-          f"{count('fit_time')}, {LRCV_SPEEDUP:g}x below `LogisticRegressionCV()` on "
-          f"{count('lrcv')}; total fit time {total['ours_seconds']:.1f} s against "
-          f"{total['logreg_seconds']:.1f} s ({_met(total['met'])})"
-          + ("" if n else "; no data set compared") + ".")
+  met = all(t[key]["met"] for key in keys) and total["met"] and not t["missing"]
+  return (f"**{label}**: {_met(met)}; data sets within the targets: log loss "
+          f"{count('log_loss')}, accuracy {count('accuracy')}, as fast as "
+          f"`LogisticRegression()` {count('fit_time')}, {LRCV_SPEEDUP:g}x below "
+          f"`LogisticRegressionCV()` {count('lrcv')}; total fit time "
+          f"{total['ours_seconds']:.1f} s against {total['logreg_seconds']:.1f} s.")
 
 
 def _cost_line(fit) -> str:
