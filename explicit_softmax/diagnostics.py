@@ -331,7 +331,8 @@ class Agreement:
   Attributes:
     mean_kl: weighted mean over samples of ``KL(p_a(.|x) || p_b(.|x))`` in nats.
     top1_agreement: weighted fraction of samples with the same predicted class.
-    weight_cosine: cosine of the shift-free parameters (see ``weight_cosine``).
+    weight_cosine: cosine of the shift-free parameters (see
+      [`weight_cosine`][explicit_softmax.diagnostics.weight_cosine]).
   """
 
   mean_kl: float

@@ -128,7 +128,7 @@ class SoftmaxModel:
       model fitted on named columns (a DataFrame, a CSV header) keeps them in
       ``info["feature_names"]``, and DataFrames given to it later are matched by name.
     history: per-step [`History`][explicit_softmax.model.History] if the model came out of
-      ``refine``.
+      [`refine`][explicit_softmax.refinement.refine].
   """
 
   weights: np.ndarray

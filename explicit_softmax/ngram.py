@@ -1,10 +1,10 @@
 """n-gram language models as explicit softmax solutions, with Kneser-Ney smoothing.
 
 For one-hot contexts the count solution is the exact optimum of a softmax layer
-(``es.sparse_model``), so an n-gram model is an explicit solution whose quality is decided by its
-smoothing. [`NgramModel`][explicit_softmax.ngram.NgramModel] offers three, all interpolated: with
-``c`` the ``k - 1`` most recent tokens and ``c'`` its suffix without the oldest token, order ``k``
-of the model is the interpolation
+([`es.sparse_model`][explicit_softmax.sparse_model]), so an n-gram model is an explicit solution
+whose quality is decided by its smoothing. [`NgramModel`][explicit_softmax.ngram.NgramModel]
+offers three, all interpolated: with ``c`` the ``k - 1`` most recent tokens and ``c'`` its suffix
+without the oldest token, order ``k`` of the model is the interpolation
 
     p_k(w | c) = max(a_k(c w) - D_k(a_k(c w)), 0) / A_k(c) + gamma_k(c) p_{k-1}(w | c'),
     gamma_k(c) = (D_k1 N_1(c .) + D_k2 N_2(c .) + D_k3 N_3+(c .)) / A_k(c),

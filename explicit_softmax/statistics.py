@@ -119,7 +119,8 @@ class SoftmaxStats:
   # -- construction ----------------------------------------------------------
   @classmethod
   def empty(cls, n_features: int, n_classes: int, *, gram: bool = False) -> SoftmaxStats:
-    """Statistics of no data, the start of a stream of ``update`` calls."""
+    """Statistics of no data, the start of a stream of
+    [`update`][explicit_softmax.statistics.SoftmaxStats.update] calls."""
     n_features = _validation.check_integer("n_features", n_features)
     n_classes = _validation.check_integer("n_classes", n_classes)
     _validation.check_dense_size(n_features, n_classes)
