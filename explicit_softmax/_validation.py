@@ -102,6 +102,14 @@ def check_choice(name: str, value, choices, *, otherwise: str = ""):
   raise ValueError(f"{name}={value!r} is unknown; choose one of {tuple(choices)}{also}.")
 
 
+def check_post_process(method: str, calibrate: bool, refine) -> None:
+  """Calibration and refinement follow a closed form, not the optimum."""
+  if method == "auto" and (calibrate or refine is not None):
+    raise ValueError(
+        "calibrate and refine apply to the closed forms; method='auto' already returns the "
+        "refined optimum. Use method='cooccurrence' or 'newton' with them.")
+
+
 def check_l2(l2, *, allow_auto: bool = True):
   """The L2 penalty: ``"auto"`` (when allowed) or a finite number >= 0."""
   if allow_auto and isinstance(l2, str) and l2 == "auto":

@@ -25,6 +25,7 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import time
 
 import numpy as np
@@ -39,7 +40,9 @@ from explicit_softmax import _regularisation
 from explicit_softmax import _targets
 from explicit_softmax import _validation
 from explicit_softmax import _convergence
+from explicit_softmax import calibration
 from explicit_softmax import model as model_lib
+from explicit_softmax import refinement
 from explicit_softmax import solvers
 from explicit_softmax import statistics
 from explicit_softmax._typing import Features, Labels, SampleWeight, Splits
@@ -480,15 +483,57 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
     its ``info["feature_names"]`` lists them (and DataFrames given to it later
     are matched by name).
   """
+  return run(X, y, n_classes, method, smoothing=smoothing, ridge=ridge, l2=l2, tol=tol,
+             sample_weight=sample_weight, cv=cv, verbose=verbose).model
+
+
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+  """What :func:`run` made: the model, and the statistics of a closed form (else None)."""
+
+  model: model_lib.SoftmaxModel
+  stats: statistics.SoftmaxStats | None = None
+
+
+def run(X: Features, y: Labels, n_classes: int | None = None, method: str = "auto", *,
+        smoothing: float = solvers.DEFAULT_SMOOTHING, ridge: float = solvers.DEFAULT_RIDGE,
+        l2: float | str = "auto", tol: float = DEFAULT_TOL, sample_weight: SampleWeight = None,
+        cv: Splits = None, verbose: bool = True, calibrate: bool = False,
+        refine: str | None = None, refine_steps: int = 50,
+        batch_size: int | None = None) -> Fitted:
+  """The one pipeline behind ``es.fit``, the estimator and the command line.
+
+  Validate and place ``X`` once; then the optimum (``method="auto"`` off
+  one-hot data), or one pass of statistics, a closed form and, as asked, the
+  calibration and the refinement of the closed form. The front ends parse
+  their own inputs (labels of any type, files, DataFrames) and call this.
+
+  Args:
+    X, y, n_classes, method, smoothing, ridge, l2, tol, sample_weight, cv,
+      verbose: as :func:`fit`.
+    calibrate: after a closed form, fit a temperature and class biases
+      (:func:`explicit_softmax.calibrate`).
+    refine: after a closed form (and calibration), None, or the
+      :func:`explicit_softmax.refine` method (``"lbfgs"``, ``"adam"``, ``"sgd"``)
+      for ``refine_steps`` steps at ``tol``; both use ``l2`` (``"auto"``: 1 over
+      the total sample weight, scikit-learn's ``C = 1``).
+    refine_steps: the steps of that refinement.
+    batch_size: its minibatch rows (None: full batch); ``verbose`` shows its
+      progress.
+
+  Returns:
+    A :class:`Fitted`.
+  """
   _validation.check_choice("method", method, METHODS)
   # Checked whichever path applies, so that a wrong value never passes unseen.
   smoothing = _validation.check_number("smoothing", smoothing)
   ridge = _validation.check_number("ridge", ridge)
+  _validation.check_post_process(method, calibrate, refine)
   design = _placement.place(X, y, sample_weight, n_classes)  # where the rows live: once
   if method == "auto":
     if not design.is_one_hot():
-      return _fit_placed(design, y, n_classes, l2=l2, tol=tol, sample_weight=sample_weight,
-                         cv=cv, verbose=verbose)
+      return Fitted(_fit_placed(design, y, n_classes, l2=l2, tol=tol,
+                                sample_weight=sample_weight, cv=cv, verbose=verbose))
     method = "cooccurrence"
   stats = statistics.SoftmaxStats.from_design(design, X, y, n_classes=n_classes,
                                               sample_weight=sample_weight,
@@ -496,4 +541,30 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
   model = solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
   if design.layout is not None:  # checked against token inputs at predict time
     model = model.replace(info={**model.info, "token_layout": design.layout})
-  return model
+  if calibrate or refine is not None:
+    post_l2 = 1.0 / stats.total_weight if isinstance(l2, str) else float(l2)
+    if calibrate:
+      if not design.local:
+        raise ValueError(
+            "calibrate=True is not available for data held in partitions (calibration reads "
+            "the logits of all rows at once); use refine='lbfgs', which runs over them.")
+      model = calibration.calibrate(model, X, y, sample_weight=sample_weight, l2=post_l2)
+    if refine is not None:
+      model = _refine_with_progress(model, X, y, refine, refine_steps, post_l2, tol,
+                                    sample_weight, batch_size, verbose)
+  return Fitted(model, stats)
+
+
+def _refine_with_progress(model, X, y, method: str, steps: int, l2: float, tol: float,
+                          sample_weight, batch_size, verbose: bool) -> model_lib.SoftmaxModel:
+  """:func:`explicit_softmax.refine` with a progress bar (about 100 updates: the
+  steps between callbacks run in one jitted loop)."""
+  with _progress.progress(total=steps, desc=f"refine ({method})", unit="step",
+                          delay=PROGRESS_DELAY_SECONDS, disable=not verbose) as bar:
+    def callback(step, current, record):
+      del current
+      bar.update(step + 1 - bar.n)
+      bar.set_postfix_str(f"loss {record['loss']:.4f}")
+    return refinement.refine(model, X, y, method=method, steps=steps, l2=l2, tol=tol,
+                             sample_weight=sample_weight, batch_size=batch_size,
+                             callback=callback, callback_every=max(1, steps // 100))
