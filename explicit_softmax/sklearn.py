@@ -40,8 +40,8 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted
 
 from explicit_softmax import _dask
+from explicit_softmax import _targets
 from explicit_softmax import _validation
-from explicit_softmax import calibration
 from explicit_softmax import fitting
 from explicit_softmax import refinement
 from explicit_softmax import solvers
@@ -178,7 +178,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     _check_features(X)
     X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=True)
     check_classification_targets(y)
-    classes, codes = np.unique(y, return_inverse=True)
+    classes, codes = _targets.encode_labels(y)
     sw = _validation.check_sample_weight(sample_weight, X.shape[0])
     fitted = self._run(X, codes, len(classes), sw)
     self.classes_ = classes
@@ -277,7 +277,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=first)
     check_classification_targets(y)
     known = np.asarray(classes) if first else self.classes_
-    codes = _encode(y, known)
+    codes = _targets.encode_labels(y, known)[1]
     sw = _validation.check_sample_weight(sample_weight, X.shape[0])
     gram = self.method == "newton" if first else self.stats_.gram is not None
     batch = statistics.SoftmaxStats.from_data(X, codes, n_classes=len(known), sample_weight=sw,
@@ -364,13 +364,3 @@ def _check_features(X) -> None:
   column or cell), before scikit-learn's conversion would fail or drop the mask."""
   _validation.check_not_masked("X", X)
   _validation.check_numeric_columns(X)
-
-
-def _encode(y, classes: np.ndarray) -> np.ndarray:
-  """Indices of the labels ``y`` in the sorted ``classes``; unknown labels raise."""
-  unknown = ~np.isin(y, classes)
-  if np.any(unknown):
-    raise ValueError(
-        f"y contains labels {np.unique(np.asarray(y)[unknown])!r} that are not in classes "
-        f"{classes!r}; pass every label in `classes` on the first partial_fit call.")
-  return np.searchsorted(classes, y)
