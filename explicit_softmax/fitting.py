@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+import warnings
 
 import numpy as np
 
@@ -48,7 +49,7 @@ from explicit_softmax import statistics
 from explicit_softmax._typing import Features, Labels, SampleWeight, Splits
 
 METHODS = ("auto",) + solvers.METHODS
-STARTS = ("auto", "zero", "newton", "cooccurrence")
+STARTS = ("zero", "newton", "cooccurrence")
 # The relative gradient norm (5) at which the default fit stops: the held-out
 # loss there was within 0.6% of the converged model's on every set measured
 # (docs/fitting.md, "The stopping tolerance").
@@ -100,7 +101,7 @@ def _explicit_start(start, X, y, sample_weight, n_classes: int):
   """The model ``start`` names (None for ``"auto"`` and ``"zero"``: the uniform model)."""
   if isinstance(start, model_lib.SoftmaxModel):
     return start
-  if start in ("auto", "zero"):
+  if start == "zero":
     return None
   stats = statistics.SoftmaxStats.from_data(X, y, n_classes=n_classes,
                                             sample_weight=sample_weight, gram=start == "newton")
@@ -227,7 +228,7 @@ def _covariance(design: _design.HostDesign, w: np.ndarray, shift: np.ndarray) ->
 
 @model_lib.keeps_feature_names
 def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
-                l2: float | str = "auto", start: str | model_lib.SoftmaxModel = "auto",
+                l2: float | str = "auto", start: str | model_lib.SoftmaxModel = "zero",
                 tol: float = DEFAULT_TOL, sample_weight: SampleWeight = None,
                 cv: Splits = None, seed: int = 0,
                 verbose: bool = True) -> model_lib.SoftmaxModel:
@@ -243,8 +244,9 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
     l2: ``"auto"`` (the evidence (9), or held-out loss on ``cv``) or a number
       ``>= 0``, the strength of (6) per unit of sample weight (scikit-learn's
       ``C`` is ``1 / (l2 T_w)``).
-    start: ``"auto"`` or ``"zero"`` (the uniform model), ``"newton"``,
-      ``"cooccurrence"`` or a :class:`SoftmaxModel`. Whichever has the lower
+    start: ``"zero"`` (the uniform model), ``"newton"``, ``"cooccurrence"`` or
+      a :class:`SoftmaxModel` (``"auto"``, its former name for ``"zero"``, is
+      deprecated). Whichever has the lower
       objective, the start or the uniform model, is used.
     tol: the relative gradient norm (5), in the units (7), at which the fit
       stops.
@@ -259,6 +261,10 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
     ``relative_grad_norm`` is measured in the units ``info["units"]``) and
     ``info["l2_path"]`` records how ``l2`` was chosen.
   """
+  if isinstance(start, str) and start == "auto":
+    warnings.warn("fit_optimum(start='auto') is deprecated: it always meant 'zero'; pass "
+                  "start='zero'.", DeprecationWarning, stacklevel=3)
+    start = "zero"
   if not isinstance(start, model_lib.SoftmaxModel):
     _validation.check_choice("start", start, STARTS, otherwise="a SoftmaxModel")
   entry = time.perf_counter()
