@@ -81,10 +81,11 @@ def _even(n_rows, n):
   return np.arange(n) * n_rows // n
 
 
-@pytest.mark.parametrize("max_samples, n", [("auto", 16 * (N_HIDDEN + 1)), (50, 50),
-                                            (None, 300)])
-def test_max_samples_reads_rows_spread_evenly(data, max_samples, n):
-  x, y = data
+@pytest.mark.parametrize("max_samples, n", [("auto", 4096), (50, 50), (None, 5000)])
+def test_max_samples_reads_rows_spread_evenly(max_samples, n):
+  rng = np.random.default_rng(1)  # more rows than the "auto" budget of this head (4,096)
+  x = rng.random((5000, N_IN)).astype(np.float32)
+  y = (x[:, :N_CLASSES] + 0.3 * rng.random((5000, N_CLASSES))).argmax(axis=1)
   model = _mlp()
   forwarded = []
 
@@ -93,7 +94,7 @@ def test_max_samples_reads_rows_spread_evenly(data, max_samples, n):
     return nnx.relu(model.layers[0](t))
 
   explicit = es_flax.init_head(model, jnp.asarray(x), jnp.asarray(y), head=model.layers[-1],
-                               features_fn=features, max_samples=max_samples, batch_size=64)
+                               features_fn=features, max_samples=max_samples)
   init = explicit.info["init"]
   assert sum(forwarded) == n and init["rows"] == n and init["samples"] == n
   assert init["seconds"] > 0
@@ -125,8 +126,8 @@ def test_max_samples_loader_new_head_layerwise_and_linen(data):
 
   fitted = es_flax.init_layerwise(_mlp(), x, y, max_samples=100)
   assert [m.info["init"]["rows"] for m in fitted] == [100, 100]
-  fitted = es_flax.init_layerwise(_mlp(), x, y)
-  assert [m.info["init"]["rows"] for m in fitted] == [16 * (N_IN + 1), 16 * (N_HIDDEN + 1)]
+  fitted = es_flax.init_layerwise(_mlp(), x, y)  # "auto": 4,096 rows, more than there are
+  assert [m.info["init"]["rows"] for m in fitted] == [300, 300]
 
   params = {"params": {"head": {"kernel": np.zeros((N_IN, N_CLASSES), np.float32),
                                 "bias": np.zeros(N_CLASSES, np.float32)}}}

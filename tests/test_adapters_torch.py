@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import explicit_softmax as es  # noqa: E402
-from explicit_softmax.adapters import _layerwise, svd_factors  # noqa: E402
+from explicit_softmax.adapters import _fit, _layerwise, svd_factors  # noqa: E402
 from explicit_softmax.adapters import torch as es_torch  # noqa: E402
 
 N_IN, N_HIDDEN, N_CLASSES = 12, 16, 3
@@ -203,13 +203,26 @@ def _even(n_rows, n):
   return np.arange(n) * n_rows // n
 
 
-@pytest.mark.parametrize("max_samples, budget, n", [("auto", 16 * (N_HIDDEN + 1), 272),
-                                                    (50, 50, 50), (1000, 1000, 300),
-                                                    (None, None, 300)])
-def test_max_samples_reads_rows_spread_evenly(data, max_samples, budget, n):
-  """"auto" reads 16 (N + 1) rows for a head of N inputs; the rows read are i T // n, and
-  only they go through the model."""
-  x, y = data
+def test_auto_budget_is_eight_samples_per_input_and_at_least_4096():
+  assert _fit.sample_budget("auto", 12) == 4096
+  assert _fit.sample_budget("auto", 784) == 8 * 785
+  assert _fit.sample_budget(100, 784) == 100 and _fit.sample_budget(None, 784) is None
+
+
+@pytest.fixture(scope="module")
+def many():
+  """More rows than the "auto" budget of a 16-input head (4,096)."""
+  rng = np.random.default_rng(1)
+  x = rng.random((5000, N_IN)).astype(np.float32)
+  y = (x[:, :N_CLASSES] + 0.3 * rng.random((5000, N_CLASSES))).argmax(axis=1)
+  return x, y
+
+
+@pytest.mark.parametrize("max_samples, budget, n", [("auto", 4096, 4096), (50, 50, 50),
+                                                    (9000, 9000, 5000), (None, None, 5000)])
+def test_max_samples_reads_rows_spread_evenly(many, max_samples, budget, n):
+  """The rows read are i T // n, and only they go through the model."""
+  x, y = many
   model = _mlp()
   forwarded = []
 
@@ -217,8 +230,7 @@ def test_max_samples_reads_rows_spread_evenly(data, max_samples, budget, n):
     forwarded.append(len(t))
     return torch.relu(model[0](t))
 
-  explicit = es_torch.init_head(model, x, y, features_fn=features, max_samples=max_samples,
-                                batch_size=64)
+  explicit = es_torch.init_head(model, x, y, features_fn=features, max_samples=max_samples)
   init = explicit.info["init"]
   assert sum(forwarded) == n and init["rows"] == n and init["samples"] == n
   assert init["max_samples"] == budget and init["seconds"] > 0
@@ -259,8 +271,7 @@ def test_new_head_and_layerwise_read_max_samples_rows(data):
   direct = es.fit(_hidden(model, x)[rows], y[rows] % 2, n_classes=2, method="newton")
   np.testing.assert_allclose(head.weight.detach().numpy().T, direct.weights, rtol=1e-4,
                              atol=1e-5)
-  for max_samples, rows_read in (("auto", [16 * (N_IN + 1), 16 * (N_HIDDEN + 1)]),
-                                 (100, [100, 100]), (None, [300, 300])):
+  for max_samples, rows_read in (("auto", [300, 300]), (100, [100, 100]), (None, [300, 300])):
     model = _mlp()
     fitted = es_torch.init_layerwise(model, x, y, max_samples=max_samples)
     assert [m.info["init"]["rows"] for m in fitted] == rows_read

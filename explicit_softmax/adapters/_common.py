@@ -229,9 +229,10 @@ def init_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
   position one sample.
 
   Only as many samples are read as the solution needs: by default
-  ``16 (N + 1)`` for a head with ``N`` inputs (:data:`SAMPLES_PER_INPUT`; the
-  head's held-out loss against samples read is measured in
-  ``docs/deep_models.md``). From arrays, the rows are spread evenly over the
+  ``max(8 (N + 1), 4096)`` for a head with ``N`` inputs
+  (:data:`explicit_softmax.adapters._fit.SAMPLES_PER_INPUT` and
+  :data:`explicit_softmax.adapters._fit.MIN_SAMPLES`; the head's held-out loss
+  against samples read is measured in ``docs/deep_models.md``). From arrays, the rows are spread evenly over the
   data (row ``i T / k`` of ``T`` for ``k`` rows, enough rows for the budget); from
   a loader, its first batches, the last one cut at the budget, and no batch after
   it is drawn.
@@ -253,8 +254,8 @@ def init_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
     calibrate: then fit a temperature and class biases on cross-fitted logits
       of the same samples (see :func:`explicit_softmax.adapters._fit.fit_explicit`);
       advisable for the Newton form with many classes.
-    max_samples: the samples to read: ``"auto"`` (``16 (N + 1)``), a positive
-      integer, or None to read every row (every batch of a loader).
+    max_samples: the samples to read: ``"auto"`` (``max(8 (N + 1), 4096)``), a
+      positive integer, or None to read every row (every batch of a loader).
 
   Returns:
     The fitted :class:`SoftmaxModel` (the model itself is updated in place). Its
@@ -306,7 +307,8 @@ def new_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
     ridge: as :func:`init_head`.
     batch_size: as :func:`init_head`.
     calibrate: as :func:`init_head`.
-    max_samples: as :func:`init_head` (``16 (N + 1)`` samples by default).
+    max_samples: as :func:`init_head` (``max(8 (N + 1), 4096)`` samples by
+      default).
 
   Returns:
     The new dense head (already placed in ``model``).

@@ -36,13 +36,16 @@ from explicit_softmax._typing import ArrayLike
 # starts nearly flat (CE ~2.06) and fine-tunes no better than default init
 # (benchmarks/bench_init.py). Token (one-hot) models use "cooccurrence", exact there.
 DEFAULT_METHOD = "newton"
-# Samples a layer fit reads by default (max_samples="auto"), per input of the layer
-# (its N features and the bias): the sampling error of the ridge solution falls as
-# N / T, so a budget proportional to N + 1 keeps the head's held-out loss near the
-# all-rows value while the forward passes cost a fixed share of what reading every
-# row would. The held-out loss against samples read is measured in
-# docs/deep_models.md ("How many rows the head needs").
-SAMPLES_PER_INPUT = 16
+# Samples a layer fit reads by default (max_samples="auto"): SAMPLES_PER_INPUT per input
+# of the layer (its N features and the bias), and at least MIN_SAMPLES. The sampling
+# error of the ridge solution falls as N / T, so a budget proportional to N + 1 keeps
+# the head's held-out loss near its all-rows value, while the forward passes (and the
+# O(T N^2) Gram matrix) cost a fixed share of what reading every row would; the floor
+# serves narrow heads, whose rows are cheap. The head's held-out loss and seconds
+# against samples read are measured in docs/deep_models.md ("How many rows the head
+# needs", explicit-softmax bench deep --tasks rows).
+SAMPLES_PER_INPUT = 8
+MIN_SAMPLES = 4096
 # Folds of the cross-fitted calibration (calibrate=True).
 CALIBRATION_FOLDS = 5
 
@@ -126,12 +129,12 @@ def iterate_rows(n_rows: int, batch_size: int) -> Iterable[slice]:
 def sample_budget(max_samples: int | str | None, n_features: int) -> int | None:
   """The samples a fit of a layer with ``n_features`` inputs reads (None: all).
 
-  ``"auto"`` is :data:`SAMPLES_PER_INPUT` ``* (n_features + 1)``; an integer is
-  taken as is.
+  ``"auto"`` is ``max(SAMPLES_PER_INPUT * (n_features + 1), MIN_SAMPLES)``, i.e.
+  ``max(8 (N + 1), 4096)``; an integer is taken as is.
   """
   max_samples = _validation.check_max_samples(max_samples)
   if max_samples == "auto":
-    return SAMPLES_PER_INPUT * (n_features + 1)
+    return max(SAMPLES_PER_INPUT * (n_features + 1), MIN_SAMPLES)
   return max_samples
 
 

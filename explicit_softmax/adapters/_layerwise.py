@@ -169,7 +169,7 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
   4. The last layer is fitted to the real class labels.
 
   Each layer reads only the rows its fit needs: ``max_samples`` (by default
-  ``16 (N_l + 1)`` for a layer with ``N_l`` inputs, as
+  ``max(8 (N_l + 1), 4096)`` for a layer with ``N_l`` inputs, as
   :func:`explicit_softmax.adapters._common.init_head`), spread evenly over the
   data; the cluster centres are placed on (a sample of) those rows.
 
@@ -189,8 +189,8 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
     n_cluster_samples: rows drawn to place the cluster centres of each layer.
     seed: seed of the row sample and of k-means.
     hint: advice appended to the error for negative features.
-    max_samples: rows each layer's fit reads: ``"auto"`` (``16 (N_l + 1)``), a
-      positive integer, or None (every row).
+    max_samples: rows each layer's fit reads: ``"auto"``
+      (``max(8 (N_l + 1), 4096)``), a positive integer, or None (every row).
 
   Returns:
     The explicit :class:`SoftmaxModel` of each layer (hidden ones before

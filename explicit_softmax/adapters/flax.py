@@ -455,7 +455,8 @@ def init_linen_head(params: Mapping, path: str | Sequence[str], x: Inputs,
     ridge: relative ridge of the Newton solution.
     batch_size: rows per batch when ``x, y`` are arrays.
     max_samples: the samples to read, as for :func:`init_head` (``"auto"``:
-      ``16 (N + 1)``, rows spread evenly over ``x``; None: every row).
+      ``max(8 (N + 1), 4096)``, rows spread evenly over ``x``; None: every
+      row).
 
   Returns:
     The new parameter tree (same container types as ``params``).
