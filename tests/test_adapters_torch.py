@@ -377,7 +377,8 @@ def test_samples_with_all_zero_features_are_ordinary_samples(data):
     h[:10] = 0  # ten samples whose every unit is off
     return h
 
-  explicit = es_torch.init_head(model, x, y, features_fn=features, max_samples=None)
+  explicit = es_torch.init_head(model, x, y, features_fn=features, max_samples=None,
+                                batch_size=len(x))  # one batch: its first ten rows are off
   with torch.no_grad():
     feats = features(torch.as_tensor(x)).numpy()
   direct = es.fit(feats, y, n_classes=N_CLASSES, method="newton")

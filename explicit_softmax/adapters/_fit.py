@@ -359,7 +359,7 @@ def _solve(stats: statistics.SoftmaxStats, method: str, smoothing: float, ridge:
 
 def _with_feature_rms(explicit: model_lib.SoftmaxModel,
                       stats: statistics.SoftmaxStats) -> model_lib.SoftmaxModel:
-  if stats.gram is None or stats.total_weight <= 0:
+  if stats.gram is None or stats.total_weight <= 0 or stats.n_features == 0:
     return explicit
   rms = math.sqrt(max(float(np.trace(stats.gram)), 0.0)
                   / (stats.n_features * stats.total_weight))

@@ -203,7 +203,7 @@ def init_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *,
               features_fn: Callable | None = None, method: str = DEFAULT_METHOD,
               smoothing: float = solvers.DEFAULT_SMOOTHING,
               ridge: float = solvers.DEFAULT_RIDGE,
-              batch_size: int = 1024, calibrate: bool = False,
+              batch_size: int = 256, calibrate: bool = False,
               max_samples: int | str | None = "auto") -> model_lib.SoftmaxModel:
   """Fits explicit weights for the dense head of an NNX model and writes them in place.
 
@@ -231,7 +231,7 @@ def init_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *,
 def init_layerwise(model: nnx.Sequential, x: Inputs, y: Labels, *,
                    method: str = DEFAULT_METHOD, hidden_method: str | None = None,
                    smoothing: float = solvers.DEFAULT_SMOOTHING,
-                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
+                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
                    rms: float = _layerwise.DEFAULT_HIDDEN_RMS,
                    n_cluster_samples: int = _layerwise.DEFAULT_CLUSTER_SAMPLES,
                    seed: int = 0,
@@ -259,7 +259,7 @@ def new_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *, n_classes
              head: str | nnx.Linear | None = "head", features_fn: Callable | None = None,
              method: str = DEFAULT_METHOD,
              smoothing: float = solvers.DEFAULT_SMOOTHING,
-             ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
+             ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
              calibrate: bool = False,
              max_samples: int | str | None = "auto") -> nnx.Linear:
   """Replaces the dense head of a (pretrained) NNX model by an explicit head for new classes.
@@ -432,7 +432,7 @@ def init_linen_head(params: Mapping, path: str | Sequence[str], x: Inputs,
                     y: Labels | None = None, *, features_fn: Callable | None = None,
                     method: str = DEFAULT_METHOD,
                     smoothing: float = solvers.DEFAULT_SMOOTHING,
-                    ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
+                    ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
                     max_samples: int | str | None = "auto") -> Mapping:
   """A new Linen parameter tree whose Dense entry at ``path`` holds explicit weights.
 

@@ -80,10 +80,10 @@ def torch_train(model, params, x_tr, y_tr, order, steps_to_eval, evaluate, *, op
   from torch import nn
   loss_fn = loss_fn or (lambda out, yb: nn.functional.cross_entropy(out, yb))
   opt = opt or torch.optim.Adam(params, lr=LR)
-  points = [{"step": 0, "seconds": 0.0, **evaluate()}]
-  elapsed = 0.0
+  points = [{"step": 0, "seconds": 0.0, "cpu_seconds": 0.0, **evaluate()}]
+  elapsed = cpu = 0.0
   for step, idx in enumerate(order, start=1):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if schedule is not None:
       for group in opt.param_groups:
         group["lr"] = schedule(step - 1)
@@ -95,9 +95,10 @@ def torch_train(model, params, x_tr, y_tr, order, steps_to_eval, evaluate, *, op
       torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()
     elapsed += time.perf_counter() - t0
+    cpu += time.process_time() - c0
     if step in steps_to_eval:
       model.eval()
-      points.append({"step": step, "seconds": elapsed, **evaluate()})
+      points.append({"step": step, "seconds": elapsed, "cpu_seconds": cpu, **evaluate()})
       model.train()
   return points
 
@@ -126,7 +127,7 @@ def torch_cnn_arm(arm, seed, data, budget, *, arch="cnn", pretrained=None, n_cla
     model[-1] = nn.Linear(head_inputs(arch), 5)
     model.load_state_dict(pretrained)
   extra = {}
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), time.process_time()
   if pretrained is not None:  # the new head for the new classes, framework default
     model[-1] = nn.Linear(head_inputs(arch), n_classes)
   dense = [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
@@ -153,6 +154,7 @@ def torch_cnn_arm(arm, seed, data, budget, *, arch="cnn", pretrained=None, n_cla
       es_torch.new_head(model, xtr, ytr, n_classes=n_classes, calibrate=True)
       extra["rows"] = len(explicit_rows(len(xtr), head_inputs(arch)))
   init_seconds = time.perf_counter() - start
+  extra["init_cpu_seconds"] = time.process_time() - cpu_start
   extra["head_norm"] = float(model[-1].weight.detach().norm())
   x_tr, y_tr = torch.as_tensor(xtr), torch.as_tensor(ytr)
   evaluate = torch_classifier_eval(model, torch.as_tensor(xval), torch.as_tensor(yval))
@@ -261,15 +263,17 @@ def flax_train(model, x_tr, y_tr, order, steps_to_eval, x_val, y_val):
   x_d, y_d = jnp.asarray(x_tr), jnp.asarray(y_tr, jnp.int32)
   xv, yv = jnp.asarray(x_val), jnp.asarray(y_val, jnp.int32)
   step_c = step_fn.lower(params, opt_state, x_d, y_d, jnp.arange(BATCH)).compile()
-  points = [{"step": 0, "seconds": 0.0, **evaluate(params, xv, yv)}]
-  elapsed = 0.0
+  points = [{"step": 0, "seconds": 0.0, "cpu_seconds": 0.0, **evaluate(params, xv, yv)}]
+  elapsed = cpu = 0.0
   for step, idx in enumerate(order, start=1):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     params, opt_state, loss = step_c(params, opt_state, x_d, y_d, jnp.asarray(idx))
     loss.block_until_ready()
     elapsed += time.perf_counter() - t0
+    cpu += time.process_time() - c0
     if step in steps_to_eval:
-      points.append({"step": step, "seconds": elapsed, **evaluate(params, xv, yv)})
+      points.append({"step": step, "seconds": elapsed, "cpu_seconds": cpu,
+                     **evaluate(params, xv, yv)})
   nnx.update(model, params)
   return points, lambda x, y: evaluate(params, jnp.asarray(x), jnp.asarray(y, jnp.int32))
 
@@ -286,7 +290,7 @@ def flax_cnn_arm(arm, seed, data, budget, *, arch="cnn", pretrained=None, n_clas
   extra = {}
   linear_ids = [i for i, m in enumerate(model.layers) if isinstance(m, (nnx.Conv, nnx.Linear))]
   lsuv_batch = lambda: xtr[fit_rows(seed, len(xtr), LSUV_BATCH)]  # noqa: E731
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), time.process_time()
   if pretrained is not None:  # the new head for the new classes, framework default
     model.layers[-1] = nnx.Linear(head_inputs(arch), n_classes, rngs=nnx.Rngs(seed))
   if arm == "lsuv":
@@ -310,6 +314,7 @@ def flax_cnn_arm(arm, seed, data, budget, *, arch="cnn", pretrained=None, n_clas
       es_flax.new_head(model, xtr, ytr, n_classes=n_classes, calibrate=True)
       extra["rows"] = len(explicit_rows(len(xtr), head_inputs(arch)))
   init_seconds = time.perf_counter() - start
+  extra["init_cpu_seconds"] = time.process_time() - cpu_start
   extra["head_norm"] = float(np.linalg.norm(np.asarray(model.layers[-1].kernel[...])))
   order = batch_order(seed, len(xtr), budget)
   points, evaluate = flax_train(model, xtr, ytr, order, set(eval_steps(budget)), xval, yval)

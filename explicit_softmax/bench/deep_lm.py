@@ -120,7 +120,7 @@ def lm_arm(arm, seed, lm, budget):
   torch.manual_seed(seed)
   model = lm_model = torch_gpt(vocab)
   extra = {}
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), time.process_time()
   if arm == "lsuv":
     layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
     extra = torch_lsuv(model, torch.as_tensor(fit_x[:32]), layers, seed)
@@ -145,6 +145,7 @@ def lm_arm(arm, seed, lm, budget):
     explicit = es_torch.init_head(model, fit_x, fit_y, batch_size=64, calibrate=True)
     extra = explicit_record(explicit)
   init_seconds = time.perf_counter() - start
+  extra["init_cpu_seconds"] = time.process_time() - cpu_start
   extra["head_norm"] = float(model.head.weight.detach().norm())
   vx, vy = windows(val, np.linspace(0, len(val) - LM_CONTEXT - 1, LM_VAL_WINDOWS).astype(int))
   vx, vy = torch.as_tensor(vx), torch.as_tensor(vy)

@@ -27,6 +27,9 @@ def deep_verdicts(d) -> list[str]:
                  + ("" if c["half_steps"] else " (not <= 0.5 in every seed)"))
     parts.append(f"seconds ratio {_ratio(c['seconds_ratio'])}"
                  + ("" if c["half_seconds"] else " (not <= 0.5 in every seed)"))
+    if c.get("cpu_seconds_ratio") is not None:
+      parts.append(f"CPU-seconds ratio {_ratio(c['cpu_seconds_ratio'])}"
+                   + ("" if c["half_cpu_seconds"] else " (not <= 0.5 in every seed)"))
     diff = c["final_difference"]
     parts.append(f"final loss {diff['mean']:+.4f} against default"
                  + ("" if c["never_worse_at_end"] else " (worse in some seed)"))
@@ -48,8 +51,9 @@ def per_seed_table(d) -> list[str]:
   """Every arm and seed: init seconds, then steps and seconds (init included) to the
   default's final loss of that seed, their ratios to the default's own, the losses."""
   out = ["| task | framework | arm | seed | init s | steps to default's final | seconds "
-         "(init included) | steps ratio | seconds ratio | loss at step 0 | final loss |",
-         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+         "(init included) | steps ratio | seconds ratio | CPU-seconds ratio | loss at step 0 "
+         "| final loss |",
+         "| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
   for task in DEEP_TASKS:
     for fw, entry in d.get(task, {}).items():
       for arm, rows in entry["summary"].get("per_seed", {}).items():
@@ -57,7 +61,8 @@ def per_seed_table(d) -> list[str]:
           out.append(f"| {task} | {fw} | {arm} | {seed} | {r['init_seconds']:.2f} | "
                      f"{'never' if r['steps'] is None else r['steps']} | "
                      f"{_cell(r['seconds'], '.2f')} | {_cell(r['steps_ratio'], '.2f')} | "
-                     f"{_cell(r['seconds_ratio'], '.2f')} | {r['start_loss']:.3f} | "
+                     f"{_cell(r['seconds_ratio'], '.2f')} | "
+                     f"{_cell(r.get('cpu_seconds_ratio'), '.2f')} | {r['start_loss']:.3f} | "
                      f"{r['final_loss']:.4f} |")
   return out
 
@@ -137,10 +142,13 @@ def deep_section(d) -> str:
              "arm's final loss minus the peer's. The arms of a seed run one after another on "
              "cores shared with other work, so measured step times drift with the load; the "
              "second seconds column prices both arms' steps at the peer's mean step time "
-             "(initialisation seconds as measured):\n")
+             "(initialisation seconds as measured), and the CPU-seconds column counts the "
+             "process's CPU time instead of wall time (one thread per process: the time it "
+             "had a core, which other jobs do not inflate):\n")
   out.append("| task | framework | explicit arm vs peer | seeds reaching | steps ratio | "
-             "seconds ratio | seconds ratio at the peer's step cost | final loss difference |")
-  out.append("| --- | --- | --- | --- | ---: | ---: | ---: | ---: |")
+             "seconds ratio | seconds ratio at the peer's step cost | CPU-seconds ratio | "
+             "final loss difference |")
+  out.append("| --- | --- | --- | --- | ---: | ---: | ---: | ---: | ---: |")
   for task in DEEP_TASKS:
     for fw, entry in d.get(task, {}).items():
       for name, c in entry["summary"]["comparisons"].items():
@@ -148,6 +156,7 @@ def deep_section(d) -> str:
         out.append(f"| {task} | {fw} | {name.replace('_vs_', ' vs ')} | {c['reached']} | "
                    f"{_ratio(c['steps_ratio'])} | {_ratio(c['seconds_ratio'])} | "
                    f"{_ratio(c.get('seconds_ratio_equal_step_cost'))} | "
+                   f"{_ratio(c.get('cpu_seconds_ratio'))} | "
                    f"{diff['mean']:+.4f} ± {diff['std']:.4f} |")
   out.append("")
   verdicts = deep_verdicts(d)
