@@ -173,7 +173,12 @@ def main(argv=None) -> dict:
     result["config"] = {**first["config"], "tasks": [t for t in ALL_TASKS if t in result],
                         "merged": args.merge}
     result["machine"] = first["machine"]
-    result["total_seconds"] = max(p["total_seconds"] for p in result["parts"])
+    # The wall-clock span of the parts, whether they ran side by side or one after another.
+    starts = [time.mktime(time.strptime(p["machine"]["date"], "%Y-%m-%d %H:%M:%S"))
+              for p in result["parts"]]
+    result["total_seconds"] = (max(t + p["total_seconds"] for t, p in zip(starts,
+                                                                          result["parts"]))
+                               - min(starts))
     finish(result, out)
     return result
   _harness.limit_threads(args.threads)

@@ -142,6 +142,7 @@ def plot_rows(rows: dict, path) -> None:
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
+  from matplotlib.ticker import FormatStrFormatter
   from explicit_softmax.adapters import _fit
   from explicit_softmax.bench import _harness
   table = rows["summary"]
@@ -154,12 +155,14 @@ def plot_rows(rows: dict, path) -> None:
       ax.plot([p["samples"] / (n + 1) for p in points if p["multiple"] == "auto"],
               [p[key] for p in points if p["multiple"] == "auto"], marker="*", ms=14,
               color=line.get_color(), ls="none")
-  axes[0].set(xscale="log", yscale="symlog", xlabel="samples read / (N + 1)",
+  axes[0].set(xscale="log", xlabel="samples read / (N + 1)",
               ylabel="held-out loss above reading every row (nats)",
               title="explicit head at initialisation (calibrated)")
   axes[1].set(xscale="log", yscale="log", xlabel="samples read / (N + 1)",
               ylabel="init_head / new_head seconds", title="what reading them costs")
+  axes[1].yaxis.set_major_formatter(FormatStrFormatter("%g"))
   for ax in axes:
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
     ax.axvline(_fit.SAMPLES_PER_INPUT, color="k", lw=0.8, ls=":",
                label=f"{_fit.SAMPLES_PER_INPUT} (N + 1); stars: the default budget, "
                      f"at least {_fit.MIN_SAMPLES:,}")

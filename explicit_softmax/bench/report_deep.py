@@ -111,7 +111,8 @@ def rows_table(d) -> list[str]:
 
 
 def deep_section(d) -> str:
-  """The deep-model initialisers (bench_deep.py): arms, target ratios and verdicts."""
+  """The deep-model initialisers (`explicit-softmax bench deep`): arms, per-seed times, target
+  ratios and verdicts, what sets the ends, and the head-rows sweep."""
   m = d.get("machine", {})
   load = m.get("loadavg_start")
   cfg = d["config"]
@@ -174,7 +175,7 @@ def deep_section(d) -> str:
     out.extend(per_seed_table(d))
     out.append("")
     out.append("What sets the ends: the norm of the head's weights after initialisation "
-               "(the default's is about 2), the root-mean-square of the features the explicit "
+               "(compare the default arm's), the root-mean-square of the features the explicit "
                "head read, the rows it (and the probe) read, and, per seed, how many steps the "
                "default needs to reach this arm's loss at step 0 (what a better start alone "
                "can save):\n")
