@@ -132,10 +132,12 @@ def sample_budget(max_samples: int | str | None, n_features: int) -> int | None:
   ``"auto"`` is ``max(SAMPLES_PER_INPUT * (n_features + 1), MIN_SAMPLES)``, i.e.
   ``max(8 (N + 1), 4096)``; an integer is taken as is.
   """
-  max_samples = _validation.check_max_samples(max_samples)
-  if max_samples == "auto":
+  checked = _validation.check_max_samples(max_samples)
+  if checked is None:
+    return None
+  if checked == "auto":
     return max(SAMPLES_PER_INPUT * (n_features + 1), MIN_SAMPLES)
-  return max_samples
+  return int(checked)
 
 
 def even_rows(n_rows: int, n_take: int | None) -> np.ndarray | None:
