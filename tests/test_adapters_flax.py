@@ -13,7 +13,7 @@ from flax import linen  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import explicit_softmax as es  # noqa: E402
-from explicit_softmax.adapters import centred_weights, svd_factors  # noqa: E402
+from explicit_softmax.adapters import _fit, centred_weights, svd_factors  # noqa: E402
 from explicit_softmax.adapters import flax as es_flax  # noqa: E402
 
 N_IN, N_HIDDEN, N_CLASSES = 12, 16, 3
@@ -139,6 +139,21 @@ def test_max_samples_loader_new_head_layerwise_and_linen(data):
   for bad in (0, 2.5, "all"):
     with pytest.raises(ValueError, match="max_samples must be"):
       es_flax.init_head(_mlp(), x, y, head=None, max_samples=bad)
+
+
+def test_calibrate_is_the_cross_fitted_calibration_of_the_features(data):
+  """calibrate=True: the plain solution times the out-of-fold temperature (5 folds by row),
+  the same as fitting the features read in one batch (folds do not depend on batching)."""
+  x, y = data
+  plain = es_flax.init_head(_mlp(), x, y, max_samples=None)
+  calibrated = es_flax.init_head(_mlp(), x, y, calibrate=True, max_samples=None, batch_size=64)
+  info = calibrated.info["calibration"]
+  assert info["folds"] == 5 and info["temperature"] > 0
+  np.testing.assert_allclose(calibrated.weights, info["temperature"] * plain.weights, rtol=1e-6)
+  direct = _fit.fit_explicit([(_hidden(_mlp(), x), y)], n_features=N_HIDDEN,
+                             n_classes=N_CLASSES, calibrate=True)
+  np.testing.assert_allclose(calibrated.weights, direct.weights, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(calibrated.bias, direct.bias, rtol=1e-4, atol=1e-5)
 
 
 def test_state_is_updated_in_place(data):
