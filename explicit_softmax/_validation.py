@@ -119,6 +119,16 @@ def check_l2(l2, *, allow_auto: bool = True):
   return check_number("l2", l2)
 
 
+def check_max_samples(max_samples):
+  """How many samples a layer fit may read: ``"auto"``, None (all) or a positive integer."""
+  if max_samples is None or (isinstance(max_samples, str) and max_samples == "auto"):
+    return max_samples
+  if isinstance(max_samples, str):
+    raise ValueError(f"max_samples must be 'auto', None (read every row) or a positive "
+                     f"integer; got {max_samples!r}.")
+  return check_integer("max_samples", max_samples)
+
+
 def check_learning_rate(rate, step: int | None = None) -> float:
   """A step size as a float; a ValueError unless finite and >= 0.
 
