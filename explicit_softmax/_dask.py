@@ -28,6 +28,7 @@ import numpy as np
 
 from explicit_softmax import _design
 from explicit_softmax import _one_partition
+from explicit_softmax import _targets
 from explicit_softmax import _validation
 
 INSTALL = "pip install 'explicit-softmax[dask]'"
@@ -330,7 +331,7 @@ def logits(X, weights: np.ndarray, bias: np.ndarray, features=None):
 
 def _codes(values, classes):
   """Indices of ``values`` in the sorted ``classes`` (every value is one of them)."""
-  return np.searchsorted(classes, np.asarray(values))
+  return _targets.encode_labels(values, classes)[1]
 
 
 def _frame_codes(series, classes):
@@ -360,7 +361,7 @@ def encode_labels(X, y):
     classes = np.unique(X[y].unique().compute().to_numpy())
     return classes, X.assign(**{y: _frame_codes(X[y], classes)}), y
   if not is_dask(y):
-    classes, codes = np.unique(np.asarray(y), return_inverse=True)
+    classes, codes = _targets.encode_labels(y)
     return classes, X, codes
   if isinstance(y, da.Array):
     classes = np.unique(da.unique(y).compute())

@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 import numpy as np
 import scipy.sparse as sp
 
+from explicit_softmax import _targets
 from explicit_softmax import _validation
 
 SVMLIGHT_SUFFIXES = (".svm", ".svmlight", ".libsvm")
@@ -434,8 +435,8 @@ def encode_labels(y, n_classes: int | None = None):
     raise ValueError(
         "--n-classes applies to integer labels 0..M-1; these labels are encoded from "
         "their distinct values instead. Drop --n-classes.")
-  classes, codes = np.unique(y, return_inverse=True)
-  return codes.astype(np.int64), [_label_key(c) for c in classes]
+  classes, codes = _targets.encode_labels(y)
+  return codes, [_label_key(c) for c in classes]
 
 
 def map_labels(y, classes, n_classes: int):

@@ -69,22 +69,78 @@ class TextBar:
       self.stream.flush()
 
 
+class _Deferred:
+  """A bar updated by hand that is made only once its work has run ``delay`` seconds.
+
+  Most fits end well within the delay, and importing tqdm costs more than a
+  small fit (milliseconds, on every first call in a process).
+  """
+
+  def __init__(self, delay: float, kwargs: dict):
+    self._kwargs, self._start, self._delay = kwargs, time.monotonic(), delay
+    self._bar = None
+    self.n: float = 0
+
+  def _shown(self):
+    if self._bar is None and time.monotonic() - self._start >= self._delay:
+      self._bar = _make(None, {**self._kwargs, "initial": self.n})
+    return self._bar
+
+  def update(self, n: float = 1) -> None:
+    bar = self._shown()  # made with the count so far, then advanced by n
+    self.n += n
+    if bar is not None:
+      bar.update(n)
+
+  def set_description(self, desc: str) -> None:
+    self._kwargs["desc"] = desc
+    if self._bar is not None:
+      self._bar.set_description(desc)
+
+  def set_postfix_str(self, text: str) -> None:
+    bar = self._shown()
+    if bar is not None:
+      bar.set_postfix_str(text)
+
+  def __enter__(self) -> "_Deferred":
+    return self
+
+  def __exit__(self, *exc) -> None:
+    self.close()
+
+  def close(self) -> None:
+    if self._bar is not None:
+      self._bar.close()
+
+
 def progress(iterable: Iterable | None = None, **kwargs):
   """A progress bar over ``iterable`` (or, as a context manager, updated by hand).
 
   Args:
     iterable: what to iterate over, or None for a bar updated with ``update(n)``.
     **kwargs: ``total``, ``desc``, ``unit``; ``delay`` (seconds before the bar
-      first shows: work that ends sooner leaves no trace) and ``disable``
-      (True: never shown; the default None hides it outside a terminal).
+      first shows: work that ends sooner leaves no trace, and a bar updated by
+      hand is not even made) and ``disable`` (True: never shown; the default
+      None hides it outside a terminal).
 
   Returns:
     A tqdm bar (hidden when stderr is not a terminal) if tqdm is installed, else
     a ``TextBar``.
   """
+  delay = kwargs.pop("delay", 0.0)
+  if iterable is None and delay > 0:
+    if kwargs.get("disable") is True:
+      return TextBar(disable=True, **{k: v for k, v in kwargs.items() if k != "disable"})
+    return _Deferred(delay, kwargs)
+  return _make(iterable, {**kwargs, "delay": delay})
+
+
+def _make(iterable, kwargs: dict):
+  """tqdm's bar if tqdm is installed, else a :class:`TextBar`."""
   try:
     from tqdm.auto import tqdm
   except ImportError:
+    kwargs = {k: v for k, v in kwargs.items() if k != "initial"}
     return TextBar(iterable, **kwargs)
   kwargs.setdefault("disable", None)
   if kwargs["disable"] is False:

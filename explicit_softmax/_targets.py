@@ -51,3 +51,32 @@ class Targets:
       out[np.arange(len(self.labels)), self.labels] = 1
       return out
     return np.asarray(self.probs, dtype)
+
+
+def encode_labels(y, classes: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+  """``(classes, codes)``: the sorted distinct labels and each label's index among them.
+
+  The one label encoder of the estimator, the Dask path and the command line:
+  labels of any type become the class codes ``0..M-1`` in sorted order.
+
+  Args:
+    y: (T,) labels of any sortable type.
+    classes: the sorted classes to encode against (None: those of ``y``).
+
+  Returns:
+    The classes and (T,) int64 codes.
+
+  Raises:
+    ValueError: a label that is not one of ``classes``.
+  """
+  y = np.asarray(y)
+  if classes is None:
+    classes, codes = np.unique(y, return_inverse=True)
+    return classes, codes.astype(np.int64).reshape(-1)
+  classes = np.asarray(classes)
+  unknown = ~np.isin(y, classes)
+  if np.any(unknown):
+    raise ValueError(
+        f"y contains labels {np.unique(y[unknown])!r} that are not in classes {classes!r}; "
+        "pass every label in `classes` on the first partial_fit call.")
+  return classes, np.searchsorted(classes, y).astype(np.int64)

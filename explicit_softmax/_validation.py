@@ -102,6 +102,14 @@ def check_choice(name: str, value, choices, *, otherwise: str = ""):
   raise ValueError(f"{name}={value!r} is unknown; choose one of {tuple(choices)}{also}.")
 
 
+def check_post_process(method: str, calibrate: bool, refine) -> None:
+  """Calibration and refinement follow a closed form, not the optimum."""
+  if method == "auto" and (calibrate or refine is not None):
+    raise ValueError(
+        "calibrate and refine apply to the closed forms; method='auto' already returns the "
+        "refined optimum. Use method='cooccurrence' or 'newton' with them.")
+
+
 def check_l2(l2, *, allow_auto: bool = True):
   """The L2 penalty: ``"auto"`` (when allowed) or a finite number >= 0."""
   if allow_auto and isinstance(l2, str) and l2 == "auto":
@@ -109,6 +117,16 @@ def check_l2(l2, *, allow_auto: bool = True):
   if isinstance(l2, str):
     raise ValueError(f"l2 must be 'auto' or a finite number >= 0; got {l2!r}.")
   return check_number("l2", l2)
+
+
+def check_max_samples(max_samples):
+  """How many samples a layer fit may read: ``"auto"``, None (all) or a positive integer."""
+  if max_samples is None or (isinstance(max_samples, str) and max_samples == "auto"):
+    return max_samples
+  if isinstance(max_samples, str):
+    raise ValueError(f"max_samples must be 'auto', None (read every row) or a positive "
+                     f"integer; got {max_samples!r}.")
+  return check_integer("max_samples", max_samples)
 
 
 def check_learning_rate(rate, step: int | None = None) -> float:

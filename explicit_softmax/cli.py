@@ -29,8 +29,6 @@ from explicit_softmax import _validation
 from explicit_softmax._files import encode_labels, map_labels, read_data
 
 PROG = "explicit-softmax"
-# Rows per batch when collecting statistics (one progress-bar tick each).
-BATCH_ROWS = 65_536
 
 EPILOG = """\
 examples:
@@ -75,12 +73,6 @@ def _l2_value(text: str):
   if not (np.isfinite(value) and value >= 0):
     raise argparse.ArgumentTypeError(f"expected auto or a finite number >= 0; got {text!r}")
   return value
-
-
-def _batches(x, y):
-  for start in range(0, x.shape[0], BATCH_ROWS):
-    rows = slice(start, start + BATCH_ROWS)
-    yield x[rows], y[rows]
 
 
 def _cmd_fit(args) -> int:
@@ -130,39 +122,12 @@ def _cmd_fit(args) -> int:
 
 
 def _fit_model(args, x, targets, n_classes: int):
-  """The model ``fit`` asks for: the optimum, or a closed form then optionally
-  calibrated and refined."""
-  import explicit_softmax as es
-  if args.method == "auto":
-    if args.calibrate or args.refine:
-      raise ValueError(
-          "--calibrate and --refine apply to the closed forms; --method auto already "
-          "returns the refined optimum. Pass --method cooccurrence or newton with them.")
-    return es.fit(x, targets, n_classes=n_classes, l2=args.l2, smoothing=args.smoothing,
-                  ridge=args.ridge)
-  with _progress.progress(total=-(-x.shape[0] // BATCH_ROWS), desc="statistics", unit="batch") as bar:
-    stats = None
-    for xb, yb in _batches(x, targets):
-      part = es.SoftmaxStats.from_data(xb, yb, n_classes=n_classes,
-                                       gram=args.method == "newton")
-      stats = part if stats is None else stats + part
-      bar.update()
-  model = es.solve(stats, args.method, smoothing=args.smoothing, ridge=args.ridge)
-  # After a closed form, "auto" means scikit-learn's C = 1.
-  l2 = 1.0 / x.shape[0] if args.l2 == "auto" else args.l2
-  if args.calibrate:
-    model = es.calibrate(model, x, targets, l2=l2)
-  if not args.refine:
-    return model
-  with _progress.progress(total=args.steps, desc=f"refine ({args.refine})", unit="step") as bar:
-    def callback(step, current, record):
-      del current
-      bar.update(step + 1 - bar.n)
-      bar.set_postfix_str(f"loss {record['loss']:.4f}")
-    # About 100 progress updates: steps between callbacks run in one jitted loop.
-    return es.refine(model, x, targets, method=args.refine, steps=args.steps, l2=l2,
-                     batch_size=args.batch_size, callback=callback,
-                     callback_every=max(1, args.steps // 100))
+  """The model ``fit`` asks for, from the library's one pipeline."""
+  from explicit_softmax import fitting
+  return fitting.run(x, targets, n_classes, args.method, smoothing=args.smoothing,
+                     ridge=args.ridge, l2=args.l2, calibrate=args.calibrate,
+                     refine=args.refine or None, refine_steps=args.steps,
+                     batch_size=args.batch_size).model
 
 
 def _accuracy(model, x, targets) -> float:

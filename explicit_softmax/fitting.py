@@ -24,7 +24,9 @@ References:
 
 from __future__ import annotations
 
+import dataclasses
 import time
+import warnings
 
 import numpy as np
 
@@ -38,13 +40,15 @@ from explicit_softmax import _regularisation
 from explicit_softmax import _targets
 from explicit_softmax import _validation
 from explicit_softmax import _convergence
+from explicit_softmax import calibration
 from explicit_softmax import model as model_lib
+from explicit_softmax import refinement
 from explicit_softmax import solvers
 from explicit_softmax import statistics
 from explicit_softmax._typing import Features, Labels, SampleWeight, Splits
 
 METHODS = ("auto",) + solvers.METHODS
-STARTS = ("auto", "zero", "newton", "cooccurrence")
+STARTS = ("zero", "newton", "cooccurrence")
 # The relative gradient norm (5) at which the default fit stops: the held-out
 # loss there is close to the converged model's at a fraction of the steps
 # (measured in docs/fitting.md, "The stopping tolerance").
@@ -96,7 +100,7 @@ def _explicit_start(start, X, y, sample_weight, n_classes: int):
   """The model ``start`` names (None for ``"auto"`` and ``"zero"``: the uniform model)."""
   if isinstance(start, model_lib.SoftmaxModel):
     return start
-  if start in ("auto", "zero"):
+  if start == "zero":
     return None
   stats = statistics.SoftmaxStats.from_data(X, y, n_classes=n_classes,
                                             sample_weight=sample_weight, gram=start == "newton")
@@ -223,7 +227,7 @@ def _covariance(design: _design.HostDesign, w: np.ndarray, shift: np.ndarray) ->
 
 @model_lib.keeps_feature_names
 def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
-                l2: float | str = "auto", start: str | model_lib.SoftmaxModel = "auto",
+                l2: float | str = "auto", start: str | model_lib.SoftmaxModel = "zero",
                 tol: float = 1e-3, sample_weight: SampleWeight = None,
                 cv: Splits = None, seed: int = 0,
                 verbose: bool = True) -> model_lib.SoftmaxModel:
@@ -238,9 +242,10 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
     l2: ``"auto"`` (the evidence (9), or held-out loss on ``cv``) or a number
       ``>= 0``, the strength of (6) per unit of sample weight (scikit-learn's
       ``C`` is ``1 / (l2 T_w)``).
-    start: ``"auto"`` or ``"zero"`` (the uniform model), ``"newton"``, ``"cooccurrence"`` or a
-      [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel]. Whichever has the lower objective, the
-      start or the uniform model, is used.
+    start: ``"zero"`` (the uniform model), ``"newton"``, ``"cooccurrence"`` or
+      a :class:`SoftmaxModel` (``"auto"``, its former name for ``"zero"``, is
+      deprecated). Whichever has the lower
+      objective, the start or the uniform model, is used.
     tol: the relative gradient norm (5), in the units (7), at which the fit
       stops.
     sample_weight: optional (T,) nonnegative weights.
@@ -254,6 +259,10 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
     ``relative_grad_norm`` is measured in the units ``info["units"]``) and
     ``info["l2_path"]`` records how ``l2`` was chosen.
   """
+  if isinstance(start, str) and start == "auto":
+    warnings.warn("fit_optimum(start='auto') is deprecated: it always meant 'zero'; pass "
+                  "start='zero'.", DeprecationWarning, stacklevel=3)
+    start = "zero"
   if not isinstance(start, model_lib.SoftmaxModel):
     _validation.check_choice("start", start, STARTS, otherwise="a SoftmaxModel")
   entry = time.perf_counter()
@@ -481,15 +490,57 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
     column names, its ``info["feature_names"]`` lists them (and DataFrames given to it later are
     matched by name).
   """
+  return run(X, y, n_classes, method, smoothing=smoothing, ridge=ridge, l2=l2, tol=tol,
+             sample_weight=sample_weight, cv=cv, verbose=verbose).model
+
+
+@dataclasses.dataclass(frozen=True)
+class Fitted:
+  """What :func:`run` made: the model, and the statistics of a closed form (else None)."""
+
+  model: model_lib.SoftmaxModel
+  stats: statistics.SoftmaxStats | None = None
+
+
+def run(X: Features, y: Labels, n_classes: int | None = None, method: str = "auto", *,
+        smoothing: float = 0.1, ridge: float = 1e-3,
+        l2: float | str = "auto", tol: float = 1e-3, sample_weight: SampleWeight = None,
+        cv: Splits = None, verbose: bool = True, calibrate: bool = False,
+        refine: str | None = None, refine_steps: int = 50,
+        batch_size: int | None = None) -> Fitted:
+  """The one pipeline behind ``es.fit``, the estimator and the command line.
+
+  Validate and place ``X`` once; then the optimum (``method="auto"`` off
+  one-hot data), or one pass of statistics, a closed form and, as asked, the
+  calibration and the refinement of the closed form. The front ends parse
+  their own inputs (labels of any type, files, DataFrames) and call this.
+
+  Args:
+    X, y, n_classes, method, smoothing, ridge, l2, tol, sample_weight, cv,
+      verbose: as :func:`fit`.
+    calibrate: after a closed form, fit a temperature and class biases
+      (:func:`explicit_softmax.calibrate`).
+    refine: after a closed form (and calibration), None, or the
+      :func:`explicit_softmax.refine` method (``"lbfgs"``, ``"adam"``, ``"sgd"``)
+      for ``refine_steps`` steps at ``tol``; both use ``l2`` (``"auto"``: 1 over
+      the total sample weight, scikit-learn's ``C = 1``).
+    refine_steps: the steps of that refinement.
+    batch_size: its minibatch rows (None: full batch); ``verbose`` shows its
+      progress.
+
+  Returns:
+    A :class:`Fitted`.
+  """
   _validation.check_choice("method", method, METHODS)
   # Checked whichever path applies, so that a wrong value never passes unseen.
   smoothing = _validation.check_number("smoothing", smoothing)
   ridge = _validation.check_number("ridge", ridge)
+  _validation.check_post_process(method, calibrate, refine)
   design = _placement.place(X, y, sample_weight, n_classes)  # where the rows live: once
   if method == "auto":
     if not design.is_one_hot():
-      return _fit_placed(design, y, n_classes, l2=l2, tol=tol, sample_weight=sample_weight,
-                         cv=cv, verbose=verbose)
+      return Fitted(_fit_placed(design, y, n_classes, l2=l2, tol=tol,
+                                sample_weight=sample_weight, cv=cv, verbose=verbose))
     method = "cooccurrence"
   stats = statistics.SoftmaxStats.from_design(design, X, y, n_classes=n_classes,
                                               sample_weight=sample_weight,
@@ -497,4 +548,30 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
   model = solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
   if design.layout is not None:  # checked against token inputs at predict time
     model = model.replace(info={**model.info, "token_layout": design.layout})
-  return model
+  if calibrate or refine is not None:
+    post_l2 = 1.0 / stats.total_weight if isinstance(l2, str) else float(l2)
+    if calibrate:
+      if not design.local:
+        raise ValueError(
+            "calibrate=True is not available for data held in partitions (calibration reads "
+            "the logits of all rows at once); use refine='lbfgs', which runs over them.")
+      model = calibration.calibrate(model, X, y, sample_weight=sample_weight, l2=post_l2)
+    if refine is not None:
+      model = _refine_with_progress(model, X, y, refine, refine_steps, post_l2, tol,
+                                    sample_weight, batch_size, verbose)
+  return Fitted(model, stats)
+
+
+def _refine_with_progress(model, X, y, method: str, steps: int, l2: float, tol: float,
+                          sample_weight, batch_size, verbose: bool) -> model_lib.SoftmaxModel:
+  """:func:`explicit_softmax.refine` with a progress bar (about 100 updates: the
+  steps between callbacks run in one jitted loop)."""
+  with _progress.progress(total=steps, desc=f"refine ({method})", unit="step",
+                          delay=PROGRESS_DELAY_SECONDS, disable=not verbose) as bar:
+    def callback(step, current, record):
+      del current
+      bar.update(step + 1 - bar.n)
+      bar.set_postfix_str(f"loss {record['loss']:.4f}")
+    return refinement.refine(model, X, y, method=method, steps=steps, l2=l2, tol=tol,
+                             sample_weight=sample_weight, batch_size=batch_size,
+                             callback=callback, callback_every=max(1, steps // 100))

@@ -40,8 +40,8 @@ from sklearn.utils.multiclass import check_classification_targets, unique_labels
 from sklearn.utils.validation import check_is_fitted
 
 from explicit_softmax import _dask
+from explicit_softmax import _targets
 from explicit_softmax import _validation
-from explicit_softmax import calibration
 from explicit_softmax import fitting
 from explicit_softmax import refinement
 from explicit_softmax import solvers
@@ -178,25 +178,27 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     _check_features(X)
     X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=True)
     check_classification_targets(y)
-    classes, codes = np.unique(y, return_inverse=True)
+    classes, codes = _targets.encode_labels(y)
     sw = _validation.check_sample_weight(sample_weight, X.shape[0])
-    m = len(classes)
-    if self.method == "auto":
-      model = fitting.fit(X, codes, n_classes=m, l2=self.l2, tol=self.tol, sample_weight=sw,
-                          smoothing=self.smoothing, cv=self.cv)
-      stats = None
-    else:
-      stats = statistics.SoftmaxStats.from_data(X, codes, n_classes=m, sample_weight=sw,
-                                                gram=self.method == "newton")
-      model = self._post_process(solvers.solve(stats, self.method, smoothing=self.smoothing,
-                                               ridge=self.ridge), X, codes, sw)
+    fitted = self._run(X, codes, len(classes), sw)
     self.classes_ = classes
-    if stats is not None:
-      self.stats_ = stats
+    self._keep(fitted)
+    return self
+
+  def _run(self, X, codes, n_classes: int, sample_weight) -> fitting.Fitted:
+    """The library's one pipeline (``fitting.run``) with this estimator's parameters."""
+    return fitting.run(X, codes, n_classes, self.method, smoothing=self.smoothing,
+                       ridge=self.ridge, l2=self.l2, tol=self.tol, sample_weight=sample_weight,
+                       cv=self.cv, calibrate=self.calibrate, refine=self.refine,
+                       refine_steps=self.refine_steps)
+
+  def _keep(self, fitted: fitting.Fitted) -> None:
+    """The fitted model and, for the closed forms, the statistics ``partial_fit`` adds to."""
+    if fitted.stats is not None:
+      self.stats_ = fitted.stats
     elif hasattr(self, "stats_"):
       del self.stats_
-    self._set_model(model)
-    return self
+    self._set_model(fitted.model)
 
   def _fit_dask(self, X, y, sample_weight) -> ExplicitSoftmaxClassifier:
     """[`fit`][explicit_softmax.sklearn.ExplicitSoftmaxClassifier.fit] on a dask array or DataFrame
@@ -205,53 +207,22 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     Labels of any type are encoded per partition; the statistics, the optimum
     and ``refine`` run over the partitions (see ``docs/scaling.md``).
     """
-    if self.calibrate:
-      raise ValueError(
-          "calibrate=True is not available for dask data (calibration reads the logits of "
-          "all rows at once); use calibrate=False, or refine='lbfgs', which runs over the "
-          "partitions.")
     if self.refine not in (None, "lbfgs"):
       raise ValueError(
           f"refine={self.refine!r} is not available for dask data: only full-batch 'lbfgs' "
           "runs over the partitions.")
     classes, X, codes = _dask.encode_labels(X, y)
-    m = len(classes)
-    if self.method == "auto":
-      model = fitting.fit(X, codes, n_classes=m, l2=self.l2, tol=self.tol,
-                          sample_weight=sample_weight, cv=self.cv)
-      stats = None
-    else:
-      stats = statistics.SoftmaxStats.from_data(X, codes, n_classes=m,
-                                                sample_weight=sample_weight,
-                                                gram=self.method == "newton")
-      model = solvers.solve(stats, self.method, smoothing=self.smoothing, ridge=self.ridge)
-      if self.refine is not None:
-        l2 = 1.0 / stats.total_weight if isinstance(self.l2, str) else self.l2
-        model = refinement.refine(model, X, codes, steps=self.refine_steps, l2=l2, tol=self.tol,
-                                  sample_weight=sample_weight)
+    fitted = self._run(X, codes, len(classes), sample_weight)
+    model = fitted.model
     self.classes_ = classes
-    if stats is not None:
-      self.stats_ = stats
-    elif hasattr(self, "stats_"):
-      del self.stats_
+    self._keep(fitted)
     self.n_features_in_ = model.n_features
     if isinstance(y, str):  # a DataFrame: its feature columns, in order
       self.feature_names_in_ = np.asarray(
           [c for c in X.columns if c not in (y, sample_weight)], dtype=object)
     elif hasattr(self, "feature_names_in_"):
       del self.feature_names_in_
-    self._set_model(model)
     return self
-
-  def _post_process(self, model, X, codes, sw):
-    """``calibrate`` and ``refine`` after a closed form, as requested."""
-    l2 = 1.0 / sw.sum() if isinstance(self.l2, str) else self.l2
-    if self.calibrate:
-      model = calibration.calibrate(model, X, codes, sample_weight=sw, l2=l2)
-    if self.refine is not None:
-      model = refinement.refine(model, X, codes, method=self.refine, steps=self.refine_steps,
-                                l2=l2, tol=self.tol, sample_weight=sw)
-    return model
 
   def _check_partial_fit(self) -> bool:
     if self.method == "auto" or self.calibrate or self.refine is not None:
@@ -307,7 +278,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     X, y = _validate_data(self, X, y, accept_sparse="csr", dtype=_DTYPES, reset=first)
     check_classification_targets(y)
     known = np.asarray(classes) if first else self.classes_
-    codes = _encode(y, known)
+    codes = _targets.encode_labels(y, known)[1]
     sw = _validation.check_sample_weight(sample_weight, X.shape[0])
     gram = self.method == "newton" if first else self.stats_.gram is not None
     batch = statistics.SoftmaxStats.from_data(X, codes, n_classes=len(known), sample_weight=sw,
@@ -334,10 +305,7 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     _validation.check_l2(self.l2)
     if self.refine is not None:
       _validation.check_choice("refine", self.refine, refinement.METHODS)
-    if self.method == "auto" and (self.calibrate or self.refine is not None):
-      raise ValueError(
-          "calibrate and refine apply to the closed forms; method='auto' already returns "
-          "the refined optimum. Use method='cooccurrence' or 'newton' with them.")
+    _validation.check_post_process(self.method, self.calibrate, self.refine)
     _validation.check_integer("refine_steps", self.refine_steps, minimum=0)
 
   # -- prediction --------------------------------------------------------------
@@ -397,13 +365,3 @@ def _check_features(X) -> None:
   column or cell), before scikit-learn's conversion would fail or drop the mask."""
   _validation.check_not_masked("X", X)
   _validation.check_numeric_columns(X)
-
-
-def _encode(y, classes: np.ndarray) -> np.ndarray:
-  """Indices of the labels ``y`` in the sorted ``classes``; unknown labels raise."""
-  unknown = ~np.isin(y, classes)
-  if np.any(unknown):
-    raise ValueError(
-        f"y contains labels {np.unique(np.asarray(y)[unknown])!r} that are not in classes "
-        f"{classes!r}; pass every label in `classes` on the first partial_fit call.")
-  return np.searchsorted(classes, y)

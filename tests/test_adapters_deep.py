@@ -83,16 +83,63 @@ def test_cnn_head_reproduces_the_explicit_model(images, dtype, calibrate):
   assert id(model[-1].weight) == weight_id and model[-1].weight.device.type == "cpu"
 
 
-def test_calibration_never_raises_the_training_cross_entropy(images):
-  """Calibration minimises CE + l2/2 ||beta||^2 from (T=1, beta=0), the uncalibrated
-  model: so the calibrated CE on the same rows is at most the uncalibrated one."""
+def _cross_entropy(logits, y):
+  z = logits - logits.max(axis=1, keepdims=True)
+  return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(len(y)), y]))
+
+
+def test_calibration_minimises_the_cross_fitted_cross_entropy(images):
+  """calibrate=True is the plain solution with a temperature tau and class biases beta
+  that minimise CE(tau z + beta) + l2/2 ||beta||^2 over out-of-fold logits z (5 folds of
+  the rows, i % 5; each fold's logits from the solution of the other four folds): a
+  convex objective, so its minimiser is no worse than (1, 0) or any nearby point."""
   x, y = images
   plain = es_torch.init_head(_cnn(), x, y)
   calibrated = es_torch.init_head(_cnn(), x, y, calibrate=True)
-  feats = _body(_cnn(), x)
-  assert calibrated.log_loss(feats, y) <= plain.log_loss(feats, y) + 1e-9
+  feats = _body(_cnn(), x).astype(np.float64)
+  info = calibrated.info["calibration"]
+  tau, l2 = info["temperature"], info["l2"]
+  assert info["folds"] == 5 and l2 == 1 / len(x) and tau > 0
+  np.testing.assert_allclose(calibrated.weights, tau * plain.weights, rtol=1e-6)
+  beta = calibrated.bias.astype(np.float64) - tau * plain.bias
+  folds = np.arange(len(x)) % 5
+  z = np.empty((len(x), 3))
+  for k in range(5):
+    rest = es.SoftmaxStats.from_data(feats[folds != k], y[folds != k], n_classes=3, gram=True)
+    held_out = es.solve(rest, "newton")
+    z[folds == k] = feats[folds == k] @ held_out.weights + held_out.bias
+
+  def objective(t, b):
+    return _cross_entropy(t * z + b, y) + l2 / 2 * float(b @ b)
+
+  best = objective(tau, beta)
+  assert best <= objective(1.0, np.zeros(3))
+  for dt, db in ((1e-2, 0), (-1e-2, 0), (0, 1e-2), (0, -1e-2)):
+    assert best <= objective(tau + dt, beta + db * np.array([1.0, -1.0, 0.0]))
   with pytest.raises(ValueError, match="calibrate must be True or False; got 'yes'"):
     es_torch.init_head(_cnn(), x, y, calibrate="yes")
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_cross_fitted_calibration_does_not_learn_the_fits_overconfidence(seed):
+  """With fewer rows (40) than twice the features (30), the solution nearly interpolates
+  its rows: calibrated on them, the temperature soars and the held-out CE with it; fitted
+  on out-of-fold logits, it falls to about zero and the head stays near the uniform CE."""
+  rng = np.random.default_rng(seed)
+  w = rng.normal(size=(30, 3))
+
+  def draw(t):
+    x = rng.normal(size=(t, 30)).astype(np.float32)
+    return x, (x @ w / np.sqrt(30) * 1.5 + rng.gumbel(size=(t, 3))).argmax(axis=1)
+
+  (x, y), (x_test, y_test) = draw(40), draw(2000)
+  plain = es_torch.init_head(nn.Linear(30, 3), x, y)
+  same_rows = es.calibrate(plain, x, y, l2=1 / len(x))
+  cross_fitted = es_torch.init_head(nn.Linear(30, 3), x, y, calibrate=True)
+  assert cross_fitted.info["calibration"]["temperature"] < 0.1
+  assert same_rows.info["calibration"]["temperature"] > 1
+  assert cross_fitted.log_loss(x_test, y_test) < np.log(3) + 0.1
+  assert same_rows.log_loss(x_test, y_test) > 2 * cross_fitted.log_loss(x_test, y_test)
 
 
 # -- a new head on a pretrained network -------------------------------------------
@@ -215,7 +262,9 @@ def test_transformer_head_fits_every_position(text):
   stream, ids, nxt = text
   torch.manual_seed(0)
   model = _GPT()
-  explicit = es_torch.init_head(model, ids, nxt)
+  explicit = es_torch.init_head(model, ids, nxt, max_samples=None)
+  assert explicit.info["init"]["rows"] == len(ids)
+  assert explicit.info["init"]["samples"] == ids.size  # every position is a sample
   feats = es_torch.layer_inputs(model, model.head, ids)
   assert feats.shape == (len(ids), CONTEXT, WIDTH)
   flat = feats.reshape(-1, WIDTH)
@@ -230,6 +279,26 @@ def test_transformer_head_fits_every_position(text):
   _assert_clean_leaf(model.head.weight, (VOCAB, WIDTH), torch.float32)
   with pytest.raises(ValueError, match="labels have shape"):
     es_torch.init_head(model, ids, nxt[:, :-1])
+
+
+@pytest.mark.parametrize("max_samples", [144, 100])
+def test_transformer_head_counts_positions_against_the_budget(text, max_samples):
+  """A sequence row carries CONTEXT samples: the budget is met with ceil(budget / CONTEXT)
+  rows spread evenly over the windows, cut at the budget (positions in row order)."""
+  _, ids, nxt = text
+  torch.manual_seed(0)
+  model = _GPT()
+  explicit = es_torch.init_head(model, ids, nxt, max_samples=max_samples)
+  budget = max_samples  # 144: 24 whole windows; 100: 16 windows and 4 positions of a 17th
+  n_rows = -(-budget // CONTEXT)
+  rows = np.arange(n_rows) * len(ids) // n_rows
+  assert budget < ids.size and explicit.info["init"] == {
+      "rows": n_rows, "samples": budget, "max_samples": budget,
+      "seconds": explicit.info["init"]["seconds"]}
+  feats = es_torch.layer_inputs(model, model.head, ids[rows]).reshape(-1, WIDTH)[:budget]
+  ref = es.solve(es.SoftmaxStats.from_data(feats, nxt[rows].ravel()[:budget], n_classes=VOCAB,
+                                           gram=True), "newton")
+  np.testing.assert_allclose(explicit.weights, ref.weights, rtol=1e-9, atol=1e-12)
 
 
 def test_transformer_embedding_and_value_output_projections(text):

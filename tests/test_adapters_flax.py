@@ -13,7 +13,7 @@ from flax import linen  # noqa: E402
 from flax import nnx  # noqa: E402
 
 import explicit_softmax as es  # noqa: E402
-from explicit_softmax.adapters import centred_weights, svd_factors  # noqa: E402
+from explicit_softmax.adapters import _fit, centred_weights, svd_factors  # noqa: E402
 from explicit_softmax.adapters import flax as es_flax  # noqa: E402
 
 N_IN, N_HIDDEN, N_CLASSES = 12, 16, 3
@@ -66,7 +66,7 @@ class Net(nnx.Module):
 def test_head_reproduces_the_explicit_model(data, method):
   x, y = data
   model = _mlp()
-  explicit = es_flax.init_head(model, x, y, method=method, batch_size=64)
+  explicit = es_flax.init_head(model, x, y, method=method, batch_size=64, max_samples=None)
   feats = _hidden(model, x)
   proba = np.asarray(jax.nn.softmax(model(x)))
   np.testing.assert_allclose(proba, explicit.predict_proba(feats), atol=2e-6)
@@ -74,6 +74,86 @@ def test_head_reproduces_the_explicit_model(data, method):
   np.testing.assert_allclose(explicit.weights, direct.weights, rtol=1e-4, atol=1e-5)
   # Layout: the Flax kernel is (in, out), like W.
   np.testing.assert_array_equal(np.asarray(model.layers[-1].kernel[...]), explicit.weights)
+
+
+# -- how many rows a fit reads (max_samples) -----------------------------------------
+def _even(n_rows, n):
+  return np.arange(n) * n_rows // n
+
+
+@pytest.mark.parametrize("max_samples, n", [("auto", 4096), (50, 50), (None, 5000)])
+def test_max_samples_reads_rows_spread_evenly(max_samples, n):
+  rng = np.random.default_rng(1)  # more rows than the "auto" budget of this head (4,096)
+  x = rng.random((5000, N_IN)).astype(np.float32)
+  y = (x[:, :N_CLASSES] + 0.3 * rng.random((5000, N_CLASSES))).argmax(axis=1)
+  model = _mlp()
+  forwarded = []
+
+  def features(t):
+    forwarded.append(len(t))
+    return nnx.relu(model.layers[0](t))
+
+  explicit = es_flax.init_head(model, jnp.asarray(x), jnp.asarray(y), head=model.layers[-1],
+                               features_fn=features, max_samples=max_samples)
+  init = explicit.info["init"]
+  assert sum(forwarded) == n and init["rows"] == n and init["samples"] == n
+  assert init["seconds"] > 0
+  rows = _even(len(x), n)
+  direct = es.fit(_hidden(model, x)[rows], y[rows], n_classes=N_CLASSES, method="newton")
+  np.testing.assert_allclose(explicit.weights, direct.weights, rtol=1e-4, atol=1e-5)
+
+
+def test_max_samples_loader_new_head_layerwise_and_linen(data):
+  x, y = data
+  drawn = []
+
+  def loader():
+    for i in range(0, len(x), 50):
+      drawn.append(i)
+      yield x[i:i + 50], y[i:i + 50]
+
+  model = _mlp()
+  explicit = es_flax.init_head(model, loader(), max_samples=120)
+  assert drawn == [0, 50, 100] and explicit.info["init"]["samples"] == 120
+  direct = es.fit(_hidden(model, x[:120]), y[:120], n_classes=N_CLASSES, method="newton")
+  np.testing.assert_allclose(explicit.weights, direct.weights, rtol=1e-4, atol=1e-5)
+
+  head = es_flax.new_head(model, x, y % 2, n_classes=2, head=model.layers[-1], max_samples=60)
+  rows = _even(len(x), 60)
+  direct = es.fit(_hidden(model, x)[rows], y[rows] % 2, n_classes=2, method="newton")
+  np.testing.assert_allclose(np.asarray(head.kernel[...]), direct.weights, rtol=1e-4,
+                             atol=1e-5)
+
+  fitted = es_flax.init_layerwise(_mlp(), x, y, max_samples=100)
+  assert [m.info["init"]["rows"] for m in fitted] == [100, 100]
+  fitted = es_flax.init_layerwise(_mlp(), x, y)  # "auto": 4,096 rows, more than there are
+  assert [m.info["init"]["rows"] for m in fitted] == [300, 300]
+
+  params = {"params": {"head": {"kernel": np.zeros((N_IN, N_CLASSES), np.float32),
+                                "bias": np.zeros(N_CLASSES, np.float32)}}}
+  new = es_flax.init_linen_head(params, "head", x, y, max_samples=70)
+  rows = _even(len(x), 70)
+  direct = es.fit(x[rows], y[rows], n_classes=N_CLASSES, method="newton")
+  np.testing.assert_allclose(new["params"]["head"]["kernel"], direct.weights, rtol=1e-4,
+                             atol=1e-5)
+  for bad in (0, 2.5, "all"):
+    with pytest.raises(ValueError, match="max_samples must be"):
+      es_flax.init_head(_mlp(), x, y, head=None, max_samples=bad)
+
+
+def test_calibrate_is_the_cross_fitted_calibration_of_the_features(data):
+  """calibrate=True: the plain solution times the out-of-fold temperature (5 folds by row),
+  the same as fitting the features read in one batch (folds do not depend on batching)."""
+  x, y = data
+  plain = es_flax.init_head(_mlp(), x, y, max_samples=None)
+  calibrated = es_flax.init_head(_mlp(), x, y, calibrate=True, max_samples=None, batch_size=64)
+  info = calibrated.info["calibration"]
+  assert info["folds"] == 5 and info["temperature"] > 0
+  np.testing.assert_allclose(calibrated.weights, info["temperature"] * plain.weights, rtol=1e-6)
+  direct = _fit.fit_explicit([(_hidden(_mlp(), x), y)], n_features=N_HIDDEN,
+                             n_classes=N_CLASSES, calibrate=True)
+  np.testing.assert_allclose(calibrated.weights, direct.weights, rtol=1e-4, atol=1e-5)
+  np.testing.assert_allclose(calibrated.bias, direct.bias, rtol=1e-4, atol=1e-5)
 
 
 def test_state_is_updated_in_place(data):
@@ -121,7 +201,8 @@ def test_features_fn_and_batch_iterable(data):
   x, y = data
   net = Net(nnx.Rngs(2))
   batches = [(x[i:i + 50], y[i:i + 50]) for i in range(0, len(x), 50)]
-  explicit = es_flax.init_head(net, batches, head=net.head, features_fn=net.features)
+  explicit = es_flax.init_head(net, batches, head=net.head, features_fn=net.features,
+                               max_samples=None)
   direct = es.fit(np.asarray(net.features(x)), y, n_classes=N_CLASSES, method="newton")
   np.testing.assert_allclose(explicit.weights, direct.weights, rtol=1e-4, atol=1e-5)
 
@@ -284,13 +365,15 @@ def test_linen_head_returns_a_new_tree(data):
                                    + variables["params"]["hidden"]["bias"])))
   new = es_flax.init_linen_head(
       variables, ("params", "head"), x, y,
-      features_fn=lambda xb: es_flax.linen_head_inputs(module, variables, xb, "head"))
+      features_fn=lambda xb: es_flax.linen_head_inputs(module, variables, xb, "head"),
+      max_samples=None)
   assert variables["params"]["head"]["kernel"] is old_kernel  # input untouched
   assert new["params"]["hidden"] is variables["params"]["hidden"]  # other leaves shared
   explicit = es.fit(feats, y, n_classes=N_CLASSES, method="newton")
   np.testing.assert_allclose(np.asarray(jax.nn.softmax(module.apply(new, x))),
                              explicit.predict_proba(feats), atol=2e-6)
-  frozen = es_flax.init_linen_head(flax.core.freeze(variables), "head", feats, y)
+  frozen = es_flax.init_linen_head(flax.core.freeze(variables), "head", feats, y,
+                                   max_samples=None)
   assert isinstance(frozen, flax.core.FrozenDict)
   np.testing.assert_allclose(np.asarray(frozen["params"]["head"]["kernel"]),
                              np.asarray(new["params"]["head"]["kernel"]), atol=1e-6)

@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
 import explicit_softmax as es  # noqa: E402
-from explicit_softmax.adapters import _layerwise, svd_factors  # noqa: E402
+from explicit_softmax.adapters import _fit, _layerwise, svd_factors  # noqa: E402
 from explicit_softmax.adapters import torch as es_torch  # noqa: E402
 
 N_IN, N_HIDDEN, N_CLASSES = 12, 16, 3
@@ -62,7 +62,7 @@ class Net(nn.Module):
 def test_head_reproduces_the_explicit_model(data, method):
   x, y = data
   model = _mlp()
-  explicit = es_torch.init_head(model, x, y, method=method, batch_size=64)
+  explicit = es_torch.init_head(model, x, y, method=method, batch_size=64, max_samples=None)
   feats = _hidden(model, x)
   np.testing.assert_allclose(_proba(model, x), explicit.predict_proba(feats), atol=2e-6)
   # Streaming in batches gives the statistics of the whole data set.
@@ -110,7 +110,8 @@ def test_features_fn_and_batch_iterable(data):
   net = Net()
   batches = [(torch.as_tensor(x[i:i + 50]), torch.as_tensor(y[i:i + 50]))
              for i in range(0, len(x), 50)]
-  explicit = es_torch.init_head(net, batches, head=net.head, features_fn=net.features)
+  explicit = es_torch.init_head(net, batches, head=net.head, features_fn=net.features,
+                                max_samples=None)
   with torch.no_grad():
     feats = net.features(torch.as_tensor(x)).numpy()
   direct = es.fit(feats, y, n_classes=N_CLASSES, method="newton")
@@ -120,7 +121,7 @@ def test_features_fn_and_batch_iterable(data):
 def test_linear_alone_takes_the_data_as_features(data):
   x, y = data
   head = nn.Linear(N_IN, N_CLASSES)
-  explicit = es_torch.init_head(head, x, y, method="cooccurrence")
+  explicit = es_torch.init_head(head, x, y, method="cooccurrence", max_samples=None)
   with torch.no_grad():
     proba = torch.softmax(head(torch.as_tensor(x)), -1).numpy()
   np.testing.assert_allclose(proba, es.fit(x, y, method="cooccurrence").predict_proba(x),
@@ -195,6 +196,98 @@ def test_layerwise_fits_every_layer_on_its_real_inputs(data):
                              atol=2e-6)
   for p in model.parameters():
     assert p.grad is None and p.requires_grad
+
+
+# -- how many rows a fit reads (max_samples) -----------------------------------------
+def _even(n_rows, n):
+  return np.arange(n) * n_rows // n
+
+
+def test_auto_budget_is_eight_samples_per_input_and_at_least_4096():
+  assert _fit.sample_budget("auto", 12) == 4096
+  assert _fit.sample_budget("auto", 784) == 8 * 785
+  assert _fit.sample_budget(100, 784) == 100 and _fit.sample_budget(None, 784) is None
+
+
+@pytest.fixture(scope="module")
+def many():
+  """More rows than the "auto" budget of a 16-input head (4,096)."""
+  rng = np.random.default_rng(1)
+  x = rng.random((5000, N_IN)).astype(np.float32)
+  y = (x[:, :N_CLASSES] + 0.3 * rng.random((5000, N_CLASSES))).argmax(axis=1)
+  return x, y
+
+
+@pytest.mark.parametrize("max_samples, budget, n", [("auto", 4096, 4096), (50, 50, 50),
+                                                    (9000, 9000, 5000), (None, None, 5000)])
+def test_max_samples_reads_rows_spread_evenly(many, max_samples, budget, n):
+  """The rows read are i T // n, and only they go through the model."""
+  x, y = many
+  model = _mlp()
+  forwarded = []
+
+  def features(t):
+    forwarded.append(len(t))
+    return torch.relu(model[0](t))
+
+  explicit = es_torch.init_head(model, x, y, features_fn=features, max_samples=max_samples)
+  init = explicit.info["init"]
+  assert sum(forwarded) == n and init["rows"] == n and init["samples"] == n
+  assert init["max_samples"] == budget and init["seconds"] > 0
+  rows = _even(len(x), n)
+  direct = es.fit(_hidden(model, x)[rows], y[rows], n_classes=N_CLASSES, method="newton")
+  np.testing.assert_allclose(explicit.weights, direct.weights, rtol=1e-4, atol=1e-5)
+
+
+def test_max_samples_takes_the_first_batches_of_a_loader(data):
+  x, y = data
+  drawn = []
+
+  def loader():
+    for i in range(0, len(x), 50):
+      drawn.append(i)
+      yield torch.as_tensor(x[i:i + 50]), torch.as_tensor(y[i:i + 50])
+
+  model = _mlp()
+  explicit = es_torch.init_head(model, loader(), max_samples=120)
+  assert drawn == [0, 50, 100]  # no batch is drawn after the one that reaches the budget
+  assert explicit.info["init"]["rows"] == 150 and explicit.info["init"]["samples"] == 120
+  direct = es.fit(_hidden(model, x[:120]), y[:120], n_classes=N_CLASSES, method="newton")
+  np.testing.assert_allclose(explicit.weights, direct.weights, rtol=1e-4, atol=1e-5)
+
+
+def test_new_head_and_layerwise_read_max_samples_rows(data):
+  x, y = data
+  model = _mlp()
+  forwarded = []
+
+  def features(t):
+    forwarded.append(len(t))
+    return torch.relu(model[0](t))
+
+  head = es_torch.new_head(model, x, y % 2, n_classes=2, features_fn=features, max_samples=60)
+  assert sum(forwarded) == 60
+  rows = _even(len(x), 60)
+  direct = es.fit(_hidden(model, x)[rows], y[rows] % 2, n_classes=2, method="newton")
+  np.testing.assert_allclose(head.weight.detach().numpy().T, direct.weights, rtol=1e-4,
+                             atol=1e-5)
+  for max_samples, rows_read in (("auto", [300, 300]), (100, [100, 100]), (None, [300, 300])):
+    model = _mlp()
+    fitted = es_torch.init_layerwise(model, x, y, max_samples=max_samples)
+    assert [m.info["init"]["rows"] for m in fitted] == rows_read
+    assert all(m.info["init"]["seconds"] > 0 for m in fitted)
+    rows = _even(len(x), rows_read[-1])
+    direct = es.fit(_hidden(model, x)[rows], y[rows], n_classes=N_CLASSES, method="newton")
+    np.testing.assert_allclose(fitted[-1].weights, direct.weights, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", [0, -3, 2.5, "all", True])
+def test_bad_max_samples_is_a_value_error(data, bad):
+  x, y = data
+  with pytest.raises(ValueError, match="max_samples must be"):
+    es_torch.init_head(_mlp(), x, y, max_samples=bad)
+  with pytest.raises(ValueError, match="max_samples must be"):
+    es_torch.init_layerwise(_mlp(), x, y, max_samples=bad)
 
 
 def test_layerwise_rejects_bad_models_and_labels(data):
@@ -284,7 +377,8 @@ def test_samples_with_all_zero_features_are_ordinary_samples(data):
     h[:10] = 0  # ten samples whose every unit is off
     return h
 
-  explicit = es_torch.init_head(model, x, y, features_fn=features)
+  explicit = es_torch.init_head(model, x, y, features_fn=features, max_samples=None,
+                                batch_size=len(x))  # one batch: its first ten rows are off
   with torch.no_grad():
     feats = features(torch.as_tensor(x)).numpy()
   direct = es.fit(feats, y, n_classes=N_CLASSES, method="newton")

@@ -262,3 +262,10 @@ def test_a_fit_on_host_data_never_loads_jax():
           "assert 'jax' in sys.modules\n")
   run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
   assert run.returncode == 0, run.stderr[-2000:]
+
+
+def test_start_auto_is_deprecated_for_zero():
+  x, y = _real_data(12, t=80)
+  with pytest.warns(DeprecationWarning, match="start='auto'.*pass start='zero'"):
+    model = es.fit_optimum(x, y, l2=1e-2, start="auto")
+  assert model.info["start"] == "zero"

@@ -46,3 +46,27 @@ def test_without_tqdm_the_library_falls_back_to_the_text_bar(monkeypatch):
   assert stats.n_samples == 60
   with pytest.raises(ImportError):
     __import__("tqdm")
+
+
+def test_a_bar_with_a_delay_is_made_only_once_the_work_has_run_that_long(monkeypatch):
+  """Short work makes no bar at all (tqdm is not even imported for it)."""
+  import time
+  made = []
+
+  def make(iterable, kwargs):
+    bar = _progress.TextBar(iterable, stream=_Terminal(),
+                            **{k: v for k, v in kwargs.items() if k not in ("initial", "delay")})
+    made.append((bar, kwargs.get("initial")))
+    return bar
+
+  monkeypatch.setattr(_progress, "_make", make)
+  with _progress.progress(desc="es.fit", unit="step", delay=60.0) as bar:
+    bar.update(3)
+  assert made == []
+  with _progress.progress(desc="es.fit", unit="step", delay=0.01) as bar:
+    bar.update(2)
+    time.sleep(0.02)
+    bar.set_description("es.fit: choosing l2")
+    bar.update(1)
+  assert len(made) == 1 and made[0][1] == 2  # made at the first update after the delay
+  assert "es.fit: choosing l2" in made[0][0].stream.getvalue()

@@ -23,6 +23,7 @@ Layout: explicit weights are ``W`` (N, M) in the ``x W + b`` layout; each
 
 from __future__ import annotations
 
+import time
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -180,21 +181,43 @@ def write_explicit(fw: Framework, layer: Any, explicit: model_lib.SoftmaxModel) 
 def fit_layer_inputs(fw: Framework, model: Any, layer: Any, features_fn: Callable | None,
                      x: Inputs, y: Labels | None, n_classes: int, *, method: str,
                      smoothing: float, ridge: float, batch_size: int,
-                     calibrate: bool) -> model_lib.SoftmaxModel:
-  """The explicit model of the features entering ``layer`` (read in inference mode)."""
+                     calibrate: bool, max_samples: int | str | None = "auto"
+                     ) -> model_lib.SoftmaxModel:
+  """The explicit model of the features entering ``layer`` (read in inference mode).
+
+  At most ``max_samples`` samples are read (see :func:`init_head`); the model's
+  ``info["init"]`` records the input rows and samples read, the budget and the
+  seconds the reading and the fit took.
+  """
+  start = time.perf_counter()
+  n_features = fw.dense_shape(layer)[0]
+  budget = _fit.sample_budget(max_samples, n_features)
   get_features = head_features(fw, model, layer, features_fn)
+  rows_read = 0
+
+  def read(batches):
+    nonlocal rows_read
+    for xb, yb in batches:
+      rows_read += len(xb)
+      yield get_features(xb), fw.labels(yb)
+
+  batches = _fit.data_batches(x, y, batch_size, max_samples=budget, take=fw.take,
+                              labels=fw.labels)
   with fw.inference_mode(model):
-    return _fit.fit_explicit(
-        ((get_features(xb), fw.labels(yb)) for xb, yb in _fit.data_batches(x, y, batch_size)),
-        n_features=fw.dense_shape(layer)[0], n_classes=n_classes, method=method,
-        smoothing=smoothing, ridge=ridge, hint=fw.hint, calibrate=calibrate)
+    explicit = _fit.fit_explicit(
+        read(batches), n_features=n_features, n_classes=n_classes, method=method,
+        smoothing=smoothing, ridge=ridge, hint=fw.hint, calibrate=calibrate,
+        max_samples=budget)
+  return _fit.with_init_info(explicit, rows=rows_read, max_samples=budget,
+                             seconds=time.perf_counter() - start)
 
 
 def init_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
               head: Any = None, features_fn: Callable | None = None,
               method: str = DEFAULT_METHOD, smoothing: float = solvers.DEFAULT_SMOOTHING,
-              ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
-              calibrate: bool = False) -> model_lib.SoftmaxModel:
+              ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
+              calibrate: bool = False,
+              max_samples: int | str | None = "auto") -> model_lib.SoftmaxModel:
   """Fits explicit weights for the dense head of a model and writes them in place.
 
   The features entering the head are computed batch by batch with the model's
@@ -204,6 +227,15 @@ def init_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
   The head is found as :func:`resolve_head` says. A head applied at every
   position of a sequence sees features (B, T, N); labels (B, T) make each
   position one sample.
+
+  Only as many samples are read as the solution needs: by default
+  ``max(8 (N + 1), 4096)`` for a head with ``N`` inputs
+  (:data:`explicit_softmax.adapters._fit.SAMPLES_PER_INPUT` and
+  :data:`explicit_softmax.adapters._fit.MIN_SAMPLES`; the head's held-out loss
+  against samples read is measured in ``docs/deep_models.md``). From arrays, the rows are spread evenly over the
+  data (row ``i T / k`` of ``T`` for ``k`` rows, enough rows for the budget); from
+  a loader, its first batches, the last one cut at the budget, and no batch after
+  it is drawn.
 
   Args:
     fw: the framework.
@@ -218,31 +250,40 @@ def init_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
       or ``"cooccurrence"``.
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
-    batch_size: rows per forward batch when ``x, y`` are arrays.
-    calibrate: then fit a temperature and class biases on the same features
-      (see :func:`explicit_softmax.adapters._fit.fit_explicit`); advisable for
-      the Newton form with many classes.
+    batch_size: rows per forward batch when ``x, y`` are arrays (256: the
+      activations of a convolutional body stay in cache; 1,024 rows read slower).
+    calibrate: then fit a temperature and class biases on cross-fitted logits
+      of the same samples (see :func:`explicit_softmax.adapters._fit.fit_explicit`);
+      advisable for the Newton form with many classes.
+    max_samples: the samples to read: ``"auto"`` (``max(8 (N + 1), 4096)``), a
+      positive integer, or None to read every row (every batch of a loader).
 
   Returns:
-    The fitted :class:`SoftmaxModel` (the model itself is updated in place).
+    The fitted :class:`SoftmaxModel` (the model itself is updated in place). Its
+    ``info["init"]`` holds ``rows`` (input rows read: a sequence row carries
+    ``T`` samples), ``samples``, ``max_samples`` (the budget; None: all) and
+    ``seconds`` (reading, fitting and writing), and ``info["feature_rms"]`` the
+    root-mean-square of the features read (Newton form).
 
   Raises:
     ValueError: no dense head, non-finite features, negative features with
       ``method="cooccurrence"`` (with advice), mismatched shapes.
   """
+  start = time.perf_counter()
   linear, body = resolve_head(fw, model, head)
   explicit = fit_layer_inputs(
       fw, model, linear, features_fn or body, x, y, fw.dense_shape(linear)[1], method=method,
-      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate)
+      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate,
+      max_samples=max_samples)
   write_explicit(fw, linear, explicit)
-  return explicit
+  return _fit.with_init_info(explicit, seconds=time.perf_counter() - start)
 
 
 def new_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
              n_classes: int, head: Any = None, features_fn: Callable | None = None,
              method: str = DEFAULT_METHOD, smoothing: float = solvers.DEFAULT_SMOOTHING,
-             ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
-             calibrate: bool = False) -> Any:
+             ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
+             calibrate: bool = False, max_samples: int | str | None = "auto") -> Any:
   """Replaces the dense head of a (pretrained) model by an explicit head for new classes.
 
   The transfer setting: a network trained on some classes gets a new output
@@ -267,6 +308,8 @@ def new_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
     ridge: as :func:`init_head`.
     batch_size: as :func:`init_head`.
     calibrate: as :func:`init_head`.
+    max_samples: as :func:`init_head` (``max(8 (N + 1), 4096)`` samples by
+      default).
 
   Returns:
     The new dense head (already placed in ``model``).
@@ -284,7 +327,8 @@ def new_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
         f"init_head({linear}(in_features, n_classes{fw.linear_args}), features, y) instead.")
   explicit = fit_layer_inputs(
       fw, model, old, features_fn or body, x, y, n_classes, method=method,
-      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate)
+      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate,
+      max_samples=max_samples)
   layer = fw.new_dense(old, n_classes)
   write_explicit(fw, layer, explicit)
   if not fw.replace(model, old, layer):
@@ -297,10 +341,11 @@ def new_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
 def init_layerwise(fw: Framework, model: Any, x: Inputs, y: Labels, *,
                    method: str = DEFAULT_METHOD, hidden_method: str | None = None,
                    smoothing: float = solvers.DEFAULT_SMOOTHING,
-                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
+                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
                    rms: float = _layerwise.DEFAULT_HIDDEN_RMS,
                    n_cluster_samples: int = _layerwise.DEFAULT_CLUSTER_SAMPLES,
-                   seed: int = 0) -> list[model_lib.SoftmaxModel]:
+                   seed: int = 0,
+                   max_samples: int | str | None = "auto") -> list[model_lib.SoftmaxModel]:
   """Initialises every dense layer of a sequential MLP with explicit weights.
 
   Layer by layer, each dense layer is fitted on the activations the layers
@@ -342,7 +387,7 @@ def init_layerwise(fw: Framework, model: Any, x: Inputs, y: Labels, *,
         features_of, fw.labels(y), [fw.dense_shape(layers[i]) for i in dense], write,
         method=method, hidden_method=hidden_method, smoothing=smoothing, ridge=ridge,
         batch_size=batch_size, rms=rms, n_cluster_samples=n_cluster_samples, seed=seed,
-        hint=fw.hint)
+        hint=fw.hint, max_samples=max_samples)
 
 
 def init_embedding(fw: Framework, factors: _tokens.EmbeddingFactors, embed: Any,

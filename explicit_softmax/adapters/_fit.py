@@ -2,18 +2,23 @@
 
 Everything here works on numpy arrays:
 
-* :func:`data_batches` cuts ``(x, y)`` arrays into batches (or passes the
+* :func:`data_batches` cuts ``(x, y)`` arrays into batches of rows spread
+  evenly over the data, as many as a sample budget needs (or passes the
   caller's iterable of batches through);
 * :func:`fit_explicit` streams ``(features, labels)`` batches into
-  :class:`SoftmaxStats` (checking that the features are finite) and solves for
-  explicit weights ``W`` (N, M), ``b`` (M,) in the ``x W + b`` layout;
+  :class:`SoftmaxStats` (checking that the features are finite), up to the
+  sample budget, and solves for explicit weights ``W`` (N, M), ``b`` (M,) in
+  the ``x W + b`` layout (then, optionally, a cross-fitted calibration);
 * :func:`check_head_shape` and :func:`checked_bias` check weights against a
   dense layer before anything is written.
 """
 
 from __future__ import annotations
 
-from typing import Iterable, Union
+import functools
+import math
+import operator
+from typing import Any, Callable, Iterable, Iterator, Union
 
 import numpy as np
 
@@ -32,6 +37,18 @@ from explicit_softmax._typing import ArrayLike
 # starts nearly flat (CE ~2.06) and fine-tunes no better than default init
 # (benchmarks/bench_init.py). Token (one-hot) models use "cooccurrence", exact there.
 DEFAULT_METHOD = "newton"
+# Samples a layer fit reads by default (max_samples="auto"): SAMPLES_PER_INPUT per input
+# of the layer (its N features and the bias), and at least MIN_SAMPLES. The sampling
+# error of the ridge solution falls as N / T, so a budget proportional to N + 1 keeps
+# the head's held-out loss near its all-rows value, while the forward passes (and the
+# O(T N^2) Gram matrix) cost a fixed share of what reading every row would; the floor
+# serves narrow heads, whose rows are cheap. The head's held-out loss and seconds
+# against samples read are measured in docs/deep_models.md ("How many rows the head
+# needs", explicit-softmax bench deep --tasks rows).
+SAMPLES_PER_INPUT = 8
+MIN_SAMPLES = 4096
+# Folds of the cross-fitted calibration (calibrate=True).
+CALIBRATION_FOLDS = 5
 
 
 # -- features -----------------------------------------------------------------
@@ -111,8 +128,69 @@ def iterate_rows(n_rows: int, batch_size: int) -> Iterable[slice]:
     yield slice(start, min(start + batch_size, n_rows))
 
 
-def data_batches(x, y, batch_size: int) -> Iterable:
-  """``(x, y)`` batches from arrays or tensors, or the caller's iterable (``y`` None)."""
+def sample_budget(max_samples: int | str | None, n_features: int) -> int | None:
+  """The samples a fit of a layer with ``n_features`` inputs reads (None: all).
+
+  ``"auto"`` is ``max(SAMPLES_PER_INPUT * (n_features + 1), MIN_SAMPLES)``, i.e.
+  ``max(8 (N + 1), 4096)``; an integer is taken as is.
+  """
+  checked = _validation.check_max_samples(max_samples)
+  if checked is None:
+    return None
+  if checked == "auto":
+    return max(SAMPLES_PER_INPUT * (n_features + 1), MIN_SAMPLES)
+  return int(checked)
+
+
+def even_rows(n_rows: int, n_take: int | None) -> np.ndarray | None:
+  """``n_take`` row indices spread evenly over ``n_rows`` rows, in order.
+
+  Row ``i * n_rows // n_take`` for ``i < n_take``: distinct, the first row
+  included, the gaps differing by at most one. None (read every row, in
+  slices) when ``n_take`` is None or at least ``n_rows``.
+  """
+  if n_take is None or n_take >= n_rows:
+    return None
+  return np.arange(n_take, dtype=np.int64) * n_rows // n_take
+
+
+def row_chunks(n_rows: int, rows: np.ndarray | None,
+               batch_size: int) -> Iterator[slice | np.ndarray]:
+  """Batches of rows: slices of all ``n_rows`` rows, or chunks of the index array ``rows``."""
+  if rows is None:
+    yield from iterate_rows(n_rows, batch_size)
+    return
+  for chunk in iterate_rows(len(rows), batch_size):
+    yield rows[chunk]
+
+
+def samples_per_row(y_head: np.ndarray) -> int:
+  """Samples one input row yields, from the labels of the first rows (``y[:1]``).
+
+  Integer labels ``(T, ...)`` give one sample per label (a sequence head sees
+  ``(B, T)`` labels: ``T`` positions per row); soft labels end in a class axis.
+  Whole-number float labels count as soft ones, one sample per row: that reads
+  more rows than needed, never fewer (the stream is cut at the budget anyway).
+  """
+  shape = y_head.shape[1:] if y_head.dtype.kind in "iub" else y_head.shape[1:-1]
+  return max(1, int(np.prod(shape, dtype=np.int64)))
+
+
+def data_batches(x, y, batch_size: int, *, max_samples: int | None = None,
+                 take: Callable[[Any, Any], Any] | None = None,
+                 labels: Callable[[Any], np.ndarray] = np.asarray) -> Iterable:
+  """``(x, y)`` batches from arrays or tensors, or the caller's iterable (``y`` None).
+
+  Args:
+    x: (T, ...) inputs, or an iterable of ``(x, y)`` batches (with ``y=None``),
+      passed through whole: :func:`fit_explicit` stops reading it at the budget.
+    y: (T, ...) labels, or None.
+    batch_size: rows per batch.
+    max_samples: the sample budget (None: every row). Only the rows it needs
+      are cut into batches, spread evenly over the data (:func:`even_rows`).
+    take: ``take(a, rows)`` selects rows by index array (default ``a[rows]``).
+    labels: converts a few labels to numpy (to count samples per row).
+  """
   if y is None:
     if hasattr(x, "shape"):  # an array or tensor, not an iterable of batches
       raise ValueError(
@@ -124,7 +202,11 @@ def data_batches(x, y, batch_size: int) -> Iterable:
     _validation.check_real_dtype(x.dtype)
   n = len(x)
   _validation.check_same_length(n, len(y))
-  return ((x[rows], y[rows]) for rows in iterate_rows(n, batch_size))
+  rows = None
+  if max_samples is not None and n:
+    rows = even_rows(n, math.ceil(max_samples / samples_per_row(labels(y[:1]))))
+  take = take or (lambda a, r: a[r])
+  return ((take(x, r), take(y, r)) for r in row_chunks(n, rows, batch_size))
 
 
 def accumulate_statistics(batches: Iterable, *, n_features: int, n_classes: int,
@@ -161,11 +243,36 @@ def accumulate_statistics(batches: Iterable, *, n_features: int, n_classes: int,
   return stats
 
 
+def limit_samples(batches: Iterable, n_features: int, max_samples: int | None,
+                  what: str = "the features reaching the head"
+                  ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+  """``(features, labels, rows)`` of the batches, flattened, until ``max_samples`` samples.
+
+  ``rows`` gives each sample's input row (counted over all batches), so that the
+  positions of one sequence stay together. The last batch is cut at the budget,
+  and no batch after it is read (a loader is left where it stands).
+  """
+  seen = rows_seen = 0
+  for i, (features, y) in enumerate(batches):
+    features = as_float_array(features)
+    n_rows = len(features)
+    features, y = flatten_positions(features, np.asarray(y), n_features, i, what)
+    rows = rows_seen + (np.arange(len(features)) * max(n_rows, 1)) // max(len(features), 1)
+    rows_seen += n_rows
+    if max_samples is not None and seen + len(features) >= max_samples:
+      keep = max_samples - seen
+      yield features[:keep], y[:keep], rows[:keep]
+      return
+    seen += len(features)
+    yield features, y, rows
+
+
 def fit_explicit(batches: Iterable, *, n_features: int, n_classes: int,
                  method: str = DEFAULT_METHOD, smoothing: float = solvers.DEFAULT_SMOOTHING,
                  ridge: float = solvers.DEFAULT_RIDGE, hint: str = "",
                  what: str = "the features reaching the head",
-                 calibrate: bool = False) -> model_lib.SoftmaxModel:
+                 calibrate: bool = False,
+                 max_samples: int | None = None) -> model_lib.SoftmaxModel:
   """Explicit weights for a head fed by ``batches`` of ``(features, y)``.
 
   Args:
@@ -177,38 +284,100 @@ def fit_explicit(batches: Iterable, *, n_features: int, n_classes: int,
     ridge: relative ridge of the Newton solution.
     hint: advice appended to the error for negative features (cooccurrence).
     what: what the features are, for messages.
-    calibrate: then fit a temperature and class biases to the cross-entropy on
-      the same rows (``explicit_softmax.calibrate`` with ``l2 = 1/T``, which
-      keeps classes absent from the rows finite). The one-step Newton solution
-      is a ridge regression whose scale grows with the number of classes: on the
-      128 LayerNorm features of a character transformer (65 classes) it starts
-      at a held-out CE of ~7.5 nats, above the uniform 4.17; calibrated, ~2.8
-      (benchmarks/bench_deep.py). The rows are kept in memory for this.
+    calibrate: then fit a temperature and class biases to the cross-entropy
+      (``explicit_softmax.calibrate`` with ``l2 = 1/T``, which keeps classes
+      absent from the rows finite) of cross-fitted logits: the rows are split
+      into :data:`CALIBRATION_FOLDS` folds (by input row, so the positions of a
+      sequence stay in one fold), each fold's logits come from the solution of
+      the other folds' statistics, and the temperature and biases fitted on
+      those out-of-fold logits are applied to the solution of all rows (as
+      scikit-learn's ``CalibratedClassifierCV(ensemble=False)``). Calibrated on
+      its own rows, a solution that fits them too well (few rows per feature)
+      would learn that overconfidence (a negative temperature, out-of-fold
+      logits that anti-correlate with the labels, is clipped to zero: the head
+      keeps only the class biases). The one-step Newton solution is a ridge
+      regression whose scale grows with the number of classes: on the 128
+      LayerNorm features of a character transformer (65 classes) it starts at
+      a held-out CE of ~7.5 nats, above the uniform 4.17; calibrated, ~2.8
+      (``explicit-softmax bench deep``). The rows are kept in memory for this.
+    max_samples: read at most this many samples (None: every batch); the
+      batch that reaches it is cut and no later batch is read.
 
   Returns:
-    The fitted :class:`SoftmaxModel` (``weights`` (N, M), ``bias`` (M,)).
+    The fitted :class:`SoftmaxModel` (``weights`` (N, M), ``bias`` (M,)); its
+    ``info`` adds ``"feature_rms"``, the root-mean-square feature value (Newton
+    form), which sets the scale of the weights (``W ~ 1 / rms``).
   """
   _validation.check_choice("method", method, solvers.METHODS)
   calibrate = _validation.check_bool("calibrate", calibrate)
-  kept = []
-  if calibrate:
-    batches = list(batches)
-    for i, (features, y) in enumerate(batches):
-      kept.append(flatten_positions(as_float_array(features), np.asarray(y), n_features, i,
-                                    what))
-    batches = kept
-  stats = accumulate_statistics(batches, n_features=n_features, n_classes=n_classes,
-                                gram=(method == "newton"), what=what)
+  samples = limit_samples(batches, n_features, max_samples, what)
+  gram = method == "newton"
+  if not calibrate:
+    stats = accumulate_statistics(((f, y) for f, y, _ in samples), n_features=n_features,
+                                  n_classes=n_classes, gram=gram, what=what)
+    return _with_feature_rms(_solve(stats, method, smoothing, ridge, hint, what), stats)
+  kept = list(samples)
+  if not kept:
+    raise ValueError("no data: the batches were empty. Pass at least one (x, y) batch.")
+  x = np.concatenate([f for f, _, _ in kept])
+  y = np.concatenate([t for _, t, _ in kept])
+  rows = np.concatenate([r for _, _, r in kept])
+  n_folds = min(CALIBRATION_FOLDS, int(rows[-1]) + 1 if len(rows) else 0)
+  folds = rows % max(n_folds, 1)
+  parts = [accumulate_statistics([(x[folds == k], y[folds == k])], n_features=n_features,
+                                 n_classes=n_classes, gram=gram, what=what)
+           for k in range(max(n_folds, 1))]
+  stats = functools.reduce(operator.add, parts)
+  explicit = _solve(stats, method, smoothing, ridge, hint, what)
+  if n_folds < 2:  # a single input row: nothing to hold out, calibrate on it
+    z = x @ explicit.weights + explicit.bias
+  else:
+    z = np.empty((len(x), n_classes), np.float64)
+    for k in range(n_folds):
+      rest = functools.reduce(operator.add, (p for j, p in enumerate(parts) if j != k))
+      held_out = solvers.solve(rest, method, smoothing=smoothing, ridge=ridge)
+      z[folds == k] = x[folds == k].astype(np.float64) @ held_out.weights + held_out.bias
+  # The temperature and biases of the out-of-fold logits: calibrate the identity map on them.
+  scaled = calibration.calibrate(
+      model_lib.SoftmaxModel(np.eye(n_classes, dtype=np.float32),
+                             np.zeros(n_classes, np.float32)),
+      z, y, l2=1.0 / len(x))
+  # A negative temperature means out-of-fold logits that anti-correlate with the labels
+  # (no signal left once rows are held out): the head then keeps only the class biases.
+  tau, beta = max(scaled.info["calibration"]["temperature"], 0.0), scaled.bias
+  info = dict(explicit.info)
+  info["calibration"] = {"temperature": tau, "l2": 1.0 / len(x), "folds": n_folds}
+  return _with_feature_rms(
+      explicit.replace(weights=tau * explicit.weights, bias=tau * explicit.bias + beta,
+                       info=info), stats)
+
+
+def _solve(stats: statistics.SoftmaxStats, method: str, smoothing: float, ridge: float,
+           hint: str, what: str) -> model_lib.SoftmaxModel:
   if method == "cooccurrence":
     _validation.check_nonnegative_features(
         stats.min_feature, what, f"{hint} Or use method='newton', which takes any real "
         "features.".lstrip())
-  explicit = solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
-  if calibrate:
-    x = np.concatenate([f for f, _ in kept])
-    y = np.concatenate([t for _, t in kept])
-    explicit = calibration.calibrate(explicit, x, y, l2=1.0 / len(x))
-  return explicit
+  return solvers.solve(stats, method, smoothing=smoothing, ridge=ridge)
+
+
+def _with_feature_rms(explicit: model_lib.SoftmaxModel,
+                      stats: statistics.SoftmaxStats) -> model_lib.SoftmaxModel:
+  if stats.gram is None or stats.total_weight <= 0 or stats.n_features == 0:
+    return explicit
+  rms = math.sqrt(max(float(np.trace(stats.gram)), 0.0)
+                  / (stats.n_features * stats.total_weight))
+  return explicit.replace(info={**explicit.info, "feature_rms": rms})
+
+
+def with_init_info(explicit: model_lib.SoftmaxModel, **fields) -> model_lib.SoftmaxModel:
+  """``explicit`` with ``fields`` merged into ``info["init"]``: what an initialisation
+  read (``rows``, ``samples``, the ``max_samples`` budget) and took (``seconds``)."""
+  init = {"rows": None, "samples": explicit.info.get("n_samples"), "max_samples": None,
+          "seconds": None}
+  init.update(explicit.info.get("init", {}))
+  init.update(fields)
+  return explicit.replace(info={**explicit.info, "init": init})
 
 
 def as_explicit_model(source, *, method: str | None = None,

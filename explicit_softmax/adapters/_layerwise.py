@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import time
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
@@ -17,7 +18,8 @@ import numpy as np
 from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 from explicit_softmax import solvers
-from explicit_softmax.adapters._fit import DEFAULT_METHOD, as_float_array, fit_explicit, iterate_rows
+from explicit_softmax.adapters import _fit
+from explicit_softmax.adapters._fit import DEFAULT_METHOD, as_float_array, fit_explicit
 
 # Rows drawn (per layer) to place the class-conditional cluster centres of the
 # layer-wise scheme, and Lloyd iterations to refine them.
@@ -145,10 +147,11 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
                    write: Callable[[int, np.ndarray, np.ndarray], None], *,
                    method: str = DEFAULT_METHOD, hidden_method: str | None = None,
                    smoothing: float = solvers.DEFAULT_SMOOTHING,
-                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
+                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
                    rms: float = DEFAULT_HIDDEN_RMS,
                    n_cluster_samples: int = DEFAULT_CLUSTER_SAMPLES, seed: int = 0,
-                   hint: str = "") -> list[model_lib.SoftmaxModel]:
+                   hint: str = "",
+                   max_samples: int | str | None = "auto") -> list[model_lib.SoftmaxModel]:
   """Fits the dense layers of an MLP one after another with explicit weights.
 
   Scheme ("local" explicit solutions with class-conditional pseudo-targets):
@@ -164,6 +167,11 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
      split) the class information. With ``H < M``, classes share units.
   3. The hidden weights are row-centred and rescaled (:func:`hidden_weights`).
   4. The last layer is fitted to the real class labels.
+
+  Each layer reads only the rows its fit needs: ``max_samples`` (by default
+  ``max(8 (N_l + 1), 4096)`` for a layer with ``N_l`` inputs, as
+  :func:`explicit_softmax.adapters._common.init_head`), spread evenly over the
+  data; the cluster centres are placed on (a sample of) those rows.
 
   Args:
     features_of: ``features_of(l, rows)`` returns the (rows, N_l) inputs of
@@ -181,10 +189,13 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
     n_cluster_samples: rows drawn to place the cluster centres of each layer.
     seed: seed of the row sample and of k-means.
     hint: advice appended to the error for negative features.
+    max_samples: rows each layer's fit reads: ``"auto"``
+      (``max(8 (N_l + 1), 4096)``), a positive integer, or None (every row).
 
   Returns:
     The explicit :class:`SoftmaxModel` of each layer (hidden ones before
-    centring and scaling).
+    centring and scaling); ``info["init"]`` holds the rows it read, its budget
+    and the seconds its layer took.
   """
   labels = np.asarray(labels)
   if labels.ndim != 1 or labels.dtype.kind not in "iu":
@@ -197,35 +208,42 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
   _validation.check_label_range(int(labels.min()), int(labels.max()), n_classes)
   hidden_method = method if hidden_method is None else hidden_method
   t = len(labels)
-  rng = np.random.default_rng(seed)
-  sample_rows = np.sort(rng.choice(t, size=min(t, int(n_cluster_samples)), replace=False))
   fitted = []
   for layer, (n_in, n_out) in enumerate(widths):
+    start = time.perf_counter()
     last = layer == len(widths) - 1
     what = f"the inputs of dense layer {layer}" + (" (the head)" if last else "")
+    budget = _fit.sample_budget(max_samples, n_in)
+    rows = _fit.even_rows(t, budget)
+    read = np.arange(t) if rows is None else rows
     clusters = None
     if not last:
+      # A fresh generator per layer: with every row read, each layer gets the same sample.
+      rng = np.random.default_rng(seed)
+      sample_rows = np.sort(rng.choice(read, size=min(len(read), int(n_cluster_samples)),
+                                       replace=False))
       sample = as_float_array(features_of(layer, sample_rows))
       _validation.check_layer_inputs(sample, n_in, 0, what)
       clusters = class_clusters(sample, labels[sample_rows], n_out, n_classes,
                                 seed=seed + layer)
     targets = functools.partial(_targets, labels, clusters)
-    explicit = fit_explicit(_batches(features_of, layer, t, batch_size, targets),
+    explicit = fit_explicit(_batches(features_of, layer, t, rows, batch_size, targets),
                             n_features=n_in, n_classes=n_out,
                             method=method if last else hidden_method,
                             smoothing=smoothing, ridge=ridge, hint=hint, what=what)
     write(layer, *((explicit.weights, explicit.bias) if last
                    else hidden_weights(explicit, sample, rms)))
-    fitted.append(explicit)
+    fitted.append(_fit.with_init_info(explicit, rows=len(read), max_samples=budget,
+                                      seconds=time.perf_counter() - start))
   return fitted
 
 
-def _batches(features_of: Callable, layer: int, n_rows: int, batch_size: int,
-             targets: Callable) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-  """``(inputs, targets)`` of dense layer ``layer`` for all rows, batch by batch."""
-  for rows in iterate_rows(n_rows, batch_size):
-    feats = as_float_array(features_of(layer, rows))
-    yield feats, targets(feats, rows)
+def _batches(features_of: Callable, layer: int, n_rows: int, rows: np.ndarray | None,
+             batch_size: int, targets: Callable) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+  """``(inputs, targets)`` of dense layer ``layer`` for the given rows (None: all), batch by batch."""
+  for chunk in _fit.row_chunks(n_rows, rows, batch_size):
+    feats = as_float_array(features_of(layer, chunk))
+    yield feats, targets(feats, chunk)
 
 
 def _targets(labels: np.ndarray, clusters: ClassClusters | None, feats: np.ndarray,

@@ -203,7 +203,8 @@ def init_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *,
               features_fn: Callable | None = None, method: str = DEFAULT_METHOD,
               smoothing: float = solvers.DEFAULT_SMOOTHING,
               ridge: float = solvers.DEFAULT_RIDGE,
-              batch_size: int = 1024, calibrate: bool = False) -> model_lib.SoftmaxModel:
+              batch_size: int = 256, calibrate: bool = False,
+              max_samples: int | str | None = "auto") -> model_lib.SoftmaxModel:
   """Fits explicit weights for the dense head of an NNX model and writes them in place.
 
   As :func:`explicit_softmax.adapters._common.init_head`: the forward runs in
@@ -223,16 +224,18 @@ def init_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *,
   """
   return _common.init_head(
       _FLAX, model, x, y, head=head, features_fn=features_fn, method=method,
-      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate)
+      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate,
+      max_samples=max_samples)
 
 
 def init_layerwise(model: nnx.Sequential, x: Inputs, y: Labels, *,
                    method: str = DEFAULT_METHOD, hidden_method: str | None = None,
                    smoothing: float = solvers.DEFAULT_SMOOTHING,
-                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
+                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
                    rms: float = _layerwise.DEFAULT_HIDDEN_RMS,
                    n_cluster_samples: int = _layerwise.DEFAULT_CLUSTER_SAMPLES,
-                   seed: int = 0) -> list[model_lib.SoftmaxModel]:
+                   seed: int = 0,
+                   max_samples: int | str | None = "auto") -> list[model_lib.SoftmaxModel]:
   """Initialises every ``nnx.Linear`` of an ``nnx.Sequential`` MLP with explicit weights.
 
   As :func:`explicit_softmax.adapters._common.init_layerwise` (in eval mode);
@@ -249,15 +252,16 @@ def init_layerwise(model: nnx.Sequential, x: Inputs, y: Labels, *,
   return _common.init_layerwise(
       _FLAX, model, x, y, method=method, hidden_method=hidden_method, smoothing=smoothing,
       ridge=ridge, batch_size=batch_size, rms=rms, n_cluster_samples=n_cluster_samples,
-      seed=seed)
+      seed=seed, max_samples=max_samples)
 
 
 def new_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *, n_classes: int,
              head: str | nnx.Linear | None = "head", features_fn: Callable | None = None,
              method: str = DEFAULT_METHOD,
              smoothing: float = solvers.DEFAULT_SMOOTHING,
-             ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
-             calibrate: bool = False) -> nnx.Linear:
+             ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
+             calibrate: bool = False,
+             max_samples: int | str | None = "auto") -> nnx.Linear:
   """Replaces the dense head of a (pretrained) NNX model by an explicit head for new classes.
 
   As :func:`explicit_softmax.adapters._common.new_head` (the transfer setting):
@@ -275,7 +279,7 @@ def new_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *, n_classes
   return _common.new_head(
       _FLAX, model, x, y, n_classes=n_classes, head=head, features_fn=features_fn,
       method=method, smoothing=smoothing, ridge=ridge, batch_size=batch_size,
-      calibrate=calibrate)
+      calibrate=calibrate, max_samples=max_samples)
 
 
 class ResidualHead(nnx.Module):
@@ -428,7 +432,8 @@ def init_linen_head(params: Mapping, path: str | Sequence[str], x: Inputs,
                     y: Labels | None = None, *, features_fn: Callable | None = None,
                     method: str = DEFAULT_METHOD,
                     smoothing: float = solvers.DEFAULT_SMOOTHING,
-                    ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024) -> Mapping:
+                    ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
+                    max_samples: int | str | None = "auto") -> Mapping:
   """A new Linen parameter tree whose Dense entry at ``path`` holds explicit weights.
 
   The input tree is not modified; dictionaries on the path are copied and every
@@ -449,6 +454,9 @@ def init_linen_head(params: Mapping, path: str | Sequence[str], x: Inputs,
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
     batch_size: rows per batch when ``x, y`` are arrays.
+    max_samples: the samples to read, as for :func:`init_head` (``"auto"``:
+      ``max(8 (N + 1), 4096)``, rows spread evenly over ``x``; None: every
+      row).
 
   Returns:
     The new parameter tree (same container types as ``params``).
@@ -466,9 +474,12 @@ def init_linen_head(params: Mapping, path: str | Sequence[str], x: Inputs,
         "). Point the path at the Dense output layer.")
   n, m = np.shape(kernel)
   read = features_fn or (lambda xb: xb)
+  budget = _fit.sample_budget(max_samples, n)
+  batches = _fit.data_batches(x, y, batch_size, max_samples=budget, labels=_FLAX.labels)
   explicit = _fit.fit_explicit(
-      ((_FLAX.to_numpy(read(xb)), np.asarray(yb)) for xb, yb in _fit.data_batches(x, y, batch_size)),
-      n_features=n, n_classes=m, method=method, smoothing=smoothing, ridge=ridge, hint=HINT)
+      ((_FLAX.to_numpy(read(xb)), np.asarray(yb)) for xb, yb in batches),
+      n_features=n, n_classes=m, method=method, smoothing=smoothing, ridge=ridge, hint=HINT,
+      max_samples=budget)
   _fit.check_head_shape(explicit, n, m, "bias" in entry, "the Dense entry")
   new_entry = dict(entry)
   new_entry["kernel"] = _like(kernel, explicit.weights)

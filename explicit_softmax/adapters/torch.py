@@ -200,7 +200,8 @@ def init_head(model: nn.Module, x: Inputs, y: Labels | None = None, *,
               features_fn: Callable | None = None, method: str = DEFAULT_METHOD,
               smoothing: float = solvers.DEFAULT_SMOOTHING,
               ridge: float = solvers.DEFAULT_RIDGE,
-              batch_size: int = 1024, calibrate: bool = False) -> model_lib.SoftmaxModel:
+              batch_size: int = 256, calibrate: bool = False,
+              max_samples: int | str | None = "auto") -> model_lib.SoftmaxModel:
   """Fits explicit weights for the dense head of a PyTorch model and writes them in place.
 
   As :func:`explicit_softmax.adapters._common.init_head`: the forward runs in
@@ -222,16 +223,18 @@ def init_head(model: nn.Module, x: Inputs, y: Labels | None = None, *,
   """
   return _common.init_head(
       _TORCH, model, x, y, head=head, features_fn=features_fn, method=method,
-      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate)
+      smoothing=smoothing, ridge=ridge, batch_size=batch_size, calibrate=calibrate,
+      max_samples=max_samples)
 
 
 def init_layerwise(model: nn.Sequential, x: Inputs, y: Labels, *,
                    method: str = DEFAULT_METHOD, hidden_method: str | None = None,
                    smoothing: float = solvers.DEFAULT_SMOOTHING,
-                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
+                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
                    rms: float = _layerwise.DEFAULT_HIDDEN_RMS,
                    n_cluster_samples: int = _layerwise.DEFAULT_CLUSTER_SAMPLES,
-                   seed: int = 0) -> list[model_lib.SoftmaxModel]:
+                   seed: int = 0,
+                   max_samples: int | str | None = "auto") -> list[model_lib.SoftmaxModel]:
   """Initialises every ``nn.Linear`` of an ``nn.Sequential`` MLP with explicit weights.
 
   As :func:`explicit_softmax.adapters._common.init_layerwise` (in eval mode,
@@ -249,15 +252,16 @@ def init_layerwise(model: nn.Sequential, x: Inputs, y: Labels, *,
   return _common.init_layerwise(
       _TORCH, model, x, y, method=method, hidden_method=hidden_method, smoothing=smoothing,
       ridge=ridge, batch_size=batch_size, rms=rms, n_cluster_samples=n_cluster_samples,
-      seed=seed)
+      seed=seed, max_samples=max_samples)
 
 
 def new_head(model: nn.Module, x: Inputs, y: Labels | None = None, *, n_classes: int,
              head: str | nn.Linear | None = None, features_fn: Callable | None = None,
              method: str = DEFAULT_METHOD,
              smoothing: float = solvers.DEFAULT_SMOOTHING,
-             ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 1024,
-             calibrate: bool = False) -> nn.Linear:
+             ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
+             calibrate: bool = False,
+             max_samples: int | str | None = "auto") -> nn.Linear:
   """Replaces the dense head of a (pretrained) model by an explicit head for new classes.
 
   As :func:`explicit_softmax.adapters._common.new_head` (the transfer setting):
@@ -275,7 +279,7 @@ def new_head(model: nn.Module, x: Inputs, y: Labels | None = None, *, n_classes:
   return _common.new_head(
       _TORCH, model, x, y, n_classes=n_classes, head=head, features_fn=features_fn,
       method=method, smoothing=smoothing, ridge=ridge, batch_size=batch_size,
-      calibrate=calibrate)
+      calibrate=calibrate, max_samples=max_samples)
 
 
 def layer_inputs(model: nn.Module, layer: nn.Module, x: np.ndarray | torch.Tensor, *,

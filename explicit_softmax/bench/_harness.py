@@ -136,12 +136,19 @@ def current_rss() -> int:
 
 
 def limit_threads(threads: int | None) -> None:
-  """BLAS, XLA and torch threads limited to ``threads``; must run before numpy,
-  jax and torch are imported (None: all cores)."""
+  """BLAS, XLA and torch threads limited to ``threads``; must run before jax and torch
+  are imported (None: all cores). BLAS libraries already loaded (numpy and scipy come
+  with the package) are limited through threadpoolctl, where it is installed."""
   if not threads:
     return
   for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[var] = str(threads)
+  try:
+    import threadpoolctl
+  except ImportError:  # scikit-learn's dependency; without it only the variables above act
+    pass
+  else:
+    threadpoolctl.threadpool_limits(limits=threads, user_api="blas")
   if threads == 1:
     os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
                                + " --xla_cpu_multi_thread_eigen=false"

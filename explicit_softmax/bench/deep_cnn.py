@@ -1,4 +1,4 @@
-"""The deep-model benchmark's CNN and transfer tasks: the CNN in PyTorch and Flax NNX,
+"""The deep-model benchmark's CNN and transfer tasks: the two CNNs in PyTorch and Flax NNX,
 LSUV, training, each arm and the MNIST data."""
 
 from __future__ import annotations
@@ -6,18 +6,33 @@ from __future__ import annotations
 import math
 import time
 
-from explicit_softmax.bench.deep_common import (BATCH, CNN_ARMS, CNN_VAL, LR,
-                                                LSUV_BATCH, LSUV_ROUNDS, LSUV_TOL, batch_order,
-                                                eval_steps, fit_rows, orthonormal, probe_weights)
+from explicit_softmax.bench.deep_common import (BATCH, CNN_ARMS, CNN_VAL, LR, LSUV_BATCH,
+                                                LSUV_ROUNDS, LSUV_TOL, TRANSFER_ARMS,
+                                                batch_order, eval_steps, explicit_rows,
+                                                fit_rows, orthonormal, probe_weights)
+
+# The CNNs: "cnn" (conv 1->8, conv 8->16, dense 784 -> classes) and "cnn_dense" (issue 26:
+# conv 1->16, conv 16->32, dense 1568 -> 128, ReLU, dense 128 -> classes); 3x3 convs
+# (padding "same"), each followed by ReLU and 2x2 max-pooling.
+ARCHS = {"cnn": (8, 16, None), "cnn_dense": (16, 32, 128)}
+
+
+def head_inputs(arch: str) -> int:
+  """The width of the features entering the head."""
+  c1, c2, dense = ARCHS[arch]
+  return dense or c2 * 7 * 7
 from explicit_softmax.bench.init_common import summary
 
 
 # -- PyTorch --------------------------------------------------------------------
-def torch_cnn():
+def torch_cnn(arch: str = "cnn", n_classes: int = 10):
   from torch import nn
-  return nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                       nn.Conv2d(8, 16, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-                       nn.Flatten(), nn.Linear(784, 10))
+  c1, c2, dense = ARCHS[arch]
+  layers = [nn.Conv2d(1, c1, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten()]
+  if dense:
+    layers += [nn.Linear(c2 * 49, dense), nn.ReLU()]
+  return nn.Sequential(*layers, nn.Linear(head_inputs(arch), n_classes))
 
 
 def torch_lsuv(model, x_batch, layers, seed: int) -> dict:
@@ -65,10 +80,10 @@ def torch_train(model, params, x_tr, y_tr, order, steps_to_eval, evaluate, *, op
   from torch import nn
   loss_fn = loss_fn or (lambda out, yb: nn.functional.cross_entropy(out, yb))
   opt = opt or torch.optim.Adam(params, lr=LR)
-  points = [{"step": 0, "seconds": 0.0, **evaluate()}]
-  elapsed = 0.0
+  points = [{"step": 0, "seconds": 0.0, "cpu_seconds": 0.0, **evaluate()}]
+  elapsed = cpu = 0.0
   for step, idx in enumerate(order, start=1):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     if schedule is not None:
       for group in opt.param_groups:
         group["lr"] = schedule(step - 1)
@@ -80,9 +95,10 @@ def torch_train(model, params, x_tr, y_tr, order, steps_to_eval, evaluate, *, op
       torch.nn.utils.clip_grad_norm_(params, clip)
     opt.step()
     elapsed += time.perf_counter() - t0
+    cpu += time.process_time() - c0
     if step in steps_to_eval:
       model.eval()
-      points.append({"step": step, "seconds": elapsed, **evaluate()})
+      points.append({"step": step, "seconds": elapsed, "cpu_seconds": cpu, **evaluate()})
       model.train()
   return points
 
@@ -99,41 +115,47 @@ def torch_classifier_eval(model, x, y):
   return evaluate
 
 
-def torch_cnn_arm(arm, seed, data, budget, *, pretrained=None, n_classes=10):
-  """One arm of the CNN (``pretrained=None``) or transfer task in PyTorch."""
+def torch_cnn_arm(arm, seed, data, budget, *, arch="cnn", pretrained=None, n_classes=10):
+  """One arm of a CNN task (``pretrained=None``) or of the transfer task in PyTorch."""
   import torch
   from torch import nn
   from explicit_softmax.adapters import torch as es_torch
   xtr, ytr, xval, yval, xtest, ytest = data
   torch.manual_seed(seed)
-  model = torch_cnn()
+  model = torch_cnn(arch)
   if pretrained is not None:
-    model[-1] = nn.Linear(784, 5)
+    model[-1] = nn.Linear(head_inputs(arch), 5)
     model.load_state_dict(pretrained)
-  rows = fit_rows(seed, len(xtr))
   extra = {}
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), time.process_time()
   if pretrained is not None:  # the new head for the new classes, framework default
-    model[-1] = nn.Linear(784, n_classes)
+    model[-1] = nn.Linear(head_inputs(arch), n_classes)
+  dense = [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))]
+  lsuv_batch = lambda: torch.as_tensor(xtr[fit_rows(seed, len(xtr), LSUV_BATCH)])  # noqa: E731
   if arm == "lsuv":
-    layers = ([model[-1]] if pretrained is not None
-              else [m for m in model if isinstance(m, (nn.Conv2d, nn.Linear))])
-    batch = torch.as_tensor(xtr[fit_rows(seed, len(xtr), LSUV_BATCH)])
-    extra = torch_lsuv(model, batch, layers, seed)
+    extra = torch_lsuv(model, lsuv_batch(), [model[-1]] if pretrained is not None else dense,
+                       seed)
   elif arm == "probe":
+    rows = explicit_rows(len(xtr), head_inputs(arch))
     model.eval()
     with torch.no_grad():
       feats = model[:-1](torch.as_tensor(xtr[rows])).numpy()
     model.train()
     w, b = probe_weights(feats, ytr[rows], seed, n_classes)
     es_torch.write_linear(model[-1], w, b)
-  elif arm == "explicit":
+    extra = {"rows": len(rows)}
+  elif arm in ("explicit", "explicit_lsuv"):
+    if arm == "explicit_lsuv":  # LSUV for the body, the head excluded
+      extra = torch_lsuv(model, lsuv_batch(), dense[:-1], seed)
     if pretrained is None:
-      es_torch.init_head(model, xtr[rows], ytr[rows], calibrate=True)
+      explicit = es_torch.init_head(model, xtr, ytr, calibrate=True)
+      extra.update(explicit_record(explicit))
     else:
-      es_torch.new_head(model, xtr[rows], ytr[rows], n_classes=n_classes,
-                        calibrate=True)
+      es_torch.new_head(model, xtr, ytr, n_classes=n_classes, calibrate=True)
+      extra["rows"] = len(explicit_rows(len(xtr), head_inputs(arch)))
   init_seconds = time.perf_counter() - start
+  extra["init_cpu_seconds"] = time.process_time() - cpu_start
+  extra["head_norm"] = float(model[-1].weight.detach().norm())
   x_tr, y_tr = torch.as_tensor(xtr), torch.as_tensor(ytr)
   evaluate = torch_classifier_eval(model, torch.as_tensor(xval), torch.as_tensor(yval))
   order = batch_order(seed, len(xtr), budget)
@@ -145,12 +167,19 @@ def torch_cnn_arm(arm, seed, data, budget, *, pretrained=None, n_classes=10):
   return {"init_seconds": init_seconds, "points": points, "test": test, **extra}
 
 
+def explicit_record(explicit) -> dict:
+  """What an explicit head's ``info`` says it read and cost, for the result file."""
+  init = explicit.info["init"]
+  return {"rows": init["rows"], "samples": init["samples"], "fit_seconds": init["seconds"],
+          "feature_rms": explicit.info.get("feature_rms"),
+          "temperature": explicit.info.get("calibration", {}).get("temperature")}
+
+
 def torch_pretrain(seed, xtr, ytr):
   """The digits 0-4 network (one epoch; not counted)."""
   import torch
   torch.manual_seed(100 + seed)
-  model = torch_cnn()
-  model[-1] = torch.nn.Linear(784, 5)
+  model = torch_cnn("cnn", 5)
   x, y = torch.as_tensor(xtr), torch.as_tensor(ytr)
   torch_train(model, list(model.parameters()), x, y, batch_order(100 + seed, len(x),
               len(x) // BATCH), set(), lambda: {})
@@ -159,15 +188,18 @@ def torch_pretrain(seed, xtr, ytr):
 
 
 # -- Flax NNX -------------------------------------------------------------------
-def flax_cnn(seed: int, n_classes: int = 10):
+def flax_cnn(seed: int, n_classes: int = 10, arch: str = "cnn"):
   import functools
   from flax import nnx
   rngs = nnx.Rngs(seed)
+  c1, c2, dense = ARCHS[arch]
   pool = functools.partial(nnx.max_pool, window_shape=(2, 2), strides=(2, 2))
-  return nnx.Sequential(nnx.Conv(1, 8, (3, 3), rngs=rngs), nnx.relu, pool,
-                        nnx.Conv(8, 16, (3, 3), rngs=rngs), nnx.relu, pool,
-                        lambda h: h.reshape(h.shape[0], -1),
-                        nnx.Linear(784, n_classes, rngs=rngs))
+  layers = [nnx.Conv(1, c1, (3, 3), rngs=rngs), nnx.relu, pool,
+            nnx.Conv(c1, c2, (3, 3), rngs=rngs), nnx.relu, pool,
+            lambda h: h.reshape(h.shape[0], -1)]
+  if dense:
+    layers += [nnx.Linear(c2 * 49, dense, rngs=rngs), nnx.relu]
+  return nnx.Sequential(*layers, nnx.Linear(head_inputs(arch), n_classes, rngs=rngs))
 
 
 def flax_lsuv(model, x_batch, layer_ids, seed: int) -> dict:
@@ -231,50 +263,59 @@ def flax_train(model, x_tr, y_tr, order, steps_to_eval, x_val, y_val):
   x_d, y_d = jnp.asarray(x_tr), jnp.asarray(y_tr, jnp.int32)
   xv, yv = jnp.asarray(x_val), jnp.asarray(y_val, jnp.int32)
   step_c = step_fn.lower(params, opt_state, x_d, y_d, jnp.arange(BATCH)).compile()
-  points = [{"step": 0, "seconds": 0.0, **evaluate(params, xv, yv)}]
-  elapsed = 0.0
+  points = [{"step": 0, "seconds": 0.0, "cpu_seconds": 0.0, **evaluate(params, xv, yv)}]
+  elapsed = cpu = 0.0
   for step, idx in enumerate(order, start=1):
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     params, opt_state, loss = step_c(params, opt_state, x_d, y_d, jnp.asarray(idx))
     loss.block_until_ready()
     elapsed += time.perf_counter() - t0
+    cpu += time.process_time() - c0
     if step in steps_to_eval:
-      points.append({"step": step, "seconds": elapsed, **evaluate(params, xv, yv)})
+      points.append({"step": step, "seconds": elapsed, "cpu_seconds": cpu,
+                     **evaluate(params, xv, yv)})
   nnx.update(model, params)
   return points, lambda x, y: evaluate(params, jnp.asarray(x), jnp.asarray(y, jnp.int32))
 
 
-def flax_cnn_arm(arm, seed, data, budget, *, pretrained=None, n_classes=10):
+def flax_cnn_arm(arm, seed, data, budget, *, arch="cnn", pretrained=None, n_classes=10):
   import jax
+  import numpy as np
   from flax import nnx
   from explicit_softmax.adapters import flax as es_flax
   xtr, ytr, xval, yval, xtest, ytest = data
-  model = flax_cnn(seed, 10 if pretrained is None else 5)
+  model = flax_cnn(seed, 10 if pretrained is None else 5, arch)
   if pretrained is not None:
     nnx.update(model, pretrained)
-  rows = fit_rows(seed, len(xtr))
   extra = {}
   linear_ids = [i for i, m in enumerate(model.layers) if isinstance(m, (nnx.Conv, nnx.Linear))]
-  start = time.perf_counter()
+  lsuv_batch = lambda: xtr[fit_rows(seed, len(xtr), LSUV_BATCH)]  # noqa: E731
+  start, cpu_start = time.perf_counter(), time.process_time()
   if pretrained is not None:  # the new head for the new classes, framework default
-    model.layers[-1] = nnx.Linear(784, n_classes, rngs=nnx.Rngs(seed))
+    model.layers[-1] = nnx.Linear(head_inputs(arch), n_classes, rngs=nnx.Rngs(seed))
   if arm == "lsuv":
-    batch = xtr[fit_rows(seed, len(xtr), LSUV_BATCH)]
-    extra = flax_lsuv(model, batch, linear_ids[-1:] if pretrained is not None else linear_ids,
-                      seed)
+    extra = flax_lsuv(model, lsuv_batch(),
+                      linear_ids[-1:] if pretrained is not None else linear_ids, seed)
   elif arm == "probe":
+    rows = explicit_rows(len(xtr), head_inputs(arch))
     h = xtr[rows]
     for layer in list(model.layers)[:-1]:
       h = layer(h)
     w, b = probe_weights(jax.device_get(h), ytr[rows], seed, n_classes)
     es_flax.write_linear(model.layers[-1], w, b)
-  elif arm == "explicit":
+    extra = {"rows": len(rows)}
+  elif arm in ("explicit", "explicit_lsuv"):
+    if arm == "explicit_lsuv":  # LSUV for the body, the head excluded
+      extra = flax_lsuv(model, lsuv_batch(), linear_ids[:-1], seed)
     if pretrained is None:
-      es_flax.init_head(model, xtr[rows], ytr[rows], calibrate=True)
+      explicit = es_flax.init_head(model, xtr, ytr, calibrate=True)
+      extra.update(explicit_record(explicit))
     else:
-      es_flax.new_head(model, xtr[rows], ytr[rows], n_classes=n_classes,
-                       calibrate=True)
+      es_flax.new_head(model, xtr, ytr, n_classes=n_classes, calibrate=True)
+      extra["rows"] = len(explicit_rows(len(xtr), head_inputs(arch)))
   init_seconds = time.perf_counter() - start
+  extra["init_cpu_seconds"] = time.process_time() - cpu_start
+  extra["head_norm"] = float(np.linalg.norm(np.asarray(model.layers[-1].kernel[...])))
   order = batch_order(seed, len(xtr), budget)
   points, evaluate = flax_train(model, xtr, ytr, order, set(eval_steps(budget)), xval, yval)
   return {"init_seconds": init_seconds, "points": points, "test": evaluate(xtest, ytest),
@@ -307,16 +348,15 @@ def mnist_data(framework: str, digits=None):
 
 
 def run_cnn_task(task, args, log) -> dict:
+  """The ``cnn`` / ``cnn_dense`` task (from scratch) or the ``transfer`` task."""
   runners = {"torch": torch_cnn_arm, "flax": flax_cnn_arm}
   pretrainers = {"torch": torch_pretrain, "flax": flax_pretrain}
+  arch = "cnn" if task == "transfer" else task
+  arm_names = TRANSFER_ARMS if task == "transfer" else CNN_ARMS
   out = {}
   for fw in args.frameworks:
     fw_start = time.perf_counter()
-    if task == "cnn":
-      data = mnist_data(fw)
-      budget = args.budgets["cnn"] or len(data[0]) // BATCH
-      pre = None
-    else:
+    if task == "transfer":
       data = mnist_data(fw, digits=[5, 6, 7, 8, 9])
       source = mnist_data(fw, digits=[0, 1, 2, 3, 4])
       budget = args.budgets["transfer"]
@@ -325,13 +365,20 @@ def run_cnn_task(task, args, log) -> dict:
         t0 = time.perf_counter()
         pre[seed] = pretrainers[fw](seed, source[0], source[1])
         pre_seconds.append(time.perf_counter() - t0)
-    arms = {arm: [] for arm in CNN_ARMS}
+    else:
+      data = mnist_data(fw)
+      budget = args.budgets[task] or len(data[0]) // BATCH
+      pre = None
+    arms = {arm: [] for arm in arm_names}
     for seed in range(args.seeds):
-      for arm in CNN_ARMS:
+      for arm in arm_names:
         log(f"{task} {fw} {arm} seed {seed}")
-        kwargs = {} if pre is None else {"pretrained": pre[seed], "n_classes": 5}
+        kwargs = {"arch": arch}
+        if pre is not None:
+          kwargs.update(pretrained=pre[seed], n_classes=5)
         arms[arm].append(runners[fw](arm, seed, data, budget, **kwargs))
     out[fw] = {"budget": budget, "eval_steps": eval_steps(budget), "runs": arms,
+               "head_inputs": head_inputs(arch), "train_rows": len(data[0]),
                "wall_seconds": time.perf_counter() - fw_start}
     if pre is not None:
       out[fw]["pretrain_seconds_not_counted"] = summary(pre_seconds)

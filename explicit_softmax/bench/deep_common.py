@@ -4,14 +4,18 @@ probe's fit and orthonormal weights (:mod:`explicit_softmax.bench.deep` runs the
 from __future__ import annotations
 
 
-TASKS = ("cnn", "transfer", "lm")
-CNN_ARMS = ("default", "lsuv", "probe", "explicit")
+TASKS = ("cnn", "cnn_dense", "transfer", "lm")
+# The head-rows sweep: the explicit head's held-out loss against the samples it reads.
+ROWS_TASK = "rows"
+CNN_ARMS = ("default", "lsuv", "probe", "explicit", "explicit_lsuv")
+TRANSFER_ARMS = ("default", "lsuv", "probe", "explicit")
 LM_ARMS = ("default", "lsuv", "probe", "explicit", "explicit_blocks")
-EXPLICIT_ARMS = ("explicit", "explicit_blocks")
+EXPLICIT_ARMS = ("explicit", "explicit_lsuv", "explicit_blocks")
 PEERS = ("default", "lsuv", "probe")
 LR, BATCH = 1e-3, 128
 CNN_VAL = 2000          # validation rows evaluated along the curve (the rest of test at the end)
-FIT_ROWS = 6000         # rows the explicit head and the probe are fitted on (same rows)
+# Samples read by the head-rows sweep, as multiples of the head's inputs N + 1 (and all).
+ROWS_MULTIPLES = (2, 4, 8, 16, 32, 64)
 LSUV_BATCH, LSUV_TOL, LSUV_ROUNDS = 256, 0.1, 10
 # Language model.
 LM_WIDTH, LM_LAYERS, LM_HEADS, LM_CONTEXT, LM_BATCH = 128, 4, 4, 64, 4
@@ -38,9 +42,19 @@ def batch_order(seed: int, n: int, steps: int, batch: int = BATCH):
   return order[:steps]
 
 
-def fit_rows(seed: int, n: int, rows: int = FIT_ROWS):
+def fit_rows(seed: int, n: int, rows: int):
+  """``rows`` random rows of ``n`` (sorted), the seed's draw (LSUV's batch)."""
   import numpy as np
   return np.sort(np.random.default_rng(2000 + seed).choice(n, size=min(n, rows), replace=False))
+
+
+def explicit_rows(n: int, n_features: int, per_row: int = 1):
+  """The rows ``init_head``'s default budget reads from ``n`` rows of ``per_row`` samples
+  each (a sequence row carries one per position); the probe is fitted on them too."""
+  import numpy as np
+  from explicit_softmax.adapters import _fit
+  rows = _fit.even_rows(n, -(-_fit.sample_budget("auto", n_features) // per_row))
+  return np.arange(n) if rows is None else rows
 
 
 def probe_weights(features, labels, seed: int, n_classes: int):

@@ -8,11 +8,12 @@ import math
 import time
 
 from explicit_softmax.bench import _harness
-from explicit_softmax.bench.deep_cnn import torch_lsuv, torch_train
-from explicit_softmax.bench.deep_common import (EXPLICIT_ARMS, LM_ARMS, LM_BATCH, LM_CLIP,
-                                                LM_CONTEXT, LM_DECAY, LM_FIT_WINDOWS, LM_HEADS,
-                                                LM_LAYERS, LM_LR, LM_MIN_LR, LM_VAL_WINDOWS,
-                                                LM_WARMUP, LM_WIDTH, eval_steps, probe_weights)
+from explicit_softmax.bench.deep_cnn import explicit_record, torch_lsuv, torch_train
+from explicit_softmax.bench.deep_common import (LM_ARMS, LM_BATCH, LM_CLIP, LM_CONTEXT,
+                                                LM_DECAY, LM_FIT_WINDOWS, LM_HEADS, LM_LAYERS,
+                                                LM_LR, LM_MIN_LR, LM_VAL_WINDOWS, LM_WARMUP,
+                                                LM_WIDTH, eval_steps, explicit_rows,
+                                                probe_weights)
 
 
 # -- transformer language model (PyTorch) ---------------------------------------
@@ -119,15 +120,17 @@ def lm_arm(arm, seed, lm, budget):
   torch.manual_seed(seed)
   model = lm_model = torch_gpt(vocab)
   extra = {}
-  start = time.perf_counter()
+  start, cpu_start = time.perf_counter(), time.process_time()
   if arm == "lsuv":
     layers = [m for m in model.modules() if isinstance(m, nn.Linear)]
     extra = torch_lsuv(model, torch.as_tensor(fit_x[:32]), layers, seed)
-  elif arm == "probe":
-    feats = es_torch.layer_inputs(model, model.head, fit_x)
-    w, b = probe_weights(feats.reshape(-1, LM_WIDTH), fit_y.reshape(-1), seed, vocab)
+  elif arm == "probe":  # the windows the explicit head's default budget reads
+    rows = explicit_rows(len(fit_x), LM_WIDTH, LM_CONTEXT)
+    feats = es_torch.layer_inputs(model, model.head, fit_x[rows])
+    w, b = probe_weights(feats.reshape(-1, LM_WIDTH), fit_y[rows].reshape(-1), seed, vocab)
     es_torch.write_linear(model.head, w, b)
-  elif arm in EXPLICIT_ARMS:
+    extra = {"rows": len(rows)}
+  elif arm in ("explicit", "explicit_blocks"):
     factors = lm_factors(train, vocab)
     es_torch.init_embedding(factors, model.tok, model.head)
     if arm == "explicit_blocks":
@@ -139,8 +142,11 @@ def lm_arm(arm, seed, lm, budget):
       targets = table[fit_x] / LM_LAYERS
       es_torch.init_value_output(model, fit_x, [(b.value, b.out) for b in model.blocks],
                                  targets)
-    es_torch.init_head(model, fit_x, fit_y, batch_size=64, calibrate=True)
+    explicit = es_torch.init_head(model, fit_x, fit_y, batch_size=64, calibrate=True)
+    extra = explicit_record(explicit)
   init_seconds = time.perf_counter() - start
+  extra["init_cpu_seconds"] = time.process_time() - cpu_start
+  extra["head_norm"] = float(model.head.weight.detach().norm())
   vx, vy = windows(val, np.linspace(0, len(val) - LM_CONTEXT - 1, LM_VAL_WINDOWS).astype(int))
   vx, vy = torch.as_tensor(vx), torch.as_tensor(vy)
 

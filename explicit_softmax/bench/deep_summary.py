@@ -1,5 +1,6 @@
 """The deep-model benchmark's measurements: steps and seconds to a peer's final loss,
-per-arm summaries, issue 18's target verdicts, the plot and the printed tables."""
+per-arm and per-seed summaries, the target verdicts (issues 18 and 26), the plot and the
+printed tables."""
 
 from __future__ import annotations
 
@@ -19,6 +20,18 @@ def first_reach(run: dict, target: float):
   return None, None
 
 
+def first_reach_cpu(run: dict, target: float):
+  """CPU seconds (the process's, init included) to the first evaluation at or below
+  ``target``; None if not reached or not recorded. With one thread per process this
+  is the time the run had a core, which other jobs on shared cores do not inflate."""
+  if "init_cpu_seconds" not in run:
+    return None
+  for p in run["points"]:
+    if p["loss"] <= target + 1e-12:
+      return p.get("cpu_seconds", float("nan")) + run["init_cpu_seconds"]
+  return None
+
+
 def step_cost(run: dict) -> float:
   """Mean training seconds per step of a run (evaluation excluded)."""
   return run["points"][-1]["seconds"] / max(run["points"][-1]["step"], 1)
@@ -34,12 +47,14 @@ def compare(runs: dict) -> dict:
         target = pr["points"][-1]["loss"]
         es_, et = first_reach(er, target)
         ps, pt = first_reach(pr, target)
+        ec, pc = first_reach_cpu(er, target), first_reach_cpu(pr, target)
         per_seed.append({
             "target": target, "explicit_steps": es_, "explicit_seconds": et,
             "peer_steps": ps, "peer_seconds": pt,
             # A peer at its own final loss already at step 0 (and 0 s) leaves no ratio.
             "steps_ratio": None if es_ is None or not ps else es_ / ps,
             "seconds_ratio": None if et is None or not pt else et / pt,
+            "cpu_seconds_ratio": None if ec is None or not pc else ec / pc,
             # Load-independent seconds: both arms' steps priced at the peer's mean step time
             # (arms run one after another on shared cores, so measured step times drift).
             "seconds_ratio_equal_step_cost": (
@@ -53,16 +68,55 @@ def compare(runs: dict) -> dict:
       equal_cost = summary([s["seconds_ratio_equal_step_cost"] for s in reached]) if reached \
           else None
       diff = summary([s["final_difference"] for s in per_seed])
+      cpu = [s["cpu_seconds_ratio"] for s in reached]
+      cpu_ratio = summary(cpu) if reached and None not in cpu else None
       out[f"{e}_vs_{p}"] = {
           "per_seed": per_seed, "reached": f"{len(reached)}/{len(per_seed)}",
           "steps_ratio": steps_ratio, "seconds_ratio": seconds_ratio,
-          "seconds_ratio_equal_step_cost": equal_cost, "final_difference": diff,
+          "seconds_ratio_equal_step_cost": equal_cost, "cpu_seconds_ratio": cpu_ratio,
+          "final_difference": diff,
           "half_steps": bool(len(reached) == len(per_seed)
                              and max(s["steps_ratio"] for s in reached) <= 0.5),
           "half_seconds": bool(len(reached) == len(per_seed)
                                and max(s["seconds_ratio"] for s in reached) <= 0.5),
+          "half_cpu_seconds": (None if cpu_ratio is None else
+                               bool(len(reached) == len(per_seed) and max(cpu) <= 0.5)),
           "never_worse_at_end": bool(max(diff["values"]) <= 0.0),
       }
+  return out
+
+
+def head_start(run: dict, default: dict):
+  """Steps the default arm needs to reach ``run``'s loss at step 0 (None: never): the
+  most a better start alone can save, if both arms then learn at the same pace."""
+  start = run["points"][0]["loss"]
+  for p in default["points"]:
+    if p["loss"] <= start + 1e-12:
+      return p["step"]
+  return None
+
+
+def per_seed(entry: dict) -> dict:
+  """Per arm and seed: init seconds, steps and seconds (init included) to the default's
+  final loss of the seed and their ratios to the default's own, start and final loss."""
+  out = {}
+  for arm, runs in entry["runs"].items():
+    rows = []
+    for r, d in zip(runs, entry["runs"]["default"]):
+      target = d["points"][-1]["loss"]
+      steps, seconds = first_reach(r, target)
+      d_steps, d_seconds = first_reach(d, target)
+      cpu, d_cpu = first_reach_cpu(r, target), first_reach_cpu(d, target)
+      rows.append({
+          "init_seconds": r["init_seconds"], "steps": steps, "seconds": seconds,
+          "init_cpu_seconds": r.get("init_cpu_seconds"), "cpu_seconds": cpu,
+          "steps_ratio": None if steps is None or not d_steps else steps / d_steps,
+          "seconds_ratio": None if seconds is None or not d_seconds else seconds / d_seconds,
+          "cpu_seconds_ratio": None if cpu is None or not d_cpu else cpu / d_cpu,
+          "start_loss": r["points"][0]["loss"], "final_loss": r["points"][-1]["loss"],
+          "head_start": head_start(r, d), "head_norm": r.get("head_norm"),
+          "rows": r.get("rows"), "feature_rms": r.get("feature_rms")})
+    out[arm] = rows
   return out
 
 
@@ -92,31 +146,42 @@ def summarise(entry: dict) -> dict:
         "reached": f"{len(ok)}/{len(hits)}",
         "steps": summary([h[0] for h in ok]) if ok else None,
         "seconds": summary([h[1] for h in ok]) if ok else None}
+    for key in ("head_norm", "rows", "feature_rms"):
+      values = [r[key] for r in runs if r.get(key) is not None]
+      if values:
+        arms[arm][key] = summary(values)
     if "test" in runs[0]:
       arms[arm]["test_acc"] = summary([r["test"]["acc"] for r in runs])
       arms[arm]["test_loss"] = summary([r["test"]["loss"] for r in runs])
-  return {"arms": arms, "comparisons": compare(entry["runs"])}
+  return {"arms": arms, "comparisons": compare(entry["runs"]), "per_seed": per_seed(entry)}
 
 
 def target_verdicts(result: dict) -> dict:
-  """Issue 18's target per task and framework: some explicit arm reaches default's final
-  loss in <= half the steps and seconds (every seed) and is never worse at the end."""
+  """The target per task and framework: some explicit arm reaches default's final loss in
+  <= half the steps and seconds (initialisation included) in every seed, and ends no worse
+  than default (issue 18) nor, where the task has an LSUV arm, than LSUV (issue 26) in
+  every seed."""
   out = {}
   for task in TASKS:
     for fw, entry in result.get(task, {}).items():
       comps = entry["summary"]["comparisons"]
-      best = None
+      best, best_score = None, -1
       for e in EXPLICIT_ARMS:
         c = comps.get(f"{e}_vs_default")
         if c is None:
           continue
-        met = c["half_steps"] and c["half_seconds"] and c["never_worse_at_end"]
-        if best is None or met:
-          best = {"arm": e, "met": met, "half_steps": c["half_steps"],
+        lsuv = comps.get(f"{e}_vs_lsuv")
+        no_worse_than_lsuv = None if lsuv is None else lsuv["never_worse_at_end"]
+        checks = (c["half_steps"], c["half_seconds"], c["never_worse_at_end"],
+                  no_worse_than_lsuv is not False)
+        # The arm that meets the target, else the one that meets most of its parts.
+        if sum(checks) > best_score:
+          best_score = sum(checks)
+          best = {"arm": e, "met": all(checks), "half_steps": c["half_steps"],
                   "half_seconds": c["half_seconds"],
-                  "never_worse_at_end": c["never_worse_at_end"]}
-          if met:
-            break
+                  "half_cpu_seconds": c.get("half_cpu_seconds"),
+                  "never_worse_at_end": c["never_worse_at_end"],
+                  "no_worse_than_lsuv": no_worse_than_lsuv}
       out[f"{task}/{fw}"] = best
   return out
 
@@ -132,8 +197,10 @@ def plot(result: dict, path: pathlib.Path) -> None:
     return
   fig, axes = plt.subplots(len(panels), 2, figsize=(13, 3.6 * len(panels)), squeeze=False)
   colors = {"default": "tab:gray", "lsuv": "tab:orange", "probe": "tab:green",
-            "explicit": "tab:blue", "explicit_blocks": "tab:purple"}
-  titles = {"cnn": "MNIST CNN from scratch", "transfer": "transfer 0-4 -> 5-9, new head",
+            "explicit": "tab:blue", "explicit_lsuv": "tab:red", "explicit_blocks": "tab:purple"}
+  titles = {"cnn": "MNIST CNN 8/16 from scratch",
+            "cnn_dense": "MNIST CNN 16/32 + dense 128 from scratch",
+            "transfer": "transfer 0-4 -> 5-9, new head",
             "lm": "char transformer, tiny Shakespeare"}
   for row, (task, fw) in enumerate(panels):
     arms = result[task][fw]["summary"]["arms"]
@@ -166,6 +233,15 @@ def print_tables(result: dict) -> None:
         print(f"  {arm:>15}: init {a['init_seconds']['mean']:6.2f}s  loss "
               f"{a['start_loss']['mean']:.3f} -> {a['final_loss']['mean']:.4f}"
               f"±{a['final_loss']['std']:.4f}  acc {100 * a['final_acc']['mean']:.2f}%")
+      for arm, rows in s["per_seed"].items():
+        for seed, r in enumerate(rows):
+          steps = "never" if r["steps"] is None else f"{r['steps']:4d} steps {r['seconds']:6.2f}s"
+          ratios = ("" if r["steps_ratio"] is None else
+                    f" (x{r['steps_ratio']:.2f} steps, x{r['seconds_ratio']:.2f} s"
+                    + ("" if r["cpu_seconds_ratio"] is None else
+                       f", x{r['cpu_seconds_ratio']:.2f} CPU s") + ")")
+          print(f"  {arm:>15} seed {seed}: init {r['init_seconds']:5.2f}s, to default's final "
+                f"{steps}{ratios}, loss {r['start_loss']:.3f} -> {r['final_loss']:.4f}")
       for name, c in s["comparisons"].items():
         sr, tr = c["steps_ratio"], c["seconds_ratio"]
         srs = "-" if sr is None else f"{sr['mean']:.2f}"
