@@ -136,7 +136,7 @@ def progress(iterable: Iterable | None = None, **kwargs):
 
 
 def _make(iterable, kwargs: dict):
-  """tqdm's bar if tqdm is installed, else a :class:`TextBar`."""
+  """tqdm's bar if tqdm is installed, else a ``TextBar``."""
   try:
     from tqdm.auto import tqdm
   except ImportError:

@@ -242,10 +242,10 @@ def fit_optimum(X: Features, y: Labels, n_classes: int | None = None, *,
     l2: ``"auto"`` (the evidence (9), or held-out loss on ``cv``) or a number
       ``>= 0``, the strength of (6) per unit of sample weight (scikit-learn's
       ``C`` is ``1 / (l2 T_w)``).
-    start: ``"zero"`` (the uniform model), ``"newton"``, ``"cooccurrence"`` or
-      a :class:`SoftmaxModel` (``"auto"``, its former name for ``"zero"``, is
-      deprecated). Whichever has the lower
-      objective, the start or the uniform model, is used.
+    start: ``"zero"`` (the uniform model), ``"newton"``, ``"cooccurrence"`` or a
+      [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] (``"auto"``, its former name for
+      ``"zero"``, is deprecated). Whichever has the lower objective, the start or the uniform model,
+      is used.
     tol: the relative gradient norm (5), in the units (7), at which the fit
       stops.
     sample_weight: optional (T,) nonnegative weights.
@@ -496,7 +496,7 @@ def fit(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
 
 @dataclasses.dataclass(frozen=True)
 class Fitted:
-  """What :func:`run` made: the model, and the statistics of a closed form (else None)."""
+  """What ``run`` made: the model, and the statistics of a closed form (else None)."""
 
   model: model_lib.SoftmaxModel
   stats: statistics.SoftmaxStats | None = None
@@ -517,11 +517,11 @@ def run(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
 
   Args:
     X, y, n_classes, method, smoothing, ridge, l2, tol, sample_weight, cv,
-      verbose: as :func:`fit`.
+      verbose: as [`fit`][explicit_softmax.fitting.fit].
     calibrate: after a closed form, fit a temperature and class biases
-      (:func:`explicit_softmax.calibrate`).
+      ([`es.calibrate`][explicit_softmax.calibration.calibrate]).
     refine: after a closed form (and calibration), None, or the
-      :func:`explicit_softmax.refine` method (``"lbfgs"``, ``"adam"``, ``"sgd"``)
+      [`es.refine`][explicit_softmax.refinement.refine] method (``"lbfgs"``, ``"adam"``, ``"sgd"``)
       for ``refine_steps`` steps at ``tol``; both use ``l2`` (``"auto"``: 1 over
       the total sample weight, scikit-learn's ``C = 1``).
     refine_steps: the steps of that refinement.
@@ -529,7 +529,7 @@ def run(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
       progress.
 
   Returns:
-    A :class:`Fitted`.
+    A ``Fitted``.
   """
   _validation.check_choice("method", method, METHODS)
   # Checked whichever path applies, so that a wrong value never passes unseen.
@@ -564,7 +564,7 @@ def run(X: Features, y: Labels, n_classes: int | None = None, method: str = "aut
 
 def _refine_with_progress(model, X, y, method: str, steps: int, l2: float, tol: float,
                           sample_weight, batch_size, verbose: bool) -> model_lib.SoftmaxModel:
-  """:func:`explicit_softmax.refine` with a progress bar (about 100 updates: the
+  """[`es.refine`][explicit_softmax.refinement.refine] with a progress bar (about 100 updates: the
   steps between callbacks run in one jitted loop)."""
   with _progress.progress(total=steps, desc=f"refine ({method})", unit="step",
                           delay=PROGRESS_DELAY_SECONDS, disable=not verbose) as bar:

@@ -12,7 +12,7 @@ Both offer the same operations:
   dense layer (streamed in batches through the model's own forward) and write
   them into it in place;
 * ``init_layerwise``: fit every dense layer of an MLP in turn (see
-  :func:`layerwise_init` for the scheme);
+  [`layerwise_init`][explicit_softmax.adapters._layerwise.layerwise_init] for the scheme);
 * ``ResidualHead``: logits ``x W_explicit + x dW + b`` with a zero-initialised
   trainable correction ``dW``. Under plain Adam or SGD (no weight decay),
   training ``dW`` with ``W_explicit`` frozen follows exactly the trajectory of
@@ -21,7 +21,8 @@ Both offer the same operations:
   (it then pulls towards the explicit solution instead of towards zero), with
   separate learning rates, or to keep and inspect the learned correction;
 * ``init_embedding``: write the SVD factors of a token model
-  (:func:`svd_factors`) into an embedding table and an output layer;
+  ([`svd_factors`][explicit_softmax.adapters._tokens.svd_factors]) into an embedding table and an
+  output layer;
 * ``new_head``: replace the head of a pretrained network by an explicit head
   for new classes, touching no other parameter (transfer);
 * ``init_head`` also takes sequence models: a head applied at every position
@@ -31,7 +32,7 @@ Both offer the same operations:
 PyTorch only, for transformers: ``layer_inputs`` (what any submodule receives in
 the model's forward) and ``init_value_output`` (attention value/output
 projections fitted so each attended position carries a given vector, e.g. its
-token's vote for the next token from :func:`context_bag_weights`). See
+token's vote for the next token from ``context_bag_weights``). See
 ``docs/deep_models.md``.
 
 Both adapters run one implementation (``adapters/_common.py``); they only

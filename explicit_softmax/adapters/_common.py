@@ -1,24 +1,27 @@
 """The adapters' logic, written once for PyTorch and Flax NNX.
 
 A framework adapter (``adapters/torch.py``, ``adapters/flax.py``) supplies a
-:class:`Framework`: how to run a model in inference mode, how to stop its
+``Framework``: how to run a model in inference mode, how to stop its
 forward at a layer and read that layer's input, how to convert arrays, and how
 to write, create and replace a dense layer. Everything else lives here, so the
 two adapters find heads, check inputs, fit and write in the same way:
 
-* :func:`init_head` reads the features that reach a model's dense head (with the
-  model's own forward, batch by batch), fits explicit weights on them
-  (:func:`explicit_softmax.adapters._fit.fit_explicit`) and writes them in place;
-* :func:`new_head` does the same into a new head for new classes (transfer);
-* :func:`init_layerwise` fits every dense layer of an MLP in turn
-  (:func:`explicit_softmax.adapters.layerwise_init`);
-* :func:`init_embedding` writes SVD factors (:func:`svd_factors`) into an
-  embedding table and an output layer;
-* :func:`layer_inputs` and :func:`init_value_output` read and fit the value and
-  output projections of attention layers.
+* [`init_head`][explicit_softmax.adapters._common.init_head] reads the features that reach a model's
+  dense head (with the model's own forward, batch by batch), fits explicit weights on them
+  (``es.adapters._fit.fit_explicit``) and writes them in place;
+* [`new_head`][explicit_softmax.adapters._common.new_head] does the same into a new head for new
+  classes (transfer);
+* [`init_layerwise`][explicit_softmax.adapters._common.init_layerwise] fits every dense layer of an
+  MLP in turn ([`es.adapters.layerwise_init`][explicit_softmax.adapters._layerwise.layerwise_init]);
+* [`init_embedding`][explicit_softmax.adapters._common.init_embedding] writes SVD factors
+  ([`svd_factors`][explicit_softmax.adapters._tokens.svd_factors]) into an embedding table and an
+  output layer;
+* [`layer_inputs`][explicit_softmax.adapters._common.layer_inputs] and
+  [`init_value_output`][explicit_softmax.adapters._common.init_value_output] read and fit the value
+  and output projections of attention layers.
 
 Layout: explicit weights are ``W`` (N, M) in the ``x W + b`` layout; each
-:class:`Framework` stores them in its own (a ``torch.nn.Linear`` transposed).
+``Framework`` stores them in its own (a ``torch.nn.Linear`` transposed).
 """
 
 from __future__ import annotations
@@ -170,7 +173,8 @@ def write_linear(fw: Framework, layer: Any, weights: ArrayLike,
 
 
 def write_explicit(fw: Framework, layer: Any, explicit: model_lib.SoftmaxModel) -> None:
-  """Writes a :class:`SoftmaxModel` into a dense layer (checked, in place)."""
+  """Writes a [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] into a dense layer (checked, in
+  place)."""
   layer = check_linear(fw, layer, "the layer")
   n, m = fw.dense_shape(layer)
   _fit.check_head_shape(explicit, n, m, fw.has_bias(layer), f"the {fw.name(fw.linear)}")
@@ -185,9 +189,9 @@ def fit_layer_inputs(fw: Framework, model: Any, layer: Any, features_fn: Callabl
                      ) -> model_lib.SoftmaxModel:
   """The explicit model of the features entering ``layer`` (read in inference mode).
 
-  At most ``max_samples`` samples are read (see :func:`init_head`); the model's
-  ``info["init"]`` records the input rows and samples read, the budget and the
-  seconds the reading and the fit took.
+  At most ``max_samples`` samples are read (see
+  [`init_head`][explicit_softmax.adapters._common.init_head]); the model's ``info["init"]`` records
+  the input rows and samples read, the budget and the seconds the reading and the fit took.
   """
   start = time.perf_counter()
   n_features = fw.dense_shape(layer)[0]
@@ -220,18 +224,17 @@ def init_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
               max_samples: int | str | None = "auto") -> model_lib.SoftmaxModel:
   """Fits explicit weights for the dense head of a model and writes them in place.
 
-  The features entering the head are computed batch by batch with the model's
-  own forward pass (in inference mode; the modes are restored afterwards), or
-  with ``features_fn``, and accumulated into :class:`SoftmaxStats`; the
-  explicit solution (``explicit_softmax.solve``) is written into the head.
-  The head is found as :func:`resolve_head` says. A head applied at every
-  position of a sequence sees features (B, T, N); labels (B, T) make each
-  position one sample.
+  The features entering the head are computed batch by batch with the model's own forward pass (in
+  inference mode; the modes are restored afterwards), or with ``features_fn``, and accumulated into
+  [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats]; the explicit solution
+  (``explicit_softmax.solve``) is written into the head. The head is found as
+  [`resolve_head`][explicit_softmax.adapters._common.resolve_head] says. A head applied at every
+  position of a sequence sees features (B, T, N); labels (B, T) make each position one sample.
 
   Only as many samples are read as the solution needs: by default
   ``max(8 (N + 1), 4096)`` for a head with ``N`` inputs
-  (:data:`explicit_softmax.adapters._fit.SAMPLES_PER_INPUT` and
-  :data:`explicit_softmax.adapters._fit.MIN_SAMPLES`; the head's held-out loss
+  (``es.adapters._fit.SAMPLES_PER_INPUT`` and
+  ``es.adapters._fit.MIN_SAMPLES``; the head's held-out loss
   against samples read is measured in ``docs/deep_models.md``). From arrays, the rows are spread evenly over the
   data (row ``i T / k`` of ``T`` for ``k`` rows, enough rows for the budget); from
   a loader, its first batches, the last one cut at the budget, and no batch after
@@ -253,17 +256,17 @@ def init_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
     batch_size: rows per forward batch when ``x, y`` are arrays (256: the
       activations of a convolutional body stay in cache; 1,024 rows read slower).
     calibrate: then fit a temperature and class biases on cross-fitted logits
-      of the same samples (see :func:`explicit_softmax.adapters._fit.fit_explicit`);
+      of the same samples (see ``es.adapters._fit.fit_explicit``);
       advisable for the Newton form with many classes.
     max_samples: the samples to read: ``"auto"`` (``max(8 (N + 1), 4096)``), a
       positive integer, or None to read every row (every batch of a loader).
 
   Returns:
-    The fitted :class:`SoftmaxModel` (the model itself is updated in place). Its
-    ``info["init"]`` holds ``rows`` (input rows read: a sequence row carries
-    ``T`` samples), ``samples``, ``max_samples`` (the budget; None: all) and
-    ``seconds`` (reading, fitting and writing), and ``info["feature_rms"]`` the
-    root-mean-square of the features read (Newton form).
+    The fitted [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] (the model itself is updated in
+    place). Its ``info["init"]`` holds ``rows`` (input rows read: a sequence row carries ``T``
+    samples), ``samples``, ``max_samples`` (the budget; None: all) and ``seconds`` (reading, fitting
+    and writing), and ``info["feature_rms"]`` the root-mean-square of the features read (Newton
+    form).
 
   Raises:
     ValueError: no dense head, non-finite features, negative features with
@@ -297,19 +300,21 @@ def new_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
 
   Args:
     fw: the framework.
-    model: the pretrained model (see :func:`init_head` for how the head is found).
+    model: the pretrained model (see [`init_head`][explicit_softmax.adapters._common.init_head] for
+      how the head is found).
     x: (T, ...) inputs, or with ``y=None`` an iterable of ``(x, y)`` batches.
     y: (T,) labels in ``[0, n_classes)`` or (T, n_classes) soft labels.
     n_classes: the new head's output width.
-    head: the old head or its attribute name (default: as :func:`init_head`).
+    head: the old head or its attribute name (default: as
+      [`init_head`][explicit_softmax.adapters._common.init_head]).
     features_fn: optional function from inputs to the head's inputs.
-    method: as :func:`init_head`.
-    smoothing: as :func:`init_head`.
-    ridge: as :func:`init_head`.
-    batch_size: as :func:`init_head`.
-    calibrate: as :func:`init_head`.
-    max_samples: as :func:`init_head` (``max(8 (N + 1), 4096)`` samples by
-      default).
+    method: as [`init_head`][explicit_softmax.adapters._common.init_head].
+    smoothing: as [`init_head`][explicit_softmax.adapters._common.init_head].
+    ridge: as [`init_head`][explicit_softmax.adapters._common.init_head].
+    batch_size: as [`init_head`][explicit_softmax.adapters._common.init_head].
+    calibrate: as [`init_head`][explicit_softmax.adapters._common.init_head].
+    max_samples: as [`init_head`][explicit_softmax.adapters._common.init_head]
+      (``max(8 (N + 1), 4096)`` samples by default).
 
   Returns:
     The new dense head (already placed in ``model``).
@@ -348,10 +353,10 @@ def init_layerwise(fw: Framework, model: Any, x: Inputs, y: Labels, *,
                    max_samples: int | str | None = "auto") -> list[model_lib.SoftmaxModel]:
   """Initialises every dense layer of a sequential MLP with explicit weights.
 
-  Layer by layer, each dense layer is fitted on the activations the layers
-  before it really produce (in inference mode): hidden layers to
-  class-conditional pseudo-classes, the last to the labels. See
-  :func:`explicit_softmax.adapters.layerwise_init` for the scheme.
+  Layer by layer, each dense layer is fitted on the activations the layers before it really produce
+  (in inference mode): hidden layers to class-conditional pseudo-classes, the last to the labels.
+  See [`es.adapters.layerwise_init`][explicit_softmax.adapters._layerwise.layerwise_init] for the
+  scheme.
 
   Args:
     fw: the framework.
@@ -359,11 +364,11 @@ def init_layerwise(fw: Framework, model: Any, x: Inputs, y: Labels, *,
       input must be real (nonnegative with ``method="cooccurrence"``).
     x: (T, ...) inputs (arrays or tensors).
     y: (T,) integer labels.
-    method: as :func:`explicit_softmax.adapters.layerwise_init` (all the
-      keyword arguments are passed to it).
+    method: as [`es.adapters.layerwise_init`][explicit_softmax.adapters._layerwise.layerwise_init]
+      (all the keyword arguments are passed to it).
 
   Returns:
-    The explicit :class:`SoftmaxModel` of each dense layer.
+    The explicit [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] of each dense layer.
   """
   sequential, linear = fw.name(fw.sequential), fw.name(fw.linear)
   if not isinstance(model, fw.sequential):
@@ -392,11 +397,13 @@ def init_layerwise(fw: Framework, model: Any, x: Inputs, y: Labels, *,
 
 def init_embedding(fw: Framework, factors: _tokens.EmbeddingFactors, embed: Any,
                    head: Any) -> None:
-  """Writes SVD factors (:func:`svd_factors`) into an embedding table and a dense head.
+  """Writes SVD factors ([`svd_factors`][explicit_softmax.adapters._tokens.svd_factors]) into an
+  embedding table and a dense head.
 
   Args:
     fw: the framework.
-    factors: :class:`EmbeddingFactors` of a token model.
+    factors: [`EmbeddingFactors`][explicit_softmax.adapters._tokens.EmbeddingFactors] of a token
+      model.
     embed: the embedding, a (K V, d) table.
     head: the dense layer ``d -> V`` with a bias.
 
@@ -428,11 +435,11 @@ def init_value_output(fw: Framework, model: Any, x: Any, pairs: Sequence[tuple[A
   the value projection really sees on ``x`` are read with the model's forward
   (after the pairs before it were written), and ``value`` / ``output`` receive
   the balanced factors of the ridge map from those inputs to ``targets``
-  (:func:`explicit_softmax.adapters.value_output_weights`); their biases are set
+  (``es.adapters.value_output_weights``); their biases are set
   to zero. An attention layer then adds to each position the attention-weighted
   mean of the targets of the positions it attends to. With ``targets`` derived
   from context co-occurrences
-  (:func:`explicit_softmax.adapters.context_bag_weights`), that is the count
+  (``es.adapters.context_bag_weights``), that is the count
   solution's vote of the context tokens for the next one.
 
   Args:

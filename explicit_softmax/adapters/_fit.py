@@ -2,14 +2,14 @@
 
 Everything here works on numpy arrays:
 
-* :func:`data_batches` cuts ``(x, y)`` arrays into batches of rows spread
+* ``data_batches`` cuts ``(x, y)`` arrays into batches of rows spread
   evenly over the data, as many as a sample budget needs (or passes the
   caller's iterable of batches through);
-* :func:`fit_explicit` streams ``(features, labels)`` batches into
-  :class:`SoftmaxStats` (checking that the features are finite), up to the
-  sample budget, and solves for explicit weights ``W`` (N, M), ``b`` (M,) in
-  the ``x W + b`` layout (then, optionally, a cross-fitted calibration);
-* :func:`check_head_shape` and :func:`checked_bias` check weights against a
+* ``fit_explicit`` streams ``(features, labels)`` batches into
+  [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats] (checking that the features are
+  finite), up to the sample budget, and solves for explicit weights ``W`` (N, M), ``b`` (M,) in the
+  ``x W + b`` layout (then, optionally, a cross-fitted calibration);
+* ``check_head_shape`` and ``checked_bias`` check weights against a
   dense layer before anything is written.
 """
 
@@ -183,11 +183,11 @@ def data_batches(x, y, batch_size: int, *, max_samples: int | None = None,
 
   Args:
     x: (T, ...) inputs, or an iterable of ``(x, y)`` batches (with ``y=None``),
-      passed through whole: :func:`fit_explicit` stops reading it at the budget.
+      passed through whole: ``fit_explicit`` stops reading it at the budget.
     y: (T, ...) labels, or None.
     batch_size: rows per batch.
     max_samples: the sample budget (None: every row). Only the rows it needs
-      are cut into batches, spread evenly over the data (:func:`even_rows`).
+      are cut into batches, spread evenly over the data (``even_rows``).
     take: ``take(a, rows)`` selects rows by index array (default ``a[rows]``).
     labels: converts a few labels to numpy (to count samples per row).
   """
@@ -213,7 +213,8 @@ def accumulate_statistics(batches: Iterable, *, n_features: int, n_classes: int,
                           gram: bool = False,
                           what: str = "the features reaching the head"
                           ) -> statistics.SoftmaxStats:
-  """Streams ``(features, labels)`` batches into :class:`SoftmaxStats`.
+  """Streams ``(features, labels)`` batches into
+  [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats].
 
   Samples whose features are all zero (e.g. every ReLU unit off) are ordinary
   samples: they inform the bias.
@@ -230,7 +231,7 @@ def accumulate_statistics(batches: Iterable, *, n_features: int, n_classes: int,
     The statistics of all batches.
 
   Raises:
-    ValueError: for bad features (see :func:`explicit_softmax._validation.check_layer_inputs`) or no batches.
+    ValueError: for bad features (see ``es._validation.check_layer_inputs``) or no batches.
   """
   stats = statistics.SoftmaxStats.empty(n_features, n_classes, gram=gram)
   for i, (features, y) in enumerate(batches):
@@ -279,7 +280,7 @@ def fit_explicit(batches: Iterable, *, n_features: int, n_classes: int,
     batches: iterable of ``(features, y)`` numpy batches.
     n_features: N, the head's input width.
     n_classes: M, the head's output width.
-    method: ``"newton"`` or ``"cooccurrence"`` (see :func:`explicit_softmax.solve`).
+    method: ``"newton"`` or ``"cooccurrence"`` (see [`es.solve`][explicit_softmax.solvers.solve]).
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
     hint: advice appended to the error for negative features (cooccurrence).
@@ -287,7 +288,7 @@ def fit_explicit(batches: Iterable, *, n_features: int, n_classes: int,
     calibrate: then fit a temperature and class biases to the cross-entropy
       (``explicit_softmax.calibrate`` with ``l2 = 1/T``, which keeps classes
       absent from the rows finite) of cross-fitted logits: the rows are split
-      into :data:`CALIBRATION_FOLDS` folds (by input row, so the positions of a
+      into ``CALIBRATION_FOLDS`` folds (by input row, so the positions of a
       sequence stay in one fold), each fold's logits come from the solution of
       the other folds' statistics, and the temperature and biases fitted on
       those out-of-fold logits are applied to the solution of all rows (as
@@ -304,9 +305,9 @@ def fit_explicit(batches: Iterable, *, n_features: int, n_classes: int,
       batch that reaches it is cut and no later batch is read.
 
   Returns:
-    The fitted :class:`SoftmaxModel` (``weights`` (N, M), ``bias`` (M,)); its
-    ``info`` adds ``"feature_rms"``, the root-mean-square feature value (Newton
-    form), which sets the scale of the weights (``W ~ 1 / rms``).
+    The fitted [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] (``weights`` (N, M), ``bias``
+    (M,)); its ``info`` adds ``"feature_rms"``, the root-mean-square feature value (Newton form),
+    which sets the scale of the weights (``W ~ 1 / rms``).
   """
   _validation.check_choice("method", method, solvers.METHODS)
   calibrate = _validation.check_bool("calibrate", calibrate)
@@ -383,11 +384,13 @@ def with_init_info(explicit: model_lib.SoftmaxModel, **fields) -> model_lib.Soft
 def as_explicit_model(source, *, method: str | None = None,
                       smoothing: float = solvers.DEFAULT_SMOOTHING,
                       ridge: float = solvers.DEFAULT_RIDGE) -> model_lib.SoftmaxModel:
-  """A :class:`SoftmaxModel` from a model (returned as is) or from statistics (solved).
+  """A [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] from a model (returned as is) or from
+  statistics (solved).
 
-  With ``method=None`` statistics are solved with ``"newton"`` if they hold the
-  Gram matrix, else with ``"cooccurrence"``. A bigram :class:`NgramModel` gives its
-  explicit weights ``W[i, j] = log p(j | i)`` (:meth:`NgramModel.to_softmax_model`).
+  With ``method=None`` statistics are solved with ``"newton"`` if they hold the Gram matrix, else
+  with ``"cooccurrence"``. A bigram [`NgramModel`][explicit_softmax.ngram.NgramModel] gives its
+  explicit weights ``W[i, j] = log p(j | i)``
+  ([`NgramModel.to_softmax_model`][explicit_softmax.ngram.NgramModel.to_softmax_model]).
   """
   if isinstance(source, model_lib.SoftmaxModel):
     return source

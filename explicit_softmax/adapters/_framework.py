@@ -1,7 +1,7 @@
 """The per-framework part of the adapters: reading features and writing layers.
 
-:class:`Framework` is what an adapter (``adapters/torch.py``,
-``adapters/flax.py``) implements; :mod:`explicit_softmax.adapters._common`
+``Framework`` is what an adapter (``adapters/torch.py``,
+``adapters/flax.py``) implements; [`es.adapters._common`][explicit_softmax.adapters._common]
 holds everything else.
 """
 
@@ -17,7 +17,7 @@ from explicit_softmax.adapters import _fit
 
 
 class Captured(Exception):
-  """Raised by a layer being watched (:meth:`Framework.capturing`), carrying its input."""
+  """Raised by a layer being watched (``Framework.capturing``), carrying its input."""
 
   def __init__(self, value: Any):
     super().__init__("layer input captured")
@@ -45,7 +45,7 @@ class Framework(abc.ABC):
     relu: a ReLU as written in a model definition, for messages.
     linear_args: extra constructor arguments of a dense layer, for messages.
     kernel_layout: how the dense layer stores its weights, for messages.
-    hint: advice for negative features (see :func:`hint`).
+    hint: advice for negative features (see ``hint``).
   """
 
   linear: type
@@ -70,7 +70,7 @@ class Framework(abc.ABC):
 
   @abc.abstractmethod
   def capturing(self, layer: Any) -> ContextManager:
-    """Makes ``layer`` raise :class:`Captured` with its first input instead of running."""
+    """Makes ``layer`` raise ``Captured`` with its first input instead of running."""
 
   @abc.abstractmethod
   def layers(self, model: Any) -> list:

@@ -1,9 +1,9 @@
 """Layer-wise initialisation of an MLP: class-conditional pseudo-classes per layer.
 
-:func:`layerwise_init` fits every dense layer of an MLP in turn, each on the
-activations that really reach it (the paper's "local" use of the explicit
-solution); :func:`class_clusters` places the pseudo-classes and
-:func:`hidden_weights` centres and scales a hidden layer.
+[`layerwise_init`][explicit_softmax.adapters._layerwise.layerwise_init] fits every dense layer of an
+MLP in turn, each on the activations that really reach it (the paper's "local" use of the explicit
+solution); ``class_clusters`` places the pseudo-classes and ``hidden_weights`` centres and scales a
+hidden layer.
 """
 
 from __future__ import annotations
@@ -76,7 +76,7 @@ def class_clusters(features: np.ndarray, labels: np.ndarray, n_units: int, n_cla
     iterations: Lloyd iterations.
 
   Returns:
-    A :class:`ClassClusters`.
+    A ``ClassClusters``.
 
   Raises:
     ValueError: if a class that owns units has no sample.
@@ -161,17 +161,17 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
      the previous ReLU's outputs, which are nonnegative, after that).
   2. A hidden layer is fitted as a softmax over ``H`` pseudo-classes: each
      class owns ``~H/M`` units, placed by k-means on that class's inputs
-     (:func:`class_clusters`); a sample's target is its nearest centre within
+     (``class_clusters``); a sample's target is its nearest centre within
      its own class. Every unit thus detects one mode of one class, so the
      pseudo-classes refine the labels and the layer's ReLU outputs keep (and
      split) the class information. With ``H < M``, classes share units.
-  3. The hidden weights are row-centred and rescaled (:func:`hidden_weights`).
+  3. The hidden weights are row-centred and rescaled (``hidden_weights``).
   4. The last layer is fitted to the real class labels.
 
   Each layer reads only the rows its fit needs: ``max_samples`` (by default
   ``max(8 (N_l + 1), 4096)`` for a layer with ``N_l`` inputs, as
-  :func:`explicit_softmax.adapters._common.init_head`), spread evenly over the
-  data; the cluster centres are placed on (a sample of) those rows.
+  [`es.adapters._common.init_head`][explicit_softmax.adapters._common.init_head]), spread evenly
+  over the data; the cluster centres are placed on (a sample of) those rows.
 
   Args:
     features_of: ``features_of(l, rows)`` returns the (rows, N_l) inputs of
@@ -193,9 +193,9 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
       (``max(8 (N_l + 1), 4096)``), a positive integer, or None (every row).
 
   Returns:
-    The explicit :class:`SoftmaxModel` of each layer (hidden ones before
-    centring and scaling); ``info["init"]`` holds the rows it read, its budget
-    and the seconds its layer took.
+    The explicit [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] of each layer (hidden ones
+    before centring and scaling); ``info["init"]`` holds the rows it read, its budget and the
+    seconds its layer took.
   """
   labels = np.asarray(labels)
   if labels.ndim != 1 or labels.dtype.kind not in "iu":

@@ -1,10 +1,10 @@
 """Token models: SVD factors, context bags and attention value/output maps.
 
-* :func:`svd_factors` factorises the centred explicit weights of a token model
-  into an embedding table and an output head, the best rank-``d``
+* [`svd_factors`][explicit_softmax.adapters._tokens.svd_factors] factorises the centred explicit
+  weights of a token model into an embedding table and an output head, the best rank-``d``
   approximation of the count solution (Eckart-Young);
-* :func:`context_bag_weights` is the count solution for the next token given
-  the bag of the last ``w`` tokens, and :func:`value_output_weights` fits an
+* ``context_bag_weights`` is the count solution for the next token given
+  the bag of the last ``w`` tokens, and ``value_output_weights`` fits an
   attention layer's value and output projections to carry such votes.
 """
 
@@ -62,7 +62,8 @@ class EmbeddingFactors:
 
 def centred_weights(explicit: model_lib.SoftmaxModel, *, n_context: int = 1,
                     center_columns: bool = True) -> tuple[np.ndarray, np.ndarray]:
-  """The centred weights that :func:`svd_factors` factorises, and the matching bias.
+  """The centred weights that [`svd_factors`][explicit_softmax.adapters._tokens.svd_factors]
+  factorises, and the matching bias.
 
   Row centring (subtracting each row's mean over the V outputs) never changes
   the softmax. Column centring moves each context block's mean row into the
@@ -101,7 +102,7 @@ def svd_factors(source: Source, d: int, *, n_context: int = 1, center_columns: b
                 ridge: float = solvers.DEFAULT_RIDGE) -> EmbeddingFactors:
   """Embedding and output head from a truncated SVD of the explicit weights.
 
-  With ``C = U S V^T`` the centred weights (:func:`centred_weights`), the factors
+  With ``C = U S V^T`` the centred weights (``centred_weights``), the factors
   are ``embedding = U_d S_d^(1/2)`` and ``head = S_d^(1/2) V_d^T`` (singular
   values split evenly, so both factors start on the same scale for gradient
   descent). ``embedding @ head`` is the best rank-``d`` approximation of ``C``
@@ -109,19 +110,19 @@ def svd_factors(source: Source, d: int, *, n_context: int = 1, center_columns: b
   rank the factors reproduce the explicit logits up to the softmax shift.
 
   Args:
-    source: a token :class:`SoftmaxModel` (weights (K V, V)) or the
-      :class:`SoftmaxStats` of ``TokenFeatures`` contexts (solved with
-      ``method``).
+    source: a token [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] (weights (K V, V)) or the
+      [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats] of ``TokenFeatures`` contexts
+      (solved with ``method``).
     d: embedding width, at most ``min(K V, V)``.
     n_context: K, the context size the model was fitted with.
     center_columns: move the block means into the bias (exact for token
-      contexts, see :func:`centred_weights`).
+      contexts, see ``centred_weights``).
     method: solver used when ``source`` is statistics.
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
 
   Returns:
-    :class:`EmbeddingFactors`.
+    [`EmbeddingFactors`][explicit_softmax.adapters._tokens.EmbeddingFactors].
   """
   explicit = as_explicit_model(source, method=method, smoothing=smoothing, ridge=ridge)
   c, b = centred_weights(explicit, n_context=n_context, center_columns=center_columns)
@@ -257,9 +258,9 @@ def ridge_map(inputs: np.ndarray, targets: np.ndarray,
 def balanced_factors(w: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
   """Two factors ``A`` (N, r), ``B`` (r, D) with ``A B`` the best rank-r approximation of ``w``.
 
-  With ``w = U S V^T``: ``A = U_r S_r^(1/2)`` and ``B = S_r^(1/2) V_r^T``, the
-  singular values split evenly so both layers start on the same scale
-  (Eckart-Young for the approximation, as in :func:`svd_factors`).
+  With ``w = U S V^T``: ``A = U_r S_r^(1/2)`` and ``B = S_r^(1/2) V_r^T``, the singular values split
+  evenly so both layers start on the same scale (Eckart-Young for the approximation, as in
+  [`svd_factors`][explicit_softmax.adapters._tokens.svd_factors]).
 
   Args:
     w: (N, D) real matrix.
@@ -286,8 +287,8 @@ def value_output_weights(inputs: np.ndarray, targets: np.ndarray, inner: int, *,
   An attention layer adds ``sum_j a_tj (x_j W_V) W_O`` to position ``t``: with
   the product ``W_V W_O`` mapping each attended input ``x_j`` to a target
   vector ``y_j``, the layer adds the attention-weighted mean of the targets.
-  ``W_V W_O`` is the ridge map from inputs to targets (:func:`ridge_map`), split
-  into balanced factors of the value width (:func:`balanced_factors`).
+  ``W_V W_O`` is the ridge map from inputs to targets (``ridge_map``), split
+  into balanced factors of the value width (``balanced_factors``).
 
   Args:
     inputs: (n, N) what the value projection sees (e.g. the LayerNorm outputs).

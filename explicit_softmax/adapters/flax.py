@@ -5,7 +5,7 @@ Layouts: a Flax dense kernel is (in, out), the same as the explicit weights
 kernel's dtype and placed on its device (sharding). NNX variables are updated in
 place (``variable[...] = value``): the module keeps its ``Variable`` objects, so
 references held elsewhere see the new values. Linen parameter trees are never
-mutated: :func:`init_linen_head` returns a new tree.
+mutated: [`init_linen_head`][explicit_softmax.adapters.flax.init_linen_head] returns a new tree.
 
 Precision: the layers keep Flax's default matmul precision, which on recent
 NVIDIA GPUs is TF32; a head written here then reproduces the explicit model to
@@ -14,7 +14,7 @@ about 1e-3 there (to float32 round-off on CPUs), and exactly to float32 under
 the layer.
 
 The head of an NNX model is found as
-:func:`explicit_softmax.adapters._common.resolve_head` says (an
+[`es.adapters._common.resolve_head`][explicit_softmax.adapters._common.resolve_head] says (an
 ``nnx.Sequential``'s last ``nnx.Linear``, ``head=``, ``model.head``); its
 inputs are read during the model's own forward by swapping the head's class
 for one that raises with its input, which also stops the forward there.
@@ -28,7 +28,7 @@ Example::
     es_flax.init_layerwise(model, x_train, y_train)  # or every layer
 
 Every function here is the one of the same name in
-:mod:`explicit_softmax.adapters._common`, whose docstring describes all its
+[`es.adapters._common`][explicit_softmax.adapters._common], whose docstring describes all its
 arguments; the docstrings here add what is particular to this framework.
 """
 
@@ -180,9 +180,8 @@ _FLAX = _Flax()
 def write_linear(layer: nnx.Linear, weights: ArrayLike, bias: ArrayLike | None = None) -> None:
   """Writes (in, out) ``weights`` and (out,) ``bias`` into an ``nnx.Linear`` in place.
 
-  As :func:`explicit_softmax.adapters._common.write_linear`; the kernel (in,
-  out) keeps its dtype, device and sharding, and the module its ``Variable``
-  objects.
+  As [`es.adapters._common.write_linear`][explicit_softmax.adapters._common.write_linear]; the
+  kernel (in, out) keeps its dtype, device and sharding, and the module its ``Variable`` objects.
 
   Args:
     layer: the dense layer.
@@ -193,7 +192,8 @@ def write_linear(layer: nnx.Linear, weights: ArrayLike, bias: ArrayLike | None =
 
 
 def write_explicit(layer: nnx.Linear, explicit: model_lib.SoftmaxModel) -> None:
-  """Writes a :class:`SoftmaxModel` into an ``nnx.Linear`` (checked, in place)."""
+  """Writes a [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] into an ``nnx.Linear`` (checked,
+  in place)."""
   _common.write_explicit(_FLAX, layer, explicit)
 
 
@@ -207,9 +207,9 @@ def init_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *,
               max_samples: int | str | None = "auto") -> model_lib.SoftmaxModel:
   """Fits explicit weights for the dense head of an NNX model and writes them in place.
 
-  As :func:`explicit_softmax.adapters._common.init_head`: the forward runs in
-  eval mode (the mode is restored afterwards) and the solution is written into
-  the head's kernel (in, out) and bias.
+  As [`es.adapters._common.init_head`][explicit_softmax.adapters._common.init_head]: the forward
+  runs in eval mode (the mode is restored afterwards) and the solution is written into the head's
+  kernel (in, out) and bias.
 
   Args:
     model: an ``nnx.Sequential`` ending in an ``nnx.Linear``, a module with a
@@ -220,7 +220,8 @@ def init_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *,
     head: the head's attribute name, or the ``nnx.Linear`` itself.
 
   Returns:
-    The fitted :class:`SoftmaxModel` (the model itself is updated in place).
+    The fitted [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] (the model itself is updated in
+    place).
   """
   return _common.init_head(
       _FLAX, model, x, y, head=head, features_fn=features_fn, method=method,
@@ -238,8 +239,10 @@ def init_layerwise(model: nnx.Sequential, x: Inputs, y: Labels, *,
                    max_samples: int | str | None = "auto") -> list[model_lib.SoftmaxModel]:
   """Initialises every ``nnx.Linear`` of an ``nnx.Sequential`` MLP with explicit weights.
 
-  As :func:`explicit_softmax.adapters._common.init_layerwise` (in eval mode);
-  see :func:`explicit_softmax.adapters.layerwise_init` for the scheme.
+  As [`es.adapters._common.init_layerwise`][explicit_softmax.adapters._common.init_layerwise] (in
+  eval mode); see
+  [`es.adapters.layerwise_init`][explicit_softmax.adapters._layerwise.layerwise_init] for the
+  scheme.
 
   Args:
     model: ``nnx.Sequential`` whose last layer is an ``nnx.Linear``.
@@ -247,7 +250,7 @@ def init_layerwise(model: nnx.Sequential, x: Inputs, y: Labels, *,
     y: (T,) integer labels.
 
   Returns:
-    The explicit :class:`SoftmaxModel` of each dense layer.
+    The explicit [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] of each dense layer.
   """
   return _common.init_layerwise(
       _FLAX, model, x, y, method=method, hidden_method=hidden_method, smoothing=smoothing,
@@ -264,13 +267,14 @@ def new_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *, n_classes
              max_samples: int | str | None = "auto") -> nnx.Linear:
   """Replaces the dense head of a (pretrained) NNX model by an explicit head for new classes.
 
-  As :func:`explicit_softmax.adapters._common.new_head` (the transfer setting):
-  a new ``nnx.Linear(in_features, n_classes)`` with the old kernel's dtype,
-  precision and device receives the explicit solution and takes the old head's
-  place (attribute or ``nnx.Sequential`` layer); no other variable is written.
+  As [`es.adapters._common.new_head`][explicit_softmax.adapters._common.new_head] (the transfer
+  setting): a new ``nnx.Linear(in_features, n_classes)`` with the old kernel's dtype, precision and
+  device receives the explicit solution and takes the old head's place (attribute or
+  ``nnx.Sequential`` layer); no other variable is written.
 
   Args:
-    model: the pretrained model (see :func:`init_head` for how the head is found).
+    model: the pretrained model (see [`init_head`][explicit_softmax.adapters.flax.init_head] for how
+      the head is found).
     head: the old head's attribute name, or the ``nnx.Linear`` itself.
 
   Returns:
@@ -285,14 +289,13 @@ def new_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *, n_classes
 class ResidualHead(nnx.Module):
   """A dense head ``logits = x W_explicit + x dW + b`` around explicit weights.
 
-  ``W_explicit`` comes from the explicit solver; ``dW`` starts at zero, so the
-  head starts exactly at the explicit model, and ``b`` starts at its bias. With
-  ``trainable_explicit=False`` the explicit weights are an
-  :class:`ExplicitWeight` (not an ``nnx.Param``), so optimisers over
-  ``nnx.Param`` only train the correction ``dW`` and ``b``.
+  ``W_explicit`` comes from the explicit solver; ``dW`` starts at zero, so the head starts exactly
+  at the explicit model, and ``b`` starts at its bias. With ``trainable_explicit=False`` the
+  explicit weights are an [`ExplicitWeight`][explicit_softmax.adapters.flax.ExplicitWeight] (not an
+  ``nnx.Param``), so optimisers over ``nnx.Param`` only train the correction ``dW`` and ``b``.
 
   When the split into ``W_explicit`` and ``dW`` matters (weight decay, separate
-  learning rates): see :mod:`explicit_softmax.adapters`.
+  learning rates): see ``es.adapters``.
 
   Attributes:
     explicit_kernel: (N, M) explicit weights (``nnx.Param`` or ``ExplicitWeight``).
@@ -308,12 +311,13 @@ class ResidualHead(nnx.Module):
     """Builds the head.
 
     Args:
-      explicit: a :class:`SoftmaxModel`, or :class:`SoftmaxStats` to solve.
+      explicit: a [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel], or
+        [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats] to solve.
       trainable_explicit: whether ``W_explicit`` is an ``nnx.Param``.
       param_dtype: dtype of the stored parameters.
       dtype: dtype of the computation (default: promoted from inputs and params).
       method: the solver when ``explicit`` is statistics, with ``smoothing`` and
-        ``ridge`` (see :func:`explicit_softmax.adapters._fit.as_explicit_model`).
+        ``ridge`` (see ``es.adapters._fit.as_explicit_model``).
     """
     model = _fit.as_explicit_model(explicit, method=method, smoothing=smoothing,
                                       ridge=ridge)
@@ -344,12 +348,13 @@ def explicit_init(source: Source | EmbeddingFactors, part: str = "kernel", *, me
       nnx.Embed(V, d, embedding_init=explicit_init(factors, "embedding"), rngs=rngs)
 
   Args:
-    source: a :class:`SoftmaxModel`, :class:`SoftmaxStats` (solved with
-      ``method``) or :class:`EmbeddingFactors`.
+    source: a [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel],
+      [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats] (solved with ``method``) or
+      [`EmbeddingFactors`][explicit_softmax.adapters._tokens.EmbeddingFactors].
     part: ``"kernel"`` ((N, M) weights; for factors the (d, V) head) or
       ``"bias"``; for factors also ``"embedding"`` ((K V, d)).
     method: the solver when ``source`` is statistics, with ``smoothing`` and
-      ``ridge`` (see :func:`explicit_softmax.adapters._fit.as_explicit_model`).
+      ``ridge`` (see ``es.adapters._fit.as_explicit_model``).
 
   Returns:
     ``init(key, shape, dtype=jnp.float32) -> jax.Array``; the key is ignored.
@@ -379,12 +384,14 @@ def explicit_init(source: Source | EmbeddingFactors, part: str = "kernel", *, me
 
 
 def init_embedding(factors: EmbeddingFactors, embed: nnx.Embed, head: nnx.Linear) -> None:
-  """Writes SVD factors (:func:`svd_factors`) into an ``nnx.Embed`` and ``nnx.Linear``.
+  """Writes SVD factors ([`svd_factors`][explicit_softmax.adapters._tokens.svd_factors]) into an
+  ``nnx.Embed`` and ``nnx.Linear``.
 
-  As :func:`explicit_softmax.adapters._common.init_embedding`.
+  As [`es.adapters._common.init_embedding`][explicit_softmax.adapters._common.init_embedding].
 
   Args:
-    factors: :class:`EmbeddingFactors` of a token model.
+    factors: [`EmbeddingFactors`][explicit_softmax.adapters._tokens.EmbeddingFactors] of a token
+      model.
     embed: ``nnx.Embed(K V, d)``: the table, (K V, d).
     head: ``nnx.Linear(d, V)``: kernel (d, V) and bias (V,).
   """
@@ -454,9 +461,8 @@ def init_linen_head(params: Mapping, path: str | Sequence[str], x: Inputs,
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
     batch_size: rows per batch when ``x, y`` are arrays.
-    max_samples: the samples to read, as for :func:`init_head` (``"auto"``:
-      ``max(8 (N + 1), 4096)``, rows spread evenly over ``x``; None: every
-      row).
+    max_samples: the samples to read, as for [`init_head`][explicit_softmax.adapters.flax.init_head]
+      (``"auto"``: ``max(8 (N + 1), 4096)``, rows spread evenly over ``x``; None: every row).
 
   Returns:
     The new parameter tree (same container types as ``params``).

@@ -6,10 +6,10 @@ with ``Tensor.copy_`` inside ``torch.no_grad()``, so the parameter keeps its
 identity, dtype, device and ``requires_grad`` flag, stays a leaf
 (``grad_fn is None``) and gets no ``.grad``.
 
-The head is found as :func:`explicit_softmax.adapters._common.resolve_head`
-says (an ``nn.Sequential``'s last ``nn.Linear``, ``head=``, ``model.head``);
-its inputs are read during the model's own forward with a forward pre-hook,
-which also stops the forward there.
+The head is found as
+[`es.adapters._common.resolve_head`][explicit_softmax.adapters._common.resolve_head] says (an
+``nn.Sequential``'s last ``nn.Linear``, ``head=``, ``model.head``); its inputs are read during the
+model's own forward with a forward pre-hook, which also stops the forward there.
 
 A head applied at every position of a sequence (a transformer's output layer)
 sees features (B, T, N); labels (B, T) (the next token at each position) make
@@ -31,7 +31,7 @@ See ``docs/deep_models.md`` for a transformer (embedding, head, value/output
 projections).
 
 Every function here is the one of the same name in
-:mod:`explicit_softmax.adapters._common`, whose docstring describes all its
+[`es.adapters._common`][explicit_softmax.adapters._common], whose docstring describes all its
 arguments; the docstrings here add what is particular to this framework.
 """
 
@@ -178,8 +178,8 @@ _TORCH = _Torch()
 def write_linear(layer: nn.Linear, weights: ArrayLike, bias: ArrayLike | None = None) -> None:
   """Writes (in, out) ``weights`` and (out,) ``bias`` into an ``nn.Linear`` in place.
 
-  As :func:`explicit_softmax.adapters._common.write_linear`; the weights are
-  stored transposed (``nn.Linear.weight`` is (out, in)).
+  As [`es.adapters._common.write_linear`][explicit_softmax.adapters._common.write_linear]; the
+  weights are stored transposed (``nn.Linear.weight`` is (out, in)).
 
   Args:
     layer: the dense layer.
@@ -190,7 +190,8 @@ def write_linear(layer: nn.Linear, weights: ArrayLike, bias: ArrayLike | None = 
 
 
 def write_explicit(layer: nn.Linear, explicit: model_lib.SoftmaxModel) -> None:
-  """Writes a :class:`SoftmaxModel` into an ``nn.Linear`` (checked, in place)."""
+  """Writes a [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] into an ``nn.Linear`` (checked,
+  in place)."""
   _common.write_explicit(_TORCH, layer, explicit)
 
 
@@ -204,10 +205,10 @@ def init_head(model: nn.Module, x: Inputs, y: Labels | None = None, *,
               max_samples: int | str | None = "auto") -> model_lib.SoftmaxModel:
   """Fits explicit weights for the dense head of a PyTorch model and writes them in place.
 
-  As :func:`explicit_softmax.adapters._common.init_head`: the forward runs in
-  eval mode under ``torch.no_grad`` (the modes are restored afterwards), inputs
-  move to the model's device and float dtype batch by batch, and the solution
-  is written into the head's weight (transposed to (out, in)) and bias.
+  As [`es.adapters._common.init_head`][explicit_softmax.adapters._common.init_head]: the forward
+  runs in eval mode under ``torch.no_grad`` (the modes are restored afterwards), inputs move to the
+  model's device and float dtype batch by batch, and the solution is written into the head's weight
+  (transposed to (out, in)) and bias.
 
   Args:
     model: an ``nn.Sequential`` ending in an ``nn.Linear``, a module with a
@@ -219,7 +220,8 @@ def init_head(model: nn.Module, x: Inputs, y: Labels | None = None, *,
       module of a Sequential, else ``model.head``).
 
   Returns:
-    The fitted :class:`SoftmaxModel` (the model itself is updated in place).
+    The fitted [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] (the model itself is updated in
+    place).
   """
   return _common.init_head(
       _TORCH, model, x, y, head=head, features_fn=features_fn, method=method,
@@ -237,9 +239,10 @@ def init_layerwise(model: nn.Sequential, x: Inputs, y: Labels, *,
                    max_samples: int | str | None = "auto") -> list[model_lib.SoftmaxModel]:
   """Initialises every ``nn.Linear`` of an ``nn.Sequential`` MLP with explicit weights.
 
-  As :func:`explicit_softmax.adapters._common.init_layerwise` (in eval mode,
-  without autograd); see :func:`explicit_softmax.adapters.layerwise_init` for
-  the scheme.
+  As [`es.adapters._common.init_layerwise`][explicit_softmax.adapters._common.init_layerwise] (in
+  eval mode, without autograd); see
+  [`es.adapters.layerwise_init`][explicit_softmax.adapters._layerwise.layerwise_init] for the
+  scheme.
 
   Args:
     model: ``nn.Sequential`` whose last module is an ``nn.Linear``.
@@ -247,7 +250,7 @@ def init_layerwise(model: nn.Sequential, x: Inputs, y: Labels, *,
     y: (T,) integer labels.
 
   Returns:
-    The explicit :class:`SoftmaxModel` of each dense layer.
+    The explicit [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] of each dense layer.
   """
   return _common.init_layerwise(
       _TORCH, model, x, y, method=method, hidden_method=hidden_method, smoothing=smoothing,
@@ -264,14 +267,16 @@ def new_head(model: nn.Module, x: Inputs, y: Labels | None = None, *, n_classes:
              max_samples: int | str | None = "auto") -> nn.Linear:
   """Replaces the dense head of a (pretrained) model by an explicit head for new classes.
 
-  As :func:`explicit_softmax.adapters._common.new_head` (the transfer setting):
-  a new ``nn.Linear(in_features, n_classes)`` of the old head's dtype, device
-  and training mode receives the explicit solution and takes the old head's
-  place; no other parameter or buffer of the model is written.
+  As [`es.adapters._common.new_head`][explicit_softmax.adapters._common.new_head] (the transfer
+  setting): a new ``nn.Linear(in_features, n_classes)`` of the old head's dtype, device and training
+  mode receives the explicit solution and takes the old head's place; no other parameter or buffer
+  of the model is written.
 
   Args:
-    model: the pretrained model (see :func:`init_head` for how the head is found).
-    head: the old head or its attribute name (default: as :func:`init_head`).
+    model: the pretrained model (see [`init_head`][explicit_softmax.adapters.torch.init_head] for
+      how the head is found).
+    head: the old head or its attribute name (default: as
+      [`init_head`][explicit_softmax.adapters.torch.init_head]).
 
   Returns:
     The new ``nn.Linear`` head (already placed in ``model``).
@@ -286,8 +291,8 @@ def layer_inputs(model: nn.Module, layer: nn.Module, x: np.ndarray | torch.Tenso
                  batch_size: int = 1024) -> np.ndarray:
   """The inputs that ``model``'s forward feeds to ``layer``, as one numpy array.
 
-  As :func:`explicit_softmax.adapters._common.layer_inputs` (eval mode, no
-  autograd, the forward stopped at ``layer`` by a forward pre-hook).
+  As [`es.adapters._common.layer_inputs`][explicit_softmax.adapters._common.layer_inputs] (eval
+  mode, no autograd, the forward stopped at ``layer`` by a forward pre-hook).
 
   Args:
     model: the model.
@@ -304,7 +309,7 @@ def init_value_output(model: nn.Module, x: np.ndarray | torch.Tensor,
                       ) -> list[tuple[np.ndarray, np.ndarray]]:
   """Fits the value and output projections of attention layers to carry given targets.
 
-  As :func:`explicit_softmax.adapters._common.init_value_output`.
+  As [`es.adapters._common.init_value_output`][explicit_softmax.adapters._common.init_value_output].
 
   Args:
     model: the model; ``x`` goes through its own forward.
@@ -328,7 +333,7 @@ class ResidualHead(nn.Module):
   ``.to()``, never returned by ``parameters()``), so only ``dW`` and ``b`` train.
 
   When the split into ``W_explicit`` and ``dW`` matters (weight decay, separate
-  learning rates): see :mod:`explicit_softmax.adapters`.
+  learning rates): see ``es.adapters``.
 
   Attributes:
     explicit_weight: (M, N) explicit weights (buffer or ``nn.Parameter``).
@@ -344,12 +349,13 @@ class ResidualHead(nn.Module):
     """Builds the head.
 
     Args:
-      explicit: a :class:`SoftmaxModel`, or :class:`SoftmaxStats` to solve.
+      explicit: a [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel], or
+        [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats] to solve.
       trainable_explicit: whether ``W_explicit`` is an ``nn.Parameter``.
       dtype: parameter dtype (default: ``torch.get_default_dtype()``).
       device: parameter device.
       method: the solver when ``explicit`` is statistics, with ``smoothing`` and
-        ``ridge`` (see :func:`explicit_softmax.adapters._fit.as_explicit_model`).
+        ``ridge`` (see ``es.adapters._fit.as_explicit_model``).
     """
     super().__init__()
     model = _fit.as_explicit_model(explicit, method=method, smoothing=smoothing,
@@ -374,12 +380,14 @@ class ResidualHead(nn.Module):
 
 
 def init_embedding(factors: EmbeddingFactors, embed: nn.Embedding, head: nn.Linear) -> None:
-  """Writes SVD factors (:func:`svd_factors`) into an ``nn.Embedding`` and ``nn.Linear``.
+  """Writes SVD factors ([`svd_factors`][explicit_softmax.adapters._tokens.svd_factors]) into an
+  ``nn.Embedding`` and ``nn.Linear``.
 
-  As :func:`explicit_softmax.adapters._common.init_embedding`.
+  As [`es.adapters._common.init_embedding`][explicit_softmax.adapters._common.init_embedding].
 
   Args:
-    factors: :class:`EmbeddingFactors` of a token model.
+    factors: [`EmbeddingFactors`][explicit_softmax.adapters._tokens.EmbeddingFactors] of a token
+      model.
     embed: ``nn.Embedding(K V, d)``.
     head: ``nn.Linear(d, V)`` (weight (V, d) receives ``factors.head.T``).
   """

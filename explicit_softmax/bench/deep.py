@@ -29,7 +29,7 @@ Tasks (issues 18 and 26):
    1), batch 4 x 64 characters, 2,000 steps; PyTorch (sized for 2 shared cores).
 5. ``rows`` (no training): the explicit head's validation loss and seconds against
    the samples it reads, for the models above at their starting point
-   (:mod:`explicit_softmax.bench.deep_rows`).
+   (``es.bench.deep_rows``).
 
 Arms (the same optimiser, schedule and batch order within a seed; each arm's
 initialisation seconds are counted):

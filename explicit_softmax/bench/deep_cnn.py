@@ -203,7 +203,7 @@ def flax_cnn(seed: int, n_classes: int = 10, arch: str = "cnn"):
 
 
 def flax_lsuv(model, x_batch, layer_ids, seed: int) -> dict:
-  """LSUV on the conv/dense layers of an nnx.Sequential (see :func:`torch_lsuv`)."""
+  """LSUV on the conv/dense layers of an nnx.Sequential (see ``torch_lsuv``)."""
   import jax.numpy as jnp
   import numpy as np
   rng = np.random.default_rng(seed)

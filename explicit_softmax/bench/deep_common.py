@@ -1,5 +1,5 @@
 """What the deep-model benchmark's tasks share: the configuration, batch orders, the
-probe's fit and orthonormal weights (:mod:`explicit_softmax.bench.deep` runs them)."""
+probe's fit and orthonormal weights (``es.bench.deep`` runs them)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ seconds against the samples ``init_head`` / ``new_head`` read (``max_samples``).
 For each model of the benchmark at its starting point (the CNNs and the transformer at
 their default initialisation, the transfer network pretrained on digits 0-4), the head
 is fitted with ``calibrate=True`` on ``s (N + 1)`` samples for ``s`` in
-:data:`ROWS_MULTIPLES`, on the default budget (``max_samples="auto"``) and on every row
+``ROWS_MULTIPLES``, on the default budget (``max_samples="auto"``) and on every row
 (``max_samples=None``), ``N`` the head's input width, and its validation loss is
 measured before any training step. This is what the
 default budget (``max_samples="auto"``) was chosen from. PyTorch only: the fit is the
