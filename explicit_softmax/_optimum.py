@@ -201,8 +201,11 @@ def newton_polish(problem: WhitenedProblem, v: np.ndarray, *,
   theta = problem.theta(v)
   value, grad = value_and_grad(theta)
   floor_reference = float(np.linalg.norm(value_and_grad(np.zeros_like(theta))[1]))
+  floor = ROUNDING_FLOOR * floor_reference  # below it, what is left is float64 rounding
   taken = 0
   for _ in range(steps):
+    if np.linalg.norm(grad) <= floor:
+      break
     hess = _objective.hessian(theta, x1, problem.w, per_feature)
     # The pseudo-inverse step: the Hessian is singular along the bias shift, and
     # nearly so along any direction a nearly separable problem barely penalises.
@@ -211,21 +214,19 @@ def newton_polish(problem: WhitenedProblem, v: np.ndarray, *,
     step = basis[:, keep] @ ((basis[:, keep].T @ -grad.ravel()) / spectrum[keep])
     # Backtracking (Armijo): far from the optimum of a nearly separable problem
     # the full step overshoots.
+    # Near the optimum the objective's decrease drowns in its rounding: a step
+    # that leaves it level within that and shrinks the gradient is a good one.
     slope = float(grad.ravel() @ step)
+    level = 1e-15 * abs(value)
     for _ in range(30):
       candidate = theta + step.reshape(theta.shape)
       new_value, new_grad = value_and_grad(candidate)
-      if new_value <= value + 1e-4 * slope:
+      if new_value <= value + 1e-4 * slope or (
+          new_value <= value + level and np.linalg.norm(new_grad) < np.linalg.norm(grad)):
         break
       step = step / 2
       slope /= 2
     else:
       break
-    if not new_value <= value:
-      break
-    # Below this relative gradient norm what is left is float64 rounding.
-    done = np.linalg.norm(new_grad) <= ROUNDING_FLOOR * floor_reference
     theta, value, grad, taken = candidate, new_value, new_grad, taken + 1
-    if done:
-      break
   return whitening.to_v(theta[:-1], theta[-1], l2), taken
