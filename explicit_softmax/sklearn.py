@@ -92,15 +92,17 @@ class ExplicitSoftmaxClassifier(ClassifierMixin, BaseEstimator):
     ridge: relative ridge of the Newton solution (``>= 0``).
     l2: ``"auto"`` or a number ``>= 0``: the L2 strength of the optimum
       (``method="auto"``), of ``refine`` and of calibration's bias
-      corrections. ``"auto"`` chooses it on held-out folds for
-      ``method="auto"`` and means ``1 / sum(sample_weight)`` (scikit-learn's
+      corrections. ``"auto"`` chooses it for ``method="auto"`` as
+      [`es.fit`][explicit_softmax.fitting.fit] does (the evidence on dense
+      features, held-out loss on sparse ones or given ``cv``) and means ``1 / sum(sample_weight)`` (scikit-learn's
       ``C = 1``) for ``refine``/``calibrate`` after a closed form.
     tol: relative gradient norm at which the optimum (``method="auto"``) and
       L-BFGS ``refine`` stop.
-    cv: held-out data for ``l2="auto"``: None (5 stratified folds up to 2,000
-      samples, else one 80/20 split of at most 10,000), a number of folds, or
-      an iterable of (train, validation) index pairs, as in scikit-learn's
-      ``*CV`` estimators.
+    cv: held-out data for ``l2="auto"``: None (as ``es.fit``: the evidence on
+      dense features; on sparse ones 5 stratified folds up to 2,000 samples,
+      else one 80/20 split of at most 20,000), a number of folds, or an
+      iterable of (train, validation) index pairs, as in scikit-learn's ``*CV``
+      estimators.
     calibrate: fit a temperature and class biases after a closed form.
     refine: None, or ``"lbfgs"``, ``"adam"`` or ``"sgd"`` to refine the
       weights on the training data after a closed form (full batch).
