@@ -83,16 +83,16 @@ from explicit_softmax.bench._harness import RESULTS  # noqa: E402
 from explicit_softmax.bench import _harness  # noqa: E402
 # The configuration, the tasks and the measurements, one module each; re-exported here.
 from explicit_softmax.bench.deep_cnn import run_cnn_task
-from explicit_softmax.bench.deep_common import (BATCH, CNN_VAL, LM_BATCH,  # noqa: F401
-                                                LM_CLIP, LM_CONTEXT, LM_DECAY, LM_FIT_WINDOWS,
-                                                LM_HEADS, LM_LAYERS, LM_LR, LM_MIN_LR,
-                                                LM_VAL_WINDOWS, LM_WARMUP, LM_WIDTH, LR,
-                                                LSUV_BATCH, LSUV_ROUNDS, LSUV_TOL,
-                                                ROWS_MULTIPLES, ROWS_TASK, TASKS)
+from explicit_softmax.bench.deep_common import (CNN_VAL, LM_BATCH, LM_CLIP,  # noqa: F401
+                                                LM_CONTEXT, LM_DECAY, LM_FIT_WINDOWS, LM_HEADS,
+                                                LM_LAYERS, LM_LR, LM_MIN_LR, LM_VAL_WINDOWS,
+                                                LM_WARMUP, LM_WIDTH, LSUV_BATCH, LSUV_ROUNDS,
+                                                LSUV_TOL, ROWS_MULTIPLES, ROWS_TASK, TASKS)
 from explicit_softmax.bench.deep_lm import run_lm_task
 from explicit_softmax.bench.deep_rows import plot_rows, run_rows_task, summarise_rows
 from explicit_softmax.bench.deep_summary import (compare, first_reach, plot,  # noqa: F401
                                                  print_tables, summarise, target_verdicts)
+from explicit_softmax.bench.training import BATCH, LR
 
 ALL_TASKS = TASKS + (ROWS_TASK,)
 

@@ -52,12 +52,11 @@ import time
 
 from explicit_softmax.bench._harness import RESULTS  # noqa: E402
 from explicit_softmax.bench import _harness  # noqa: E402
-# The shared settings, the two experiments and the output, one module each; re-exported here.
-from explicit_softmax.bench.init_common import (ARMS, BATCH, LM_ARMS, LR,  # noqa: F401
-                                                N_HIDDEN, batch_order, summary)
-from explicit_softmax.bench.init_lm import run_lm
-from explicit_softmax.bench.init_mnist import mnist_findings, run_mnist
+# The two experiments, the output and the training, one module each; re-exported here.
+from explicit_softmax.bench.init_lm import LM_ARMS, run_lm
+from explicit_softmax.bench.init_mnist import ARMS, N_HIDDEN, mnist_findings, run_mnist
 from explicit_softmax.bench.init_output import plot, print_tables
+from explicit_softmax.bench.training import BATCH, LR, batch_order, summary  # noqa: F401
 
 
 def parse_args(argv=None) -> argparse.Namespace:

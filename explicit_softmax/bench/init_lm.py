@@ -6,7 +6,10 @@ from __future__ import annotations
 import time
 
 from explicit_softmax.bench import _harness
-from explicit_softmax.bench.init_common import BATCH, LM_ARMS, LR, summary
+from explicit_softmax.bench.training import BATCH, LR, summary
+
+# The arms: embedding and head from the SVD initialiser, or the framework's default.
+LM_ARMS = ("svd", "random")
 
 
 # -- toy language models ------------------------------------------------------------
