@@ -38,6 +38,13 @@ def batch_order(seed: int, n: int, steps: int, batch: int = BATCH):
   return order[:steps]
 
 
+def random_batches(seed: int, n: int, steps: int, batch: int = BATCH):
+  """Row indices of each step's batch, drawn uniformly with replacement (seeded)."""
+  import numpy as np
+  rng = np.random.default_rng(seed)
+  return [rng.integers(0, n, batch) for _ in range(steps)]
+
+
 def torch_train(model, params, x_tr, y_tr, order, steps_to_eval, evaluate, *, opt=None,
                 schedule=None, clip=None, loss_fn=None) -> list[dict]:
   """Trains a PyTorch model on the given batch order, timing the steps only.
