@@ -219,20 +219,20 @@ def _cmd_bench(args) -> int:
           f"{str(_harness.COMMITTED)!r}, which exists only in a source checkout; use --out DIR.")
     out = _harness.COMMITTED
   else:
-    out = pathlib.Path(args.out or time.strftime("explicit-softmax-bench-%Y%m%d-%H%M%S"))
+    out = pathlib.Path(args.out or _harness.default_out())
+  # Named here, so that it can be reported; the benchmark creates it when it writes.
   out = out.resolve()
-  out.mkdir(parents=True, exist_ok=True)
   cmd = [sys.executable, "-m", f"explicit_softmax.bench.{bench.MODULES[args.which]}"]
-  cmd += (["--quick"] if args.quick else []) + list(args.extra)
-  print(f"== bench {args.which}: {' '.join(cmd[1:])} -> {out}", flush=True)
+  cmd += (["--quick"] if args.quick else []) + ["--out", str(out)] + list(args.extra)
+  print(f"== bench {args.which}: {' '.join(cmd[1:])}", flush=True)
   # A process of its own: the benchmarks set thread counts before importing JAX.
-  status = subprocess.run(cmd, env={**os.environ, _harness.OUT_ENV: str(out)},
-                          check=False).returncode
+  status = subprocess.run(cmd, check=False).returncode
   if status:
     print(f"{PROG}: error: bench {args.which} failed with exit status {status}.",
           file=sys.stderr)
     return status
-  print(f"results in {out}")
+  if out.is_dir():  # not after ``-- --help``, which writes nothing
+    print(f"results in {out}")
   return 0
 
 

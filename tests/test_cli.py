@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import csv
+import importlib
+import json
 import os
 import subprocess
 import sys
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 
 import explicit_softmax as es
-from explicit_softmax import cli
+from explicit_softmax import bench, cli
 from explicit_softmax import data as es_data
 
 from conftest import dense_data
@@ -247,18 +249,65 @@ def test_bench_update_committed_needs_a_checkout(capsys, tmp_path, monkeypatch):
 def test_bench_runs_the_module_with_its_output_folder(capsys, tmp_path, monkeypatch):
   calls = []
 
-  def fake_run(cmd, env, check):
-    calls.append((cmd, env))
+  def fake_run(cmd, check):
+    calls.append(cmd)
+    (tmp_path / "r").mkdir()  # as the benchmark does when it writes its results
     return subprocess.CompletedProcess(cmd, 0)
 
   monkeypatch.setattr(cli.subprocess, "run", fake_run)
   status, out, err = run(capsys, "bench", "real", "--quick", "--out", tmp_path / "r", "--",
                          "--datasets", "iris")
   assert status == 0, err
-  (cmd, env), = calls
-  assert cmd[1:] == ["-m", "explicit_softmax.bench.real", "--quick", "--datasets", "iris"]
-  assert env["EXPLICIT_SOFTMAX_BENCH_OUT"] == str((tmp_path / "r").resolve())
-  assert (tmp_path / "r").is_dir() and "results in" in out
+  cmd, = calls
+  assert cmd[1:] == ["-m", "explicit_softmax.bench.real", "--quick", "--out",
+                     str((tmp_path / "r").resolve()), "--datasets", "iris"]
+  assert f"results in {(tmp_path / 'r').resolve()}" in out
+
+
+def test_bench_help_leaves_no_folder_behind(capsys, tmp_path, monkeypatch):
+  """``bench NAME -- --help`` runs the benchmark's own parser, which prints its options
+  (the shared ``--quick`` and ``--out DIR`` among them) and writes nothing: neither the
+  command line nor the benchmark makes the results folder before there are results."""
+  monkeypatch.chdir(tmp_path)
+  status, out, err = run(capsys, "bench", "real", "--", "--help")
+  assert status == 0, err
+  assert list(tmp_path.iterdir()) == [] and "results in" not in out
+
+
+@pytest.mark.parametrize("name", sorted(bench.MODULES))
+def test_every_benchmark_parses_out_and_help_makes_nothing(name, tmp_path, monkeypatch, capsys):
+  """Every benchmark takes ``--out DIR`` from the shared parser (as an absolute path,
+  for its child processes) and ``--quick`` unless it has no reduced run; ``--help``
+  creates no folder."""
+  module = importlib.import_module(f"explicit_softmax.bench.{bench.MODULES[name]}")
+  monkeypatch.chdir(tmp_path)
+  with pytest.raises(SystemExit) as exit_info:
+    module.main(["--help"])
+  usage = capsys.readouterr().out
+  assert exit_info.value.code == 0 and "--out DIR" in usage
+  assert ("--quick" in usage) == (name != "dask")
+  assert list(tmp_path.iterdir()) == []
+
+
+def test_a_benchmark_writes_into_out_and_by_default_into_one_new_folder(tmp_path, monkeypatch):
+  from explicit_softmax.bench import fit as bench_fit
+  monkeypatch.chdir(tmp_path)
+  small = ["--samples", "2000", "--repeats", "1"]
+  result = bench_fit.main(small + ["--out", "given"])
+  written = json.loads((tmp_path / "given" / "fit.json").read_text())
+  assert written["shape"] == result["shape"] == [2000, 784, 10] and "machine" in written
+  assert [p.name for p in tmp_path.iterdir()] == ["given"]
+  bench_fit.main(small)
+  made, = (p for p in tmp_path.iterdir() if p.name != "given")
+  assert made.name.startswith("explicit-softmax-bench-") and (made / "fit.json").is_file()
+
+
+def test_bench_real_passes_its_folder_to_its_child_processes(tmp_path):
+  from explicit_softmax.bench import real as bench_real
+  args = bench_real.parse_args(["--out", str(tmp_path / "r")])
+  child = bench_real.child_args(args)
+  assert child[child.index("--out") + 1] == str((tmp_path / "r").resolve())
+  assert bench_real.parse_args(child + ["--one", "iris"]).out == args.out
 
 
 def test_a_benchmark_without_its_data_says_so_in_one_line(capsys):

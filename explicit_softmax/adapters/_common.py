@@ -12,9 +12,9 @@ two adapters find heads, check inputs, fit and write in the same way:
 * [`new_head`][explicit_softmax.adapters._common.new_head] does the same into a new head for new
   classes (transfer);
 * [`init_layerwise`][explicit_softmax.adapters._common.init_layerwise] fits every dense layer of an
-  MLP in turn ([`es.adapters.layerwise_init`][explicit_softmax.adapters._layerwise.layerwise_init]);
+  MLP in turn ([`es.adapters.layerwise_init`][explicit_softmax.adapters.layerwise_init]);
 * [`init_embedding`][explicit_softmax.adapters._common.init_embedding] writes SVD factors
-  ([`svd_factors`][explicit_softmax.adapters._tokens.svd_factors]) into an embedding table and an
+  ([`svd_factors`][explicit_softmax.adapters.svd_factors]) into an embedding table and an
   output layer;
 * [`layer_inputs`][explicit_softmax.adapters._common.layer_inputs] and
   [`init_value_output`][explicit_softmax.adapters._common.init_value_output] read and fit the value
@@ -132,6 +132,10 @@ def layer_inputs(fw: Framework, model: Any, layer: Any, x: Any, *,
   Returns:
     (T, ..., N) array: ``layer``'s first positional input for every row (a
     sequence model's layer sees every position).
+
+  Raises:
+    ValueError: ``layer`` not a module, an empty ``x``, or a forward that never calls
+      ``layer``.
   """
   if not isinstance(layer, fw.module):
     raise ValueError(f"layer must be a submodule of the model; got {type(layer).__name__}.")
@@ -174,7 +178,17 @@ def write_linear(fw: Framework, layer: Any, weights: ArrayLike,
 
 def write_explicit(fw: Framework, layer: Any, explicit: model_lib.SoftmaxModel) -> None:
   """Writes a [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] into a dense layer (checked, in
-  place)."""
+  place).
+
+  Args:
+    fw: the framework.
+    layer: the dense layer.
+    explicit: explicit weights (N, M) and bias (M,) for a layer ``N -> M``.
+
+  Raises:
+    ValueError: a layer that is not dense, mismatched shapes, or a nonzero bias for a
+      layer without one.
+  """
   layer = check_linear(fw, layer, "the layer")
   n, m = fw.dense_shape(layer)
   _fit.check_head_shape(explicit, n, m, fw.has_bias(layer), f"the {fw.name(fw.linear)}")
@@ -256,8 +270,9 @@ def init_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
     batch_size: rows per forward batch when ``x, y`` are arrays (256: the
       activations of a convolutional body stay in cache; 1,024 rows read slower).
     calibrate: then fit a temperature and class biases on cross-fitted logits
-      of the same samples (see ``es.adapters._fit.fit_explicit``);
-      advisable for the Newton form with many classes.
+      of the same samples (see
+      [`es.adapters.fit_explicit`][explicit_softmax.adapters.fit_explicit]); advisable for the
+      Newton form with many classes.
     max_samples: the samples to read: ``"auto"`` (``max(8 (N + 1), 4096)``), a
       positive integer, or None to read every row (every batch of a loader).
 
@@ -303,21 +318,31 @@ def new_head(fw: Framework, model: Any, x: Inputs, y: Labels | None = None, *,
     model: the pretrained model (see [`init_head`][explicit_softmax.adapters._common.init_head] for
       how the head is found).
     x: (T, ...) inputs, or with ``y=None`` an iterable of ``(x, y)`` batches.
-    y: (T,) labels in ``[0, n_classes)`` or (T, n_classes) soft labels.
-    n_classes: the new head's output width.
+    y: (T,) integer labels in ``[0, n_classes)`` or (T, n_classes) soft labels.
+    n_classes: the new head's output width, the number of new classes.
     head: the old head or its attribute name (default: as
       [`init_head`][explicit_softmax.adapters._common.init_head]).
-    features_fn: optional function from inputs to the head's inputs.
-    method: as [`init_head`][explicit_softmax.adapters._common.init_head].
-    smoothing: as [`init_head`][explicit_softmax.adapters._common.init_head].
-    ridge: as [`init_head`][explicit_softmax.adapters._common.init_head].
-    batch_size: as [`init_head`][explicit_softmax.adapters._common.init_head].
-    calibrate: as [`init_head`][explicit_softmax.adapters._common.init_head].
-    max_samples: as [`init_head`][explicit_softmax.adapters._common.init_head]
-      (``max(8 (N + 1), 4096)`` samples by default).
+    features_fn: optional function from a batch of inputs to the head's inputs.
+    method: ``"newton"`` (default: a ridge regression, best for dense activations)
+      or ``"cooccurrence"``.
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
+    batch_size: rows per forward batch when ``x, y`` are arrays (256: the
+      activations of a convolutional body stay in cache; 1,024 rows read slower).
+    calibrate: then fit a temperature and class biases on cross-fitted logits
+      of the same samples (see
+      [`es.adapters.fit_explicit`][explicit_softmax.adapters.fit_explicit]); advisable for the
+      Newton form with many classes.
+    max_samples: the samples to read: ``"auto"`` (``max(8 (N + 1), 4096)``), a
+      positive integer, or None to read every row (every batch of a loader).
 
   Returns:
     The new dense head (already placed in ``model``).
+
+  Raises:
+    ValueError: a bare dense layer as the model (it has no place for a new head), a
+      head that is not a submodule of the model, ``n_classes`` not a positive integer,
+      or any error of [`init_head`][explicit_softmax.adapters._common.init_head].
 
   References:
     Kumar, Raghunathan, Jones, Ma and Liang (2022), "Fine-Tuning can Distort
@@ -355,7 +380,7 @@ def init_layerwise(fw: Framework, model: Any, x: Inputs, y: Labels, *,
 
   Layer by layer, each dense layer is fitted on the activations the layers before it really produce
   (in inference mode): hidden layers to class-conditional pseudo-classes, the last to the labels.
-  See [`es.adapters.layerwise_init`][explicit_softmax.adapters._layerwise.layerwise_init] for the
+  See [`es.adapters.layerwise_init`][explicit_softmax.adapters.layerwise_init] for the
   scheme.
 
   Args:
@@ -364,11 +389,29 @@ def init_layerwise(fw: Framework, model: Any, x: Inputs, y: Labels, *,
       input must be real (nonnegative with ``method="cooccurrence"``).
     x: (T, ...) inputs (arrays or tensors).
     y: (T,) integer labels.
-    method: as [`es.adapters.layerwise_init`][explicit_softmax.adapters._layerwise.layerwise_init]
-      (all the keyword arguments are passed to it).
+    method: solver of the output layer: ``"newton"`` (default: a ridge regression,
+      best for dense activations) or ``"cooccurrence"``.
+    hidden_method: solver of the hidden layers (default: ``method``).
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
+    batch_size: rows per forward batch.
+    rms: root-mean-square of each hidden layer's pre-activations.
+    n_cluster_samples: rows drawn to place the cluster centres of each layer.
+    seed: seed of the row sample and of k-means.
+    max_samples: rows each layer's fit reads: ``"auto"``
+      (``max(8 (N_l + 1), 4096)`` for a layer with ``N_l`` inputs), a positive
+      integer, or None (every row).
 
   Returns:
-    The explicit [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] of each dense layer.
+    The explicit [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] of each dense layer (hidden
+    ones before centring and scaling); ``info["init"]`` holds the rows it read, its budget and the
+    seconds its layer took.
+
+  Raises:
+    ValueError: a model that is not a sequential MLP ending in a dense layer, labels
+      that are not (T,) integers in range, a class without a sample among the rows that
+      place the cluster centres, non-finite layer inputs (negative ones with
+      ``"cooccurrence"``).
   """
   sequential, linear = fw.name(fw.sequential), fw.name(fw.linear)
   if not isinstance(model, fw.sequential):
@@ -397,18 +440,18 @@ def init_layerwise(fw: Framework, model: Any, x: Inputs, y: Labels, *,
 
 def init_embedding(fw: Framework, factors: _tokens.EmbeddingFactors, embed: Any,
                    head: Any) -> None:
-  """Writes SVD factors ([`svd_factors`][explicit_softmax.adapters._tokens.svd_factors]) into an
+  """Writes SVD factors ([`svd_factors`][explicit_softmax.adapters.svd_factors]) into an
   embedding table and a dense head.
 
   Args:
     fw: the framework.
-    factors: [`EmbeddingFactors`][explicit_softmax.adapters._tokens.EmbeddingFactors] of a token
+    factors: [`EmbeddingFactors`][explicit_softmax.adapters.EmbeddingFactors] of a token
       model.
     embed: the embedding, a (K V, d) table.
     head: the dense layer ``d -> V`` with a bias.
 
   Raises:
-    ValueError: mismatched shapes, or a head without bias.
+    ValueError: a layer of the wrong kind, mismatched shapes, or a head without bias.
   """
   embedding = fw.name(fw.embedding)
   if not isinstance(embed, fw.embedding):
@@ -454,6 +497,11 @@ def init_value_output(fw: Framework, model: Any, x: Any, pairs: Sequence[tuple[A
 
   Returns:
     The written ``(W_V, W_O)`` of each pair, in the ``x @ W`` layout.
+
+  Raises:
+    ValueError: no pairs, a pair that is not two dense layers, widths that do not chain
+      (value out = output in, output out = target width), targets that do not match the
+      value projection's inputs, or non-finite inputs.
   """
   pairs = list(pairs)
   if not pairs:

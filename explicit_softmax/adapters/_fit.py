@@ -269,8 +269,8 @@ def limit_samples(batches: Iterable, n_features: int, max_samples: int | None,
 
 
 def fit_explicit(batches: Iterable, *, n_features: int, n_classes: int,
-                 method: str = DEFAULT_METHOD, smoothing: float = solvers.DEFAULT_SMOOTHING,
-                 ridge: float = solvers.DEFAULT_RIDGE, hint: str = "",
+                 method: str = "newton", smoothing: float = 0.1,
+                 ridge: float = 1e-3, hint: str = "",
                  what: str = "the features reaching the head",
                  calibrate: bool = False,
                  max_samples: int | None = None) -> model_lib.SoftmaxModel:
@@ -288,7 +288,7 @@ def fit_explicit(batches: Iterable, *, n_features: int, n_classes: int,
     calibrate: then fit a temperature and class biases to the cross-entropy
       (``explicit_softmax.calibrate`` with ``l2 = 1/T``, which keeps classes
       absent from the rows finite) of cross-fitted logits: the rows are split
-      into ``CALIBRATION_FOLDS`` folds (by input row, so the positions of a
+      into 5 folds (by input row, so the positions of a
       sequence stay in one fold), each fold's logits come from the solution of
       the other folds' statistics, and the temperature and biases fitted on
       those out-of-fold logits are applied to the solution of all rows (as

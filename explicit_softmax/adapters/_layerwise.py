@@ -1,6 +1,6 @@
 """Layer-wise initialisation of an MLP: class-conditional pseudo-classes per layer.
 
-[`layerwise_init`][explicit_softmax.adapters._layerwise.layerwise_init] fits every dense layer of an
+[`layerwise_init`][explicit_softmax.adapters.layerwise_init] fits every dense layer of an
 MLP in turn, each on the activations that really reach it (the paper's "local" use of the explicit
 solution); ``class_clusters`` places the pseudo-classes and ``hidden_weights`` centres and scales a
 hidden layer.
@@ -17,9 +17,8 @@ import numpy as np
 
 from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
-from explicit_softmax import solvers
 from explicit_softmax.adapters import _fit
-from explicit_softmax.adapters._fit import DEFAULT_METHOD, as_float_array, fit_explicit
+from explicit_softmax.adapters._fit import as_float_array, fit_explicit
 
 # Rows drawn (per layer) to place the class-conditional cluster centres of the
 # layer-wise scheme, and Lloyd iterations to refine them.
@@ -63,8 +62,7 @@ class ClassClusters:
 
 
 def class_clusters(features: np.ndarray, labels: np.ndarray, n_units: int, n_classes: int,
-                   *, seed: int = 0,
-                   iterations: int = DEFAULT_KMEANS_ITERATIONS) -> ClassClusters:
+                   *, seed: int = 0, iterations: int = 10) -> ClassClusters:
   """Places ``n_units`` class-conditional cluster centres (k-means within each class).
 
   Args:
@@ -76,7 +74,7 @@ def class_clusters(features: np.ndarray, labels: np.ndarray, n_units: int, n_cla
     iterations: Lloyd iterations.
 
   Returns:
-    A ``ClassClusters``.
+    A [`ClassClusters`][explicit_softmax.adapters.ClassClusters].
 
   Raises:
     ValueError: if a class that owns units has no sample.
@@ -117,7 +115,7 @@ def _kmeans(x: np.ndarray, k: int, rng: np.random.Generator, iterations: int) ->
 
 
 def hidden_weights(explicit: model_lib.SoftmaxModel, sample: np.ndarray,
-                   rms: float = DEFAULT_HIDDEN_RMS) -> tuple[np.ndarray, np.ndarray]:
+                   rms: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
   """Hidden-layer weights from a pseudo-class softmax: centred, then scaled.
 
   Subtracting each weight row's mean over the units (and the bias's mean) leaves
@@ -145,11 +143,9 @@ def hidden_weights(explicit: model_lib.SoftmaxModel, sample: np.ndarray,
 def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
                    labels: np.ndarray, widths: Sequence[tuple[int, int]],
                    write: Callable[[int, np.ndarray, np.ndarray], None], *,
-                   method: str = DEFAULT_METHOD, hidden_method: str | None = None,
-                   smoothing: float = solvers.DEFAULT_SMOOTHING,
-                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
-                   rms: float = DEFAULT_HIDDEN_RMS,
-                   n_cluster_samples: int = DEFAULT_CLUSTER_SAMPLES, seed: int = 0,
+                   method: str = "newton", hidden_method: str | None = None,
+                   smoothing: float = 0.1, ridge: float = 1e-3, batch_size: int = 256,
+                   rms: float = 1.0, n_cluster_samples: int = 10_000, seed: int = 0,
                    hint: str = "",
                    max_samples: int | str | None = "auto") -> list[model_lib.SoftmaxModel]:
   """Fits the dense layers of an MLP one after another with explicit weights.
@@ -161,17 +157,18 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
      the previous ReLU's outputs, which are nonnegative, after that).
   2. A hidden layer is fitted as a softmax over ``H`` pseudo-classes: each
      class owns ``~H/M`` units, placed by k-means on that class's inputs
-     (``class_clusters``); a sample's target is its nearest centre within
+     ([`class_clusters`][explicit_softmax.adapters.class_clusters]); a sample's target is its nearest centre within
      its own class. Every unit thus detects one mode of one class, so the
      pseudo-classes refine the labels and the layer's ReLU outputs keep (and
      split) the class information. With ``H < M``, classes share units.
-  3. The hidden weights are row-centred and rescaled (``hidden_weights``).
+  3. The hidden weights are row-centred and rescaled
+     ([`hidden_weights`][explicit_softmax.adapters.hidden_weights]).
   4. The last layer is fitted to the real class labels.
 
   Each layer reads only the rows its fit needs: ``max_samples`` (by default
-  ``max(8 (N_l + 1), 4096)`` for a layer with ``N_l`` inputs, as
-  [`es.adapters._common.init_head`][explicit_softmax.adapters._common.init_head]), spread evenly
-  over the data; the cluster centres are placed on (a sample of) those rows.
+  ``max(8 (N_l + 1), 4096)`` for a layer with ``N_l`` inputs, as for a head in
+  [`es.adapters.torch.init_head`][explicit_softmax.adapters.torch.init_head]), spread evenly over
+  the data; the cluster centres are placed on (a sample of) those rows.
 
   Args:
     features_of: ``features_of(l, rows)`` returns the (rows, N_l) inputs of
@@ -180,7 +177,8 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
     labels: (T,) integer class labels of all rows.
     widths: ``(in_features, out_features)`` of each dense layer, in order.
     write: ``write(l, W, b)`` stores (N_l, H_l) weights and (H_l,) bias.
-    method: solver of the output layer.
+    method: solver of the output layer: ``"newton"`` (default: a ridge regression,
+      best for dense activations) or ``"cooccurrence"``.
     hidden_method: solver of the hidden layers (default: ``method``).
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
@@ -190,12 +188,18 @@ def layerwise_init(features_of: Callable[[int, np.ndarray | slice], np.ndarray],
     seed: seed of the row sample and of k-means.
     hint: advice appended to the error for negative features.
     max_samples: rows each layer's fit reads: ``"auto"``
-      (``max(8 (N_l + 1), 4096)``), a positive integer, or None (every row).
+      (``max(8 (N_l + 1), 4096)`` for a layer with ``N_l`` inputs), a positive
+      integer, or None (every row).
 
   Returns:
     The explicit [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] of each layer (hidden ones
     before centring and scaling); ``info["init"]`` holds the rows it read, its budget and the
     seconds its layer took.
+
+  Raises:
+    ValueError: labels that are not (T,) integers in range, no dense layer, a class
+      without a sample among the rows that place the cluster centres, non-finite layer
+      inputs (negative ones with ``"cooccurrence"``).
   """
   labels = np.asarray(labels)
   if labels.ndim != 1 or labels.dtype.kind not in "iu":

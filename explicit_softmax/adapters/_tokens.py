@@ -1,6 +1,6 @@
 """Token models: SVD factors, context bags and attention value/output maps.
 
-* [`svd_factors`][explicit_softmax.adapters._tokens.svd_factors] factorises the centred explicit
+* [`svd_factors`][explicit_softmax.adapters.svd_factors] factorises the centred explicit
   weights of a token model into an embedding table and an output head, the best rank-``d``
   approximation of the count solution (Eckart-Young);
 * ``context_bag_weights`` is the count solution for the next token given
@@ -18,6 +18,7 @@ from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
 from explicit_softmax import solvers
 from explicit_softmax import statistics
+from explicit_softmax._typing import ArrayLike
 from explicit_softmax.adapters._fit import Source, as_explicit_model
 
 # Largest side of a matrix factorised with a dense SVD; beyond, a truncated
@@ -62,7 +63,7 @@ class EmbeddingFactors:
 
 def centred_weights(explicit: model_lib.SoftmaxModel, *, n_context: int = 1,
                     center_columns: bool = True) -> tuple[np.ndarray, np.ndarray]:
-  """The centred weights that [`svd_factors`][explicit_softmax.adapters._tokens.svd_factors]
+  """The centred weights that [`svd_factors`][explicit_softmax.adapters.svd_factors]
   factorises, and the matching bias.
 
   Row centring (subtracting each row's mean over the V outputs) never changes
@@ -98,11 +99,12 @@ def centred_weights(explicit: model_lib.SoftmaxModel, *, n_context: int = 1,
 
 
 def svd_factors(source: Source, d: int, *, n_context: int = 1, center_columns: bool = True,
-                method: str = "cooccurrence", smoothing: float = solvers.DEFAULT_SMOOTHING,
-                ridge: float = solvers.DEFAULT_RIDGE) -> EmbeddingFactors:
+                method: str = "cooccurrence", smoothing: float = 0.1,
+                ridge: float = 1e-3) -> EmbeddingFactors:
   """Embedding and output head from a truncated SVD of the explicit weights.
 
-  With ``C = U S V^T`` the centred weights (``centred_weights``), the factors
+  With ``C = U S V^T`` the centred weights
+  ([`centred_weights`][explicit_softmax.adapters.centred_weights]), the factors
   are ``embedding = U_d S_d^(1/2)`` and ``head = S_d^(1/2) V_d^T`` (singular
   values split evenly, so both factors start on the same scale for gradient
   descent). ``embedding @ head`` is the best rank-``d`` approximation of ``C``
@@ -116,13 +118,17 @@ def svd_factors(source: Source, d: int, *, n_context: int = 1, center_columns: b
     d: embedding width, at most ``min(K V, V)``.
     n_context: K, the context size the model was fitted with.
     center_columns: move the block means into the bias (exact for token
-      contexts, see ``centred_weights``).
+      contexts, see [`centred_weights`][explicit_softmax.adapters.centred_weights]).
     method: solver used when ``source`` is statistics.
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
 
   Returns:
-    [`EmbeddingFactors`][explicit_softmax.adapters._tokens.EmbeddingFactors].
+    [`EmbeddingFactors`][explicit_softmax.adapters.EmbeddingFactors].
+
+  Raises:
+    ValueError: a ``source`` of another type, weights that are not (K V, V) for
+      ``n_context``, or ``d`` not in ``[1, min(K V, V)]``.
   """
   explicit = as_explicit_model(source, method=method, smoothing=smoothing, ridge=ridge)
   c, b = centred_weights(explicit, n_context=n_context, center_columns=center_columns)
@@ -157,9 +163,8 @@ def svd_factors(source: Source, d: int, *, n_context: int = 1, center_columns: b
 DEFAULT_CONTEXT_POSITIONS = 100_000
 
 
-def context_bag_weights(tokens, vocab_size: int, window: int, *,
-                        smoothing: float = solvers.DEFAULT_SMOOTHING,
-                        max_positions: int = DEFAULT_CONTEXT_POSITIONS
+def context_bag_weights(tokens: ArrayLike, vocab_size: int, window: int, *,
+                        smoothing: float = 0.1, max_positions: int = 100_000
                         ) -> tuple[np.ndarray, np.ndarray]:
   """The count solution for the next token given the bag of the last ``window`` tokens.
 
@@ -222,8 +227,7 @@ def context_bag_weights(tokens, vocab_size: int, window: int, *,
   return w - mean_row, b
 
 
-def ridge_map(inputs: np.ndarray, targets: np.ndarray,
-              ridge: float = solvers.DEFAULT_RIDGE) -> np.ndarray:
+def ridge_map(inputs: np.ndarray, targets: np.ndarray, ridge: float = 1e-3) -> np.ndarray:
   """The ridge least-squares map ``A`` minimising ``||X A - Y||^2 + lam ||A||^2``.
 
   ``A = (X^T X + lam I)^-1 X^T Y`` with ``lam = ridge * trace(X^T X) / N``: the
@@ -237,6 +241,10 @@ def ridge_map(inputs: np.ndarray, targets: np.ndarray,
 
   Returns:
     (N, D) float64 map.
+
+  Raises:
+    ValueError: shapes that are not (n, N) and (n, D) with the same ``n >= 1``, a
+      negative ridge, or NaN or inf values.
   """
   ridge = _validation.check_number("ridge", ridge)
   x = np.asarray(inputs, np.float64)
@@ -260,7 +268,7 @@ def balanced_factors(w: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
 
   With ``w = U S V^T``: ``A = U_r S_r^(1/2)`` and ``B = S_r^(1/2) V_r^T``, the singular values split
   evenly so both layers start on the same scale (Eckart-Young for the approximation, as in
-  [`svd_factors`][explicit_softmax.adapters._tokens.svd_factors]).
+  [`svd_factors`][explicit_softmax.adapters.svd_factors]).
 
   Args:
     w: (N, D) real matrix.
@@ -280,15 +288,15 @@ def balanced_factors(w: np.ndarray, rank: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def value_output_weights(inputs: np.ndarray, targets: np.ndarray, inner: int, *,
-                         ridge: float = solvers.DEFAULT_RIDGE
-                         ) -> tuple[np.ndarray, np.ndarray]:
+                         ridge: float = 1e-3) -> tuple[np.ndarray, np.ndarray]:
   """Value and output projections whose product maps each input to its target.
 
   An attention layer adds ``sum_j a_tj (x_j W_V) W_O`` to position ``t``: with
   the product ``W_V W_O`` mapping each attended input ``x_j`` to a target
   vector ``y_j``, the layer adds the attention-weighted mean of the targets.
-  ``W_V W_O`` is the ridge map from inputs to targets (``ridge_map``), split
-  into balanced factors of the value width (``balanced_factors``).
+  ``W_V W_O`` is the ridge map from inputs to targets
+  ([`ridge_map`][explicit_softmax.adapters.ridge_map]), split into balanced factors of the value
+  width ([`balanced_factors`][explicit_softmax.adapters.balanced_factors]).
 
   Args:
     inputs: (n, N) what the value projection sees (e.g. the LayerNorm outputs).

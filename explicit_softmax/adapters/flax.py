@@ -13,23 +13,27 @@ about 1e-3 there (to float32 round-off on CPUs), and exactly to float32 under
 ``jax.default_matmul_precision("highest")`` or with ``precision="highest"`` on
 the layer.
 
-The head of an NNX model is found as
-[`es.adapters._common.resolve_head`][explicit_softmax.adapters._common.resolve_head] says (an
-``nnx.Sequential``'s last ``nnx.Linear``, ``head=``, ``model.head``); its
-inputs are read during the model's own forward by swapping the head's class
-for one that raises with its input, which also stops the forward there.
+The head of an NNX model is, in order: the model itself if it is an
+``nnx.Linear`` (the data are then its features); ``head=``, a layer or the name
+of an attribute (by default ``model.head``); the last layer of an
+``nnx.Sequential`` (the features: the layers before it). Its inputs are read
+during the model's own forward (in eval mode) by swapping the head's class for
+one that raises with its input, which also stops the forward there.
 
-Example::
+Example:
 
-    from explicit_softmax.adapters import flax as es_flax
-    model = nnx.Sequential(nnx.Linear(784, 256, rngs=rngs), nnx.relu,
-                           nnx.Linear(256, 10, rngs=rngs))
-    es_flax.init_head(model, x_train, y_train)       # explicit output layer
-    es_flax.init_layerwise(model, x_train, y_train)  # or every layer
+```python
+from explicit_softmax.adapters import flax as es_flax
+model = nnx.Sequential(nnx.Linear(784, 256, rngs=rngs), nnx.relu,
+                       nnx.Linear(256, 10, rngs=rngs))
+es_flax.init_head(model, x_train, y_train)       # explicit output layer
+es_flax.init_layerwise(model, x_train, y_train)  # or every layer
+```
 
-Every function here is the one of the same name in
-[`es.adapters._common`][explicit_softmax.adapters._common], whose docstring describes all its
-arguments; the docstrings here add what is particular to this framework.
+The PyTorch adapter ([`es.adapters.torch`][explicit_softmax.adapters.torch]) offers the head,
+layer-wise, transfer and embedding operations under the same names and runs the same
+implementation, so both find heads, check inputs, fit and write alike; a paragraph of each
+docstring here says what is particular to Flax.
 """
 
 from __future__ import annotations
@@ -50,13 +54,11 @@ from flax import nnx
 
 from explicit_softmax import _validation
 from explicit_softmax import model as model_lib
-from explicit_softmax import solvers
 from explicit_softmax._typing import ArrayLike, Labels
 from explicit_softmax.adapters import _common
 from explicit_softmax.adapters import _fit
 from explicit_softmax.adapters import _framework
-from explicit_softmax.adapters import _layerwise
-from explicit_softmax.adapters._fit import DEFAULT_METHOD, Inputs, Source
+from explicit_softmax.adapters._fit import Inputs, Source
 from explicit_softmax.adapters._tokens import EmbeddingFactors
 
 HINT = _framework.hint("nnx.relu, nnx.softplus, nnx.sigmoid or nnx.softmax")
@@ -180,48 +182,105 @@ _FLAX = _Flax()
 def write_linear(layer: nnx.Linear, weights: ArrayLike, bias: ArrayLike | None = None) -> None:
   """Writes (in, out) ``weights`` and (out,) ``bias`` into an ``nnx.Linear`` in place.
 
-  As [`es.adapters._common.write_linear`][explicit_softmax.adapters._common.write_linear]; the
-  kernel (in, out) keeps its dtype, device and sharding, and the module its ``Variable`` objects.
+  Everything is checked before anything is written: a refused call leaves the
+  layer as it was.
+
+  Flax: the kernel is (in, out), as the weights; they are cast to the kernel's dtype
+  and placed on its device (sharding), and the module keeps its ``Variable`` objects.
 
   Args:
     layer: the dense layer.
     weights: (in, out) array in the ``x @ W`` layout.
     bias: (out,) array, or None to leave the bias as it is.
+
+  Raises:
+    ValueError: for mismatched shapes, NaN or inf values, or a nonzero bias for a
+      layer without one.
   """
   _common.write_linear(_FLAX, layer, weights, bias)
 
 
 def write_explicit(layer: nnx.Linear, explicit: model_lib.SoftmaxModel) -> None:
   """Writes a [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] into an ``nnx.Linear`` (checked,
-  in place)."""
+  in place).
+
+  As [`write_linear`][explicit_softmax.adapters.flax.write_linear] with the model's weights and
+  bias, after checking that they fit the layer.
+
+  Args:
+    layer: the dense layer.
+    explicit: explicit weights (N, M) and bias (M,) for a layer ``N -> M``.
+
+  Raises:
+    ValueError: a layer that is not dense, mismatched shapes, or a nonzero bias for a
+      layer without one.
+  """
   _common.write_explicit(_FLAX, layer, explicit)
 
 
 # -- public API -----------------------------------------------------------------
 def init_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *,
               head: str | nnx.Linear | None = "head",
-              features_fn: Callable | None = None, method: str = DEFAULT_METHOD,
-              smoothing: float = solvers.DEFAULT_SMOOTHING,
-              ridge: float = solvers.DEFAULT_RIDGE,
+              features_fn: Callable | None = None, method: str = "newton",
+              smoothing: float = 0.1, ridge: float = 1e-3,
               batch_size: int = 256, calibrate: bool = False,
               max_samples: int | str | None = "auto") -> model_lib.SoftmaxModel:
   """Fits explicit weights for the dense head of an NNX model and writes them in place.
 
-  As [`es.adapters._common.init_head`][explicit_softmax.adapters._common.init_head]: the forward
-  runs in eval mode (the mode is restored afterwards) and the solution is written into the head's
-  kernel (in, out) and bias.
+  The features entering the head are computed batch by batch with the model's own forward pass, or
+  with ``features_fn``, and accumulated into
+  [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats]; the explicit solution
+  ([`es.solve`][explicit_softmax.solvers.solve]) is written into the head. The head is, in order:
+  the model itself if it is an ``nnx.Linear`` (the data are then the features); ``head``; the last
+  layer of an ``nnx.Sequential`` (the features: the layers before it). A head applied at every
+  position of a sequence sees features (B, T, N); labels (B, T) make each position one sample.
+
+  Only as many samples are read as the solution needs: by default
+  ``max(8 (N + 1), 4096)`` for a head with ``N`` inputs (the head's held-out loss
+  against samples read is measured in ``docs/deep_models.md``). From arrays, the
+  rows are spread evenly over the data (row ``i T / k`` of ``T`` for ``k`` rows,
+  enough rows for the budget); from a loader, its first batches, the last one cut
+  at the budget, and no batch after it is drawn.
+
+  Flax: the forward runs in eval mode (the ``deterministic`` and
+  ``use_running_average`` attributes that ``nnx.Module.eval`` switches are restored
+  afterwards) and is stopped at the head, whose class is swapped for one that raises
+  with its input; the solution is written into the head's kernel (in, out) and bias
+  as [`write_linear`][explicit_softmax.adapters.flax.write_linear] does.
 
   Args:
     model: an ``nnx.Sequential`` ending in an ``nnx.Linear``, a module with a
-      dense head attribute, or an ``nnx.Linear``.
-    x: (T, ...) inputs of the model; or, with ``y=None``, an iterable of
-      ``(x, y)`` batches.
-    y: (T,) integer labels or (T, M) soft labels.
-    head: the head's attribute name, or the ``nnx.Linear`` itself.
+      dense head attribute, or an ``nnx.Linear`` (then the data are the features).
+    x: (T, ...) inputs of the model (arrays, batched here); or, with ``y=None``,
+      an iterable of ``(x, y)`` batches.
+    y: (T,) integer labels or (T, M) soft labels, M the head's output width.
+    head: the ``nnx.Linear`` head or its attribute name (default ``"head"``:
+      ``model.head`` if the model has one, else the last layer of an
+      ``nnx.Sequential``).
+    features_fn: optional function from a batch of inputs to the head's inputs.
+    method: ``"newton"`` (default: a ridge regression, best for dense activations)
+      or ``"cooccurrence"``.
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
+    batch_size: rows per forward batch when ``x, y`` are arrays (256: the
+      activations of a convolutional body stay in cache; 1,024 rows read slower).
+    calibrate: then fit a temperature and class biases on cross-fitted logits
+      of the same samples (see
+      [`es.adapters.fit_explicit`][explicit_softmax.adapters.fit_explicit]); advisable for the
+      Newton form with many classes.
+    max_samples: the samples to read: ``"auto"`` (``max(8 (N + 1), 4096)``), a
+      positive integer, or None to read every row (every batch of a loader).
 
   Returns:
     The fitted [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] (the model itself is updated in
-    place).
+    place). Its ``info["init"]`` holds ``rows`` (input rows read: a sequence row carries ``T``
+    samples), ``samples``, ``max_samples`` (the budget; None: all) and ``seconds`` (reading, fitting
+    and writing), and ``info["feature_rms"]`` the root-mean-square of the features read (Newton
+    form).
+
+  Raises:
+    ValueError: no dense head, non-finite features, negative features with
+      ``method="cooccurrence"`` (with advice), mismatched shapes.
   """
   return _common.init_head(
       _FLAX, model, x, y, head=head, features_fn=features_fn, method=method,
@@ -230,27 +289,51 @@ def init_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *,
 
 
 def init_layerwise(model: nnx.Sequential, x: Inputs, y: Labels, *,
-                   method: str = DEFAULT_METHOD, hidden_method: str | None = None,
-                   smoothing: float = solvers.DEFAULT_SMOOTHING,
-                   ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
-                   rms: float = _layerwise.DEFAULT_HIDDEN_RMS,
-                   n_cluster_samples: int = _layerwise.DEFAULT_CLUSTER_SAMPLES,
-                   seed: int = 0,
+                   method: str = "newton", hidden_method: str | None = None,
+                   smoothing: float = 0.1, ridge: float = 1e-3, batch_size: int = 256,
+                   rms: float = 1.0, n_cluster_samples: int = 10_000, seed: int = 0,
                    max_samples: int | str | None = "auto") -> list[model_lib.SoftmaxModel]:
   """Initialises every ``nnx.Linear`` of an ``nnx.Sequential`` MLP with explicit weights.
 
-  As [`es.adapters._common.init_layerwise`][explicit_softmax.adapters._common.init_layerwise] (in
-  eval mode); see
-  [`es.adapters.layerwise_init`][explicit_softmax.adapters._layerwise.layerwise_init] for the
-  scheme.
+  Layer by layer, each dense layer is fitted on the activations the layers before
+  it really produce: hidden layers to class-conditional pseudo-classes (k-means
+  centres within each class), then row-centred and rescaled; the last layer to
+  the labels. See [`es.adapters.layerwise_init`][explicit_softmax.adapters.layerwise_init] for
+  the scheme. Each layer reads only the rows its fit needs (``max_samples``),
+  spread evenly over the data.
+
+  Flax: the layers run in eval mode (the modes are restored afterwards), and each
+  layer's weights are written as [`write_linear`][explicit_softmax.adapters.flax.write_linear]
+  does.
 
   Args:
-    model: ``nnx.Sequential`` whose last layer is an ``nnx.Linear``.
-    x: (T, ...) inputs.
+    model: ``nnx.Sequential`` whose last layer is an ``nnx.Linear``; every
+      ``nnx.Linear``'s input must be real (nonnegative with ``method="cooccurrence"``).
+    x: (T, ...) inputs (arrays).
     y: (T,) integer labels.
+    method: solver of the output layer: ``"newton"`` (default: a ridge regression,
+      best for dense activations) or ``"cooccurrence"``.
+    hidden_method: solver of the hidden layers (default: ``method``).
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
+    batch_size: rows per forward batch.
+    rms: root-mean-square of each hidden layer's pre-activations.
+    n_cluster_samples: rows drawn to place the cluster centres of each layer.
+    seed: seed of the row sample and of k-means.
+    max_samples: rows each layer's fit reads: ``"auto"``
+      (``max(8 (N_l + 1), 4096)`` for a layer with ``N_l`` inputs), a positive
+      integer, or None (every row).
 
   Returns:
-    The explicit [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] of each dense layer.
+    The explicit [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel] of each dense layer (hidden
+    ones before centring and scaling); ``info["init"]`` holds the rows it read, its budget and the
+    seconds its layer took.
+
+  Raises:
+    ValueError: a model that is not a sequential MLP ending in a dense layer, labels
+      that are not (T,) integers in range, a class without a sample among the rows that
+      place the cluster centres, non-finite layer inputs (negative ones with
+      ``"cooccurrence"``).
   """
   return _common.init_layerwise(
       _FLAX, model, x, y, method=method, hidden_method=hidden_method, smoothing=smoothing,
@@ -260,25 +343,59 @@ def init_layerwise(model: nnx.Sequential, x: Inputs, y: Labels, *,
 
 def new_head(model: nnx.Module, x: Inputs, y: Labels | None = None, *, n_classes: int,
              head: str | nnx.Linear | None = "head", features_fn: Callable | None = None,
-             method: str = DEFAULT_METHOD,
-             smoothing: float = solvers.DEFAULT_SMOOTHING,
-             ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
-             calibrate: bool = False,
+             method: str = "newton", smoothing: float = 0.1, ridge: float = 1e-3,
+             batch_size: int = 256, calibrate: bool = False,
              max_samples: int | str | None = "auto") -> nnx.Linear:
   """Replaces the dense head of a (pretrained) NNX model by an explicit head for new classes.
 
-  As [`es.adapters._common.new_head`][explicit_softmax.adapters._common.new_head] (the transfer
-  setting): a new ``nnx.Linear(in_features, n_classes)`` with the old kernel's dtype, precision and
-  device receives the explicit solution and takes the old head's place (attribute or
-  ``nnx.Sequential`` layer); no other variable is written.
+  The transfer setting: a network trained on some classes gets a new output
+  layer for other classes (labels ``0 .. n_classes-1``). The features entering
+  the old head are read with the model's own forward pass, a new dense layer
+  ``in_features -> n_classes`` receives the explicit solution, and it takes the
+  old head's place. No other parameter of the model is written: fine-tuning
+  starts from the pretrained features and an explicit head, as in
+  linear-probe-then-fine-tune (Kumar et al. 2022), with the probe in closed form.
+  The samples read are as in [`init_head`][explicit_softmax.adapters.flax.init_head].
+
+  Flax: the forward runs as in [`init_head`][explicit_softmax.adapters.flax.init_head] (eval
+  mode, modes restored); the new ``nnx.Linear(in_features, n_classes)`` has the old kernel's dtype,
+  the old head's computation dtype and precision, and its device (for a head on one device), and
+  replaces it wherever the model holds it (an attribute or an ``nnx.Sequential`` layer); no other
+  variable is written.
 
   Args:
     model: the pretrained model (see [`init_head`][explicit_softmax.adapters.flax.init_head] for how
       the head is found).
-    head: the old head's attribute name, or the ``nnx.Linear`` itself.
+    x: (T, ...) inputs, or with ``y=None`` an iterable of ``(x, y)`` batches.
+    y: (T,) integer labels in ``[0, n_classes)`` or (T, n_classes) soft labels.
+    n_classes: the new head's output width, the number of new classes.
+    head: the old ``nnx.Linear`` head or its attribute name (default: as
+      [`init_head`][explicit_softmax.adapters.flax.init_head]).
+    features_fn: optional function from a batch of inputs to the head's inputs.
+    method: ``"newton"`` (default: a ridge regression, best for dense activations)
+      or ``"cooccurrence"``.
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
+    batch_size: rows per forward batch when ``x, y`` are arrays (256: the
+      activations of a convolutional body stay in cache; 1,024 rows read slower).
+    calibrate: then fit a temperature and class biases on cross-fitted logits
+      of the same samples (see
+      [`es.adapters.fit_explicit`][explicit_softmax.adapters.fit_explicit]); advisable for the
+      Newton form with many classes.
+    max_samples: the samples to read: ``"auto"`` (``max(8 (N + 1), 4096)``), a
+      positive integer, or None to read every row (every batch of a loader).
 
   Returns:
     The new ``nnx.Linear`` head (already placed in ``model``).
+
+  Raises:
+    ValueError: a bare ``nnx.Linear`` as the model (it has no place for a new head), a
+      head that is not held by the model, ``n_classes`` not a positive integer, or any
+      error of [`init_head`][explicit_softmax.adapters.flax.init_head].
+
+  References:
+    Kumar, Raghunathan, Jones, Ma and Liang (2022), "Fine-Tuning can Distort
+    Pretrained Features and Underperform Out-of-Distribution", ICLR.
   """
   return _common.new_head(
       _FLAX, model, x, y, n_classes=n_classes, head=head, features_fn=features_fn,
@@ -294,8 +411,11 @@ class ResidualHead(nnx.Module):
   explicit weights are an [`ExplicitWeight`][explicit_softmax.adapters.flax.ExplicitWeight] (not an
   ``nnx.Param``), so optimisers over ``nnx.Param`` only train the correction ``dW`` and ``b``.
 
-  When the split into ``W_explicit`` and ``dW`` matters (weight decay, separate
-  learning rates): see ``es.adapters``.
+  Under plain Adam or SGD (no weight decay), training ``dW`` with ``W_explicit``
+  frozen follows exactly the trajectory of training ``W`` itself from
+  ``W_explicit``; the split matters with weight decay on ``dW`` (it then pulls
+  towards the explicit solution instead of towards zero), with separate learning
+  rates, or to keep and inspect the learned correction.
 
   Attributes:
     explicit_kernel: (N, M) explicit weights (``nnx.Param`` or ``ExplicitWeight``).
@@ -305,19 +425,23 @@ class ResidualHead(nnx.Module):
 
   def __init__(self, explicit: Source, *, trainable_explicit: bool = False,
                param_dtype: Any = jnp.float32, dtype: Any = None,
-               method: str | None = None,
-               smoothing: float = solvers.DEFAULT_SMOOTHING,
-               ridge: float = solvers.DEFAULT_RIDGE):
+               method: str | None = None, smoothing: float = 0.1, ridge: float = 1e-3):
     """Builds the head.
 
     Args:
-      explicit: a [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel], or
-        [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats] to solve.
+      explicit: a [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel],
+        [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats] to solve, or a bigram
+        [`NgramModel`][explicit_softmax.ngram.NgramModel] (weights ``log p(j | i)``).
       trainable_explicit: whether ``W_explicit`` is an ``nnx.Param``.
       param_dtype: dtype of the stored parameters.
       dtype: dtype of the computation (default: promoted from inputs and params).
-      method: the solver when ``explicit`` is statistics, with ``smoothing`` and
-        ``ridge`` (see ``es.adapters._fit.as_explicit_model``).
+      method: the solver when ``explicit`` is statistics (default: ``"newton"`` if
+        they hold the Gram matrix, else ``"cooccurrence"``).
+      smoothing: additive smoothing of the co-occurrence solution.
+      ridge: relative ridge of the Newton solution.
+
+    Raises:
+      ValueError: ``explicit`` of another type.
     """
     model = _fit.as_explicit_model(explicit, method=method, smoothing=smoothing,
                                       ridge=ridge)
@@ -336,31 +460,37 @@ class ResidualHead(nnx.Module):
     return x @ kernel + bias
 
 
-def explicit_init(source: Source | EmbeddingFactors, part: str = "kernel", *, method: str | None = None,
-                  smoothing: float = solvers.DEFAULT_SMOOTHING,
-                  ridge: float = solvers.DEFAULT_RIDGE) -> Callable:
+def explicit_init(source: Source | EmbeddingFactors, part: str = "kernel", *,
+                  method: str | None = None, smoothing: float = 0.1,
+                  ridge: float = 1e-3) -> Callable:
   """A Flax initializer ``init(key, shape, dtype)`` that returns explicit weights.
 
-  Lets explicit weights be declared where the model is defined::
+  Lets explicit weights be declared where the model is defined:
 
-      nnx.Linear(256, 10, kernel_init=explicit_init(model),
-                 bias_init=explicit_init(model, "bias"), rngs=rngs)
-      nnx.Embed(V, d, embedding_init=explicit_init(factors, "embedding"), rngs=rngs)
+  ```python
+  nnx.Linear(256, 10, kernel_init=explicit_init(model),
+             bias_init=explicit_init(model, "bias"), rngs=rngs)
+  nnx.Embed(V, d, embedding_init=explicit_init(factors, "embedding"), rngs=rngs)
+  ```
 
   Args:
     source: a [`SoftmaxModel`][explicit_softmax.model.SoftmaxModel],
-      [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats] (solved with ``method``) or
-      [`EmbeddingFactors`][explicit_softmax.adapters._tokens.EmbeddingFactors].
+      [`SoftmaxStats`][explicit_softmax.statistics.SoftmaxStats] (solved with ``method``), a
+      bigram [`NgramModel`][explicit_softmax.ngram.NgramModel] (weights ``log p(j | i)``) or
+      [`EmbeddingFactors`][explicit_softmax.adapters.EmbeddingFactors].
     part: ``"kernel"`` ((N, M) weights; for factors the (d, V) head) or
       ``"bias"``; for factors also ``"embedding"`` ((K V, d)).
-    method: the solver when ``source`` is statistics, with ``smoothing`` and
-      ``ridge`` (see ``es.adapters._fit.as_explicit_model``).
+    method: the solver when ``source`` is statistics (default: ``"newton"`` if
+      they hold the Gram matrix, else ``"cooccurrence"``).
+    smoothing: additive smoothing of the co-occurrence solution.
+    ridge: relative ridge of the Newton solution.
 
   Returns:
     ``init(key, shape, dtype=jnp.float32) -> jax.Array``; the key is ignored.
 
   Raises:
-    ValueError: (when called) if ``shape`` differs from the explicit array's.
+    ValueError: a ``source`` of another type or an unknown ``part``; when called, a
+      ``shape`` that differs from the explicit array's.
   """
   if isinstance(source, EmbeddingFactors):
     arrays = {"kernel": source.head, "bias": source.bias, "embedding": source.embedding}
@@ -384,16 +514,21 @@ def explicit_init(source: Source | EmbeddingFactors, part: str = "kernel", *, me
 
 
 def init_embedding(factors: EmbeddingFactors, embed: nnx.Embed, head: nnx.Linear) -> None:
-  """Writes SVD factors ([`svd_factors`][explicit_softmax.adapters._tokens.svd_factors]) into an
+  """Writes SVD factors ([`svd_factors`][explicit_softmax.adapters.svd_factors]) into an
   ``nnx.Embed`` and ``nnx.Linear``.
 
-  As [`es.adapters._common.init_embedding`][explicit_softmax.adapters._common.init_embedding].
+  Flax: the table and the head are written in place as
+  [`write_linear`][explicit_softmax.adapters.flax.write_linear] does (cast to their dtype, on
+  their device).
 
   Args:
-    factors: [`EmbeddingFactors`][explicit_softmax.adapters._tokens.EmbeddingFactors] of a token
+    factors: [`EmbeddingFactors`][explicit_softmax.adapters.EmbeddingFactors] of a token
       model.
     embed: ``nnx.Embed(K V, d)``: the table, (K V, d).
-    head: ``nnx.Linear(d, V)``: kernel (d, V) and bias (V,).
+    head: ``nnx.Linear(d, V)`` with a bias: kernel (d, V) and bias (V,).
+
+  Raises:
+    ValueError: a layer of the wrong kind, mismatched shapes, or a head without bias.
   """
   _common.init_embedding(_FLAX, factors, embed, head)
 
@@ -437,9 +572,8 @@ def _like(old, value):
 
 def init_linen_head(params: Mapping, path: str | Sequence[str], x: Inputs,
                     y: Labels | None = None, *, features_fn: Callable | None = None,
-                    method: str = DEFAULT_METHOD,
-                    smoothing: float = solvers.DEFAULT_SMOOTHING,
-                    ridge: float = solvers.DEFAULT_RIDGE, batch_size: int = 256,
+                    method: str = "newton", smoothing: float = 0.1, ridge: float = 1e-3,
+                    batch_size: int = 256,
                     max_samples: int | str | None = "auto") -> Mapping:
   """A new Linen parameter tree whose Dense entry at ``path`` holds explicit weights.
 
@@ -461,8 +595,10 @@ def init_linen_head(params: Mapping, path: str | Sequence[str], x: Inputs,
     smoothing: additive smoothing of the co-occurrence solution.
     ridge: relative ridge of the Newton solution.
     batch_size: rows per batch when ``x, y`` are arrays.
-    max_samples: the samples to read, as for [`init_head`][explicit_softmax.adapters.flax.init_head]
-      (``"auto"``: ``max(8 (N + 1), 4096)``, rows spread evenly over ``x``; None: every row).
+    max_samples: the samples to read: ``"auto"`` (``max(8 (N + 1), 4096)``), a
+      positive integer, or None to read every row (every batch of a loader); rows
+      are spread evenly over arrays, as in
+      [`init_head`][explicit_softmax.adapters.flax.init_head].
 
   Returns:
     The new parameter tree (same container types as ``params``).
@@ -512,6 +648,10 @@ def linen_head_inputs(module: Any, variables: Mapping, x: Inputs, path: str | Se
 
   Returns:
     The submodule's first positional input, as an array.
+
+  Raises:
+    ValueError: a forward pass that fails on ``x``, or that never calls a submodule
+      at ``path``.
   """
   target = tuple(p for p in _as_path(path) if p != "params")
 

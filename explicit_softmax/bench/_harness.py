@@ -1,16 +1,18 @@
-"""The benchmarks' shared harness: where results go, machine facts, timing, JSON, errors.
+"""The benchmarks' shared harness: options, where results go, machine facts, timing, JSON,
+errors.
 
 Every benchmark is a module of ``es.bench``, run as
 ``explicit-softmax bench NAME`` (or ``python -m explicit_softmax.bench.NAME``).
-Results go to ``--out DIR`` of the command line, which sets
-``EXPLICIT_SOFTMAX_BENCH_OUT`` for the benchmark process; without it, to a new
-folder ``explicit-softmax-bench-<date>-<time>`` in the current directory. The
-results committed with the source (``benchmarks/results`` of a checkout) are
-rewritten only by ``explicit-softmax bench NAME --update-committed``.
+Each parses its command line with ``parser``: results go to ``--out DIR``, by default
+a new folder ``explicit-softmax-bench-<date>-<time>`` in the current directory,
+created only when the first result is written. The results committed with the
+source (``benchmarks/results`` of a checkout) are rewritten only by
+``explicit-softmax bench NAME --update-committed``.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import pathlib
@@ -25,10 +27,38 @@ import numpy as np
 # The source checkout, if this is one (benchmarks/ next to the package).
 REPO = pathlib.Path(__file__).resolve().parents[2]
 COMMITTED = REPO / "benchmarks" / "results"
-OUT_ENV = "EXPLICIT_SOFTMAX_BENCH_OUT"
-# Where this run writes: the folder the command line chose, else a new one here.
-RESULTS = pathlib.Path(os.environ.get(OUT_ENV)
-                       or time.strftime("explicit-softmax-bench-%Y%m%d-%H%M%S")).resolve()
+
+
+def default_out() -> str:
+  """The name of a new results folder: ``explicit-softmax-bench-<date>-<time>``."""
+  return time.strftime("explicit-softmax-bench-%Y%m%d-%H%M%S")
+
+
+def parser(doc: str, *, quick: str | None) -> argparse.ArgumentParser:
+  """A benchmark's command-line parser, with the options every benchmark shares.
+
+  ``--out DIR`` is parsed into an absolute path, so that the child processes a
+  benchmark starts get the same folder; without it, a new folder in the current
+  directory (``default_out``), named when the arguments are parsed and created only
+  when results are written (``output_dir``, ``write_json``): ``--help`` and a run that
+  fails before its results leave nothing behind.
+
+  Args:
+    doc: the benchmark module's docstring; its first line describes the benchmark.
+    quick: the help of ``--quick`` (what the reduced run leaves out); None for a
+      benchmark without a reduced run.
+
+  Returns:
+    The parser, to which the benchmark adds its own options.
+  """
+  made = argparse.ArgumentParser(description=doc.strip().splitlines()[0])
+  if quick is not None:
+    made.add_argument("--quick", action="store_true", help=quick)
+  made.add_argument("--out", metavar="DIR", default=default_out(),
+                    type=lambda folder: pathlib.Path(folder).resolve(),
+                    help="results folder (default: a new folder "
+                         "explicit-softmax-bench-DATE-TIME in the current directory)")
+  return made
 
 
 def use_checkout_data() -> None:
@@ -155,9 +185,9 @@ def limit_threads(threads: int | None) -> None:
                                " intra_op_parallelism_threads=1").strip()
 
 
-def output_dir(out=None) -> pathlib.Path:
-  """The folder results go to (``--out`` of the benchmark, else ``RESULTS``), created."""
-  folder = pathlib.Path(out) if out else RESULTS
+def output_dir(out) -> pathlib.Path:
+  """The results folder ``out`` (a benchmark's ``--out``), created if need be."""
+  folder = pathlib.Path(out)
   folder.mkdir(parents=True, exist_ok=True)
   return folder
 
@@ -186,10 +216,9 @@ def median_seconds(fn, repeats: int = 7, warmup: int = 1) -> tuple[float, list[f
   return float(np.median(times)), times
 
 
-def write_json(name: str, payload: dict, out_dir=None) -> pathlib.Path:
-  out = pathlib.Path(out_dir) if out_dir else RESULTS
-  out.mkdir(parents=True, exist_ok=True)
-  path = out / name
+def write_json(name: str, payload: dict, out_dir) -> pathlib.Path:
+  """Writes ``payload`` with this machine's facts to ``out_dir/name``; returns the path."""
+  path = output_dir(out_dir) / name
   path.write_text(json.dumps({"machine": machine_facts(), **payload}, indent=2))
   return path
 

@@ -25,7 +25,8 @@
 The machine's 2 cores are shared with other jobs: the JSON records
 ``os.getloadavg()`` before and after.
 
-Run:  python benchmarks/bench_dask.py          (results/dask.json, results/dask.png)
+Run: ``explicit-softmax bench dask [--out DIR]`` (``dask.json`` and ``dask.png`` into
+``--out``; there is no ``--quick``).
 """
 
 from __future__ import annotations
@@ -257,12 +258,11 @@ def plot(result: dict, path) -> None:
 
 
 def main(argv=None) -> None:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+  parser = _common.parser(__doc__, quick=None)
   parser.add_argument("--rows", type=int, default=2_400_000,
                       help="rows of the synthetic data of part (b) (64 float32 features)")
   parser.add_argument("--repeats", type=int, default=3)
   parser.add_argument("--datasets", nargs="*", default=["mnist", "shakespeare"])
-  parser.add_argument("--out", default=None, help="results folder (default benchmarks/results)")
   args = parser.parse_args(argv)
   import distributed
   began = time.perf_counter()

@@ -5,12 +5,12 @@ One command::
     explicit-softmax bench deep -- --threads 1          # full run (3 seeds)
     explicit-softmax bench deep -- --quick --threads 1  # smoke test (1 seed, short budgets)
 
-writes ``deep.json`` (config, machine facts with the load average, every curve, mean
-and spread, per-seed times, the target ratios), ``deep.png`` (validation loss against
-steps and against seconds) and ``deep_rows.png`` (the head-rows sweep; ``deep_quick.*``
-with ``--quick``). ``--tasks`` runs a subset and ``--merge A.json B.json`` combines
-partial runs (e.g. the language model and the CNN tasks run as two processes, one core
-each) into one result and plot.
+writes into ``--out`` ``deep.json`` (config, machine facts with the load average, every
+curve, mean and spread, per-seed times, the target ratios), ``deep.png`` (validation loss
+against steps and against seconds) and ``deep_rows.png`` (the head-rows sweep;
+``deep_quick.*`` with ``--quick``). ``--tasks`` runs a subset and ``--merge A.json
+B.json`` combines partial runs (e.g. the language model and the CNN tasks run as two
+processes, one core each, each with its own ``--out``) into one result and plot.
 
 Tasks (issues 18 and 26):
 
@@ -79,28 +79,26 @@ import sys
 import time
 
 from explicit_softmax.adapters import _fit
-from explicit_softmax.bench._harness import RESULTS  # noqa: E402
-from explicit_softmax.bench import _harness  # noqa: E402
+from explicit_softmax.bench import _harness
 # The configuration, the tasks and the measurements, one module each; re-exported here.
 from explicit_softmax.bench.deep_cnn import run_cnn_task
-from explicit_softmax.bench.deep_common import (BATCH, CNN_VAL, LM_BATCH,  # noqa: F401
-                                                LM_CLIP, LM_CONTEXT, LM_DECAY, LM_FIT_WINDOWS,
-                                                LM_HEADS, LM_LAYERS, LM_LR, LM_MIN_LR,
-                                                LM_VAL_WINDOWS, LM_WARMUP, LM_WIDTH, LR,
-                                                LSUV_BATCH, LSUV_ROUNDS, LSUV_TOL,
-                                                ROWS_MULTIPLES, ROWS_TASK, TASKS)
+from explicit_softmax.bench.deep_common import (CNN_VAL, LM_BATCH, LM_CLIP,  # noqa: F401
+                                                LM_CONTEXT, LM_DECAY, LM_FIT_WINDOWS, LM_HEADS,
+                                                LM_LAYERS, LM_LR, LM_MIN_LR, LM_VAL_WINDOWS,
+                                                LM_WARMUP, LM_WIDTH, LSUV_BATCH, LSUV_ROUNDS,
+                                                LSUV_TOL, ROWS_MULTIPLES, ROWS_TASK, TASKS)
 from explicit_softmax.bench.deep_lm import run_lm_task
 from explicit_softmax.bench.deep_rows import plot_rows, run_rows_task, summarise_rows
 from explicit_softmax.bench.deep_summary import (compare, first_reach, plot,  # noqa: F401
                                                  print_tables, summarise, target_verdicts)
+from explicit_softmax.bench.training import BATCH, LR
 
 ALL_TASKS = TASKS + (ROWS_TASK,)
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--quick", action="store_true",
-                      help="smoke test: 1 seed, CNNs 100 steps, transfer 60, LM 150")
+  parser = _harness.parser(__doc__, quick="smoke test: 1 seed, CNNs 100 steps, transfer 60, "
+                                          "LM 150")
   parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
   parser.add_argument("--tasks", default=",".join(ALL_TASKS),
                       help=f"subset of {','.join(ALL_TASKS)}")
@@ -108,10 +106,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="CNN frameworks, subset of torch,flax (the LM is PyTorch)")
   parser.add_argument("--threads", type=int, default=None,
                       help="threads for BLAS, XLA and torch (default: all cores)")
-  parser.add_argument("--out", default=None, help="JSON path (default results/deep.json; "
-                      "--quick: results/deep_quick.json)")
-  parser.add_argument("--merge", nargs="+", default=None,
-                      help="combine these partial JSON files into --out (and its plot)")
+  parser.add_argument("--merge", nargs="+", default=None, metavar="DEEP.json",
+                      help="combine these partial JSON files into --out (and its plots)")
   args = parser.parse_args(argv)
   args.tasks = [t for t in args.tasks.split(",") if t]
   args.frameworks = [f for f in args.frameworks.split(",") if f]
@@ -122,8 +118,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.error("frameworks must be a subset of torch,flax.")
   if args.seeds is None:
     args.seeds = 1 if args.quick else 3
-  if args.out is None:
-    args.out = str(RESULTS / ("deep_quick.json" if args.quick else "deep.json"))
   args.budgets = ({"cnn": 100, "cnn_dense": 100, "transfer": 60, "lm": 150} if args.quick
                   else {"cnn": None, "cnn_dense": None, "transfer": 300,
                         "lm": 2000})  # None: one epoch
@@ -137,7 +131,7 @@ def finish(result: dict, out: pathlib.Path) -> None:
   result["targets"] = target_verdicts(result)
   if ROWS_TASK in result:
     result[ROWS_TASK]["summary"] = summarise_rows(result[ROWS_TASK])
-  out.parent.mkdir(parents=True, exist_ok=True)
+  _harness.output_dir(out.parent)
   out.write_text(json.dumps(result, indent=1))
   plot(result, out.with_suffix(".png"))
   if ROWS_TASK in result:
@@ -156,7 +150,7 @@ def machine_facts() -> dict:
 
 def main(argv=None) -> dict:
   args = parse_args(argv)
-  out = pathlib.Path(args.out)
+  out = args.out / ("deep_quick.json" if args.quick else "deep.json")
   if args.merge:
     result = {"parts": []}
     for name in args.merge:

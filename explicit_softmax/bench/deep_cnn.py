@@ -6,10 +6,11 @@ from __future__ import annotations
 import math
 import time
 
-from explicit_softmax.bench.deep_common import (BATCH, CNN_ARMS, CNN_VAL, LR, LSUV_BATCH,
-                                                LSUV_ROUNDS, LSUV_TOL, TRANSFER_ARMS,
-                                                batch_order, eval_steps, explicit_rows,
-                                                fit_rows, orthonormal, probe_weights)
+from explicit_softmax.bench.deep_common import (CNN_ARMS, CNN_VAL, LSUV_BATCH, LSUV_ROUNDS,
+                                                LSUV_TOL, ORDER_SEED, TRANSFER_ARMS, eval_steps,
+                                                explicit_rows, fit_rows, orthonormal,
+                                                probe_weights)
+from explicit_softmax.bench.training import BATCH, batch_order, flax_train, summary, torch_train
 
 # The CNNs: "cnn" (conv 1->8, conv 8->16, dense 784 -> classes) and "cnn_dense" (issue 26:
 # conv 1->16, conv 16->32, dense 1568 -> 128, ReLU, dense 128 -> classes); 3x3 convs
@@ -21,7 +22,6 @@ def head_inputs(arch: str) -> int:
   """The width of the features entering the head."""
   c1, c2, dense = ARCHS[arch]
   return dense or c2 * 7 * 7
-from explicit_softmax.bench.init_common import summary
 
 
 # -- PyTorch --------------------------------------------------------------------
@@ -71,36 +71,6 @@ def torch_lsuv(model, x_batch, layers, seed: int) -> dict:
     rounds.append(k)
   model.train(was_training)
   return {"rounds": rounds}
-
-
-def torch_train(model, params, x_tr, y_tr, order, steps_to_eval, evaluate, *, opt=None,
-                schedule=None, clip=None, loss_fn=None):
-  """Trains on the given batch order; evaluates at ``steps_to_eval`` (clock stopped)."""
-  import torch
-  from torch import nn
-  loss_fn = loss_fn or (lambda out, yb: nn.functional.cross_entropy(out, yb))
-  opt = opt or torch.optim.Adam(params, lr=LR)
-  points = [{"step": 0, "seconds": 0.0, "cpu_seconds": 0.0, **evaluate()}]
-  elapsed = cpu = 0.0
-  for step, idx in enumerate(order, start=1):
-    t0, c0 = time.perf_counter(), time.process_time()
-    if schedule is not None:
-      for group in opt.param_groups:
-        group["lr"] = schedule(step - 1)
-    idx = torch.as_tensor(idx)
-    loss = loss_fn(model(x_tr[idx]), y_tr[idx])
-    opt.zero_grad(set_to_none=True)
-    loss.backward()
-    if clip is not None:
-      torch.nn.utils.clip_grad_norm_(params, clip)
-    opt.step()
-    elapsed += time.perf_counter() - t0
-    cpu += time.process_time() - c0
-    if step in steps_to_eval:
-      model.eval()
-      points.append({"step": step, "seconds": elapsed, "cpu_seconds": cpu, **evaluate()})
-      model.train()
-  return points
 
 
 def torch_classifier_eval(model, x, y):
@@ -158,7 +128,7 @@ def torch_cnn_arm(arm, seed, data, budget, *, arch="cnn", pretrained=None, n_cla
   extra["head_norm"] = float(model[-1].weight.detach().norm())
   x_tr, y_tr = torch.as_tensor(xtr), torch.as_tensor(ytr)
   evaluate = torch_classifier_eval(model, torch.as_tensor(xval), torch.as_tensor(yval))
-  order = batch_order(seed, len(xtr), budget)
+  order = batch_order(ORDER_SEED + seed, len(xtr), budget)
   model.train()
   points = torch_train(model, list(model.parameters()), x_tr, y_tr, order,
                        set(eval_steps(budget)), evaluate)
@@ -181,8 +151,8 @@ def torch_pretrain(seed, xtr, ytr):
   torch.manual_seed(100 + seed)
   model = torch_cnn("cnn", 5)
   x, y = torch.as_tensor(xtr), torch.as_tensor(ytr)
-  torch_train(model, list(model.parameters()), x, y, batch_order(100 + seed, len(x),
-              len(x) // BATCH), set(), lambda: {})
+  order = batch_order(ORDER_SEED + 100 + seed, len(x), len(x) // BATCH)
+  torch_train(model, list(model.parameters()), x, y, order, set(), lambda: {})
   state = model.state_dict()
   return {k: v.clone() for k, v in state.items()}
 
@@ -230,54 +200,6 @@ def flax_lsuv(model, x_batch, layer_ids, seed: int) -> dict:
   return {"rounds": rounds}
 
 
-def flax_train(model, x_tr, y_tr, order, steps_to_eval, x_val, y_val):
-  import jax
-  import jax.numpy as jnp
-  import optax
-  from flax import nnx
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  tx = optax.adam(LR)
-  opt_state = tx.init(params)
-
-  def loss_fn(p, xb, yb):
-    logits = nnx.merge(graphdef, p, rest)(xb)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-  @jax.jit
-  def step_fn(p, state, x_all, y_all, idx):
-    # The batch is gathered inside the compiled step (no eager dispatch per step).
-    loss, grads = jax.value_and_grad(loss_fn)(p, x_all[idx], y_all[idx])
-    updates, state = tx.update(grads, state, p)
-    return optax.apply_updates(p, updates), state, loss
-
-  @jax.jit
-  def eval_fn(p, x, y):
-    logits = nnx.merge(graphdef, p, rest)(x)
-    return ((logits.argmax(-1) == y).mean(),
-            optax.softmax_cross_entropy_with_integer_labels(logits, y).mean())
-
-  def evaluate(p, x, y):
-    acc, loss = eval_fn(p, x, y)
-    return {"loss": float(loss), "acc": float(acc)}
-
-  x_d, y_d = jnp.asarray(x_tr), jnp.asarray(y_tr, jnp.int32)
-  xv, yv = jnp.asarray(x_val), jnp.asarray(y_val, jnp.int32)
-  step_c = step_fn.lower(params, opt_state, x_d, y_d, jnp.arange(BATCH)).compile()
-  points = [{"step": 0, "seconds": 0.0, "cpu_seconds": 0.0, **evaluate(params, xv, yv)}]
-  elapsed = cpu = 0.0
-  for step, idx in enumerate(order, start=1):
-    t0, c0 = time.perf_counter(), time.process_time()
-    params, opt_state, loss = step_c(params, opt_state, x_d, y_d, jnp.asarray(idx))
-    loss.block_until_ready()
-    elapsed += time.perf_counter() - t0
-    cpu += time.process_time() - c0
-    if step in steps_to_eval:
-      points.append({"step": step, "seconds": elapsed, "cpu_seconds": cpu,
-                     **evaluate(params, xv, yv)})
-  nnx.update(model, params)
-  return points, lambda x, y: evaluate(params, jnp.asarray(x), jnp.asarray(y, jnp.int32))
-
-
 def flax_cnn_arm(arm, seed, data, budget, *, arch="cnn", pretrained=None, n_classes=10):
   import jax
   import numpy as np
@@ -316,7 +238,7 @@ def flax_cnn_arm(arm, seed, data, budget, *, arch="cnn", pretrained=None, n_clas
   init_seconds = time.perf_counter() - start
   extra["init_cpu_seconds"] = time.process_time() - cpu_start
   extra["head_norm"] = float(np.linalg.norm(np.asarray(model.layers[-1].kernel[...])))
-  order = batch_order(seed, len(xtr), budget)
+  order = batch_order(ORDER_SEED + seed, len(xtr), budget)
   points, evaluate = flax_train(model, xtr, ytr, order, set(eval_steps(budget)), xval, yval)
   return {"init_seconds": init_seconds, "points": points, "test": evaluate(xtest, ytest),
           **extra}
@@ -325,8 +247,8 @@ def flax_cnn_arm(arm, seed, data, budget, *, arch="cnn", pretrained=None, n_clas
 def flax_pretrain(seed, xtr, ytr):
   from flax import nnx
   model = flax_cnn(100 + seed, 5)
-  flax_train(model, xtr, ytr, batch_order(100 + seed, len(xtr), len(xtr) // BATCH), set(),
-             xtr[:10], ytr[:10])
+  order = batch_order(ORDER_SEED + 100 + seed, len(xtr), len(xtr) // BATCH)
+  flax_train(model, xtr, ytr, order, set(), xtr[:10], ytr[:10])
   return nnx.state(model)
 
 

@@ -1,5 +1,6 @@
-"""What the deep-model benchmark's tasks share: the configuration, batch orders, the
-probe's fit and orthonormal weights (``es.bench.deep`` runs them)."""
+"""What the deep-model benchmark's tasks share: the configuration, evaluation steps, the
+rows each initialiser reads, the probe's fit and orthonormal weights (``es.bench.deep``
+runs them; ``es.bench.training`` trains them)."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ TRANSFER_ARMS = ("default", "lsuv", "probe", "explicit")
 LM_ARMS = ("default", "lsuv", "probe", "explicit", "explicit_blocks")
 EXPLICIT_ARMS = ("explicit", "explicit_lsuv", "explicit_blocks")
 PEERS = ("default", "lsuv", "probe")
-LR, BATCH = 1e-3, 128
+# Added to a task's seed for its batch order (``training.batch_order``).
+ORDER_SEED = 1000
 CNN_VAL = 2000          # validation rows evaluated along the curve (the rest of test at the end)
 # Samples read by the head-rows sweep, as multiples of the head's inputs N + 1 (and all).
 ROWS_MULTIPLES = (2, 4, 8, 16, 32, 64)
@@ -29,17 +31,6 @@ def eval_steps(budget: int) -> list[int]:
   geo = np.geomspace(4, budget, 12).round().astype(int)
   lin = np.linspace(0, budget, 21).round().astype(int)
   return sorted(set(geo.tolist()) | set(lin.tolist()) | {0, budget})
-
-
-def batch_order(seed: int, n: int, steps: int, batch: int = BATCH):
-  """Row indices of each step's batch: epochs of a seeded permutation, full batches."""
-  import numpy as np
-  rng = np.random.default_rng(1000 + seed)
-  order = []
-  while len(order) < steps:
-    perm = rng.permutation(n)
-    order.extend(perm[i * batch:(i + 1) * batch] for i in range(n // batch))
-  return order[:steps]
 
 
 def fit_rows(seed: int, n: int, rows: int):

@@ -8,12 +8,13 @@ import math
 import time
 
 from explicit_softmax.bench import _harness
-from explicit_softmax.bench.deep_cnn import explicit_record, torch_lsuv, torch_train
+from explicit_softmax.bench.deep_cnn import explicit_record, torch_lsuv
 from explicit_softmax.bench.deep_common import (LM_ARMS, LM_BATCH, LM_CLIP, LM_CONTEXT,
                                                 LM_DECAY, LM_FIT_WINDOWS, LM_HEADS, LM_LAYERS,
                                                 LM_LR, LM_MIN_LR, LM_VAL_WINDOWS, LM_WARMUP,
                                                 LM_WIDTH, eval_steps, explicit_rows,
                                                 probe_weights)
+from explicit_softmax.bench.training import torch_train
 
 
 # -- transformer language model (PyTorch) ---------------------------------------

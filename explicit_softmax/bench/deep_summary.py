@@ -7,7 +7,7 @@ from __future__ import annotations
 import pathlib
 
 from explicit_softmax.bench.deep_common import EXPLICIT_ARMS, PEERS, TASKS
-from explicit_softmax.bench.init_common import summary
+from explicit_softmax.bench.training import summary
 from explicit_softmax.bench import _harness
 
 

@@ -2,7 +2,7 @@
 
 Times ``es.fit(X, y, method="cooccurrence")`` against a bare numpy ``X.T @ Y``
 on MNIST-shaped data (60,000 x 784 float32, 10 classes), in the same process,
-as medians of repeated runs, and writes ``results/fit.json``.
+as medians of repeated runs, and writes ``fit.json`` into ``--out``.
 
 Three protocols, all reported:
 
@@ -16,12 +16,11 @@ Three protocols, all reported:
   statistics pass runs on its own threads, which then share the cores with the
   spinning OpenBLAS threads, and it slows down accordingly.
 
-Usage: python benchmarks/bench_fit.py [--repeats 15] [--out DIR]
+Usage: explicit-softmax bench fit [--quick] [--out DIR] [-- --repeats 15 --samples 60000]
 """
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
@@ -87,11 +86,9 @@ def _print_summary(result: dict, path) -> None:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = _harness.parser(__doc__, quick="fewer repeats")
   parser.add_argument("--repeats", type=int, default=15)
   parser.add_argument("--samples", type=int, default=60_000)
-  parser.add_argument("--out", default=None)
-  parser.add_argument("--quick", action="store_true", help="fewer repeats")
   args = parser.parse_args(argv)
   repeats = 3 if args.quick else args.repeats
 

@@ -2,12 +2,12 @@
 
 One command:
 
-    python benchmarks/bench_init.py           # full run (3 seeds)
-    python benchmarks/bench_init.py --quick   # reduced run (1 seed, short budgets)
+    explicit-softmax bench init           # full run (3 seeds)
+    explicit-softmax bench init --quick   # reduced run (1 seed, short budgets)
 
-writes ``benchmarks/results/init.json`` (config, machine facts, per-seed values,
-mean and spread, timings) and ``benchmarks/results/init.png`` (``init_quick.*``
-with ``--quick``).
+writes ``init.json`` (config, machine facts, per-seed values, mean and spread,
+timings) and ``init.png`` into ``--out`` (``init_quick.*`` with ``--quick``, so
+that a quick run never overwrites a full one).
 
 Two experiments:
 
@@ -45,25 +45,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import pathlib
 import platform
 import sys
 import time
 
-from explicit_softmax.bench._harness import RESULTS  # noqa: E402
-from explicit_softmax.bench import _harness  # noqa: E402
-# The shared settings, the two experiments and the output, one module each; re-exported here.
-from explicit_softmax.bench.init_common import (ARMS, BATCH, LM_ARMS, LR,  # noqa: F401
-                                                N_HIDDEN, batch_order, summary)
-from explicit_softmax.bench.init_lm import run_lm
-from explicit_softmax.bench.init_mnist import mnist_findings, run_mnist
+from explicit_softmax.bench import _harness
+# The two experiments, the output and the training, one module each; re-exported here.
+from explicit_softmax.bench.init_lm import LM_ARMS, run_lm
+from explicit_softmax.bench.init_mnist import ARMS, N_HIDDEN, mnist_findings, run_mnist
 from explicit_softmax.bench.init_output import plot, print_tables
+from explicit_softmax.bench.training import BATCH, LR, batch_order, summary  # noqa: F401
 
 
 def parse_args(argv=None) -> argparse.Namespace:
-  parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-  parser.add_argument("--quick", action="store_true",
-                      help="reduced run: 1 seed, budgets 100/300, short LM runs")
+  parser = _harness.parser(__doc__, quick="reduced run: 1 seed, budgets 100/300, short LM runs")
   parser.add_argument("--seeds", type=int, default=None, help="number of seeds (default 3)")
   parser.add_argument("--frameworks", default="torch,flax",
                       help="comma-separated subset of torch,flax")
@@ -73,9 +68,6 @@ def parse_args(argv=None) -> argparse.Namespace:
                       help="fine-tuning steps of the LM runs (default 2000, quick 300)")
   parser.add_argument("--threads", type=int, default=None,
                       help="threads for BLAS, XLA and torch (default: all cores)")
-  parser.add_argument("--out", default=None,
-                      help="JSON output path (default results/init.json; --quick: "
-                           "results/init_quick.json, so a quick run never overwrites a full one)")
   args = parser.parse_args(argv)
   args.frameworks = [f for f in args.frameworks.split(",") if f]
   unknown = set(args.frameworks) - {"torch", "flax"}
@@ -85,8 +77,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     args.seeds = 1 if args.quick else 3
   if args.lm_steps is None:
     args.lm_steps = 300 if args.quick else 2000
-  if args.out is None:
-    args.out = str(RESULTS / ("init_quick.json" if args.quick else "init.json"))
   return args
 
 
@@ -149,8 +139,7 @@ def main(argv=None) -> dict:
     if not args.skip_lm:
       result["lm"] = run_lm(args, progress)
   result["total_seconds"] = time.perf_counter() - start
-  out = pathlib.Path(args.out)
-  out.parent.mkdir(parents=True, exist_ok=True)
+  out = _harness.output_dir(args.out) / ("init_quick.json" if args.quick else "init.json")
   out.write_text(json.dumps(result, indent=1))
   plot(result, out.with_suffix(".png"))
   print_tables(result)

@@ -6,7 +6,10 @@ from __future__ import annotations
 import time
 
 from explicit_softmax.bench import _harness
-from explicit_softmax.bench.init_common import BATCH, LM_ARMS, LR, summary
+from explicit_softmax.bench.training import flax_train, random_batches, summary, torch_train
+
+# The arms: embedding and head from the SVD initialiser, or the framework's default.
+LM_ARMS = ("svd", "random")
 
 
 # -- toy language models ------------------------------------------------------------
@@ -44,6 +47,15 @@ def svd_init(ftr, ytr, vocab, n_context, d):
   return factors, explicit, time.perf_counter() - start
 
 
+def _eval_steps(steps: int, eval_every: int) -> set[int]:
+  return set(range(eval_every, steps + 1, eval_every))
+
+
+def _curve(points) -> tuple[list[float], list[float]]:
+  """The held-out cross-entropy and the training seconds at each evaluation."""
+  return [p["loss"] for p in points], [p["seconds"] for p in points]
+
+
 def torch_lm_run(arm, seed, lm, factors, steps, eval_every, d):
   import numpy as np
   import torch
@@ -68,33 +80,20 @@ def torch_lm_run(arm, seed, lm, factors, steps, eval_every, d):
     es_torch.init_embedding(factors, model.embed, model.head)
   x_tr, y_tr = torch.as_tensor(ftr.ids.astype(np.int64)), torch.as_tensor(ytr)
   x_te, y_te = torch.as_tensor(fte.ids.astype(np.int64)), torch.as_tensor(yte)
-  opt = torch.optim.Adam(model.parameters(), lr=LR)
-  rng = np.random.default_rng(seed)
 
   def evaluate():
     with torch.no_grad():
-      return float(nn.functional.cross_entropy(model(x_te), y_te))
+      return {"loss": float(nn.functional.cross_entropy(model(x_te), y_te))}
 
-  curve, seconds, elapsed = [evaluate()], [0.0], 0.0
-  for step in range(1, steps + 1):
-    t0 = time.perf_counter()
-    idx = torch.as_tensor(rng.integers(0, len(y_tr), BATCH))
-    loss = nn.functional.cross_entropy(model(x_tr[idx]), y_tr[idx])
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    elapsed += time.perf_counter() - t0
-    if step % eval_every == 0:
-      curve.append(evaluate())
-      seconds.append(elapsed)
-  return curve, seconds
+  points = torch_train(model, list(model.parameters()), x_tr, y_tr,
+                       random_batches(seed, len(ytr), steps), _eval_steps(steps, eval_every),
+                       evaluate)
+  return _curve(points)
 
 
 def flax_lm_run(arm, seed, lm, factors, steps, eval_every, d):
-  import jax
   import jax.numpy as jnp
   import numpy as np
-  import optax
   from flax import nnx
   from explicit_softmax.adapters import flax as es_flax
   ftr, ytr, fte, yte, vocab, k = lm
@@ -111,37 +110,10 @@ def flax_lm_run(arm, seed, lm, factors, steps, eval_every, d):
   model = LM(nnx.Rngs(seed))
   if arm == "svd":
     es_flax.init_embedding(factors, model.embed, model.head)
-  graphdef, params = nnx.split(model)
-  tx = optax.adam(LR)
-  opt_state = tx.init(params)
-
-  def loss_fn(p, xb, yb):
-    return optax.softmax_cross_entropy_with_integer_labels(
-        nnx.merge(graphdef, p)(xb), yb).mean()
-
-  @jax.jit
-  def step_fn(p, state, x_all, y_all, idx):
-    # The batch is gathered inside the compiled step (no eager dispatch per step).
-    loss, grads = jax.value_and_grad(loss_fn)(p, x_all[idx], y_all[idx])
-    updates, state = tx.update(grads, state, p)
-    return optax.apply_updates(p, updates), state, loss
-
-  eval_fn = jax.jit(loss_fn)
-  x_tr, y_tr = jnp.asarray(ftr.ids, jnp.int32), jnp.asarray(ytr, jnp.int32)
-  x_te, y_te = jnp.asarray(fte.ids, jnp.int32), jnp.asarray(yte, jnp.int32)
-  step_c = step_fn.lower(params, opt_state, x_tr, y_tr, jnp.arange(BATCH)).compile()
-  rng = np.random.default_rng(seed)
-  curve, seconds, elapsed = [float(eval_fn(params, x_te, y_te))], [0.0], 0.0
-  for step in range(1, steps + 1):
-    t0 = time.perf_counter()
-    idx = jnp.asarray(rng.integers(0, len(ytr), BATCH))
-    params, opt_state, loss = step_c(params, opt_state, x_tr, y_tr, idx)
-    loss.block_until_ready()
-    elapsed += time.perf_counter() - t0
-    if step % eval_every == 0:
-      curve.append(float(eval_fn(params, x_te, y_te)))
-      seconds.append(elapsed)
-  return curve, seconds
+  points, _ = flax_train(model, ftr.ids.astype(np.int32), ytr,
+                         random_batches(seed, len(ytr), steps), _eval_steps(steps, eval_every),
+                         fte.ids.astype(np.int32), yte)
+  return _curve(points)
 
 
 def first_reach(curve, steps, seconds, target, init_seconds):

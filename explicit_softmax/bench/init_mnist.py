@@ -5,7 +5,17 @@ from __future__ import annotations
 
 import time
 
-from explicit_softmax.bench.init_common import ARMS, BATCH, LR, N_HIDDEN, batch_order, summary
+from explicit_softmax.bench.training import (BATCH, batch_order, flax_train, summary,
+                                             torch_train)
+
+# The arms (``es.bench.init``'s docstring says what each is) and the hidden width.
+ARMS = ("default", "explicit_head", "layerwise", "residual")
+N_HIDDEN = 256
+
+
+def _by_step(points) -> dict:
+  """Step -> (test accuracy, test cross-entropy) of a training run's points."""
+  return {p["step"]: (p["acc"], p["loss"]) for p in points}
 
 
 # -- MNIST: PyTorch -----------------------------------------------------------------
@@ -25,36 +35,22 @@ def torch_mnist_run(arm, seed, data, budgets):
     explicit = es_torch.init_head(model, xtr, ytr)
     model[-1] = es_torch.ResidualHead(explicit)
   init_seconds = time.perf_counter() - start
-  xtr_t, ytr_t = torch.as_tensor(xtr), torch.as_tensor(ytr)
   xte_t, yte_t = torch.as_tensor(xte), torch.as_tensor(yte)
 
   def evaluate():
     with torch.no_grad():
       logits = model(xte_t)
-      return (float((logits.argmax(1) == yte_t).float().mean()),
-              float(nn.functional.cross_entropy(logits, yte_t)))
+      return {"acc": float((logits.argmax(1) == yte_t).float().mean()),
+              "loss": float(nn.functional.cross_entropy(logits, yte_t))}
 
-  opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=LR)
-  order = batch_order(seed, len(xtr), max(budgets))
-  results, train_seconds = {0: evaluate()}, 0.0
-  for step, idx in enumerate(order, start=1):
-    t0 = time.perf_counter()
-    idx = torch.as_tensor(idx)
-    loss = nn.functional.cross_entropy(model(xtr_t[idx]), ytr_t[idx])
-    opt.zero_grad()
-    loss.backward()
-    opt.step()
-    train_seconds += time.perf_counter() - t0
-    if step in budgets:
-      results[step] = evaluate()
-  return results, init_seconds, train_seconds
+  points = torch_train(model, [p for p in model.parameters() if p.requires_grad],
+                       torch.as_tensor(xtr), torch.as_tensor(ytr),
+                       batch_order(seed, len(xtr), max(budgets)), set(budgets), evaluate)
+  return _by_step(points), init_seconds, points[-1]["seconds"]
 
 
 # -- MNIST: Flax ----------------------------------------------------------------------
 def flax_mnist_run(arm, seed, data, budgets):
-  import jax
-  import jax.numpy as jnp
-  import optax
   from flax import nnx
   from explicit_softmax.adapters import flax as es_flax
   xtr, ytr, xte, yte = data
@@ -70,46 +66,9 @@ def flax_mnist_run(arm, seed, data, budgets):
     explicit = es_flax.init_head(model, xtr, ytr)
     model = nnx.Sequential(model.layers[0], nnx.relu, es_flax.ResidualHead(explicit))
   init_seconds = time.perf_counter() - start
-
-  graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-  tx = optax.adam(LR)
-  opt_state = tx.init(params)
-
-  def loss_fn(p, xb, yb):
-    logits = nnx.merge(graphdef, p, rest)(xb)
-    return optax.softmax_cross_entropy_with_integer_labels(logits, yb).mean()
-
-  @jax.jit
-  def step_fn(p, state, x_all, y_all, idx):
-    # The batch is gathered inside the compiled step (no eager dispatch per step).
-    loss, grads = jax.value_and_grad(loss_fn)(p, x_all[idx], y_all[idx])
-    updates, state = tx.update(grads, state, p)
-    return optax.apply_updates(p, updates), state, loss
-
-  @jax.jit
-  def eval_fn(p, x, y):
-    logits = nnx.merge(graphdef, p, rest)(x)
-    return ((logits.argmax(-1) == y).mean(),
-            optax.softmax_cross_entropy_with_integer_labels(logits, y).mean())
-
-  xtr_d, ytr_d = jnp.asarray(xtr), jnp.asarray(ytr, jnp.int32)
-  xte_d, yte_d = jnp.asarray(xte), jnp.asarray(yte, jnp.int32)
-  order = batch_order(seed, len(xtr), max(budgets))
-  step_c = step_fn.lower(params, opt_state, xtr_d, ytr_d, jnp.arange(BATCH)).compile()
-
-  def evaluate(p):
-    acc, ce = eval_fn(p, xte_d, yte_d)
-    return float(acc), float(ce)
-
-  results, train_seconds = {0: evaluate(params)}, 0.0
-  for step, idx in enumerate(order, start=1):
-    t0 = time.perf_counter()
-    params, opt_state, loss = step_c(params, opt_state, xtr_d, ytr_d, jnp.asarray(idx))
-    loss.block_until_ready()
-    train_seconds += time.perf_counter() - t0
-    if step in budgets:
-      results[step] = evaluate(params)
-  return results, init_seconds, train_seconds
+  points, _ = flax_train(model, xtr, ytr, batch_order(seed, len(xtr), max(budgets)),
+                         set(budgets), xte, yte)
+  return _by_step(points), init_seconds, points[-1]["seconds"]
 
 
 def run_mnist(args, progress) -> dict:

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pathlib
 
-from explicit_softmax.bench.init_common import ARMS, LM_ARMS
 from explicit_softmax.bench import _harness
+from explicit_softmax.bench.init_lm import LM_ARMS
+from explicit_softmax.bench.init_mnist import ARMS
 
 
 def print_tables(result: dict) -> None:

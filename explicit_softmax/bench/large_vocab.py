@@ -8,10 +8,10 @@ For each successor support size, one subprocess samples training, validation
 and test sequences (independent seeds), fits, picks the smoothing on the
 validation sequence, reports the test cross-entropy, and records its own peak
 resident memory (``VmHWM``, Linux's per-process high-water mark). Writes
-``results/large_vocab.json`` and ``results/large_vocab.png``.
+``large_vocab.json`` and ``large_vocab.png`` into ``--out``.
 
-Usage: python benchmarks/bench_large_vocab.py [--vocab 50000] [--train-tokens 5000000]
-       [--supports 64,1024,50000] [--quick] [--out DIR]
+Usage: explicit-softmax bench large-vocab [--quick] [--out DIR] [-- --vocab 50000
+       --train-tokens 5000000 --supports 64,1024,50000]
 """
 
 from __future__ import annotations
@@ -123,15 +123,13 @@ def _plot(runs: list[dict], path) -> None:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = _harness.parser(__doc__, quick="V=5,000 and 500k tokens")
   parser.add_argument("--vocab", type=int, default=50_000)
   parser.add_argument("--train-tokens", type=int, default=5_000_000)
   parser.add_argument("--test-tokens", type=int, default=500_000)
   parser.add_argument("--supports", default="64,1024,50000",
                       help="comma-separated successor counts per context")
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--quick", action="store_true", help="V=5,000 and 500k tokens")
-  parser.add_argument("--out", default=None)
   parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
   parser.add_argument("--support", type=int, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)

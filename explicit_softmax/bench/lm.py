@@ -68,32 +68,30 @@ the co-occurrence counts) and over a seeded subsample of training positions
 for ``K > 1``.
 
 Usage:
-  python benchmarks/bench_lm.py [--quick] [--out DIR] [--text PATH]
-      [--datasets markov1-K1,shakespeare-K2,...] [--budget S] [--epochs E]
+  explicit-softmax bench lm [--quick] [--out DIR] [-- --text PATH
+      --datasets markov1-K1,shakespeare-K2,... --budget S --epochs E]
 
-Writes ``lm.json``, ``lm.md`` and ``lm.png`` into ``benchmarks/results`` (or
-``--out``). The full run takes about two hours on 2 cores (``markov1-K1`` alone
-about one: 12 gradient-descent runs of ``--budget`` 240 s); ``--datasets`` runs
-a subset. ``--quick`` (V = 500 / 50, 100,000 tokens, 100,000 characters, 2 s
-per run) takes about three minutes.
+Writes ``lm.json``, ``lm.md`` and ``lm.png`` into ``--out``. The full run takes
+about two hours on 2 cores (``markov1-K1`` alone about one: 12 gradient-descent runs
+of ``--budget`` 240 s); ``--datasets`` runs a subset. ``--quick`` (V = 500 / 50, 100,000
+tokens, 100,000 characters, 2 s per run) takes about three minutes.
 
 The committed results come from three runs with different time budgets, merged:
-  python benchmarks/bench_lm.py --datasets markov1-K1 --budget 45 --out /tmp/lm_a
-  python benchmarks/bench_lm.py --datasets markov2-K2,markov2-K3,shakespeare-K1,\
-      shakespeare-K2,shakespeare-K3,shakespeare-K4 --budget 8 --out /tmp/lm_b
-  python benchmarks/bench_lm.py --datasets additive-K2,additive-K3 --budget 8 --out /tmp/lm_c
-  python benchmarks/bench_lm.py --merge /tmp/lm_a/lm.json /tmp/lm_b/lm.json /tmp/lm_c/lm.json
+  explicit-softmax bench lm --out /tmp/lm_a -- --datasets markov1-K1 --budget 45
+  explicit-softmax bench lm --out /tmp/lm_b -- --datasets markov2-K2,markov2-K3,\
+      shakespeare-K1,shakespeare-K2,shakespeare-K3,shakespeare-K4 --budget 8
+  explicit-softmax bench lm --out /tmp/lm_c -- --datasets additive-K2,additive-K3 --budget 8
+  explicit-softmax bench lm --update-committed -- --merge /tmp/lm_a/lm.json \
+      /tmp/lm_b/lm.json /tmp/lm_c/lm.json
 """
 
 from __future__ import annotations
 
-import argparse
 import pathlib
-import sys
 import time
 
 from explicit_softmax.bench import _harness
-from explicit_softmax.bench._harness import RESULTS, write_json
+from explicit_softmax.bench._harness import write_json
 # The data sets, the curves, the arms and the summaries, one module each; re-exported here.
 from explicit_softmax.bench.lm_arms import run_dataset
 from explicit_softmax.bench.lm_curves import TrainProbe, run_curve, score, tqdm  # noqa: F401
@@ -112,9 +110,7 @@ def _default_text() -> str | None:
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="reduced sizes, to check the script")
-  parser.add_argument("--out", default=None, help="output directory (default benchmarks/results)")
+  parser = _harness.parser(__doc__, quick="reduced sizes, to check the script")
   parser.add_argument("--text", default=_default_text(), help="tiny Shakespeare text file")
   parser.add_argument("--datasets", default=None,
                       help="comma-separated subset of data set names (default: all)")
@@ -137,6 +133,9 @@ def parse_args(argv=None):
                       help="training positions for loss/KL when K > 1 (default 200,000; "
                            "quick 20,000)")
   parser.add_argument("--seed", type=int, default=0)
+  parser.add_argument("--merge", nargs="+", default=None, metavar="LM.json",
+                      help="combine these lm.json files of runs over disjoint data sets "
+                           "into --out")
   args = parser.parse_args(argv)
   if args.budget is None:
     args.budget = 2.0 if args.quick else 240.0
@@ -168,7 +167,7 @@ def merge(paths, out_dir) -> dict:
     if "target" in part:
       payload["target"] = part["target"]
   path = write_json("lm.json", payload, out_dir)
-  out = pathlib.Path(out_dir) if out_dir else RESULTS
+  out = path.parent
   result = {"machine": json.loads(path.read_text())["machine"], **payload}
   (out / "lm.md").write_text(markdown(result))
   plot(result, out / "lm.png")
@@ -177,9 +176,9 @@ def merge(paths, out_dir) -> dict:
 
 
 def main(argv=None):
-  if argv is None and len(sys.argv) > 1 and sys.argv[1] == "--merge":
-    return merge(sys.argv[2:], None)
   args = parse_args(argv)
+  if args.merge:
+    return merge(args.merge, args.out)
   specs = default_specs(args)
   if args.datasets:
     wanted = set(args.datasets.split(","))
@@ -188,7 +187,7 @@ def main(argv=None):
       raise SystemExit(f"unknown data sets {sorted(unknown)}; choose from "
                        f"{[s.name for s in specs]}")
     specs = [s for s in specs if s.name in wanted]
-  config = {k: v for k, v in vars(args).items()}
+  config = {k: str(v) if k == "out" else v for k, v in vars(args).items() if k != "merge"}
   config.update({"init_scale": INIT_SCALE, "smoothing": SMOOTHING,
                  "sgd_grid_note": "sgd learning rates are sgd_grid x 1/(K max_i f_i/T)"})
   cache, datasets = {}, {}
@@ -204,7 +203,7 @@ def main(argv=None):
     payload["target"] = {"dataset": "markov1-K1", **datasets["markov1-K1"]["target"]}
   payload["claims"] = {name: d.pop("claims") for name, d in datasets.items()}
   path = write_json("lm.json", payload, args.out)
-  out_dir = pathlib.Path(args.out) if args.out else RESULTS
+  out_dir = path.parent
   result = {"machine": __import__("json").loads(path.read_text())["machine"], **payload}
   (out_dir / "lm.md").write_text(markdown(result))
   if datasets:

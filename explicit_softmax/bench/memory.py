@@ -16,10 +16,10 @@ measures, each in a fresh subprocess, the peak resident set size (``VmHWM``;
 * ``one-batch``: ``SoftmaxStats.from_data`` on one batch held in memory: the
   floor any streamed fit must pay.
 
-Writes ``results/memory.json`` and ``results/memory.png``.
+Writes ``memory.json`` and ``memory.png`` into ``--out``.
 
-Usage: python benchmarks/bench_memory.py [--batch-rows 131072] [--features 128]
-       [--classes 10] [--batches 10] [--quick] [--out DIR]
+Usage: explicit-softmax bench memory [--quick] [--out DIR] [-- --batch-rows 131072
+       --features 128 --classes 10 --batches 10]
 """
 
 from __future__ import annotations
@@ -137,14 +137,12 @@ def _plot(runs, batch_bytes, path):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = _harness.parser(__doc__, quick="16,384-row batches")
   parser.add_argument("--batch-rows", type=int, default=131_072)
   parser.add_argument("--features", type=int, default=128)
   parser.add_argument("--classes", type=int, default=10)
   parser.add_argument("--batches", type=int, default=10)
   parser.add_argument("--seed", type=int, default=0)
-  parser.add_argument("--quick", action="store_true", help="16,384-row batches")
-  parser.add_argument("--out", default=None)
   parser.add_argument("--child", choices=MODES, help=argparse.SUPPRESS)
   parser.add_argument("--dir", help=argparse.SUPPRESS)
   args = parser.parse_args(argv)

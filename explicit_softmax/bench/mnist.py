@@ -3,14 +3,13 @@
 Every method runs on the same 60k/10k split, with held-out cross-entropy and
 accuracy recorded against wall-clock seconds (evaluation time excluded; jitted
 steps compiled before timing, compile time reported separately). Writes
-``results/mnist.json``, ``results/mnist.png`` and ``results/mnist.md``.
+``mnist.json``, ``mnist.png`` and ``mnist.md`` into ``--out``.
 
-Usage: python benchmarks/bench_mnist.py [--quick] [--out DIR]
+Usage: explicit-softmax bench mnist [--quick] [--out DIR]
 """
 
 from __future__ import annotations
 
-import argparse
 import os
 import time
 import warnings
@@ -437,10 +436,7 @@ def _curves_and_ratios(explicit: dict, refined: dict, skl: dict, gd: dict):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help="10k training samples, 1 epoch")
-  parser.add_argument("--out", default=None)
-  args = parser.parse_args(argv)
+  args = _common.parser(__doc__, quick="10k training samples, 1 epoch").parse_args(argv)
 
   x, y = es.data.load_mnist("train", dtype="float32")
   xt, yt = es.data.load_mnist("test", dtype="float32")

@@ -26,7 +26,6 @@ Usage: ``explicit-softmax bench ngram [--quick] [--out DIR] [-- --text PATH]``
 
 from __future__ import annotations
 
-import argparse
 import json
 import re
 import time
@@ -266,11 +265,9 @@ def plot(result: dict, path) -> None:
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = _harness.parser(__doc__, quick="3 timed repeats")
   parser.add_argument("--text", default=None, help="tiny Shakespeare (default: searched)")
   parser.add_argument("--repeats", type=int, default=15, help="timed repeats per order")
-  parser.add_argument("--out", default=None)
-  parser.add_argument("--quick", action="store_true", help="3 timed repeats")
   args = parser.parse_args(argv)
   repeats = 3 if args.quick else args.repeats
   path = _harness.tiny_shakespeare(args.text)

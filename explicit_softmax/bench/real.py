@@ -69,7 +69,6 @@ Usage: explicit-softmax bench real [--quick] [-- --datasets iris,wine --mnist-ro
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
 import time
@@ -99,9 +98,10 @@ def _names(values, allowed) -> list[str]:
 
 
 def child_args(args) -> list[str]:
-  """The options a data set's child processes get from the parent's."""
-  out = ["--warm-repeats", str(args.warm_repeats), "--warm-cap", str(args.warm_cap),
-         "--thread-cap", str(args.thread_cap),
+  """The options a data set's child processes get from the parent's (the results
+  folder included, though a child only prints its results)."""
+  out = ["--out", str(args.out), "--warm-repeats", str(args.warm_repeats),
+         "--warm-cap", str(args.warm_cap), "--thread-cap", str(args.thread_cap),
          "--newton-max-features", str(args.newton_max_features)]
   if getattr(args, "starts", False):
     out += ["--starts", "--starts-newton-max-features", str(args.starts_newton_max_features),
@@ -132,8 +132,7 @@ def add_arm_options(parser) -> None:
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
+  parser = _harness.parser(__doc__, quick=f"only {', '.join(QUICK)}")
   parser.add_argument("--datasets", nargs="+", default=None,
                       help=f"run these data sets (default: all, or the --quick ones; "
                            f"from {', '.join(DATASETS)})")
@@ -148,7 +147,6 @@ def parse_args(argv=None):
                       help="the starts study skips the Newton starts above this many features")
   parser.add_argument("--starts-budget", type=float, default=600.0,
                       help="seconds per data set after which the remaining starts are skipped")
-  parser.add_argument("--out", default=None, help="output directory (default benchmarks/results)")
   parser.add_argument("--one", choices=DATASETS, default=None,
                       help="(internal) run one data set's --arms here, printing JSON lines")
   args = parser.parse_args(argv)

@@ -8,7 +8,7 @@ runs for such an array): samples per second, median of repeats after one
 warm-up call (compilation excluded). For reference it also times, in the same
 process, a bare ``shard_map`` of ``psum(X^T onehot(y))`` (no validation, no
 compensated sums) and, for D = 1, the host path ``SoftmaxStats.from_data`` on
-the numpy array. Writes ``results/scaling.json`` and ``results/scaling.png``.
+the numpy array. Writes ``scaling.json`` and ``scaling.png`` into ``--out``.
 
 Honest caveat: forced host devices are threads of one process sharing this
 machine's cores (2 here). One CPU device runs largely on one core, so 2 devices
@@ -16,8 +16,8 @@ may be faster by using both, but beyond the core count nothing can be gained:
 on CPU this measures the cost of the sharded code path, not the speed-up of
 several real accelerators, where the same code splits the pass over devices.
 
-Usage: python benchmarks/bench_scaling.py [--samples 524288] [--features 128]
-       [--classes 16] [--devices 1,2,4,8] [--repeats 5] [--quick] [--out DIR]
+Usage: explicit-softmax bench scaling [--quick] [--out DIR] [-- --samples 524288
+       --features 128 --classes 16 --devices 1,2,4,8 --repeats 5]
 """
 
 from __future__ import annotations
@@ -109,14 +109,12 @@ def _plot(runs, path, shape):
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser = _harness.parser(__doc__, quick="2^16 samples, 2 repeats")
   parser.add_argument("--samples", type=int, default=2**19)
   parser.add_argument("--features", type=int, default=128)
   parser.add_argument("--classes", type=int, default=16)
   parser.add_argument("--devices", default="1,2,4,8")
   parser.add_argument("--repeats", type=int, default=5)
-  parser.add_argument("--quick", action="store_true", help="2^16 samples, 2 repeats")
-  parser.add_argument("--out", default=None)
   parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
   args = parser.parse_args(argv)
   if args.quick:

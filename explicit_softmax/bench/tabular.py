@@ -30,7 +30,6 @@ Usage: explicit-softmax bench tabular [--quick] [-- --datasets iris,wine --stand
 
 from __future__ import annotations
 
-import argparse
 import json
 import time
 
@@ -47,8 +46,7 @@ QUICK = ("iris", "wine", "pima", "tic-tac-toe", "vehicle", "segment")
 
 
 def parse_args(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("--quick", action="store_true", help=f"only {', '.join(QUICK)}")
+  parser = _harness.parser(__doc__, quick=f"only {', '.join(QUICK)}")
   parser.add_argument("--datasets", nargs="+", default=None,
                       help="run these KEEL data sets (default: all 43, or the --quick ones)")
   parser.add_argument("--standardise", action="store_true",
@@ -56,7 +54,6 @@ def parse_args(argv=None):
   parser.add_argument("--others", action="store_true",
                       help="also the closed forms and the further peers of bench real")
   add_arm_options(parser)
-  parser.add_argument("--out", default=None, help="output directory")
   parser.add_argument("--one", default=None,
                       help="(internal) run one data set's --arms here, printing JSON lines")
   args = parser.parse_args(argv)
