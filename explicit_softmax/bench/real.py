@@ -70,11 +70,9 @@ Usage: explicit-softmax bench real [--quick] [-- --datasets iris,wine --mnist-ro
 from __future__ import annotations
 
 import functools
-import json
 import time
 
 from explicit_softmax.bench import report  # noqa: E402
-from explicit_softmax.bench._harness import write_json  # noqa: E402
 
 from explicit_softmax.bench import _harness  # noqa: E402
 # The data sets, the arms, the starts study and the output, one module each; re-exported
@@ -83,7 +81,7 @@ from explicit_softmax.bench.real_arms import (ARMS, HEADLINE, OTHERS, child_main
                                               lrcv_params, run_dataset)
 from explicit_softmax.bench.real_data import (DATASETS, N_SPEAKERS, QUICK, Skip,  # noqa: F401
                                               _plain, load)
-from explicit_softmax.bench.real_output import _summary, markdown, plot
+from explicit_softmax.bench.real_output import _summary, markdown, plot, write_outputs  # noqa: F401 (plot, markdown: re-exported)
 from explicit_softmax.bench.real_starts import STARTS, run_starts  # noqa: F401
 
 
@@ -204,14 +202,7 @@ def main(argv=None):
       "targets": report.peer_targets(results),
       "total_seconds": time.perf_counter() - start,
   }
-  path = write_json("real.json", payload, args.out)
-  payload = json.loads(path.read_text())  # with the machine facts
-  (path.parent / "real.md").write_text(markdown(payload))
-  plot(payload, path.parent / "real.png")
-  for sentence in report.peer_verdicts(payload["targets"]):
-    print(sentence)
-  print(f"wrote {path}, real.md and real.png ({payload['total_seconds']:.0f} s)")
-  return payload
+  return write_outputs("real", payload, args.out, markdown)
 
 
 if __name__ == "__main__":

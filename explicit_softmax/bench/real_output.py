@@ -3,6 +3,8 @@ the plots and the printed summary lines."""
 
 from __future__ import annotations
 
+import json
+
 from explicit_softmax.bench import report
 from explicit_softmax.bench import _harness
 from explicit_softmax.bench.real_arms import ARMS, HEADLINE, LR, LRCV, OURS
@@ -13,13 +15,32 @@ def _cell(x, spec):
   return "n/a" if x is None else format(x, spec)
 
 
-def markdown(payload: dict) -> str:
-  """``real.md``: the report's real-data section (every table and verdict) on its own."""
+def page(title: str, section: str, payload: dict) -> str:
+  """A benchmark's markdown page: ``title``, the machine, then its report ``section``."""
   m = payload["machine"]
-  return ("# Real data: the default classifier against scikit-learn\n\n"
+  return (f"# {title}\n\n"
           f"Machine: {m['cores']} cores, {m['cpu']}, {m['date']}, load average "
           f"{', '.join(f'{x:.1f}' for x in m.get('loadavg', []))} at the end.\n\n"
-          + report.real_section(payload).replace("benchmarks/results/", ""))
+          + section.replace("benchmarks/results/", ""))
+
+
+def markdown(payload: dict) -> str:
+  """``real.md``: the report's real-data section (every table and verdict) on its own."""
+  return page("Real data: the default classifier against scikit-learn",
+              report.real_section(payload), payload)
+
+
+def write_outputs(stem: str, payload: dict, out, markdown_fn, **plot_options) -> dict:
+  """Writes ``STEM.json`` (with the machine facts), ``STEM.md`` and ``STEM.png`` to
+  ``out``, prints the verdicts and returns the payload as written."""
+  path = _harness.write_json(f"{stem}.json", payload, out)
+  payload = json.loads(path.read_text())  # with the machine facts
+  (path.parent / f"{stem}.md").write_text(markdown_fn(payload))
+  plot(payload, path.parent / f"{stem}.png", **plot_options)
+  for sentence in report.peer_verdicts(payload["targets"]):
+    print(sentence)
+  print(f"wrote {path}, {stem}.md and {stem}.png ({payload['total_seconds']:.0f} s)")
+  return payload
 
 
 def plot(payload: dict, path, *, title: str | None = None) -> None:

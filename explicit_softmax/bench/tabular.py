@@ -30,7 +30,6 @@ Usage: explicit-softmax bench tabular [--quick] [-- --datasets iris,wine --stand
 
 from __future__ import annotations
 
-import json
 import time
 
 from explicit_softmax.bench import _harness
@@ -39,7 +38,7 @@ from explicit_softmax.bench import tabular_data
 from explicit_softmax.bench.real import _names, add_arm_options, child_args, config
 from explicit_softmax.bench.real import default_params
 from explicit_softmax.bench.real_arms import ARMS, HEADLINE, OTHERS, child_main, run_dataset
-from explicit_softmax.bench.real_output import _summary, plot
+from explicit_softmax.bench.real_output import _summary, page, write_outputs
 
 # Small sets of several kinds (numeric, categorical, many classes) for --quick.
 QUICK = ("iris", "wine", "pima", "tic-tac-toe", "vehicle", "segment")
@@ -63,11 +62,8 @@ def parse_args(argv=None):
 
 def markdown(payload: dict) -> str:
   """``tabular.md``: the report's KEEL section on its own."""
-  m = payload["machine"]
-  return ("# The KEEL collection: the default classifier against scikit-learn\n\n"
-          f"Machine: {m['cores']} cores, {m['cpu']}, {m['date']}, load average "
-          f"{', '.join(f'{x:.1f}' for x in m.get('loadavg', []))} at the end.\n\n"
-          + report.tabular_section(payload).replace("benchmarks/results/", ""))
+  return page("The KEEL collection: the default classifier against scikit-learn",
+              report.tabular_section(payload), payload)
 
 
 def main(argv=None):
@@ -98,16 +94,9 @@ def main(argv=None):
       "targets": report.peer_targets(results),
       "total_seconds": time.perf_counter() - start,
   }
-  path = _harness.write_json("tabular.json", payload, args.out)
-  payload = json.loads(path.read_text())  # with the machine facts
-  (path.parent / "tabular.md").write_text(markdown(payload))
-  plot(payload, path.parent / "tabular.png",
-       title="KEEL collection: the default against scikit-learn, each arm cold in a fresh "
-             "process")
-  for sentence in report.peer_verdicts(payload["targets"]):
-    print(sentence)
-  print(f"wrote {path}, tabular.md and tabular.png ({payload['total_seconds']:.0f} s)")
-  return payload
+  return write_outputs(
+      "tabular", payload, args.out, markdown,
+      title="KEEL collection: the default against scikit-learn, each arm cold in a fresh process")
 
 
 if __name__ == "__main__":
