@@ -81,7 +81,7 @@ from explicit_softmax.bench.real_arms import (ARMS, HEADLINE, OTHERS, child_main
                                               lrcv_params, run_dataset)
 from explicit_softmax.bench.real_data import (DATASETS, N_SPEAKERS, QUICK, Skip,  # noqa: F401
                                               _plain, load)
-from explicit_softmax.bench.real_output import _summary, markdown, plot, write_outputs  # noqa: F401 (plot, markdown: re-exported)
+from explicit_softmax.bench.real_output import _summary, markdown, write_outputs  # noqa: F401
 from explicit_softmax.bench.real_starts import STARTS, run_starts  # noqa: F401
 
 

@@ -284,6 +284,13 @@ def headline_table(datasets: dict, targets: dict, *, compact: bool = False) -> l
   return lines
 
 
+def not_run_line(title: str, datasets: dict) -> list[str]:
+  """The line ``TITLE: name (reason); ...`` for the data sets that did not run, else nothing."""
+  skipped = [f"{n} ({v.get('reason', v.get('status'))})" for n, v in datasets.items()
+             if v.get("status") != "ok"]
+  return [f"{title}: " + "; ".join(skipped) + ".\n"] if skipped else []
+
+
 def breakdown_table(datasets: dict) -> list[str]:
   """Where the default's time goes: its record's seconds per stage (and the rest of the
   cold call, outside ``es.fit``'s clock: the estimator's checks, first-call costs), the
@@ -529,10 +536,7 @@ def real_section(d) -> str:
   if not_run:
     lines.append("Not run (reasons in `real.json`): " + "; ".join(
         f"{label} on {', '.join(names)}" for label, names in not_run.items()) + ".\n")
-  skipped = [f"{n} ({v.get('reason', v.get('status'))})" for n, v in sets.items()
-             if v.get("status") != "ok"]
-  if skipped:
-    lines.append("Skipped: " + "; ".join(skipped) + ".\n")
+  lines += not_run_line("Skipped", sets)
   if (common.RESULTS / "real.png").exists():
     lines.append("![Real data](benchmarks/results/real.png)\n")
   if any(v.get("starts") for v in sets.values()):

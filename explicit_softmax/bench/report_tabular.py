@@ -8,7 +8,8 @@ import json
 from explicit_softmax.bench import report_common as common
 from explicit_softmax.bench.report_common import _machine
 from explicit_softmax.bench.report_real import (breakdown_table, headline_table, how_timed,
-                                                peer_targets, peer_verdicts, peer_timing_table)
+                                                not_run_line, peer_targets, peer_verdicts,
+                                                peer_timing_table)
 
 
 def _counts(t: dict) -> str:
@@ -50,10 +51,7 @@ def tabular_section(d) -> str:
   lines += headline_table(sets, t) + [""]
   lines += ["Where the default's time goes:\n"] + breakdown_table(sets) + [""]
   lines += ["The peers at each thread setting:\n"] + peer_timing_table(sets) + [""]
-  skipped = [f"{n} ({v.get('reason', v.get('status'))})" for n, v in sets.items()
-             if v.get("status") != "ok"]
-  if skipped:
-    lines.append("Not run: " + "; ".join(skipped) + ".\n")
+  lines += not_run_line("Not run", sets)
   if (common.RESULTS / "tabular.png").exists():
     lines.append("![KEEL collection](benchmarks/results/tabular.png)\n")
   return "\n".join(lines) + "\n"
