@@ -647,17 +647,28 @@ def blas_threads_for(work: int):
   return controller.limit(limits=1, user_api="blas")
 
 
+# Fits whose largest product has at most this many multiply-adds (T (N+1) max(N+1, M))
+# leave BLAS as it is: its threads cost little there, and finding BLAS costs about
+# 10 ms once per process (docs/fitting.md, "Why these constants").
+BLAS_LIMIT_MIN_WORK = 2**22
+
+
 @contextlib.contextmanager
-def single_threaded_blas():
+def single_threaded_blas(work: int | None = None):
   """A context in which BLAS runs one thread; yields the threads its caller may run
-  itself (the cores; 1 where BLAS cannot be limited, without threadpoolctl).
+  itself (the cores; 1 where BLAS cannot be limited, without threadpoolctl, or
+  is left alone).
 
   An iterative fit's products are many and small: BLAS's own threads, which
   spin while they wait, cost more than they save there, and more still when
   other processes share the cores. The fit splits its large products over
-  row blocks in threads of its own instead (``_design.HostDesign``).
+  row blocks in threads of its own instead (``_design.HostDesign``). A fit
+  whose ``work`` (its largest product's multiply-adds) is at most
+  ``BLAS_LIMIT_MIN_WORK`` leaves BLAS alone: finding it would cost more than
+  limiting it saves.
   """
-  controller = _blas_controller()
+  controller = (_blas_controller() if work is None or work > BLAS_LIMIT_MIN_WORK
+                else None)
   if controller is None:
     yield 1
     return

@@ -148,7 +148,8 @@ def relative_grad_norm(norm: float, zero_norm: float) -> float:
   return 0.0 if norm == 0 else np.inf
 
 
-def hessian(theta: np.ndarray, x1: np.ndarray, w: np.ndarray, l2) -> np.ndarray:
+def hessian(theta: np.ndarray, x1: np.ndarray, w: np.ndarray, l2,
+            p: np.ndarray | None = None) -> np.ndarray:
   """The Hessian of ``J`` (4) in ``theta = [W; b]`` (row-major), float64.
 
   Its blocks are ``X1^T diag(w (delta_jl p_j - p_j p_l)) X1`` for classes
@@ -160,16 +161,21 @@ def hessian(theta: np.ndarray, x1: np.ndarray, w: np.ndarray, l2) -> np.ndarray:
     x1: (T, N+1) ``X1 = [X, 1]``.
     w: (T,) sample weights summing to one.
     l2: the penalty on ``W``: a number, or (N,) per feature (``l2 s_i^2`` of (6)).
+    p: (T, M) the probabilities at ``theta``, if known.
   """
   n1, m = theta.shape
-  p = scipy.special.softmax(x1 @ theta, axis=1)
-  blocks = np.empty((n1, m, n1, m))
+  if p is None:
+    p = scipy.special.softmax(x1 @ theta, axis=1)
+  blocks = np.zeros((n1, m, n1, m))
+  # The weights of row t in block (j, l) sum to zero over l: the diagonal blocks
+  # are minus the sums of the off-diagonal ones, M (M - 1) / 2 products in all.
   for j in range(m):
-    for k in range(j, m):
-      c = w * ((j == k) * p[:, j] - p[:, j] * p[:, k])
-      block = (x1 * c[:, None]).T @ x1
+    for k in range(j + 1, m):
+      block = (x1 * (-w * p[:, j] * p[:, k])[:, None]).T @ x1
       blocks[:, j, :, k] = block
       blocks[:, k, :, j] = block
+      blocks[:, j, :, j] -= block
+      blocks[:, k, :, k] -= block
   hess = blocks.reshape(n1 * m, n1 * m)
   per_feature = np.broadcast_to(np.asarray(l2, np.float64), (n1 - 1,))
   hess[np.diag_indices(n1 * m)] += np.concatenate([np.repeat(per_feature, m), np.zeros(m)])

@@ -298,7 +298,10 @@ def _fit_placed(design, y, n_classes: int | None, *, l2, tol, sample_weight, cv,
       design.shape[1], m, min(design.shape[0] or 1, _objective.eval_rows(m)), on_host=True,
       asked=lambda: _validation.describe_classes(
           n_classes, m, None if targets is None else targets.labels))
-  with _design.single_threaded_blas() as workers, \
+  t, n = design.shape
+  # The largest product of a fit in memory (the Gram matrix or the Hessian's blocks).
+  largest = t * (n + 1) * max(n + 1, m) if design.local and design.dense else None
+  with _design.single_threaded_blas(largest) as workers, \
       _progress.progress(desc="es.fit", unit="step", delay=PROGRESS_DELAY_SECONDS,
                          disable=not verbose) as bar:
     placed = _Placed(design, targets, w_raw, m, tol=tol, workers=workers)
@@ -416,7 +419,8 @@ def _fit(placed: _Placed, start_model, *, l2, tol: float, cv, seed: int, bar,
   # the centred bias is the canonical one (equal data, equal logits).
   bias = bias - bias.mean()
   record = {
-      "method": "lbfgs", "l2": l2, "tol": tol, "converged": solution.reason == "tol",
+      "method": "newton" if solution.steps == 0 and solution.polish_steps else "lbfgs",
+      "l2": l2, "tol": tol, "converged": solution.reason == "tol",
       "reason": _convergence.REASONS[solution.reason], "steps": solution.steps,
       "evaluations": solution.evaluations, "newton_polish_steps": solution.polish_steps,
       "relative_grad_norm": solution.relative_grad_norm,
