@@ -171,7 +171,9 @@ def hessian(theta: np.ndarray, x1: np.ndarray, w: np.ndarray, l2,
   # are minus the sums of the off-diagonal ones, M (M - 1) / 2 products in all.
   for j in range(m):
     for k in range(j + 1, m):
-      block = (x1 * (-w * p[:, j] * p[:, k])[:, None]).T @ x1
+      # -X1^T diag(w p_j p_k) X1 as one symmetric product (numpy's syrk for A^T A).
+      scaled = x1 * np.sqrt(w * p[:, j] * p[:, k])[:, None]
+      block = -(scaled.T @ scaled)
       blocks[:, j, :, k] = block
       blocks[:, k, :, j] = block
       blocks[:, j, :, j] -= block

@@ -100,13 +100,15 @@ class Solution:
 
 
 def solve(problem: WhitenedProblem, v0: np.ndarray, *, tol: float, steps: int,
-          reference: float | None = None, report: Callable | None = None) -> Solution:
+          reference: float | None = None, report: Callable | None = None,
+          newton_tol: float = 0.0) -> Solution:
   """The optimum of ``problem`` from ``v0``: exact Newton steps where the parameters are few
   (``POLISH_MAX_PARAMETERS``), else L-BFGS until (5) holds at ``tol`` or ``steps`` iterations.
 
-  Newton runs to float64's rounding floor; where it does not get there within
-  ``NEWTON_STEPS`` (a nearly separable problem whose weights grow step after
-  step), L-BFGS takes over from where it stopped and Newton finishes.
+  Newton runs to float64's rounding floor, or until (5) holds at ``newton_tol``;
+  where it does not get there within ``NEWTON_STEPS`` (a nearly separable
+  problem whose weights grow step after step), L-BFGS takes over from where it
+  stopped and Newton finishes.
 
   Args:
     problem: the objective at one ``l2``.
@@ -116,6 +118,9 @@ def solve(problem: WhitenedProblem, v0: np.ndarray, *, tol: float, steps: int,
     reference: the reference norm of (5), if known (it does not depend on ``l2``).
     report: ``report(step, theta_fn, loss, grad_norm) -> bool`` after each
       iteration (True stops), or None.
+    newton_tol: where Newton applies, the relative gradient norm (5) it stops at;
+      0 (the default): float64's rounding floor, where equal data in another
+      form gives the same model.
 
   Returns:
     The ``Solution``.
@@ -126,22 +131,22 @@ def solve(problem: WhitenedProblem, v0: np.ndarray, *, tol: float, steps: int,
     taken[0] = step + 1
     return bool(report(step, theta_fn, loss, norm)) if report is not None else False
 
-  if _polishable(problem):
-    newton = DenseNewton(problem)
+  newton = DenseNewton(problem) if _polishable(problem) else None
+  polished = 0
+  if newton is not None:
     reference = newton.reference if reference is None else reference
-    v, polished, reason = newton.run(v0, NEWTON_STEPS, counting)
-    if reason == "floor" or reason == "callback":
+    threshold = newton_tol * reference
+    v0, polished, reason = newton.run(v0, NEWTON_STEPS, counting, threshold=threshold)
+    if reason in ("floor", "tol", "callback"):
       norm = newton.units_norm
       reason = "tol" if norm <= tol * reference else reason
-      return Solution(v, reason, 0, newton.evaluations,
+      return Solution(v0, reason, 0, newton.evaluations,
                       float(_objective.relative_grad_norm(norm, reference)), polished)
-    v0 = v
   reference = problem.reference_norm() if reference is None else reference
   v, reason, evaluations, norm = _lbfgs.minimise(problem, v0, steps, tol * reference,
                                                      counting)
-  polished = 0
-  if _polishable(problem):
-    v, more, _ = newton.run(v, NEWTON_STEPS)
+  if newton is not None:
+    v, more, _ = newton.run(v, NEWTON_STEPS, threshold=threshold)
     polished += more
     norm = newton.units_norm
     reason = "tol" if norm <= tol * reference else reason
@@ -268,19 +273,21 @@ class DenseNewton:
       step = basis[:, keep] @ ((basis[:, keep].T @ -grad.ravel()) / spectrum[keep])
       return step.reshape(n1, m)
 
-  def run(self, v: np.ndarray, steps: int,
-          report: Callable | None = None) -> tuple[np.ndarray, int, str]:
+  def run(self, v: np.ndarray, steps: int, report: Callable | None = None, *,
+          threshold: float = 0.0) -> tuple[np.ndarray, int, str]:
     """Newton steps from ``v`` (8), each with a backtracking line search.
 
     Args:
       v: (N+1, M) start.
       steps: the most steps.
       report: as for ``solve``, after each step, or None.
+      threshold: stop once the units' norm of the gradient is at most this
+        (0: only at the rounding floor).
 
     Returns:
       ``(v, steps taken, reason)``: ``"floor"`` (the gradient is float64
-      rounding), ``"callback"``, ``"stalled"`` (no step lowers the
-      objective) or ``"steps"``.
+      rounding), ``"tol"`` (below ``threshold``), ``"callback"``, ``"stalled"``
+      (no step lowers the objective) or ``"steps"``.
     """
     whitening, l2 = self.problem.whitening, self.problem.l2
     theta = self.problem.theta(v)
@@ -289,6 +296,9 @@ class DenseNewton:
     for _ in range(steps):
       if np.linalg.norm(grad) <= self.floor:
         reason = "floor"
+        break
+      if self._units(grad) <= threshold:
+        reason = "tol"
         break
       step = self._step(theta, grad, p)
       # Backtracking (Armijo): far from the optimum of a nearly separable problem

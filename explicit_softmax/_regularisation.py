@@ -45,6 +45,10 @@ MAX_JUMP = 3 * np.log(10)
 # The relative gradient norm (5) of the search's fits: (9) needs ``L``, ``U*``
 # and ``A`` to a few digits, not the optimum to the final tol.
 SEARCH_TOL = 1e-3
+# Where the search's fits are exact Newton steps (few parameters), they stop at this
+# relative gradient norm instead: one step past SEARCH_TOL at quadratic convergence,
+# and (9) then no longer moves with it (docs/fitting.md, "Why these constants").
+NEWTON_SEARCH_TOL = 1e-6
 
 
 def log_evidence(problem: _optimum.WhitenedProblem, v: np.ndarray, total_weight: float,
@@ -97,7 +101,8 @@ def evidence_l2(design, targets, w: np.ndarray, whitening: _curvature.Whitening,
       l2 = 10.0**la / total_weight
       problem = _optimum.WhitenedProblem(design, targets, w, whitening, l2)
       start = whitening.to_v(*whitening.to_theta(last_v, last_l2), l2)
-      solution = _optimum.solve(problem, start, tol=SEARCH_TOL, steps=1000, report=report)
+      solution = _optimum.solve(problem, start, tol=SEARCH_TOL, steps=1000, report=report,
+                                newton_tol=NEWTON_SEARCH_TOL)
       steps += solution.steps
       weights, bias = whitening.to_theta(solution.v, l2)
       loss = problem.loss_and_grad(weights, bias, need_grad=False)[0]
@@ -221,7 +226,8 @@ def heldout_l2(design, targets, w_raw: np.ndarray, whitening: _curvature.Whiteni
       v, l2_v = states[f]
       problem = _optimum.WhitenedProblem(x_tr, y_tr, w_tr / w_tr.sum(), whitening, l2)
       solution = _optimum.solve(problem, whitening.to_v(*whitening.to_theta(v, l2_v), l2),
-                                tol=SEARCH_TOL, steps=1000, report=report)
+                                tol=SEARCH_TOL, steps=1000, report=report,
+                                newton_tol=NEWTON_SEARCH_TOL)
       states[f] = (solution.v, l2)
       steps += solution.steps
       weights, bias = whitening.to_theta(solution.v, l2)
