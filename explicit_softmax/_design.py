@@ -647,9 +647,9 @@ def blas_threads_for(work: int):
   return controller.limit(limits=1, user_api="blas")
 
 
-# Fits whose largest product has at most this many multiply-adds (T (N+1) max(N+1, M))
-# leave BLAS as it is: its threads cost little there, and finding BLAS costs about
-# 10 ms once per process (docs/fitting.md, "Why these constants").
+# Newton fits whose largest product has at most this many multiply-adds
+# (T (N+1) max(N+1, M)) leave BLAS as it is: its threads cost little there, and finding
+# BLAS costs about 10 ms once per process (docs/fitting.md, "Why these constants").
 BLAS_LIMIT_MIN_WORK = 2**22
 
 
@@ -663,9 +663,12 @@ def single_threaded_blas(work: int | None = None):
   spin while they wait, cost more than they save there, and more still when
   other processes share the cores. The fit splits its large products over
   row blocks in threads of its own instead (``_design.HostDesign``). A fit
-  whose ``work`` (its largest product's multiply-adds) is at most
-  ``BLAS_LIMIT_MIN_WORK`` leaves BLAS alone: finding it would cost more than
-  limiting it saves.
+  by Newton steps (few, large products) whose ``work`` (its largest product's
+  multiply-adds) is at most ``BLAS_LIMIT_MIN_WORK`` leaves BLAS alone: finding
+  it would cost more than limiting it saves.
+
+  Args:
+    work: the largest product of a Newton fit, or None (any other fit).
   """
   controller = (_blas_controller() if work is None or work > BLAS_LIMIT_MIN_WORK
                 else None)

@@ -139,7 +139,9 @@ def solve(problem: WhitenedProblem, v0: np.ndarray, *, tol: float, steps: int,
     v0, polished, reason = newton.run(v0, NEWTON_STEPS, counting, threshold=threshold)
     if reason in ("floor", "tol", "callback"):
       norm = newton.units_norm
-      reason = "tol" if norm <= tol * reference else reason
+      # At the floor float64 can do no better: short of a tol below it, stalled.
+      reason = "tol" if norm <= tol * reference else (
+          "callback" if reason == "callback" else "stalled")
       return Solution(v0, reason, 0, newton.evaluations,
                       float(_objective.relative_grad_norm(norm, reference)), polished)
   reference = problem.reference_norm() if reference is None else reference
@@ -150,8 +152,15 @@ def solve(problem: WhitenedProblem, v0: np.ndarray, *, tol: float, steps: int,
     polished += more
     norm = newton.units_norm
     reason = "tol" if norm <= tol * reference else reason
+    evaluations += newton.evaluations
   return Solution(v, reason, taken[0], evaluations,
                   float(_objective.relative_grad_norm(norm, reference)), polished)
+
+
+def newton_applies(t: int, n: int, m: int) -> bool:
+  """Whether ``DenseNewton`` is cheap for ``t`` rows, ``n`` features and ``m`` classes."""
+  parameters = (n + 1) * m
+  return parameters <= POLISH_MAX_PARAMETERS and t * parameters**2 <= POLISH_MAX_WORK
 
 
 def _polishable(problem: WhitenedProblem) -> bool:
@@ -159,8 +168,7 @@ def _polishable(problem: WhitenedProblem) -> bool:
   if problem.targets is None:
     return False  # partitioned: no rows in one place
   t, n = problem.design.shape
-  parameters = (n + 1) * problem.whitening.n_classes
-  return parameters <= POLISH_MAX_PARAMETERS and t * parameters**2 <= POLISH_MAX_WORK
+  return newton_applies(t, n, problem.whitening.n_classes)
 
 
 def softmax_curvature(design, w: np.ndarray, weights: np.ndarray,
@@ -191,7 +199,7 @@ class DenseNewton:
   repeated rows, sparse for dense, a shuffle) then gives the same model, not
   two points within ``tol`` of it; and from a warm start a handful of steps
   reach it, each one product with ``X1 = [X, 1]`` for the objective and
-  ``M (M + 1) / 2`` for the Hessian, with no per-step overhead of an optimiser.
+  ``M (M - 1) / 2`` for the Hessian, with no per-step overhead of an optimiser.
   The Hessian (``_objective.hessian``, with the penalty ``l2 s_i^2`` of (6)) is
   singular along a common shift of the biases, which neither the objective nor
   its gradient sees: adding that direction's outer product makes it positive
@@ -203,7 +211,8 @@ class DenseNewton:
   Attributes:
     reference: the norm of (5) at the uniform model, in the units (7).
     units_norm: that norm at the last point evaluated.
-    evaluations: passes over the rows (objective and Hessian).
+    evaluations: evaluations of the objective and its gradient (each Newton step
+      adds one Hessian).
 
   References:
     J. Nocedal and S. J. Wright, "Numerical Optimization", 2nd ed., Springer
@@ -325,5 +334,7 @@ class DenseNewton:
     else:
       if np.linalg.norm(grad) <= self.floor:
         reason = "floor"
+      elif self._units(grad) <= threshold:
+        reason = "tol"
     self.units_norm = self._units(grad)
     return whitening.to_v(theta[:-1], theta[-1], l2), taken, reason

@@ -299,8 +299,10 @@ def _fit_placed(design, y, n_classes: int | None, *, l2, tol, sample_weight, cv,
       asked=lambda: _validation.describe_classes(
           n_classes, m, None if targets is None else targets.labels))
   t, n = design.shape
-  # The largest product of a fit in memory (the Gram matrix or the Hessian's blocks).
-  largest = t * (n + 1) * max(n + 1, m) if design.local and design.dense else None
+  # A fit by Newton steps makes few, large products (the Gram matrix, the Hessian's
+  # blocks), where BLAS's threads cost little; L-BFGS makes many small ones.
+  newton = design.local and design.dense and _optimum.newton_applies(t, n, m)
+  largest = t * (n + 1) * max(n + 1, m) if newton else None
   with _design.single_threaded_blas(largest) as workers, \
       _progress.progress(desc="es.fit", unit="step", delay=PROGRESS_DELAY_SECONDS,
                          disable=not verbose) as bar:

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings, strategies as st
 
 import explicit_softmax as es
-from explicit_softmax import _design, _objective, _optimum
+from explicit_softmax import _convergence, _design, _objective, _optimum
 
 
 def _real_data(seed: int, t: int = 300, n: int = 5, m: int = 3):
@@ -110,3 +110,12 @@ def test_small_fits_leave_blas_alone(monkeypatch):
   with pytest.raises(AssertionError, match="looked for BLAS"):
     with _design.single_threaded_blas(_design.BLAS_LIMIT_MIN_WORK + 1):
       pass
+
+
+def test_a_tol_below_float64s_floor_is_reported_as_stalled():
+  """Newton ends at the rounding floor; a tol below it cannot be met and the record says so."""
+  x, y = _real_data(4)
+  record = es.fit(x, y, l2=0.01, tol=1e-30, verbose=False).info["refine"]
+  assert record["method"] == "newton"
+  assert not record["converged"] and record["relative_grad_norm"] > 1e-30
+  assert record["reason"] == _convergence.REASONS["stalled"]
