@@ -63,6 +63,21 @@ def test_a_child_that_dies_keeps_the_arms_it_finished(tmp_path):
   assert silent["status"] == "error" and "status 2" in silent["reason"]
 
 
+def test_the_defaults_cold_fit_is_the_median_of_its_processes():
+  """One slow cold call in three processes does not become the default's time; every
+  process's time is kept, and a failed process adds none."""
+  def record(cold, status="ok"):
+    return {"status": status, "process_seconds": 1.0,
+            "arms": {real_arms.OURS: {"status": status, "cold_seconds": cold}}}
+
+  merged = real_arms._median_cold(record(0.092), [record(0.019), record(0.021)])
+  arm = merged["arms"][real_arms.OURS]
+  assert arm["cold_seconds"] == 0.021 and arm["cold_runs"] == [0.092, 0.019, 0.021]
+  assert merged["process_seconds"] == 3.0
+  merged = real_arms._median_cold(record(0.05), [record(None, status="error")])
+  assert merged["arms"][real_arms.OURS]["cold_runs"] == [0.05]
+
+
 def test_the_tuned_peer_is_logistic_regression_cv_with_its_defaults():
   from sklearn.linear_model import LogisticRegressionCV
   clf = real_arms.make("logreg_cv")

@@ -77,8 +77,8 @@ from explicit_softmax.bench import report  # noqa: E402
 from explicit_softmax.bench import _harness  # noqa: E402
 # The data sets, the arms, the starts study and the output, one module each; re-exported
 # here (``dask_cluster`` loads its data sets through ``real.load``).
-from explicit_softmax.bench.real_arms import (ARMS, HEADLINE, OTHERS, child_main,  # noqa: F401
-                                              lrcv_params, run_dataset)
+from explicit_softmax.bench.real_arms import (ARMS, COLD_PROCESSES, HEADLINE,  # noqa: F401
+                                              OTHERS, child_main, lrcv_params, run_dataset)
 from explicit_softmax.bench.real_data import (DATASETS, N_SPEAKERS, QUICK, Skip,  # noqa: F401
                                               _plain, load)
 from explicit_softmax.bench.real_output import _summary, markdown, write_outputs  # noqa: F401
@@ -158,6 +158,7 @@ def config(args, names) -> dict:
           "warm_repeats": args.warm_repeats, "warm_cap_seconds": args.warm_cap,
           "thread_cap_seconds": args.thread_cap, "timeout_seconds": args.timeout,
           "newton_max_features": args.newton_max_features, "others": not args.no_others,
+          "cold_processes": COLD_PROCESSES,
           "logreg_cv_params": {k: _plain(v) if not isinstance(v, tuple) else list(v)
                                for k, v in lrcv_params().items()}}
 
