@@ -4,6 +4,7 @@ cold in a process of its own, the peers also at their best BLAS thread setting."
 
 from __future__ import annotations
 
+import gc
 import inspect
 import json
 import os
@@ -142,6 +143,10 @@ def run_arm(key: str, data: tuple, *, warm_repeats: int, warm_cap: float,
   # Constructed first: its imports (scikit-learn's modules, the library's estimator) are
   # not part of the fit.
   estimator = make(key)
+  # A full garbage collection of the objects the imports left (about 70 ms in a process
+  # with scikit-learn and matplotlib loaded) lands in whichever call allocates when it
+  # falls due; as timeit does, no arm's time includes it.
+  gc.collect()
   with warnings.catch_warnings(record=True) as caught:
     warnings.simplefilter("always")
     start = time.perf_counter()
@@ -296,8 +301,7 @@ def run_child(cmd: list[str], name: str, arms: list[str], timeout: float) -> dic
 
 
 # The default alone is timed in this many fresh processes and its median cold fit kept:
-# one cold call on a shared 2-core VM took several times its usual time (KEEL's twonorm:
-# 0.092 s once, 0.019 to 0.021 s in every other process).
+# a cold call is one sample of a noisy shared 2-core VM.
 COLD_PROCESSES = 3
 
 

@@ -387,7 +387,9 @@ def how_timed(d: dict) -> str:
             f"over {len(c.get('logreg_cv_Cs', [])) or 'its'} Cs with 3 folds.")
   return (
       "Each headline arm runs in a fresh process of its own; its cold fit is the first fit "
-      "in that process (imports and data loading excluded). The default "
+      "in that process (imports and data loading excluded"
+      + (", a garbage collection run before it, as timeit does" if "cold_processes" in c
+         else "") + "). The default "
       "(`ExplicitSoftmaxClassifier()`, `es.fit`) is timed cold, as users run it (the "
       "library sets its own threads)"
       + (f", in {c['cold_processes']} fresh processes, of which the median is kept"
